@@ -1,0 +1,117 @@
+#include "autograd/engine.h"
+
+#include <deque>
+#include <unordered_map>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+
+namespace mgl::autograd {
+
+namespace {
+
+// Sum of two gradients without touching either (both may be referenced elsewhere in the graph).
+Tensor sum_gradients(const Tensor& a, const Tensor& b) {
+  MGL_CHECK(a.shape() == b.shape(), "backward: gradients ", a.describe(), " and ", b.describe(),
+            " for the same tensor differ in shape");
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  copy_(out, a);
+  add_(out, b);
+  return out;
+}
+
+struct NodeState {
+  int dependencies = 0;
+  std::vector<Tensor> grads;  // incoming gradient per output of the node, summed
+};
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  MGL_CHECK(grads.empty() || grads.size() == roots.size(), "backward: ", roots.size(), " roots but ", grads.size(),
+            " gradients");
+  NoGradGuard no_grad;  // backward formulas run as plain ops; no graph of the graph
+
+  std::unordered_map<Node*, NodeState> state;
+  std::vector<std::shared_ptr<Node>> keep_alive;
+
+  // 1. Seed: one edge (and one gradient) per root.
+  std::vector<std::pair<Edge, Tensor>> seeds;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& root = roots[i];
+    MGL_CHECK(root.requires_grad(), "backward: root ", root.describe(),
+              " does not require grad (no input of the computation requires grad, or it ran under NoGradGuard)");
+    Tensor seed;
+    if (!grads.empty() && grads[i].defined()) {
+      seed = grads[i];
+      MGL_CHECK(seed.shape() == root.shape() && seed.device() == root.device(), "backward: gradient ",
+                seed.describe(), " does not match root ", root.describe());
+    } else {
+      MGL_CHECK(root.numel() == 1, "backward: an implicit gradient (1) is only defined for one-element roots, got ",
+                root.describe(), "; pass the gradient explicitly");
+      seed = Tensor::ones(root.shape(), root.dtype(), root.device());
+    }
+    seeds.emplace_back(gradient_edge(root), seed);
+  }
+
+  // 2. Count dependencies: how many edges lead into each node reachable from the roots.
+  std::vector<Node*> stack;
+  for (auto& [edge, seed] : seeds) {
+    if (state.emplace(edge.node.get(), NodeState{}).second) {
+      stack.push_back(edge.node.get());
+      keep_alive.push_back(edge.node);
+    }
+  }
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Edge& next : node->next_edges) {
+      if (!next.node) continue;
+      auto [it, inserted] = state.emplace(next.node.get(), NodeState{});
+      ++it->second.dependencies;
+      if (inserted) {
+        stack.push_back(next.node.get());
+        keep_alive.push_back(next.node);
+      }
+    }
+  }
+
+  auto deliver = [&](Node* node, int slot, const Tensor& grad) {
+    NodeState& s = state[node];
+    if (s.grads.empty()) s.grads.resize(node->num_outputs);
+    Tensor& current = s.grads.at(slot);
+    current = current.defined() ? sum_gradients(current, grad) : grad;
+  };
+  for (auto& [edge, seed] : seeds) deliver(edge.node.get(), edge.input_nr, seed);
+
+  // 3. Run nodes whose dependencies are all satisfied.
+  std::deque<Node*> ready;
+  for (auto& [edge, seed] : seeds)
+    if (state[edge.node.get()].dependencies == 0) ready.push_back(edge.node.get());
+  std::unordered_map<Node*, bool> done;
+  while (!ready.empty()) {
+    Node* node = ready.front();
+    ready.pop_front();
+    if (done[node]) continue;  // two roots may share a node
+    done[node] = true;
+    NodeState& s = state[node];
+    std::vector<Tensor> incoming = std::move(s.grads);
+    incoming.resize(node->num_outputs);
+    for (auto& [slot, hook] : node->grad_hooks)
+      if (incoming[slot].defined()) incoming[slot] = hook(incoming[slot]);
+    bool any_gradient = false;
+    for (const Tensor& g : incoming) any_gradient = any_gradient || g.defined();
+    // A node that no gradient reached passes none on (but still releases its inputs' counts).
+    std::vector<Tensor> outgoing =
+        any_gradient ? node->apply(std::move(incoming)) : std::vector<Tensor>(node->next_edges.size());
+    if (!retain_graph) node->release_saved();
+    for (size_t i = 0; i < node->next_edges.size() && i < outgoing.size(); ++i) {
+      const Edge& next = node->next_edges[i];
+      if (!next.node) continue;
+      if (outgoing[i].defined()) deliver(next.node.get(), next.input_nr, outgoing[i]);
+      if (--state[next.node.get()].dependencies == 0) ready.push_back(next.node.get());
+    }
+  }
+}
+
+}  // namespace mgl::autograd

@@ -1,0 +1,92 @@
+#pragma once
+// The graph. Every differentiable op call that touches a tensor requiring grad adds one Node: it
+// remembers what backward needs (saved tensors, captured in a closure) and where each input's
+// gradient goes next (next_edges). Leaves that require grad end in an AccumulateGrad node, which
+// adds into .grad and then fires the leaf's post-accumulate hooks.
+//
+// Granularity is the op: a fused kernel (attention, CEMA, cross-entropy) is one node with a
+// hand-derived backward, like a PyTorch custom Function.
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mgl::autograd {
+
+class Node;
+
+// Where a gradient flows: input slot `input_nr` of `node` (input_nr indexes the node's outputs,
+// i.e. which of its grad_outputs this gradient is).
+struct Edge {
+  std::shared_ptr<Node> node;
+  int input_nr = 0;
+};
+
+// A hook sees the gradient of one tensor when it is final and may return a replacement
+// (or the same tensor).
+using GradHook = std::function<Tensor(const Tensor&)>;
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual std::string name() const = 0;
+  // grad_outputs[k] is the gradient with respect to output k (undefined if none reached it).
+  // Returns one gradient per next_edge, undefined where an input gets none.
+  virtual std::vector<Tensor> apply(std::vector<Tensor>&& grad_outputs) = 0;
+  // Frees what the node saved for backward (called after it ran, unless retain_graph).
+  virtual void release_saved() {}
+
+  int num_outputs = 1;
+  std::vector<Edge> next_edges;
+  std::vector<std::pair<int, GradHook>> grad_hooks;  // (output index, hook)
+};
+
+// A node whose backward is a closure. The closure captures the saved tensors; release_saved()
+// destroys it, so saved memory is returned as soon as the node's backward has run.
+using BackwardFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+
+class FunctionNode final : public Node {
+ public:
+  FunctionNode(std::string name, BackwardFunction backward) : name_(std::move(name)), backward_(std::move(backward)) {}
+  std::string name() const override { return name_; }
+  std::vector<Tensor> apply(std::vector<Tensor>&& grad_outputs) override;
+  void release_saved() override { backward_ = nullptr; }
+
+ private:
+  std::string name_;
+  BackwardFunction backward_;
+};
+
+// Adds incoming gradients into a leaf's .grad (allocating it on first use), then calls the
+// leaf's post-accumulate hooks: the moment a parameter's gradient is final for this pass.
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(const Tensor& leaf) : leaf_(leaf.impl_ptr()) {}
+  std::string name() const override { return "AccumulateGrad"; }
+  std::vector<Tensor> apply(std::vector<Tensor>&& grad_outputs) override;
+
+ private:
+  std::weak_ptr<TensorImpl> leaf_;  // the leaf owns this node; a dead leaf needs no gradient
+};
+
+// True if grad mode is on and any input requires grad: only then does an op record a node.
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Records one op: creates a FunctionNode wired to the inputs and makes it the grad_fn of the
+// outputs (which then require grad). Does nothing (and returns false) unless needs_grad(inputs).
+// Capture outputs in `backward` only through detach(), never the outputs themselves (a tensor
+// holding its own grad_fn would be a reference cycle).
+bool record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            BackwardFunction backward);
+
+// The edge a gradient for `t` must take (its grad_fn output, its AccumulateGrad, or none).
+Edge gradient_edge(const Tensor& t);
+
+// Hooks on any tensor requiring grad: `hook` sees the tensor's gradient when it is final
+// (for a leaf, before accumulation into .grad) and may return a replacement.
+void register_hook(const Tensor& t, GradHook hook);
+
+}  // namespace mgl::autograd

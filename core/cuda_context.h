@@ -1,0 +1,46 @@
+#pragma once
+// The CUDA runtime as the rest of the engine sees it: is a GPU there, which stream does work go
+// to, which device is current. Compiles (and answers "no GPU") when the engine is built without
+// CUDA, so no other file needs #ifdefs to ask.
+#include <string>
+
+#include "core/device.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so headers need no CUDA include
+
+namespace mgl {
+
+using Stream = CUstream_st*;
+
+bool cuda_built();                    // compiled with the CUDA backend
+bool cuda_available();                // built with CUDA and at least one device answers
+int cuda_device_count();              // 0 when unavailable
+std::string cuda_unavailable_reason();  // why cuda_available() is false (for skip messages)
+void require_cuda(const Device& device, const char* op);  // throws a clear error if unusable
+
+// One compute stream per device. Ops enqueue work on it; nothing synchronises unless a value
+// must reach the host.
+Stream compute_stream(const Device& device);
+void synchronize(const Device& device);
+
+// Makes `device` current for the guard's lifetime (no-op for CPU).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(const Device& device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+}  // namespace mgl
+
+// Wraps a call into cuda/: compiled only in CUDA builds. In a CPU-only build no CUDA tensor can
+// exist (allocation refuses first), so reaching this branch is a bug and reports itself as one.
+#ifdef MGL_WITH_CUDA
+#define MGL_ON_CUDA(...) __VA_ARGS__
+#else
+#define MGL_ON_CUDA(...) MGL_FAIL("internal error: CUDA code path reached in a build without CUDA")
+#endif

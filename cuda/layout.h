@@ -1,0 +1,33 @@
+#pragma once
+// How kernels see a strided tensor: shape and strides (in elements) by value, up to kMaxDims dims.
+// Plain C++ so that ops/ can build one without including CUDA headers.
+#include <cstdint>
+
+#include "core/dtype.h"
+
+struct CUstream_st;
+
+namespace mgl::cuda {
+
+using Stream = CUstream_st*;
+
+constexpr int kMaxDims = 8;
+
+struct Layout {
+  int rank = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+
+  // Element offset of the row-major linear index `index` (the i-th element in logical order).
+  MGL_HOST_DEVICE int64_t offset_of(int64_t index) const {
+    int64_t offset = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+      const int64_t size = shape[d];
+      offset += (index % size) * strides[d];
+      index /= size;
+    }
+    return offset;
+  }
+};
+
+}  // namespace mgl::cuda

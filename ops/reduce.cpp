@@ -1,0 +1,79 @@
+#include "ops/reduce.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/cuda_context.h"
+#include "core/strided.h"
+#include "ops/elementwise.h"
+#include "ops/ops.h"
+
+namespace mgl::detail {
+
+Reduction plan_reduction(const char* op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  check_floating(op, x);
+  Reduction plan;
+  plan.reduced.assign(x.dim(), dims.empty());
+  for (int64_t d : dims) {
+    const int64_t dim = normalize_dim(d, x.dim(), op);
+    MGL_CHECK(!plan.reduced[dim], op, ": dim ", d, " given twice for ", x.describe());
+    plan.reduced[dim] = true;
+  }
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    plan.kept_shape.push_back(plan.reduced[d] ? 1 : x.size(d));
+    if (plan.reduced[d]) plan.count *= x.size(d);
+    else plan.out_shape.push_back(x.size(d));
+  }
+  if (keepdim) plan.out_shape = plan.kept_shape;
+  return plan;
+}
+
+Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, const Reduction& plan) {
+  MGL_CHECK(kind == cuda::ReduceOp::sum || plan.count > 0, op, ": cannot take the maximum of zero elements of ",
+            x.describe());
+  // View x as [kept dims..., reduced dims...]: each output is one "row" of the reduced dims.
+  Shape order_shape, order_strides, kept_sizes, reduced_sizes;
+  for (int pass = 0; pass < 2; ++pass)
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (plan.reduced[d] == (pass == 1)) {
+        order_shape.push_back(x.size(d));
+        order_strides.push_back(x.stride(d));
+        (pass == 0 ? kept_sizes : reduced_sizes).push_back(x.size(d));
+      }
+  const int64_t rows = numel(kept_sizes), cols = plan.count;
+  Tensor out = Tensor::empty(plan.out_shape, x.dtype(), x.device());
+  const Tensor ordered = x.as_strided(order_shape, order_strides, x.offset());
+
+  if (x.is_cpu()) {
+    dispatch_floating(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      using M = typename compute_type<T>::type;
+      const T* in = static_cast<const T*>(x.raw_data());
+      T* po = out.data<T>();
+      std::vector<M> acc(rows, kind == cuda::ReduceOp::sum ? M(0) : M(-INFINITY));
+      int64_t i = 0;
+      for_each_offset<1>(order_shape, {order_strides}, [&](const auto& o) {
+        const M v = static_cast<M>(in[o[0]]);
+        M& a = acc[i++ / std::max<int64_t>(cols, 1)];
+        a = kind == cuda::ReduceOp::sum ? a + v : ((std::isnan(a) || a > v) ? a : v);
+      });
+      for (int64_t r = 0; r < rows; ++r) {
+        if constexpr (std::is_same_v<T, bf16>) po[r] = bf16(acc[r]);
+        else po[r] = acc[r];
+      }
+    });
+    return out;
+  }
+  DeviceGuard guard(x.device());
+  Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
+  copy_(packed, ordered);
+  MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
+                                compute_stream(x.device())));
+  return out;
+}
+
+Tensor expand_reduced(const Tensor& grad, const Reduction& plan, const Shape& input_shape) {
+  return expand(reshape(grad, plan.kept_shape), input_shape);
+}
+
+}  // namespace mgl::detail

@@ -1,0 +1,56 @@
+#pragma once
+// Test helpers shared by every test file.
+//
+//  * random inputs (never zeros) from a fresh seed per test, reported on failure;
+//  * check_gradients(): finite-difference gradcheck in f64 for a function of several inputs;
+//  * relative_error(): ||out - ref|| / ||ref|| (the CUDA-vs-CPU metric);
+//  * compare_cuda_to_cpu(): runs a function on CPU (f32) and on CUDA (f32 or bf16), forward and
+//    backward, and returns the worst relative error over outputs and input gradients.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/gradcheck.h"
+#include "core/cuda_context.h"
+#include "core/random.h"
+#include "core/tensor.h"
+#include "support/catch.h"
+
+namespace mgl::testing {
+
+// Set to true by a test file (through MGL_CUDA_TEST_FILE) whose tests need a GPU.
+bool gpu_tests_requested();
+struct RequestGpu {
+  RequestGpu();
+};
+#define MGL_CUDA_TEST_FILE static ::mgl::testing::RequestGpu mgl_request_gpu_instance;
+
+// A new seed for every call (from the time and a counter), printed by Catch on failure via INFO.
+uint64_t fresh_seed();
+
+// Uniform in [low, high) (default [-1, 1)), never all-zero, f64 on CPU unless stated.
+Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64, double low = -1.0, double high = 1.0,
+                     Device device = Device::cpu());
+// Random ids in [0, vocab).
+Tensor random_ids(const Shape& shape, int64_t vocab, uint64_t seed, DType dtype = DType::i64);
+
+// Runs gradcheck and fails the current test (with the report) if it does not pass.
+void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+                     const autograd::GradcheckOptions& options = {});
+void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs,
+                           const autograd::GradcheckOptions& options = {});
+
+double relative_error(const Tensor& out, const Tensor& ref);
+
+// Forward + backward of f on CPU f32 copies of `inputs` and on CUDA copies cast to `dtype`; the
+// outputs are seeded with the same random projections. Inputs that require grad are compared on
+// their gradients. Integer inputs are passed through unchanged (moved to the device). Returns the
+// largest relative error and fills `report` with one line per compared tensor.
+double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
+                           std::string* report = nullptr);
+
+// Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
+double tolerance_for(DType dtype);
+
+}  // namespace mgl::testing
