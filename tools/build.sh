@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds megalodon.cpp into build/ (Release). Extra arguments go to CMake's configure
+# step, e.g. tools/build.sh -DMGL_WITH_CUDA=OFF or -DCMAKE_CUDA_ARCHITECTURES=90.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" "$@"
+cmake --build build -j "$(nproc)"

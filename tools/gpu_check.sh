@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run on the GPU machine (H100/H200): build for sm_90, run the whole CTest suite including the
+# "cuda" label, run the benchmarks, and print a summary. Logs go to $OUT (or ./gpu_check_out).
+#   tools/gpu_check.sh            # build + all tests + benchmarks
+#   tools/gpu_check.sh --no-bench # skip benchmarks
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$out"
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+{
+  echo "== machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvcc --version | tail -1
+  nproc
+} 2>&1 | tee "$out/machine.txt"
+
+echo "== build"
+start=$(date +%s)
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 &&
+  cmake --build build-gpu -j "$(nproc)" > "$out/build.log" 2>&1
+status=$?
+echo "build: exit $status in $(( $(date +%s) - start )) s"
+if [ $status -ne 0 ]; then
+  grep -E "error" -A3 "$out/build.log" | head -60
+  exit $status
+fi
+
+echo "== tests"
+ctest --test-dir build-gpu --output-on-failure -j 4 --timeout 900 > "$out/ctest.log" 2>&1
+test_status=$?
+grep -E "tests passed|tests failed|Test +#|\*\*\*" "$out/ctest.log" | grep -vE "Passed" | head -80
+grep -E "^(cpu|cuda) +=" "$out/ctest.log"
+for label in cpu cuda; do
+  ctest --test-dir build-gpu -L "$label" -N 2>/dev/null | grep -E "^Total Tests" | sed "s/^/$label: /"
+done
+grep -E "tests passed" "$out/ctest.log"
+
+if [ "${1:-}" != "--no-bench" ]; then
+  echo "== benchmarks"
+  for bench in build-gpu/bin/bench_*; do
+    [ -x "$bench" ] || continue
+    echo "-- $bench"
+    timeout 300 "$bench" 2>&1 | tee -a "$out/bench.log" | tail -20
+  done
+fi
+exit $test_status
