@@ -1,0 +1,211 @@
+#include "nn/hdf5_file.h"
+
+#include <hdf5.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace mgl::nn {
+
+namespace {
+
+// HDF5 prints a stack of errors to stderr by default; we report our own messages instead.
+void silence_hdf5() {
+  static const bool done = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)done;
+}
+
+// Closes an HDF5 handle at scope exit.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+hid_t native_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+    case DType::bf16: return H5T_NATIVE_FLOAT;
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    case DType::i32: return H5T_NATIVE_INT32;
+    case DType::i64: return H5T_NATIVE_INT64;
+  }
+  return H5T_NATIVE_FLOAT;
+}
+
+DType dtype_of_dataset(hid_t type, const std::string& where) {
+  const H5T_class_t cls = H5Tget_class(type);
+  const size_t size = H5Tget_size(type);
+  if (cls == H5T_FLOAT && size == 4) return DType::f32;
+  if (cls == H5T_FLOAT && size == 8) return DType::f64;
+  if (cls == H5T_INTEGER && size == 4) return DType::i32;
+  if (cls == H5T_INTEGER && size == 8) return DType::i64;
+  MGL_FAIL(where, ": unsupported HDF5 element type (class ", static_cast<int>(cls), ", ", size,
+           " bytes); expected float32/64 or int32/64");
+}
+
+}  // namespace
+
+Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
+  silence_hdf5();
+  if (mode == Mode::read) {
+    MGL_CHECK(std::filesystem::exists(path), "cannot open '", path, "': no such file");
+    file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    MGL_CHECK(file_ >= 0, "cannot open '", path, "' as HDF5 (not an HDF5 file, or truncated/corrupted)");
+  } else {
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    MGL_CHECK(file_ >= 0, "cannot create HDF5 file '", path, "'");
+  }
+}
+
+Hdf5File::~Hdf5File() {
+  if (file_ >= 0) H5Fclose(file_);
+}
+
+void Hdf5File::write(const std::string& name, const Tensor& tensor) {
+  // Row-major host copy in the stored type.
+  const DType stored = tensor.dtype() == DType::bf16 ? DType::f32 : tensor.dtype();
+  Tensor host = Tensor::empty(tensor.shape(), stored, Device::cpu());
+  copy_(host, tensor);
+  std::vector<hsize_t> dims(tensor.shape().begin(), tensor.shape().end());
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  Handle links(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(links.get(), 1);
+  Handle dataset(H5Dcreate2(file_, name.c_str(), native_type(stored), space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT),
+                 H5Dclose);
+  MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
+  MGL_CHECK(H5Dwrite(dataset.get(), native_type(stored), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()) >= 0, path_,
+            ": writing dataset '", name, "' failed");
+}
+
+bool Hdf5File::contains(const std::string& name) const {
+  // H5Lexists must be asked about each path component in turn.
+  size_t start = 0;
+  while (true) {
+    const size_t slash = name.find('/', start);
+    const std::string prefix = name.substr(0, slash);
+    if (prefix.empty() || H5Lexists(file_, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  H5O_info_t info;  // the HDF5 1.10 API (Debian 12 and Ubuntu 24.04 ship 1.10)
+  return H5Oget_info_by_name2(file_, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) >= 0 &&
+         info.type == H5O_TYPE_DATASET;
+}
+
+Tensor Hdf5File::read(const std::string& name) const {
+  MGL_CHECK(contains(name), path_, ": no dataset '", name, "'");
+  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  MGL_CHECK(dataset.get() >= 0, path_, ": cannot open dataset '", name, "'");
+  Handle type(H5Dget_type(dataset.get()), H5Tclose);
+  const DType dtype = dtype_of_dataset(type.get(), path_ + ":" + name);
+  Handle space(H5Dget_space(dataset.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  MGL_CHECK(rank >= 0, path_, ": dataset '", name, "' has no simple shape");
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  Tensor out = Tensor::empty(Shape(dims.begin(), dims.end()), dtype, Device::cpu());
+  MGL_CHECK(H5Dread(dataset.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.raw_data()) >= 0, path_,
+            ": reading dataset '", name, "' failed (file truncated or corrupted?)");
+  return out;
+}
+
+std::vector<std::string> Hdf5File::dataset_names() const {
+  std::vector<std::string> names;
+  auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+    if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+    return 0;
+  };
+  MGL_CHECK(H5Ovisit2(file_, H5_INDEX_NAME, H5_ITER_INC, visit, &names, H5O_INFO_BASIC) >= 0, path_,
+            ": cannot list datasets");
+  return names;
+}
+
+namespace {
+void write_attribute(hid_t file, const std::string& path, const std::string& name, hid_t type, const void* value) {
+  if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attribute(H5Acreate2(file, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  MGL_CHECK(attribute.get() >= 0 && H5Awrite(attribute.get(), type, value) >= 0, path, ": cannot write attribute '",
+            name, "'");
+}
+}  // namespace
+
+void Hdf5File::set_attribute(const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), value.size() + 1);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  write_attribute(file_, path_, name, type.get(), value.c_str());
+}
+void Hdf5File::set_attribute(const std::string& name, int64_t value) {
+  write_attribute(file_, path_, name, H5T_NATIVE_INT64, &value);
+}
+void Hdf5File::set_attribute(const std::string& name, double value) {
+  write_attribute(file_, path_, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+bool Hdf5File::has_attribute(const std::string& name) const { return H5Aexists(file_, name.c_str()) > 0; }
+
+namespace {
+hid_t open_attribute(hid_t file, const std::string& path, const std::string& name) {
+  MGL_CHECK(H5Aexists(file, name.c_str()) > 0, path, ": no attribute '", name, "'");
+  const hid_t attribute = H5Aopen(file, name.c_str(), H5P_DEFAULT);
+  MGL_CHECK(attribute >= 0, path, ": cannot open attribute '", name, "'");
+  return attribute;
+}
+}  // namespace
+
+std::string Hdf5File::string_attribute(const std::string& name) const {
+  Handle attribute(open_attribute(file_, path_, name), H5Aclose);
+  Handle type(H5Aget_type(attribute.get()), H5Tclose);
+  MGL_CHECK(H5Tget_class(type.get()) == H5T_STRING && !H5Tis_variable_str(type.get()), path_, ": attribute '", name,
+            "' is not a fixed-length string");
+  std::string value(H5Tget_size(type.get()), '\0');
+  MGL_CHECK(H5Aread(attribute.get(), type.get(), value.data()) >= 0, path_, ": cannot read attribute '", name, "'");
+  value.resize(value.find('\0') == std::string::npos ? value.size() : value.find('\0'));
+  return value;
+}
+
+int64_t Hdf5File::int_attribute(const std::string& name) const {
+  Handle attribute(open_attribute(file_, path_, name), H5Aclose);
+  int64_t value = 0;
+  MGL_CHECK(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value) >= 0, path_, ": attribute '", name, "' is not an integer");
+  return value;
+}
+
+double Hdf5File::double_attribute(const std::string& name) const {
+  Handle attribute(open_attribute(file_, path_, name), H5Aclose);
+  double value = 0;
+  MGL_CHECK(H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, &value) >= 0, path_, ": attribute '", name, "' is not a number");
+  return value;
+}
+
+void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill) {
+  const std::string temporary = path + ".tmp";
+  try {
+    {
+      Hdf5File file(temporary, Hdf5File::Mode::create);
+      fill(file);
+    }  // closed (and flushed) here, before the rename
+    std::filesystem::rename(temporary, path);
+  } catch (...) {
+    std::remove(temporary.c_str());
+    throw;
+  }
+}
+
+}  // namespace mgl::nn

@@ -1,0 +1,57 @@
+#pragma once
+// The MEGALODON model configuration: every field of the spec's §4 (shared/MEGALODON.md), the presets of
+// the official repository (mega200M ... mega7.3B), the paper's 7B setting, and small ones for tests.
+// Where the paper and the official code disagree (spec §10) the field defaults to the code and the
+// paper's choice is one setting away (chunk_size, rope_base, attention_dropout_kind, ...).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mgl::nn {
+
+struct MegalodonConfig {
+  std::string name = "custom";
+  int64_t vocab_size = 32000;
+  int64_t model_dim = 1024;         // D
+  int64_t num_layers = 12;
+  int64_t num_heads = 1;            // H
+  int64_t z_dim = 256;              // Z: query/key width, dz = Z / H per head
+  int64_t value_dim = 2048;         // V: value / gate width, dv = V / H per head
+  int64_t ffn_hidden_dim = 2560;    // F
+  int64_t cema_ndim = 16;           // N: CEMA modes per channel
+  int64_t norm_num_groups = 32;     // G: TimestepNorm groups
+  int64_t chunk_size = 2048;        // c: attention chunk (paper 7B: 4096)
+  double rope_base = 10000.0;       // paper 7B: 100000
+  double norm_eps = 1e-5;
+  bool swiglu = false;              // FFN: SwiGLU (fc1, fc2, fc3) or SiLU (fc1, fc2)
+  bool share_embedding = false;     // tie the LM head to the embedding
+  bool scale_embedding = false;     // multiply embeddings by sqrt(D)
+  bool norm_affine = true;          // affine RMSNorm / LayerNorm (TimestepNorm is always affine)
+  bool rescale_nffn = false;        // per-channel FFN output scale 0.1 * 0.5^layer
+  double dropout = 0.0;             // embedding, Hh, FFN output
+  double hidden_dropout = 0.0;      // M, O*R, FFN hidden
+  double attention_dropout = 0.0;
+  std::string attention_dropout_kind = "dropout";  // "dropout" (unfused path) or "dropkey" (fused path)
+  bool activation_checkpointing = false;           // recompute each block in backward
+
+  int64_t head_z_dim() const { return z_dim / num_heads; }
+  int64_t head_value_dim() const { return value_dim / num_heads; }
+
+  // Throws mgl::Error naming the first inconsistent field (divisibility, ranges, kinds).
+  void validate() const;
+  // Number of parameters of the model this config builds (tied head counted once).
+  int64_t parameter_count() const;
+
+  std::string to_json() const;  // every field, pretty-printed
+  // Starts from `base` and applies the keys of a JSON object; unknown keys and wrong types throw.
+  static MegalodonConfig from_json(const std::string& text, const MegalodonConfig& base);
+  static MegalodonConfig from_json(const std::string& text);  // over the defaults above
+  // A preset by name ("mega200M", "mega1.3B", "mega1.3B_pg19", "mega7.1B", "mega7.3B", "paper7b",
+  // "tiny", "test"), or throws listing the known names.
+  static MegalodonConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+  // Applies one "key=value" override (value parsed as the field's type).
+  void set(const std::string& key, const std::string& value);
+};
+
+}  // namespace mgl::nn

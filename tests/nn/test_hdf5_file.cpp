@@ -1,0 +1,115 @@
+// HDF5 files of named tensors: round trip of every dtype and layout, groups, attributes, atomic writes,
+// and clear errors for missing, corrupted and truncated files.
+#include <filesystem>
+#include <fstream>
+
+#include "nn/hdf5_file.h"
+#include "ops/ops.h"
+#include "support/testing.h"
+
+using namespace mgl;
+using namespace mgl::testing;
+using mgl::nn::Hdf5File;
+
+namespace {
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed() % 1000000) + name)).string();
+}
+}  // namespace
+
+TEST_CASE("hdf5: tensors round trip with names, groups and dtypes", "[nn][hdf5]") {
+  const std::string path = temp_path("roundtrip.h5");
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  Tensor a = random_tensor({3, 4, 5}, seed, DType::f32);
+  Tensor b = random_tensor({7}, seed + 1, DType::f64);
+  Tensor ids = random_ids({2, 9}, 100, seed + 2, DType::i64);
+  Tensor ids32 = random_ids({4}, 100, seed + 3, DType::i32);
+  Tensor strided = transpose(random_tensor({4, 6}, seed + 4, DType::f32), 0, 1);  // non-contiguous
+  Tensor half = cast(random_tensor({5}, seed + 5, DType::f32), DType::bf16);
+  {
+    Hdf5File file(path, Hdf5File::Mode::create);
+    file.write("layers.0.mega.cema.alpha", a);
+    file.write("grads/layers.0.mega.cema.alpha", b);
+    file.write("input_ids", ids);
+    file.write("ids32", ids32);
+    file.write("strided", strided);
+    file.write("half", half);
+    file.set_attribute("config", std::string("{\"model_dim\": 16}"));
+    file.set_attribute("step", int64_t{42});
+    file.set_attribute("lr", 3.5e-4);
+  }
+  Hdf5File file(path, Hdf5File::Mode::read);
+  CHECK(file.read("layers.0.mega.cema.alpha").to_vector<float>() == a.to_vector<float>());
+  CHECK(file.read("grads/layers.0.mega.cema.alpha").to_vector<double>() == b.to_vector<double>());
+  CHECK(file.read("input_ids").dtype() == DType::i64);
+  CHECK(file.read("input_ids").to_vector<int64_t>() == ids.to_vector<int64_t>());
+  CHECK(file.read("ids32").to_vector<int32_t>() == ids32.to_vector<int32_t>());
+  CHECK(file.read("strided").shape() == Shape{6, 4});
+  CHECK(file.read("strided").to_vector<float>() == strided.to_vector<float>());
+  CHECK(file.read("half").dtype() == DType::f32);  // bf16 is stored as f32, exactly
+  CHECK(file.read("half").to_vector<float>() == half.to_vector<float>());
+  CHECK(file.contains("grads/layers.0.mega.cema.alpha"));
+  CHECK_FALSE(file.contains("grads"));  // a group, not a dataset
+  CHECK_FALSE(file.contains("missing/name"));
+  CHECK(file.dataset_names().size() == 6);
+  CHECK(file.string_attribute("config") == "{\"model_dim\": 16}");
+  CHECK(file.int_attribute("step") == 42);
+  CHECK(file.double_attribute("lr") == 3.5e-4);
+  CHECK_FALSE(file.has_attribute("nope"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("hdf5: bad files and names give clear errors", "[nn][hdf5]") {
+  auto message_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message_of([] { Hdf5File("/nonexistent/dir/x.h5", Hdf5File::Mode::read); }).find("no such file") !=
+        std::string::npos);
+  const std::string garbage = temp_path("garbage.h5");
+  std::ofstream(garbage) << "this is not an HDF5 file";
+  CHECK(message_of([&] { Hdf5File(garbage, Hdf5File::Mode::read); }).find("not an HDF5 file") != std::string::npos);
+  std::filesystem::remove(garbage);
+
+  // A file cut in half is refused at open or at read, never read as valid data.
+  const std::string path = temp_path("truncated.h5");
+  {
+    Hdf5File file(path, Hdf5File::Mode::create);
+    file.write("w", random_tensor({256, 256}, fresh_seed(), DType::f32));
+  }
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  CHECK_THROWS_AS([&] { Hdf5File(path, Hdf5File::Mode::read).read("w"); }(), Error);
+  std::filesystem::remove(path);
+
+  const std::string ok = temp_path("ok.h5");
+  {
+    Hdf5File file(ok, Hdf5File::Mode::create);
+    file.write("x", Tensor::ones({2}));
+    CHECK(message_of([&] { file.write("x", Tensor::ones({2})); }).find("'x'") != std::string::npos);
+  }
+  Hdf5File file(ok, Hdf5File::Mode::read);
+  CHECK(message_of([&] { file.read("y"); }).find("no dataset 'y'") != std::string::npos);
+  CHECK(message_of([&] { file.int_attribute("step"); }).find("no attribute 'step'") != std::string::npos);
+  std::filesystem::remove(ok);
+}
+
+TEST_CASE("hdf5: atomic writes leave nothing behind on failure", "[nn][hdf5]") {
+  const std::string path = temp_path("atomic.h5");
+  nn::write_hdf5_atomically(path, [](Hdf5File& f) { f.write("a", Tensor::ones({3})); });
+  CHECK(Hdf5File(path, Hdf5File::Mode::read).read("a").to_vector<float>() == std::vector<float>{1, 1, 1});
+  // A failing writer: the old file stays intact and no temporary file remains.
+  CHECK_THROWS_AS(nn::write_hdf5_atomically(path,
+                                            [](Hdf5File& f) {
+                                              f.write("a", Tensor::zeros({3}));
+                                              throw Error("simulated failure");
+                                            }),
+                  Error);
+  CHECK(Hdf5File(path, Hdf5File::Mode::read).read("a").to_vector<float>() == std::vector<float>{1, 1, 1});
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove(path);
+}
