@@ -32,7 +32,8 @@ __global__ void embedding_backward_kernel(const T* dy, int64_t dim, const int64_
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
     for (int64_t c = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; c < dim; c += int64_t(gridDim.y) * blockDim.x) {
       M acc = 0;
-      for (int64_t k = starts[g]; k < starts[g + 1]; ++k) acc += static_cast<M>(load_as_double(dy + positions[k] * dim + c));
+      for (int64_t k = starts[g]; k < starts[g + 1]; ++k)
+        acc += static_cast<M>(load_as_double(dy + positions[k] * dim + c));
       store_from_double(dweight + rows[g] * dim + c, static_cast<double>(acc));
     }
   }

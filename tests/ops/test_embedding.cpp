@@ -48,7 +48,8 @@ TEST_CASE("embedding: repeated ids add their gradients", "[ops][embedding]") {
 }
 
 TEST_CASE("embedding: gradient matches finite differences", "[ops][embedding]") {
-  const std::pair<Shape, DType> cases[] = {{{2, 3}, DType::i64}, {{7}, DType::i32}, {{}, DType::i64}, {{0}, DType::i64}};
+  const std::pair<Shape, DType> cases[] = {
+      {{2, 3}, DType::i64}, {{7}, DType::i32}, {{}, DType::i64}, {{0}, DType::i64}};
   for (const auto& [ids_shape, id_dtype] : cases) {
     const uint64_t seed = fresh_seed();
     INFO(shape_str(ids_shape) << " " << dtype_name(id_dtype) << " seed " << seed);
