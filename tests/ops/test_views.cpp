@@ -48,6 +48,25 @@ TEST_CASE("reshape: values, -1, and when it is a view", "[ops][views]") {
   CHECK(reshape(Tensor::ones({1, 1}), {}).item() == 1.0);
 }
 
+TEST_CASE("reshape: views and copies of strided inputs read the same values as a contiguous copy", "[ops][views]") {
+  const Tensor base = iota({4, 6, 2});
+  const std::pair<const char*, Tensor> inputs[] = {
+      {"transpose 0 1", transpose(base, 0, 1)},
+      {"transpose 1 2", transpose(base, 1, 2)},
+      {"permute 2 0 1", permute(base, {2, 0, 1})},
+      {"slice step 2", slice(base, 1, 0, 6, 2)},
+      {"slice rows", slice(base, 0, 1, 3)},
+      {"expand", expand(slice(base, 2, 0, 1), {4, 6, 2})},
+  };
+  const Shape targets[] = {{-1}, {2, -1}, {-1, 2}, {4, 3, -1}, {2, 2, 3, -1}, {1, -1, 1}, {-1, 1, 3}};
+  for (const auto& [name, x] : inputs) {
+    for (const Shape& target : targets) {
+      INFO(name << " " << shape_str(x.shape()) << " strides " << shape_str(x.strides()) << " -> " << shape_str(target));
+      CHECK(reshape(x, target).to_vector<float>() == contiguous(x).to_vector<float>());
+    }
+  }
+}
+
 TEST_CASE("reshape: gradients for contiguous and non-contiguous inputs", "[ops][views]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
