@@ -6,9 +6,8 @@
 // Backward: one block per (group of equal ids, tile of kThreads columns). Thread c of the block
 // walks the group's positions in increasing order and sums dy[position, c] in f32 (f64 for f64)
 // registers, then writes the sum once. No two blocks write the same element, so there are no
-// atomics and the result does not depend on scheduling. A very frequent id makes its group long
-// and that block slow; the sum stays exact in order, which is what the deterministic guarantee
-// costs.
+// atomics and the result does not depend on scheduling (it equals the CPU loop, which adds in the
+// same order). The price: a very frequent id makes one long group, summed by one block.
 #include "cuda/common.cuh"
 #include "cuda/embedding.h"
 

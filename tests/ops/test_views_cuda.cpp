@@ -30,11 +30,11 @@ void check_cuda_matches_cpu(const char* name, const Function& f, const std::vect
 TEST_CASE("view ops: CUDA matches CPU, forward and backward", "[cuda][views]") {
   // Each result is multiplied by itself so that the backward is not just a copy of the seed.
   check_cuda_matches_cpu("reshape (view)", [](const std::vector<Tensor>& in) {
-    const Tensor y = reshape(transpose(in[0], 0, 1), {9, 2, -1});
+    const Tensor y = reshape(transpose(in[0], 0, 1), {9, -1, 2, 3});  // splits the last dim: a view
     return std::vector<Tensor>{mul(y, y)};
   }, {{7, 9, 6}});
   check_cuda_matches_cpu("reshape (copy)", [](const std::vector<Tensor>& in) {
-    const Tensor y = reshape(transpose(in[0], 0, 2), {-1, 63});
+    const Tensor y = reshape(transpose(in[0], 0, 2), {-1, 63});  // merges transposed dims: a copy
     return std::vector<Tensor>{mul(y, y)};
   }, {{7, 9, 6}});
   check_cuda_matches_cpu("permute + contiguous", [](const std::vector<Tensor>& in) {
