@@ -46,10 +46,13 @@ MGL_HOST_DEVICE inline uint32_t word(const Uint4& u, int lane) {
   return lane == 0 ? u.x : lane == 1 ? u.y : lane == 2 ? u.z : u.w;
 }
 
-// Uniform in [0, 1) with 24 random bits: exactly representable in f32, identical on CPU and GPU.
+// Uniform in [0, 1) from the top 24 bits of one word: exactly representable in f32.
+MGL_HOST_DEVICE inline float uniform_of_word(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+
+// Uniform of element `index`: word index % 4 of block index / 4, identical on CPU and GPU. A kernel
+// that handles four consecutive indices can compute the block once and call uniform_of_word.
 MGL_HOST_DEVICE inline float uniform(uint64_t seed, uint64_t offset, uint64_t index) {
-  return static_cast<float>(word(block(seed, offset, index / 4), static_cast<int>(index % 4)) >> 8) *
-         (1.0f / 16777216.0f);
+  return uniform_of_word(word(block(seed, offset, index / 4), static_cast<int>(index % 4)));
 }
 
 // Standard normal by Box-Muller on the pair (words 0, 1) of block index/2; even indices take the

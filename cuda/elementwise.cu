@@ -41,15 +41,6 @@ __global__ void binary_kernel(const T* a, Layout a_layout, const T* b, Layout b_
   }
 }
 
-bool is_contiguous(const Layout& layout) {
-  int64_t expected = 1;
-  for (int d = layout.rank - 1; d >= 0; --d) {
-    if (layout.shape[d] != 1 && layout.strides[d] != expected) return false;
-    expected *= layout.shape[d];
-  }
-  return true;
-}
-
 // Turns a runtime enum into a compile-time one: f(std::integral_constant<Enum, value>{}).
 template <class Enum, Enum... Values, class F>
 void dispatch_enum(Enum op, F&& f) {
@@ -84,7 +75,7 @@ void dispatch_float_types(DType dtype, F&& f) {
 void unary(UnaryOp op, double scalar, const void* x, const Layout& x_layout, void* out, DType dtype, int64_t count,
            Stream stream) {
   if (count == 0) return;
-  const bool contiguous = is_contiguous(x_layout);
+  const bool contiguous = x_layout.is_contiguous();
   dispatch_float_types(dtype, [&](auto tag) {
     using T = decltype(tag);
     dispatch_unary(op, [&](auto op_constant) {
@@ -100,7 +91,7 @@ void unary(UnaryOp op, double scalar, const void* x, const Layout& x_layout, voi
 void binary(BinaryOp op, const void* a, const Layout& a_layout, const void* b, const Layout& b_layout, void* out,
             DType dtype, int64_t count, Stream stream) {
   if (count == 0) return;
-  const bool contiguous = is_contiguous(a_layout) && is_contiguous(b_layout);
+  const bool contiguous = a_layout.is_contiguous() && b_layout.is_contiguous();
   dispatch_float_types(dtype, [&](auto tag) {
     using T = decltype(tag);
     dispatch_binary(op, [&](auto op_constant) {

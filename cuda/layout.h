@@ -28,6 +28,17 @@ struct Layout {
     }
     return offset;
   }
+
+  // True when offset_of(i) == i for every i (row-major; size-1 dims may have any stride), so a
+  // kernel can index the buffer directly.
+  MGL_HOST_DEVICE bool is_contiguous() const {
+    int64_t expected = 1;
+    for (int d = rank - 1; d >= 0; --d) {
+      if (shape[d] != 1 && strides[d] != expected) return false;
+      expected *= shape[d];
+    }
+    return true;
+  }
 };
 
 }  // namespace mgl::cuda
