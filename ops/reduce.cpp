@@ -1,6 +1,5 @@
 #include "ops/reduce.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "core/cuda_context.h"
@@ -29,7 +28,7 @@ Reduction plan_reduction(const char* op, const Tensor& x, const std::vector<int6
 }
 
 Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, const Reduction& plan) {
-  MGL_CHECK(kind == cuda::ReduceOp::sum || plan.count > 0, op, ": cannot take the maximum of zero elements of ",
+  MGL_CHECK(kind != cuda::ReduceOp::max || plan.count > 0, op, ": cannot take the maximum of zero elements of ",
             x.describe());
   // View x as [kept dims..., reduced dims...]: each output is one "row" of the reduced dims.
   Shape order_shape, order_strides, kept_sizes, reduced_sizes;
@@ -47,26 +46,30 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
   if (x.is_cpu()) {
     dispatch_floating(x.dtype(), op, [&](auto tag) {
       using T = decltype(tag);
-      using M = typename compute_type<T>::type;
       const T* in = static_cast<const T*>(x.raw_data());
       T* po = out.data<T>();
-      std::vector<M> acc(rows, kind == cuda::ReduceOp::sum ? M(0) : M(-INFINITY));
+      // f64 accumulators for every dtype: this loop is the oracle the CUDA kernel is tested against.
+      const bool is_max = kind == cuda::ReduceOp::max;
+      std::vector<double> acc(rows, is_max ? -INFINITY : 0.0);
       int64_t i = 0;
       for_each_offset<1>(order_shape, {order_strides}, [&](const auto& o) {
-        const M v = static_cast<M>(in[o[0]]);
-        M& a = acc[i++ / std::max<int64_t>(cols, 1)];
-        a = kind == cuda::ReduceOp::sum ? a + v : ((std::isnan(a) || a > v) ? a : v);
+        const double v = static_cast<double>(in[o[0]]);
+        double& a = acc[i++ / cols];  // the loop runs only when cols > 0
+        a = is_max ? ((std::isnan(a) || a > v) ? a : v) : a + v;
       });
-      for (int64_t r = 0; r < rows; ++r) {
-        if constexpr (std::is_same_v<T, bf16>) po[r] = bf16(acc[r]);
-        else po[r] = acc[r];
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        po[r] = static_cast<T>(kind == cuda::ReduceOp::mean ? acc[r] / static_cast<double>(cols) : acc[r]);
     });
     return out;
   }
   DeviceGuard guard(x.device());
-  Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
-  copy_(packed, ordered);
+  // The kernel reads contiguous rows: gather the reordered view only when it is not one already
+  // (reductions over trailing dims of a contiguous tensor need no copy).
+  Tensor packed = ordered;
+  if (!ordered.is_contiguous()) {
+    packed = Tensor::empty(order_shape, x.dtype(), x.device());
+    copy_(packed, ordered);
+  }
   MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
                                 compute_stream(x.device())));
   return out;
