@@ -72,6 +72,15 @@ double relative_error(const Tensor& out, const Tensor& ref) {
 
 double tolerance_for(DType dtype) { return dtype == DType::bf16 ? 1e-2 : 1e-5; }
 
+void check_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, DType dtype,
+                            const std::string& what) {
+  std::string report;
+  const double error = compare_cuda_to_cpu(
+      [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0])}; }, {x}, dtype, &report);
+  INFO(what << " " << dtype_name(dtype) << " on " << x.describe() << "\n" << report);
+  CHECK(error <= tolerance_for(dtype));
+}
+
 namespace {
 // Copies inputs to `device`; floating ones are cast to `dtype` and keep requires_grad.
 std::vector<Tensor> prepare(const std::vector<Tensor>& inputs, const Device& device, DType dtype) {
