@@ -7,8 +7,8 @@ namespace mgl::cuda {
 
 enum class ReduceOp {
   sum,
-  mean,  // sum / cols (NaN for cols = 0, as 0 / 0)
   max,   // NaN if any element is NaN; cols must be > 0
+  mean,  // sum / cols (NaN for cols = 0, as 0 / 0)
 };
 
 void reduce_rows(ReduceOp op, const void* in, void* out, DType dtype, int64_t rows, int64_t cols, Stream stream);
