@@ -46,7 +46,8 @@ void softmax_backward_rows_cpu(bool log, const Tensor& y, const Tensor& dy, cons
       const T* pdy = static_cast<const T*>(dy.raw_data()) + r * cols;
       T* pdx = dx.data<T>() + r * cols;
       double total = 0;  // sum(dy) for log-softmax, sum(dy * y) for softmax
-      for (int64_t c = 0; c < cols; ++c) total += static_cast<double>(pdy[c]) * (log ? 1.0 : static_cast<double>(py[c]));
+      for (int64_t c = 0; c < cols; ++c)
+        total += static_cast<double>(pdy[c]) * (log ? 1.0 : static_cast<double>(py[c]));
       for (int64_t c = 0; c < cols; ++c) {
         const double out = static_cast<double>(py[c]), grad = static_cast<double>(pdy[c]);
         pdx[c] = static_cast<T>(log ? grad - std::exp(out) * total : out * (grad - total));
