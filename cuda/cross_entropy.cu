@@ -15,7 +15,9 @@ __global__ void cross_entropy_forward_kernel(const T* logits, const I* targets, 
   using M = math_t<T>;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t target = targets[row];
-    if (target == ignore_index) {  // the same branch for the whole block: no block_reduce is skipped by half
+    // The whole block shares the row, so every thread takes this branch together: none is left
+    // waiting alone in the block_reduce below.
+    if (target == ignore_index) {
       if (threadIdx.x == 0) row_loss[row] = row_lse[row] = M(0);
       continue;
     }
