@@ -1,6 +1,7 @@
 #include "ops/reduce.h"
 
 #include <cmath>
+#include <optional>
 
 #include "core/cuda_context.h"
 #include "core/strided.h"
@@ -8,6 +9,35 @@
 #include "ops/ops.h"
 
 namespace mgl::detail {
+
+namespace {
+
+// x as [outer, reduced, inner] in memory, when x is contiguous and its reduced dims (size-1 dims
+// aside) are adjacent, so the column kernel can read it in place; nullopt otherwise.
+struct Slabs {
+  int64_t outer = 1, reduced = 1, inner = 1;
+};
+std::optional<Slabs> as_slabs(const Tensor& x, const Reduction& plan) {
+  if (!x.is_contiguous()) return std::nullopt;
+  Slabs slabs;
+  slabs.reduced = plan.count;
+  enum { before, inside, after } place = before;  // where we are relative to the run of reduced dims
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (x.size(d) == 1) continue;
+    if (plan.reduced[d]) {
+      if (place == after) return std::nullopt;
+      place = inside;
+    } else if (place == before) {
+      slabs.outer *= x.size(d);
+    } else {
+      place = after;
+      slabs.inner *= x.size(d);
+    }
+  }
+  return slabs;
+}
+
+}  // namespace
 
 Reduction plan_reduction(const char* op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_floating(op, x);
@@ -63,15 +93,20 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
     return out;
   }
   DeviceGuard guard(x.device());
-  // The kernel reads contiguous rows: gather the reordered view only when it is not one already
-  // (reductions over trailing dims of a contiguous tensor need no copy).
-  Tensor packed = ordered;
-  if (!ordered.is_contiguous()) {
-    packed = Tensor::empty(order_shape, x.dtype(), x.device());
+  const Stream stream = compute_stream(x.device());
+  // In place when memory already has the shape of a kernel: the reduced dims innermost (rows) or
+  // one run of leading / middle dims (columns). Otherwise gather the [kept..., reduced...] view
+  // into contiguous rows first.
+  if (ordered.is_contiguous()) {
+    MGL_ON_CUDA(cuda::reduce_rows(kind, ordered.raw_data(), out.raw_data(), x.dtype(), rows, cols, stream));
+  } else if (const std::optional<Slabs> slabs = as_slabs(x, plan)) {
+    MGL_ON_CUDA(cuda::reduce_columns(kind, x.raw_data(), out.raw_data(), x.dtype(), slabs->outer, slabs->reduced,
+                                     slabs->inner, stream));
+  } else {
+    Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
     copy_(packed, ordered);
+    MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols, stream));
   }
-  MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
-                                compute_stream(x.device())));
   return out;
 }
 

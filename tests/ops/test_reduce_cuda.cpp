@@ -28,7 +28,8 @@ TEST_CASE("reductions: CUDA matches CPU over the last dim, rows of 1 to 50257", 
 }
 
 TEST_CASE("reductions: CUDA matches CPU over leading, middle and several dims", "[cuda][reduce]") {
-  const std::vector<std::vector<int64_t>> dim_sets = {{}, {0}, {1}, {0, 2}, {-1, 0}, {0, 1, 2}};
+  // In memory: {0}, {1}, {0, 1} are column reductions; {2}, {1, 2}, {} rows; {0, 2} needs a gather.
+  const std::vector<std::vector<int64_t>> dim_sets = {{}, {0}, {1}, {-2, 0}, {2}, {1, -1}, {0, 2}, {0, 1, 2}};
   for (DType dtype : {DType::f32, DType::bf16}) {
     for (const auto& [name, f] : kReductions) {
       for (const auto& dims : dim_sets) {
