@@ -93,19 +93,20 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
     return out;
   }
   DeviceGuard guard(x.device());
-  const Stream stream = compute_stream(x.device());
   // In place when memory already has the shape of a kernel: the reduced dims innermost (rows) or
   // one run of leading / middle dims (columns). Otherwise gather the [kept..., reduced...] view
   // into contiguous rows first.
   if (ordered.is_contiguous()) {
-    MGL_ON_CUDA(cuda::reduce_rows(kind, ordered.raw_data(), out.raw_data(), x.dtype(), rows, cols, stream));
+    MGL_ON_CUDA(cuda::reduce_rows(kind, ordered.raw_data(), out.raw_data(), x.dtype(), rows, cols,
+                                  compute_stream(x.device())));
   } else if (const std::optional<Slabs> slabs = as_slabs(x, plan)) {
     MGL_ON_CUDA(cuda::reduce_columns(kind, x.raw_data(), out.raw_data(), x.dtype(), slabs->outer, slabs->reduced,
-                                     slabs->inner, stream));
+                                     slabs->inner, compute_stream(x.device())));
   } else {
     Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
     copy_(packed, ordered);
-    MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols, stream));
+    MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
+                                  compute_stream(x.device())));
   }
   return out;
 }
