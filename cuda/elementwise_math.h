@@ -16,7 +16,10 @@ enum class UnaryOp {
   step,             // 1 if x > 0 else 0 (relu's derivative)
 };
 
-enum class BinaryOp { add, sub, mul, div, pow };
+enum class BinaryOp {
+  add, sub, mul, div, pow,
+  eq,  // 1 if a == b else 0 (a mask in the input's dtype; NaN equals nothing)
+};
 
 template <class T>
 MGL_HOST_DEVICE inline T apply_unary(UnaryOp op, T x, T s) {
@@ -50,6 +53,7 @@ MGL_HOST_DEVICE inline T apply_binary(BinaryOp op, T a, T b) {
     case BinaryOp::mul: return a * b;
     case BinaryOp::div: return a / b;
     case BinaryOp::pow: return pow(a, b);
+    case BinaryOp::eq: return a == b ? T(1) : T(0);
   }
   return a;
 }

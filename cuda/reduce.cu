@@ -1,61 +1,111 @@
-// Row reduction: one block of 256 threads per row. Each thread folds a strided slice of the row
-// in f32 (f64 for f64), then the block combines the 256 partials with warp shuffles and one
-// shared-memory round. Rows are independent, so the grid is simply one block per row.
-#include <cfloat>
-
-#include "cuda/common.cuh"
+// Reductions in f32 registers (f64 for f64), deterministic (a fixed combination order).
+//
+// Rows: one block per row (row_threads(cols) threads, grid-stride over rows). Each thread folds a
+// strided slice of the row, consecutive threads reading consecutive elements (coalesced), then
+// block_reduce combines the partials.
+//
+// Columns: one block of kColumnWidth x kColumnLanes threads per tile of kColumnWidth adjacent
+// outputs (o, k..k+31). threadIdx.x picks the column, so each warp reads one 128-byte segment of a
+// row of the [reduced, inner] slab (coalesced); the kColumnLanes warps take every kColumnLanes-th
+// reduced index. The lanes' partials meet in shared memory and warp 0 folds them in order.
 #include "cuda/reduce.h"
+#include "cuda/row_reduce.cuh"
 
 namespace mgl::cuda {
 
 namespace {
 
-template <class M>
-__device__ __forceinline__ M combine(ReduceOp op, M a, M b) {
-  // max propagates NaN: a NaN on either side wins.
-  return op == ReduceOp::sum ? a + b : ((a != a || a > b) ? a : b);
+constexpr int kColumnWidth = 32;  // one warp across adjacent columns
+constexpr int kColumnLanes = 16;  // warps per block, each over a share of the reduced indices
+
+template <ReduceOp Op, class M>
+__device__ __forceinline__ M combine(M a, M b) {
+  if constexpr (Op == ReduceOp::max) return (a != a || a > b) ? a : b;  // a NaN on either side wins
+  else return a + b;
 }
 
-template <class M>
-__device__ M block_reduce(ReduceOp op, M value, M identity) {
-  __shared__ M partial[32];
-  for (int offset = 16; offset > 0; offset /= 2) value = combine(op, value, __shfl_down_sync(0xffffffffu, value, offset));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) partial[warp] = value;
-  __syncthreads();
-  value = threadIdx.x < blockDim.x / 32 ? partial[lane] : identity;
-  if (warp == 0)
-    for (int offset = 16; offset > 0; offset /= 2) value = combine(op, value, __shfl_down_sync(0xffffffffu, value, offset));
-  return value;
+template <ReduceOp Op, class M>
+__device__ __forceinline__ M identity() {
+  return Op == ReduceOp::max ? M(-INFINITY) : M(0);
 }
 
-template <class T, class M>
-__global__ void reduce_rows_kernel(ReduceOp op, const T* in, T* out, int64_t rows, int64_t cols) {
-  const M identity = op == ReduceOp::sum ? M(0) : M(-INFINITY);
+template <ReduceOp Op, class M>
+__device__ __forceinline__ M finish(M acc, int64_t count) {
+  return Op == ReduceOp::mean ? acc / M(count) : acc;
+}
+
+template <class T, ReduceOp Op>
+__global__ void reduce_rows_kernel(const T* in, T* out, int64_t rows, int64_t cols) {
+  using M = math_t<T>;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* p = in + row * cols;
-    M acc = identity;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) acc = combine(op, acc, static_cast<M>(load_as_double(p + c)));
-    acc = block_reduce(op, acc, identity);
-    if (threadIdx.x == 0) store_from_double(out + row, static_cast<double>(acc));
-    __syncthreads();  // `partial` is reused by the next row
+    M acc = identity<Op, M>();
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) acc = combine<Op>(acc, load_math(p + c));
+    acc = block_reduce(acc, [](M a, M b) { return combine<Op>(a, b); });
+    if (threadIdx.x == 0) store_math(out + row, finish<Op>(acc, cols));
   }
+}
+
+template <class T, ReduceOp Op>
+__global__ void reduce_columns_kernel(const T* in, T* out, int64_t outer, int64_t reduced, int64_t inner) {
+  using M = math_t<T>;
+  __shared__ M partial[kColumnLanes][kColumnWidth];
+  const int64_t tiles_per_slab = (inner + kColumnWidth - 1) / kColumnWidth;
+  for (int64_t tile = blockIdx.x; tile < outer * tiles_per_slab; tile += gridDim.x) {
+    const int64_t o = tile / tiles_per_slab, k = (tile % tiles_per_slab) * kColumnWidth + threadIdx.x;
+    M acc = identity<Op, M>();
+    if (k < inner) {
+      const T* p = in + o * reduced * inner + k;
+      for (int64_t r = threadIdx.y; r < reduced; r += kColumnLanes) acc = combine<Op>(acc, load_math(p + r * inner));
+    }
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && k < inner) {
+      for (int lane = 1; lane < kColumnLanes; ++lane) acc = combine<Op>(acc, partial[lane][threadIdx.x]);
+      store_math(out + o * inner + k, finish<Op>(acc, reduced));
+    }
+    __syncthreads();  // `partial` is rewritten for the next tile
+  }
+}
+
+// f(T{}, op constant): T a floating storage type, the op a compile-time ReduceOp.
+template <class F>
+void dispatch_reduce(ReduceOp op, DType dtype, F&& f) {
+  dispatch_device_type(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (is_floating_storage<T>) {
+      switch (op) {
+        case ReduceOp::sum: return f(T{}, std::integral_constant<ReduceOp, ReduceOp::sum>{});
+        case ReduceOp::max: return f(T{}, std::integral_constant<ReduceOp, ReduceOp::max>{});
+        case ReduceOp::mean: return f(T{}, std::integral_constant<ReduceOp, ReduceOp::mean>{});
+      }
+    } else {
+      MGL_FAIL("reduce: unsupported dtype ", dtype_name(dtype));
+    }
+  });
 }
 
 }  // namespace
 
 void reduce_rows(ReduceOp op, const void* in, void* out, DType dtype, int64_t rows, int64_t cols, Stream stream) {
   if (rows == 0) return;
-  const unsigned blocks = static_cast<unsigned>(rows < 65535 * 16 ? rows : 65535 * 16);
-  dispatch_device_type(dtype, [&](auto tag) {
+  dispatch_reduce(op, dtype, [&](auto tag, auto op_constant) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, double>) {
-      reduce_rows_kernel<T, double><<<blocks, kThreads, 0, stream>>>(op, static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
-    } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>) {
-      reduce_rows_kernel<T, float><<<blocks, kThreads, 0, stream>>>(op, static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
-    } else {
-      MGL_FAIL("reduce: unsupported dtype ", dtype_name(dtype));
-    }
+    reduce_rows_kernel<T, decltype(op_constant)::value><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
+        static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
+  });
+  MGL_CUDA_CHECK_LAUNCH();
+}
+
+void reduce_columns(ReduceOp op, const void* in, void* out, DType dtype, int64_t outer, int64_t reduced, int64_t inner,
+                    Stream stream) {
+  if (outer == 0 || inner == 0) return;
+  const int64_t tiles = outer * ((inner + kColumnWidth - 1) / kColumnWidth);
+  dispatch_reduce(op, dtype, [&](auto tag, auto op_constant) {
+    using T = decltype(tag);
+    reduce_columns_kernel<T, decltype(op_constant)::value><<<row_blocks(tiles), dim3(kColumnWidth, kColumnLanes), 0,
+                                                             stream>>>(static_cast<const T*>(in), static_cast<T*>(out),
+                                                                       outer, reduced, inner);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

@@ -1,7 +1,7 @@
 #include "ops/reduce.h"
 
-#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/cuda_context.h"
 #include "core/strided.h"
@@ -9,6 +9,35 @@
 #include "ops/ops.h"
 
 namespace mgl::detail {
+
+namespace {
+
+// x as [outer, reduced, inner] in memory, when x is contiguous and its reduced dims (size-1 dims
+// aside) are adjacent, so the column kernel can read it in place; nullopt otherwise.
+struct Slabs {
+  int64_t outer = 1, reduced = 1, inner = 1;
+};
+std::optional<Slabs> as_slabs(const Tensor& x, const Reduction& plan) {
+  if (!x.is_contiguous()) return std::nullopt;
+  Slabs slabs;
+  slabs.reduced = plan.count;
+  enum { before, inside, after } place = before;  // where we are relative to the run of reduced dims
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (x.size(d) == 1) continue;
+    if (plan.reduced[d]) {
+      if (place == after) return std::nullopt;
+      place = inside;
+    } else if (place == before) {
+      slabs.outer *= x.size(d);
+    } else {
+      place = after;
+      slabs.inner *= x.size(d);
+    }
+  }
+  return slabs;
+}
+
+}  // namespace
 
 Reduction plan_reduction(const char* op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_floating(op, x);
@@ -29,7 +58,7 @@ Reduction plan_reduction(const char* op, const Tensor& x, const std::vector<int6
 }
 
 Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, const Reduction& plan) {
-  MGL_CHECK(kind == cuda::ReduceOp::sum || plan.count > 0, op, ": cannot take the maximum of zero elements of ",
+  MGL_CHECK(kind != cuda::ReduceOp::max || plan.count > 0, op, ": cannot take the maximum of zero elements of ",
             x.describe());
   // View x as [kept dims..., reduced dims...]: each output is one "row" of the reduced dims.
   Shape order_shape, order_strides, kept_sizes, reduced_sizes;
@@ -47,28 +76,38 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
   if (x.is_cpu()) {
     dispatch_floating(x.dtype(), op, [&](auto tag) {
       using T = decltype(tag);
-      using M = typename compute_type<T>::type;
       const T* in = static_cast<const T*>(x.raw_data());
       T* po = out.data<T>();
-      std::vector<M> acc(rows, kind == cuda::ReduceOp::sum ? M(0) : M(-INFINITY));
+      // f64 accumulators for every dtype: this loop is the oracle the CUDA kernel is tested against.
+      const bool is_max = kind == cuda::ReduceOp::max;
+      std::vector<double> acc(rows, is_max ? -INFINITY : 0.0);
       int64_t i = 0;
       for_each_offset<1>(order_shape, {order_strides}, [&](const auto& o) {
-        const M v = static_cast<M>(in[o[0]]);
-        M& a = acc[i++ / std::max<int64_t>(cols, 1)];
-        a = kind == cuda::ReduceOp::sum ? a + v : ((std::isnan(a) || a > v) ? a : v);
+        const double v = static_cast<double>(in[o[0]]);
+        double& a = acc[i++ / cols];  // the loop runs only when cols > 0
+        a = is_max ? ((std::isnan(a) || a > v) ? a : v) : a + v;
       });
-      for (int64_t r = 0; r < rows; ++r) {
-        if constexpr (std::is_same_v<T, bf16>) po[r] = bf16(acc[r]);
-        else po[r] = acc[r];
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        po[r] = static_cast<T>(kind == cuda::ReduceOp::mean ? acc[r] / static_cast<double>(cols) : acc[r]);
     });
     return out;
   }
   DeviceGuard guard(x.device());
-  Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
-  copy_(packed, ordered);
-  MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
-                                compute_stream(x.device())));
+  // In place when memory already has the shape of a kernel: the reduced dims innermost (rows) or
+  // one run of leading / middle dims (columns). Otherwise gather the [kept..., reduced...] view
+  // into contiguous rows first.
+  if (ordered.is_contiguous()) {
+    MGL_ON_CUDA(cuda::reduce_rows(kind, ordered.raw_data(), out.raw_data(), x.dtype(), rows, cols,
+                                  compute_stream(x.device())));
+  } else if (const std::optional<Slabs> slabs = as_slabs(x, plan)) {
+    MGL_ON_CUDA(cuda::reduce_columns(kind, x.raw_data(), out.raw_data(), x.dtype(), slabs->outer, slabs->reduced,
+                                     slabs->inner, compute_stream(x.device())));
+  } else {
+    Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
+    copy_(packed, ordered);
+    MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
+                                  compute_stream(x.device())));
+  }
   return out;
 }
 

@@ -82,6 +82,15 @@ std::string error_message(const std::function<void()>& f) {
 
 double tolerance_for(DType dtype) { return dtype == DType::bf16 ? 1e-2 : 1e-5; }
 
+void check_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, DType dtype,
+                            const std::string& what) {
+  std::string report;
+  const double error = compare_cuda_to_cpu(
+      [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0])}; }, {x}, dtype, &report);
+  INFO(what << " " << dtype_name(dtype) << " on " << x.describe() << "\n" << report);
+  CHECK(error <= tolerance_for(dtype));
+}
+
 namespace {
 // Copies inputs to `device`; floating ones are cast to `dtype` and keep requires_grad.
 std::vector<Tensor> prepare(const std::vector<Tensor>& inputs, const Device& device, DType dtype) {

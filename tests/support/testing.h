@@ -57,4 +57,9 @@ double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<T
 // Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
 double tolerance_for(DType dtype);
 
+// compare_cuda_to_cpu for a function of one tensor: fails the current test, with `what`, the
+// input and the per-tensor report, when the error exceeds tolerance_for(dtype).
+void check_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, DType dtype,
+                            const std::string& what);
+
 }  // namespace mgl::testing
