@@ -43,6 +43,10 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 
 double relative_error(const Tensor& out, const Tensor& ref);
 
+// The message of the mgl::Error that f throws, or "" when it throws none: for checking that an
+// error names the problem (CHECK(error_message([&] { op(...); }).find("...") != npos)).
+std::string error_message(const std::function<void()>& f);
+
 // Forward + backward of f on CPU f32 copies of `inputs` and on CUDA copies cast to `dtype`; the
 // outputs are seeded with the same random projections. Inputs that require grad are compared on
 // their gradients. Integer inputs are passed through unchanged (moved to the device). Returns the
