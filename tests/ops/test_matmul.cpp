@@ -122,25 +122,17 @@ TEST_CASE("matmul: empty and degenerate sizes", "[ops][matmul]") {
 }
 
 TEST_CASE("matmul: bad inputs throw clear errors", "[ops][matmul]") {
-  auto message_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  const std::string k_mismatch = message_of([] { matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})); });
+  const std::string k_mismatch = error_message([] { matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})); });
   CHECK(k_mismatch.find("matmul") != std::string::npos);
   CHECK(k_mismatch.find("inner dims") != std::string::npos);
   CHECK(k_mismatch.find("[2, 3]") != std::string::npos);
   CHECK(k_mismatch.find("[4, 5]") != std::string::npos);
 
-  const std::string rank = message_of([] { matmul(Tensor::zeros({3}), Tensor::zeros({3, 2})); });
+  const std::string rank = error_message([] { matmul(Tensor::zeros({3}), Tensor::zeros({3, 2})); });
   CHECK(rank.find("rank >= 2") != std::string::npos);
   CHECK_THROWS_AS(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3})), Error);
 
-  const std::string batch = message_of([] { matmul(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 4, 5})); });
+  const std::string batch = error_message([] { matmul(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 4, 5})); });
   CHECK(batch.find("batch dims") != std::string::npos);
 
   CHECK_THROWS_AS(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}, DType::f64)), Error);  // dtypes differ
