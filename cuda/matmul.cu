@@ -38,6 +38,7 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 struct DeviceHandle {
   cublasHandle_t handle = nullptr;
   void* workspace = nullptr;
+  bool bound = false;
   Stream stream = nullptr;
 };
 
@@ -50,10 +51,11 @@ cublasHandle_t bind_handle(DeviceHandle& h, Stream stream) {
         h.handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     MGL_CUDA_CHECK(cudaMalloc(&h.workspace, kWorkspaceBytes));
   }
-  if (h.stream != stream || h.stream == nullptr) {
+  if (!h.bound || h.stream != stream) {
     // cublasSetStream resets the workspace to cuBLAS's default pool: set ours again after it.
     MGL_CUBLAS_CHECK(cublasSetStream(h.handle, stream));
     MGL_CUBLAS_CHECK(cublasSetWorkspace(h.handle, h.workspace, kWorkspaceBytes));
+    h.bound = true;
     h.stream = stream;
   }
   return h.handle;

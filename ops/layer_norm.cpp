@@ -121,12 +121,15 @@ std::vector<Tensor> norm_backward(const Saved& s, const Tensor& grad, bool need_
     });
   } else {
     DeviceGuard guard(s.x.device());
-    const Tensor workspace = need_w || need_b ? Tensor::empty({cuda::norm_backward_workspace(rows, n)},
-                                                              statistics_dtype(s.x.dtype()), s.x.device())
-                                              : Tensor();
-    MGL_ON_CUDA(cuda::norm_backward(pointer(s.x), pointer(s.weight), pointer(s.mean), pointer(s.rstd), pointer(dy),
-                                    pointer(dx), pointer(dw), pointer(db), pointer(workspace), s.x.dtype(), rows, n,
-                                    s.center, compute_stream(s.x.device())));
+    MGL_ON_CUDA({
+      // Room for the per-block partial sums of the weight and bias gradients.
+      const Tensor workspace = need_w || need_b ? Tensor::empty({cuda::norm_backward_workspace(rows, n)},
+                                                                statistics_dtype(s.x.dtype()), s.x.device())
+                                                : Tensor();
+      cuda::norm_backward(pointer(s.x), pointer(s.weight), pointer(s.mean), pointer(s.rstd), pointer(dy), pointer(dx),
+                          pointer(dw), pointer(db), pointer(workspace), s.x.dtype(), rows, n, s.center,
+                          compute_stream(s.x.device()));
+    });
   }
   return {dx, dw, db};
 }
