@@ -1,6 +1,7 @@
-// layer_norm on CUDA against the CPU reference, forward and backward (dx, dweight, dbias), f32 (1e-5)
-// and bf16 (1e-2): short and long rows (not multiples of the block size), many rows (the weight
-// gradient's partial sums split into several row slices), with and without weight and bias.
+// layer_norm on CUDA against the CPU reference, forward and backward (dx, dweight, dbias), in f32
+// (1e-5), bf16 (1e-2) and f64 (against the f32 CPU result, 1e-5): short and long rows (not
+// multiples of the block size), many rows (the weight gradient's partial sums split into several
+// row slices), with and without weight and bias.
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -13,7 +14,7 @@ TEST_CASE("layer_norm: CUDA matches CPU", "[cuda][layer_norm]") {
   const Shape shapes[] = {{37, 129}, {3, 5, 4099}, {9000, 65}, {7, 1}};
   for (const Shape& shape : shapes) {
     for (int params = 0; params < 3; ++params) {  // weight and bias, weight only, neither
-      for (DType dtype : {DType::f32, DType::bf16}) {
+      for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
         const uint64_t seed = fresh_seed();
         const int64_t n = shape.back();
         Tensor x = random_tensor(shape, seed, DType::f32, -1.0, 3.0).set_requires_grad(true);

@@ -1,4 +1,5 @@
-// linear on CUDA against the CPU, forward and backward (dx, dW, db), f32 (1e-5) and bf16 (1e-2).
+// linear on CUDA against the CPU, forward and backward (dx, dW, db), f32 (1e-5), bf16 (1e-2)
+// and f64 (against the f32 CPU result, 1e-5).
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -11,7 +12,7 @@ namespace {
 
 void compare(const char* name, const Shape& x_shape, int64_t out_features, bool with_bias) {
   const int64_t in_features = x_shape.back();
-  for (DType dtype : {DType::f32, DType::bf16}) {
+  for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
     const uint64_t seed = fresh_seed();
     Tensor x = random_tensor(x_shape, seed, DType::f32).set_requires_grad(true);
     Tensor w = random_tensor({out_features, in_features}, seed + 1, DType::f32).set_requires_grad(true);

@@ -1,6 +1,6 @@
-// matmul on CUDA (cuBLAS) against the CPU GEMM, forward and backward, f32 (no TF32: 1e-5) and bf16
-// (1e-2), on sizes that are not multiples of the tile sizes, broadcast batches, transposed views
-// and one large product.
+// matmul on CUDA (cuBLAS) against the CPU GEMM, forward and backward, f32 (no TF32: 1e-5), bf16
+// (1e-2) and f64 (against the f32 CPU result: 1e-5), on sizes that are not multiples of the tile
+// sizes, broadcast batches, shared operands (batch stride 0), transposed views and one large product.
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -18,7 +18,7 @@ struct Case {
 };
 
 void compare(const Case& c) {
-  for (DType dtype : {DType::f32, DType::bf16}) {
+  for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
     const uint64_t seed = fresh_seed();
     Tensor a = random_tensor(c.a, seed, DType::f32).set_requires_grad(true);
     Tensor b = random_tensor(c.b, seed + 1, DType::f32).set_requires_grad(true);
@@ -53,6 +53,7 @@ TEST_CASE("matmul: CUDA matches CPU on transposed views", "[cuda][matmul]") {
   compare({"a^T", {2, 65, 37}, {2, 65, 129}, true, false});
   compare({"b^T", {2, 37, 65}, {129, 65}, false, true});
   compare({"a^T b^T", {65, 37}, {129, 65}, true, true});
+  compare({"a^T with a shared b", {2, 65, 37}, {65, 129}, true, false});
 }
 
 TEST_CASE("matmul: CUDA matches CPU on a large product", "[cuda][matmul]") {

@@ -1,5 +1,6 @@
-// rms_norm on CUDA against the CPU reference, forward and backward (dx, dweight), f32 (1e-5) and
-// bf16 (1e-2), on odd row lengths, long rows and many rows, with and without weight.
+// rms_norm on CUDA against the CPU reference, forward and backward (dx, dweight), in f32 (1e-5),
+// bf16 (1e-2) and f64 (against the f32 CPU result, 1e-5), on odd row lengths, long rows and many
+// rows, with and without weight.
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -12,7 +13,7 @@ TEST_CASE("rms_norm: CUDA matches CPU", "[cuda][rms_norm]") {
   const Shape shapes[] = {{37, 129}, {2, 3, 4099}, {9000, 65}, {5, 1}};
   for (const Shape& shape : shapes) {
     for (bool with_weight : {true, false}) {
-      for (DType dtype : {DType::f32, DType::bf16}) {
+      for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
         const uint64_t seed = fresh_seed();
         Tensor x = random_tensor(shape, seed, DType::f32, -2.0, 1.0).set_requires_grad(true);
         Tensor w = with_weight ? random_tensor({shape.back()}, seed + 1, DType::f32).set_requires_grad(true) : Tensor();
