@@ -95,7 +95,8 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
   out_shape.push_back(m);
   out_shape.push_back(n);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  // The bias is written first and the GEMM accumulates onto it (beta = 1): no separate bias pass.
+  // The bias is broadcast into C first and the GEMM accumulates onto it (beta = 1), so no add
+  // kernel has to read the product back. (A cuBLASLt bias epilogue would also save this write.)
   if (bias.defined())
     copy_(out, bias.as_strided(out_shape, broadcast_strides(bias.shape(), bias.strides(), out_shape), bias.offset()));
   else if (k == 0)

@@ -4,7 +4,7 @@
 // broadcast along.
 //
 // Transposed views (transpose(x, -1, -2)) are read in place by the GEMM; the backward's b^T and a^T
-// are such views, so it copies nothing either.
+// are such views too.
 #include "autograd/node.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
