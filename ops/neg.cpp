@@ -7,7 +7,7 @@ namespace mgl {
 
 Tensor neg(const Tensor& x) {
   return detail::unary_op("neg", UnaryOp::neg, x, detail::Save::output,
-                          [](const Tensor& dy, const Tensor& y) { return neg(dy); });
+                          [](const Tensor& dy, const Tensor&) { return neg(dy); });
 }
 
 }  // namespace mgl
