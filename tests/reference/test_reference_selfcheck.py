@@ -394,7 +394,7 @@ class AttentionChecks(unittest.TestCase):
         changed = ids.clone()
         changed[:, c + 3:] = (changed[:, c + 3:] + 1) % cfg["vocab_size"]
         other, _ = ref.forward(params, cfg, changed)
-        self.assertLess(rel_err(other[:, :c + 3], whole[:, :c + 3]), 1e-14)
+        self.assertLess(rel_err(other[:, :c + 3], whole[:, :c + 3]), 1e-12)
         self.assertGreater(rel_err(other[:, c + 3:], whole[:, c + 3:]), 1e-3)
 
 
