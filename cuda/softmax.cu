@@ -37,13 +37,15 @@ __global__ void softmax_backward_kernel(const T* y, const T* dy, T* dx, int64_t 
     const T* py = y + row * cols;
     const T* pdy = dy + row * cols;
     T* pdx = dx + row * cols;
-    M total = 0;  // sum(dy) for log-softmax, sum(dy * y) for softmax
+    // The row sum and the difference grad - total are taken in f64: for a peaked distribution the
+    // difference cancels almost completely at the peak, and f32 would leave only a few correct bits.
+    double total = 0;  // sum(dy) for log-softmax, sum(dy * y) for softmax
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-      total += Log ? load_math(pdy + c) : load_math(pdy + c) * load_math(py + c);
-    total = block_reduce(total, [](M a, M b) { return a + b; });
+      total += Log ? double(load_math(pdy + c)) : double(load_math(pdy + c)) * double(load_math(py + c));
+    total = block_reduce(total, [](double a, double b) { return a + b; });
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const M out = load_math(py + c), grad = load_math(pdy + c);
-      store_math(pdx + c, Log ? grad - exp(out) * total : out * (grad - total));
+      const double out = load_math(py + c), grad = load_math(pdy + c);
+      store_math(pdx + c, static_cast<M>(Log ? grad - exp(out) * total : out * (grad - total)));
     }
   }
 }

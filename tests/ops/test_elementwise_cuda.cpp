@@ -36,7 +36,7 @@ TEST_CASE("binary ops: CUDA matches CPU with broadcasting and strided inputs", "
     for (const auto& [name, f] : ops) {
       const uint64_t seed = fresh_seed();
       Tensor a = random_tensor({5, 33, 17}, seed, DType::f32, 0.5, 2.0).set_requires_grad(true);
-      Tensor b = random_tensor({33, 1}, seed + 1, DType::f32, 0.5, 2.0).set_requires_grad(true);
+      Tensor b = random_tensor({1, 33}, seed + 1, DType::f32, 0.5, 2.0).set_requires_grad(true);
       std::string report;
       const double error = compare_cuda_to_cpu(
           [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(transpose(in[0], 0, 2), transpose(in[1], 0, 1))}; },

@@ -47,10 +47,12 @@ double relative_error(const Tensor& out, const Tensor& ref);
 // current test (and returns "") if f() throws nothing.
 std::string error_message(const std::function<void()>& f);
 
-// Forward + backward of f on CPU f32 copies of `inputs` and on CUDA copies cast to `dtype`; the
-// outputs are seeded with the same random projections. Inputs that require grad are compared on
-// their gradients. Integer inputs are passed through unchanged (moved to the device). Returns the
-// largest relative error and fills `report` with one line per compared tensor.
+// Forward + backward of f on the CPU in f64 (the reference) and on CUDA in `dtype`, from the same
+// inputs (rounded to `dtype` first, so only the computation differs); the outputs are seeded with the
+// same random projections (also rounded to the GPU output's dtype). Inputs that require grad are
+// compared on their gradients. Integer inputs are passed through unchanged (moved to the device).
+// Returns the largest relative error ||gpu - cpu|| / ||cpu|| and fills `report` with one line per
+// compared tensor.
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
                            std::string* report = nullptr);
 
