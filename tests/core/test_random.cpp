@@ -8,6 +8,7 @@
 #include "core/philox.h"
 #include "core/random.h"
 #include "support/errors.h"
+#include "support/statistics.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -18,22 +19,10 @@ namespace {
 constexpr double kSigmas = 6.0;
 constexpr int64_t kSamples = 200000;
 
-struct Moments {
-  double mean = 0, variance = 0;
-};
-Moments moments(const std::vector<double>& v) {
-  Moments m;
-  for (double x : v) m.mean += x;
-  m.mean /= static_cast<double>(v.size());
-  for (double x : v) m.variance += (x - m.mean) * (x - m.mean);
-  m.variance /= static_cast<double>(v.size() - 1);
-  return m;
-}
-
 }  // namespace
 
 TEST_CASE("Philox 4x32-10 reproduces the Random123 known-answer vectors", "[core][random]") {
-  // Random123 v1.14, tests/kat_vectors (github.com/DEShawResearch/random123, commit 9545ff6), the
+  // Random123, tests/kat_vectors (github.com/DEShawResearch/random123, commit 9545ff6), the
   // three "philox4x32 10" lines: counter (4 words), key (2 words) -> output (4 words).
   struct Case {
     philox::Uint4 counter;

@@ -8,6 +8,7 @@
 #include "nn/linear.h"
 #include "ops/ops.h"
 #include "support/errors.h"
+#include "support/statistics.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -17,18 +18,6 @@ using namespace mgl::testing;
 namespace {
 
 constexpr double kSigmas = 6.0;
-
-struct Moments {
-  double mean = 0, variance = 0;
-};
-Moments moments(const std::vector<double>& v) {
-  Moments m;
-  for (double x : v) m.mean += x;
-  m.mean /= static_cast<double>(v.size());
-  for (double x : v) m.variance += (x - m.mean) * (x - m.mean);
-  m.variance /= static_cast<double>(v.size() - 1);
-  return m;
-}
 
 // Sample mean and variance of n draws against a distribution with this variance (6 standard
 // errors; the variance's standard error is at most variance * sqrt(2 / n) for these shapes).
