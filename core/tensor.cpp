@@ -166,6 +166,7 @@ void cpu_copy(const Tensor& dst, const Tensor& src) {
   });
 }
 
+#ifdef MGL_WITH_CUDA
 // A contiguous copy of `t` on its own device, in its own dtype (no-op if already contiguous).
 Tensor contiguous_copy(const Tensor& t) {
   if (t.is_contiguous()) return t;
@@ -173,6 +174,7 @@ Tensor contiguous_copy(const Tensor& t) {
   copy_(out, t);
   return out;
 }
+#endif
 
 }  // namespace
 
