@@ -14,9 +14,6 @@ class MLP : public Module {
   // x [..., in] -> [..., out]
   Tensor forward(const Tensor& x) const;
 
-  const Linear& fc1() const { return *fc1_; }
-  const Linear& fc2() const { return *fc2_; }
-
  private:
   std::shared_ptr<Linear> fc1_, fc2_;
 };

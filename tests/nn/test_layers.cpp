@@ -1,11 +1,12 @@
-// nn/ Linear and Embedding: parameter layout and names, initialisation statistics, options, the
+// nn/ Linear, Embedding and MLP: parameter layout and names, initialisation statistics, options, the
 // forward against a host computation, and gradients reaching the parameters.
-// (Uses the ops linear() and embedding().)
+// (Uses the ops linear(), embedding() and gelu().)
 #include <cmath>
 
 #include "autograd/engine.h"
 #include "nn/embedding.h"
 #include "nn/linear.h"
+#include "nn/mlp.h"
 #include "ops/ops.h"
 #include "support/errors.h"
 #include "support/statistics.h"
@@ -136,4 +137,40 @@ TEST_CASE("Embedding: parameters, truncated init, lookup and gradient", "[nn][em
     for (int64_t d = 0; d < 4; ++d) CHECK(dw[r * 4 + d] == counts[r]);
   CHECK_THROWS_AS(small.forward(Tensor::from_vector<int64_t>({10}, {1})), Error);
   CHECK(contains(error_message([] { Embedding(5, 0); }), "sizes must be positive, got 5 x 0"));
+}
+
+TEST_CASE("MLP: fc1 -> gelu -> fc2, with state_dict names", "[nn][mlp]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  Generator gen(seed);
+  const int64_t in = 3, hidden = 8, out = 2, rows = 5;
+  const MLP mlp(in, hidden, out, {.dtype = DType::f64, .generator = &gen});
+  const std::vector<Parameter> parameters = mlp.named_parameters();
+  REQUIRE(parameters.size() == 4);
+  CHECK(parameters[0].name == "fc1.weight");
+  CHECK(parameters[1].name == "fc1.bias");
+  CHECK(parameters[2].name == "fc2.weight");
+  CHECK(parameters[3].name == "fc2.bias");
+  CHECK(parameters[0].tensor.shape() == Shape{hidden, in});
+  CHECK(parameters[2].tensor.shape() == Shape{out, hidden});
+  for (size_t k : {1, 3}) copy_(parameters[k].tensor, random_tensor(parameters[k].tensor.shape(), seed + k));
+  const Tensor x = random_tensor({rows, in}, seed + 7, DType::f64, -2.0, 2.0);
+  const std::vector<double> y = mlp.forward(x).to_vector<double>();
+  REQUIRE(y.size() == static_cast<size_t>(rows * out));
+  const std::vector<double> xs = x.to_vector<double>(), w1 = parameters[0].tensor.to_vector<double>(),
+                            b1 = parameters[1].tensor.to_vector<double>(), w2 = parameters[2].tensor.to_vector<double>(),
+                            b2 = parameters[3].tensor.to_vector<double>();
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<double> h(hidden);
+    for (int64_t j = 0; j < hidden; ++j) {
+      double a = b1[j];
+      for (int64_t i = 0; i < in; ++i) a += xs[r * in + i] * w1[j * in + i];
+      h[j] = 0.5 * a * (1 + std::erf(a / std::sqrt(2.0)));  // exact gelu
+    }
+    for (int64_t o = 0; o < out; ++o) {
+      double expected = b2[o];
+      for (int64_t j = 0; j < hidden; ++j) expected += h[j] * w2[o * hidden + j];
+      CHECK(std::abs(y[r * out + o] - expected) < 1e-12);
+    }
+  }
 }

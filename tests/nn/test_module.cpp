@@ -117,7 +117,7 @@ TEST_CASE("sharding metadata travels with each parameter", "[nn][module]") {
 TEST_CASE("zero_grad drops every parameter's gradient", "[nn][module]") {
   const Model model(2);
   Tensor loss = sum(model.embedding);
-  for (const Block* block : {&(*model.layers)[0], &(*model.layers)[1]})
+  for (const std::shared_ptr<Block>& block : *model.layers)
     loss = add(loss, add(add(sum(block->fc1->weight), sum(mul(block->scale, block->fc1->bias))),
                          add(sum(block->fc2->weight), sum(block->fc2->bias))));
   backward(loss);
