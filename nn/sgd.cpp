@@ -10,8 +10,8 @@ SGD::SGD(std::vector<Parameter> parameters, const SGDOptions& options)
 
 void SGD::step() {
   const SGDOptions& o = options_;
-  MGL_CHECK(o.lr >= 0 && o.momentum >= 0 && o.weight_decay >= 0, "SGD: lr, momentum and weight decay must be >= 0, got ",
-            o.lr, ", ", o.momentum, ", ", o.weight_decay);
+  MGL_CHECK(o.lr >= 0 && o.momentum >= 0 && o.weight_decay >= 0,
+            "SGD: lr, momentum and weight decay must be >= 0, got ", o.lr, ", ", o.momentum, ", ", o.weight_decay);
   NoGradGuard no_grad;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].tensor;

@@ -49,7 +49,11 @@ void run_with_small_stack(const std::function<void()>& f) {
   };
   using Call = decltype(call);
   pthread_t thread;
-  REQUIRE(pthread_create(&thread, &attributes, [](void* c) -> void* { (*static_cast<Call*>(c))(); return nullptr; }, &call) == 0);
+  auto start = [](void* c) -> void* {
+    (*static_cast<Call*>(c))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attributes, start, &call) == 0);
   REQUIRE(pthread_join(thread, nullptr) == 0);
   pthread_attr_destroy(&attributes);
   if (error) std::rethrow_exception(error);

@@ -374,7 +374,8 @@ TEST_CASE("Device::parse accepts cpu, cuda, cuda:N and nothing else", "[core][de
   CHECK(Device::parse("cuda:3") == Device::cuda(3));
   CHECK(Device::parse("cuda:3").str() == "cuda:3");
   CHECK(Device::cpu().str() == "cpu");
-  for (const char* bad : {"", "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "cuda0", " cpu", "cuda:99999999999"}) {
+  for (const char* bad :
+       {"", "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "cuda0", " cpu", "cuda:99999999999"}) {
     INFO("'" << bad << "'");
     const std::string message = error_message([&] { Device::parse(bad); });
     CHECK(contains(message, std::string("invalid device '") + bad + "'"));

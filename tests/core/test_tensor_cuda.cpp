@@ -78,9 +78,9 @@ TEST_CASE("copies with strided sources and destinations on either side", "[cuda]
   copy_(bf.as_strided({rows, cols}, {1, rows}, 0), host);  // rounded to bf16 on the device
   Tensor row = Tensor::empty({4, rows}, DType::f32, kGpu);
   copy_(row, bf.as_strided({4, rows}, {0, 1}, 2 * rows));  // row 2 of bf, four times
-  std::vector<float> expected;
+  std::vector<float> expected;  // rounded on the host
   for (int k = 0; k < 4; ++k)
-    for (int64_t r = 0; r < rows; ++r) expected.push_back(static_cast<float>(bf16(values[r * cols + 2])));  // on the host
+    for (int64_t r = 0; r < rows; ++r) expected.push_back(static_cast<float>(bf16(values[r * cols + 2])));
   CHECK(row.to_vector<float>() == expected);
 }
 

@@ -157,9 +157,10 @@ TEST_CASE("MLP: fc1 -> gelu -> fc2, with state_dict names", "[nn][mlp]") {
   const Tensor x = random_tensor({rows, in}, seed + 7, DType::f64, -2.0, 2.0);
   const std::vector<double> y = mlp.forward(x).to_vector<double>();
   REQUIRE(y.size() == static_cast<size_t>(rows * out));
-  const std::vector<double> xs = x.to_vector<double>(), w1 = parameters[0].tensor.to_vector<double>(),
-                            b1 = parameters[1].tensor.to_vector<double>(), w2 = parameters[2].tensor.to_vector<double>(),
-                            b2 = parameters[3].tensor.to_vector<double>();
+  std::vector<std::vector<double>> values;  // fc1.weight, fc1.bias, fc2.weight, fc2.bias
+  for (const Parameter& p : parameters) values.push_back(p.tensor.to_vector<double>());
+  const std::vector<double> &w1 = values[0], &b1 = values[1], &w2 = values[2], &b2 = values[3];
+  const std::vector<double> xs = x.to_vector<double>();
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<double> h(hidden);
     for (int64_t j = 0; j < hidden; ++j) {
