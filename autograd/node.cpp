@@ -4,6 +4,26 @@
 
 namespace mgl::autograd {
 
+// Each node owns the nodes before it through next_edges, so letting destructors run naturally
+// recurses once per node of a chain (and a 100k-op chain overflows the stack). Instead a dying node
+// adopts the predecessors that it alone keeps alive, and empties their edges before they die: each
+// destructor then returns at once, and the loop below walks the chain.
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> orphans;
+  auto adopt = [&orphans](std::vector<Edge>& edges) {
+    for (Edge& edge : edges)
+      if (edge.node && edge.node.use_count() == 1) orphans.push_back(std::move(edge.node));
+    edges.clear();
+  };
+  adopt(next_edges);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    node->release_saved();  // saved tensors are released first: they may hold handles on the graph too
+    adopt(node->next_edges);
+  }  // `node` dies here with no edges left
+}
+
 std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grad_outputs) {
   MGL_CHECK(backward_ != nullptr, name_,
             ": backward called a second time, but its saved tensors were freed by the first; "

@@ -31,7 +31,9 @@ using GradHook = std::function<Tensor(const Tensor&)>;
 
 class Node {
  public:
-  virtual ~Node() = default;
+  // Tears down the part of the graph only this node keeps alive iteratively, not by recursion, so
+  // dropping the last handle on a graph of any depth cannot overflow the stack.
+  virtual ~Node();
   virtual std::string name() const = 0;
   // grad_outputs[k] is the gradient with respect to output k (undefined if none reached it).
   // Returns one gradient per next_edge, undefined where an input gets none.

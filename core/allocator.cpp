@@ -31,7 +31,10 @@ constexpr int kMaxDevices = 64;
 Counter& counter(const Device& device) {
   static Counter host;
   static Counter gpus[kMaxDevices];
-  return device.is_cpu() ? host : gpus[device.index];
+  if (device.is_cpu()) return host;
+  MGL_CHECK(device.index >= 0 && device.index < kMaxDevices, "memory statistics: no such device ", device.str(),
+            " (indices run from 0 to ", kMaxDevices - 1, ")");
+  return gpus[device.index];
 }
 
 #ifdef MGL_WITH_CUDA

@@ -1,5 +1,7 @@
 #include "core/device.h"
 
+#include <charconv>
+
 #include "core/error.h"
 
 namespace mgl {
@@ -10,10 +12,12 @@ Device Device::parse(const std::string& text) {
   if (text == "cpu") return cpu();
   if (text == "cuda") return cuda(0);
   if (text.rfind("cuda:", 0) == 0) {
-    const std::string digits = text.substr(5);
-    MGL_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos,
-              "invalid device '", text, "' (expected cpu, cuda or cuda:N)");
-    return cuda(std::stoi(digits));
+    // Digits only, and a value that fits an int (from_chars reports overflow instead of throwing).
+    const char* first = text.data() + 5;
+    const char* last = text.data() + text.size();
+    int index = -1;
+    const auto [end, status] = std::from_chars(first, last, index);
+    if (first != last && *first != '-' && *first != '+' && status == std::errc{} && end == last) return cuda(index);
   }
   MGL_FAIL("invalid device '", text, "' (expected cpu, cuda or cuda:N)");
 }

@@ -82,12 +82,16 @@ double Tensor::item() const {
 Tensor Tensor::as_strided(const Shape& new_shape, const Shape& new_strides, int64_t new_offset) const {
   MGL_CHECK(new_shape.size() == new_strides.size(), "as_strided: shape ", shape_str(new_shape),
             " and strides ", shape_str(new_strides), " differ in rank");
-  int64_t last = new_offset;  // the furthest element the view can reach must be inside storage
-  for (size_t d = 0; d < new_shape.size(); ++d)
-    if (new_shape[d] > 0) last += (new_shape[d] - 1) * new_strides[d];
+  // The lowest and highest elements the view can reach must both lie inside the storage
+  // (negative strides walk down from the offset, positive ones up).
+  int64_t lowest = new_offset, highest = new_offset;
+  for (size_t d = 0; d < new_shape.size(); ++d) {
+    const int64_t reach = (new_shape[d] - 1) * new_strides[d];
+    if (new_shape[d] > 0) (reach < 0 ? lowest : highest) += reach;
+  }
   const int64_t capacity = static_cast<int64_t>(storage()->bytes / element_size());
-  MGL_CHECK(new_offset >= 0 && (mgl::numel(new_shape) == 0 || last < capacity), "as_strided: view ",
-            shape_str(new_shape), " strides ", shape_str(new_strides), " offset ", new_offset,
+  MGL_CHECK(new_offset >= 0 && (mgl::numel(new_shape) == 0 || (lowest >= 0 && highest < capacity)),
+            "as_strided: view ", shape_str(new_shape), " strides ", shape_str(new_strides), " offset ", new_offset,
             " reaches outside storage of ", capacity, " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = storage();
@@ -162,6 +166,7 @@ void cpu_copy(const Tensor& dst, const Tensor& src) {
   });
 }
 
+#ifdef MGL_WITH_CUDA
 // A contiguous copy of `t` on its own device, in its own dtype (no-op if already contiguous).
 Tensor contiguous_copy(const Tensor& t) {
   if (t.is_contiguous()) return t;
@@ -169,6 +174,7 @@ Tensor contiguous_copy(const Tensor& t) {
   copy_(out, t);
   return out;
 }
+#endif
 
 }  // namespace
 

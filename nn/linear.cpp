@@ -1,0 +1,19 @@
+#include "nn/linear.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace mgl::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const InitOptions& options) {
+  MGL_CHECK(in_features > 0 && out_features > 0, "Linear: feature counts must be positive, got in ", in_features,
+            ", out ", out_features);
+  const double std = options.std.value_or(1.0 / std::sqrt(3.0 * static_cast<double>(in_features)));
+  weight_ = register_parameter("weight", init::normal({out_features, in_features}, std, options));
+  if (bias) bias_ = register_parameter("bias", init::zeros({out_features}, options));
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight_, bias_); }
+
+}  // namespace mgl::nn

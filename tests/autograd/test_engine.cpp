@@ -1,0 +1,283 @@
+// autograd/ engine: accumulation, shared subexpressions, deep graphs (no recursion, saved memory
+// freed), retain_graph, grad mode, detach, hooks, non-scalar roots and several roots at once.
+#include <pthread.h>
+
+#include <cmath>
+#include <exception>
+#include <functional>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "core/allocator.h"
+#include "ops/ops.h"
+#include "support/errors.h"
+#include "support/testing.h"
+
+using namespace mgl;
+using namespace mgl::testing;
+
+namespace {
+
+Tensor leaf(const std::vector<double>& values) {
+  return Tensor::from_vector(values, {static_cast<int64_t>(values.size())}).set_requires_grad(true);
+}
+std::vector<double> grad_of(const Tensor& t) {
+  REQUIRE(t.grad().defined());
+  return t.grad().to_vector<double>();
+}
+void check_close(const std::vector<double>& got, const std::vector<double>& expected) {
+  REQUIRE(got.size() == expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i << ": " << got[i] << " vs " << expected[i]);
+    CHECK(std::abs(got[i] - expected[i]) <= 1e-12 * (1 + std::abs(expected[i])));
+  }
+}
+
+// Runs f on a new thread with a 1 MiB stack and waits for it (assertions stay on the test's thread).
+void run_with_small_stack(const std::function<void()>& f) {
+  pthread_attr_t attributes;
+  REQUIRE(pthread_attr_init(&attributes) == 0);
+  REQUIRE(pthread_attr_setstacksize(&attributes, 1 << 20) == 0);
+  std::exception_ptr error;
+  auto call = [&] {
+    try {
+      f();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  };
+  using Call = decltype(call);
+  pthread_t thread;
+  auto start = [](void* c) -> void* {
+    (*static_cast<Call*>(c))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attributes, start, &call) == 0);
+  REQUIRE(pthread_join(thread, nullptr) == 0);
+  pthread_attr_destroy(&attributes);
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+TEST_CASE("gradients accumulate into .grad across backward calls", "[autograd][engine]") {
+  const Tensor x = leaf({1.0, -2.0, 3.0});
+  backward(sum(x * x));  // d/dx = 2x
+  check_close(grad_of(x), {2, -4, 6});
+  const Tensor first_grad = x.grad();
+  backward(sum(x * 3.0));  // + 3
+  check_close(grad_of(x), {5, -1, 9});
+  CHECK(x.grad().is_same(first_grad));  // accumulated in place, same tensor
+  x.set_grad(Tensor());  // what zero_grad does
+  backward(sum(x));
+  check_close(grad_of(x), {1, 1, 1});
+}
+
+TEST_CASE("a tensor used twice (diamond) receives the sum of both paths", "[autograd][engine]") {
+  const Tensor x = leaf({0.5, -1.0});
+  const Tensor a = exp(x);          // used by both branches
+  const Tensor out = sum(a * a + a);  // d/dx = (2a + 1) a
+  backward(out);
+  std::vector<double> expected;
+  for (double v : {0.5, -1.0}) expected.push_back((2 * std::exp(v) + 1) * std::exp(v));
+  check_close(grad_of(x), expected);
+  // x * x: the same leaf as both inputs of one node.
+  const Tensor y = leaf({3.0});
+  backward(sum(y * y));
+  check_close(grad_of(y), {6});
+}
+
+TEST_CASE("deep chains: 100k ops, no recursion, saved tensors freed", "[autograd][engine]") {
+  // Everything runs on a thread with a 1 MiB stack: recursing once per node (in backward or in
+  // the graph's destruction) would overflow it in any build type.
+  const int64_t depth = 100000;
+  const Device cpu = Device::cpu();
+  const Tensor x = leaf({0.5, -0.25});  // 16 bytes per tensor
+  const int64_t base = memory_stats(cpu).current_bytes;
+  int64_t after_forward = 0, after_backward = 0, after_teardown = 0, after_unused_graph = 0;
+  run_with_small_stack([&] {
+    {
+      Tensor y = x;
+      for (int64_t i = 0; i < depth; ++i) y = tanh(y);  // each node saves its output
+      after_forward = memory_stats(cpu).current_bytes;
+      backward(sum(y));
+      // The graph is still reachable from y, but every node has dropped what it saved.
+      after_backward = memory_stats(cpu).current_bytes;
+    }  // dropping y destroys the 100k-node graph
+    after_teardown = memory_stats(cpu).current_bytes;
+    {
+      // A graph that never runs backward is torn down the same way.
+      Tensor y = x;
+      for (int64_t i = 0; i < depth; ++i) y = y * 1.0;
+    }
+    after_unused_graph = memory_stats(cpu).current_bytes;
+  });
+  CHECK(after_forward - base >= depth * 16);
+  CHECK(after_backward - base == 2 * 16);  // y itself and x.grad
+  CHECK(after_teardown - base == 16);      // x.grad
+  CHECK(after_unused_graph - base == 16);
+  // The derivative of the chain, prod (1 - y_i^2) over its outputs, recomputed on the host.
+  std::vector<double> expected;
+  for (double v : {0.5, -0.25}) {
+    double g = 1;
+    for (int64_t i = 0; i < depth; ++i) {
+      v = std::tanh(v);
+      g *= 1 - v * v;
+    }
+    expected.push_back(g);
+  }
+  const std::vector<double> got = grad_of(x);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(std::abs(got[i] - expected[i]) <= 1e-9 * std::abs(expected[i]));
+}
+
+TEST_CASE("retain_graph: a second backward needs it", "[autograd][engine]") {
+  const Tensor x = leaf({2.0});
+  {
+    const Tensor out = sum(x * x);
+    backward(out);
+    const std::string message = error_message([&] { backward(out); });
+    CHECK(contains(message, "backward called a second time"));
+    CHECK(contains(message, "retain_graph"));
+  }
+  x.set_grad(Tensor());
+  const Tensor out = sum(x * x);
+  backward(out, {}, /*retain_graph=*/true);
+  backward(out);  // the graph was kept: works, and accumulates
+  check_close(grad_of(x), {8});
+}
+
+TEST_CASE("NoGradGuard: nothing is recorded inside, and it nests", "[autograd][engine]") {
+  const Tensor x = leaf({1.0, 2.0});
+  CHECK(autograd::grad_enabled());
+  {
+    NoGradGuard outer;
+    CHECK_FALSE(autograd::grad_enabled());
+    const Tensor y = x * x;
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.grad_fn() == nullptr);
+    {
+      NoGradGuard inner;
+      CHECK_FALSE(autograd::grad_enabled());
+    }
+    CHECK_FALSE(autograd::grad_enabled());  // the inner guard restores the outer state
+    CHECK(contains(error_message([&] { backward(sum(y)); }), "does not require grad"));
+  }
+  CHECK(autograd::grad_enabled());
+  CHECK((x * x).requires_grad());
+}
+
+TEST_CASE("detach cuts the graph but shares the values", "[autograd][engine]") {
+  const Tensor x = leaf({3.0, -1.0});
+  const Tensor d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.grad_fn() == nullptr);
+  CHECK(d.storage() == x.storage());
+  // out = x * stop_gradient(x): only the first factor is differentiated, d/dx = x.
+  backward(sum(x * x.detach()));
+  check_close(grad_of(x), {3, -1});
+  // Detaching an intermediate result.
+  const Tensor y = exp(x);
+  const Tensor yd = y.detach();
+  CHECK(yd.is_leaf());
+  CHECK_FALSE(yd.requires_grad());
+}
+
+TEST_CASE("register_hook: sees the complete gradient once and may replace it", "[autograd][engine][hooks]") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor h = x * 2.0;  // an intermediate used twice below
+  int calls = 0;
+  std::vector<double> seen;
+  autograd::register_hook(h, [&](const Tensor& g) {
+    ++calls;
+    seen = g.to_vector<double>();
+    return g * 10.0;  // replace the gradient flowing on to x
+  });
+  backward(sum(h * 3.0 + h));  // dout/dh = 4 (both uses summed before the hook)
+  CHECK(calls == 1);
+  check_close(seen, {4, 4});
+  check_close(grad_of(x), {80, 80});  // 4 * 10 * 2
+  // On a leaf, the hook runs before accumulation into .grad.
+  const Tensor w = leaf({1.0});
+  autograd::register_hook(w, [](const Tensor& g) { return g * -1.0; });
+  backward(sum(w * 5.0));
+  check_close(grad_of(w), {-5});
+  CHECK(contains(error_message([] { autograd::register_hook(Tensor::ones({1}), [](const Tensor& g) { return g; }); }),
+                 "does not require grad"));
+}
+
+TEST_CASE("post-accumulate hooks run once per backward, after the gradient is complete", "[autograd][engine][hooks]") {
+  const Tensor w = leaf({1.0, -1.0});
+  const Tensor x = leaf({2.0, 3.0});
+  std::vector<std::vector<double>> seen;
+  w.register_post_accumulate_grad_hook([&](const Tensor& param) {
+    CHECK(param.is_same(w));
+    seen.push_back(param.grad().to_vector<double>());
+  });
+  // w is used in three places; each contributes a different gradient: x, 2w, and 1.
+  const auto loss = [&] { return sum(w * x + w * w + w); };
+  backward(loss());
+  REQUIRE(seen.size() == 1);
+  check_close(seen[0], {2 + 2 + 1, 3 - 2 + 1});  // the complete sum, not a partial one
+  backward(loss());
+  REQUIRE(seen.size() == 2);  // once more for the second pass, which accumulated on top of the first
+  check_close(seen[1], {10, 4});
+  // A backward that does not reach w does not call its hook.
+  backward(sum(x * 2.0));
+  CHECK(seen.size() == 2);
+  CHECK(contains(error_message([] { Tensor::ones({1}).register_post_accumulate_grad_hook([](const Tensor&) {}); }),
+                 "is not a leaf that requires grad"));
+}
+
+TEST_CASE("non-scalar roots need an explicit gradient of their shape", "[autograd][engine]") {
+  const Tensor x = leaf({1.0, 2.0, 3.0});
+  const Tensor y = x * x;
+  const std::string message = error_message([&] { backward(y); });
+  CHECK(contains(message, "only defined for one-element roots"));
+  CHECK(contains(message, "f64[3] on cpu"));
+  const std::string wrong_shape = error_message([&] { backward(y, Tensor::ones({2}, DType::f64)); });
+  CHECK(contains(wrong_shape, "f64[2] on cpu"));
+  CHECK(contains(wrong_shape, "does not match root f64[3] on cpu"));
+  backward(y, Tensor::from_vector<double>({1.0, 0.0, -1.0}, {3}));
+  check_close(grad_of(x), {2, 0, -6});
+  CHECK(contains(error_message([&] { autograd::backward({y, y}, {Tensor::ones({3}, DType::f64)}); }),
+                 "2 roots but 1 gradients"));
+}
+
+TEST_CASE("several roots in one pass", "[autograd][engine]") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor a = sum(x * x);        // 2x
+  const Tensor b = sum(exp(x));       // e^x
+  autograd::backward({a, b});
+  check_close(grad_of(x), {2 + std::exp(1.0), 4 + std::exp(2.0)});
+  // One root computed from another: the shared part runs once, after both contributions arrived.
+  x.set_grad(Tensor());
+  const Tensor h = x * 3.0;
+  int calls = 0;
+  autograd::register_hook(h, [&](const Tensor& g) {
+    ++calls;
+    return g;
+  });
+  const Tensor s = sum(h);       // ds/dh = 1
+  const Tensor t = sum(h * h);   // dt/dh = 2h
+  autograd::backward({s, t, s});  // s twice: its seed counts twice
+  CHECK(calls == 1);
+  check_close(grad_of(x), {3 * (2 + 2 * 3.0), 3 * (2 + 2 * 6.0)});
+  // A leaf can be a root.
+  const Tensor one = leaf({4.0});
+  backward(one);
+  check_close(grad_of(one), {1});
+}
+
+TEST_CASE("only inputs that require grad receive one", "[autograd][engine]") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor c = Tensor::from_vector<double>({5.0, 7.0}, {2});  // a constant
+  const Tensor y = x * c;
+  CHECK(y.requires_grad());
+  CHECK_FALSE(y.is_leaf());
+  CHECK(y.grad_fn()->name() == "mul");
+  backward(sum(y));
+  check_close(grad_of(x), {5, 7});
+  CHECK_FALSE(c.grad().defined());
+  CHECK(contains(error_message([&] { Tensor(y).set_requires_grad(false); }), "only leaf tensors"));
+}
