@@ -70,15 +70,6 @@ double relative_error(const Tensor& out, const Tensor& ref) {
   return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL_CHECK("expected an mgl::Error, but nothing was thrown");
-  return "";
-}
 
 double tolerance_for(DType dtype) { return dtype == DType::bf16 ? 1e-2 : 1e-5; }
 

@@ -16,6 +16,7 @@
 #include "core/random.h"
 #include "core/tensor.h"
 #include "support/catch.h"
+#include "support/errors.h"
 
 namespace mgl::testing {
 
@@ -43,9 +44,6 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 
 double relative_error(const Tensor& out, const Tensor& ref);
 
-// The message of the mgl::Error that f() throws, for checking that it names the problem; fails the
-// current test (and returns "") if f() throws nothing.
-std::string error_message(const std::function<void()>& f);
 
 // Forward + backward of f on the CPU in f64 (the reference) and on CUDA in `dtype`, from the same
 // inputs (rounded to `dtype` first, so only the computation differs); the outputs are seeded with the
