@@ -142,23 +142,38 @@ __device__ __forceinline__ int64_t step_time(const Grid& g, int64_t c, int64_t k
   return kReverse ? c * kChunk + g.chunk_length(c) - 1 - k : c * kChunk + k;
 }
 
-// Pass 1. One thread per (b, c, d), channels fastest. Writes each chunk's end state from zero.
-template <class T, bool kReverse>
-__global__ void __launch_bounds__(kScanThreads) scan_local_kernel(const T* u, const ScanMode* modes, Grid g,
-                                                                  C32* states) {
+// Passes 1 and 3. One thread per (b, c, d), channels fastest, runs the steps of one chunk. Pass 1
+// (kOutputs = false) starts from zero and writes the chunk's end state; pass 3 starts from the
+// entering state and writes out_t = Re(Σ_n Γ_n s_n) + skip·u_t.
+template <class T, bool kReverse, bool kOutputs>
+__global__ void __launch_bounds__(kScanThreads) scan_chunk_kernel(const T* u, const ScanMode* modes,
+                                                                  const float* skip, Grid g, C32* states, T* out) {
   const int64_t i = global_thread();
   if (i >= g.B * g.C * g.D) return;
   const int64_t d = i % g.D, c = (i / g.D) % g.C, b = i / (g.D * g.C);
   const ChannelScan m(modes, d, g.N);
   C32 s[kModes];
+  if (kOutputs) {
+#pragma unroll
+    for (int n = 0; n < kModes; ++n) s[n] = states[g.state_index(b, c, d, n)];
+  }
+  const float skip_d = kOutputs ? skip[d] : 0.f;
   const int64_t length = g.chunk_length(c);
   for (int64_t k = 0; k < length; ++k) {
-    const float v = load(u + g.token_index(b, step_time<kReverse>(g, c, k), d));
+    const int64_t at = g.token_index(b, step_time<kReverse>(g, c, k), d);
+    const float v = load(u + at);
+    float o = skip_d * v;
 #pragma unroll
-    for (int n = 0; n < kModes; ++n) s[n] = m.Q[n] * s[n] + m.P[n] * v;
+    for (int n = 0; n < kModes; ++n) {
+      if (kOutputs) o += m.Gamma[n].re * s[n].re - m.Gamma[n].im * s[n].im;
+      s[n] = m.Q[n] * s[n] + m.P[n] * v;
+    }
+    if (kOutputs) out[at] = from_float<T>(o);
   }
+  if (!kOutputs) {
 #pragma unroll
-  for (int n = 0; n < kModes; ++n) states[g.state_index(b, c, d, n)] = s[n];
+    for (int n = 0; n < kModes; ++n) states[g.state_index(b, c, d, n)] = s[n];
+  }
 }
 
 // Pass 2. One thread per (b, d, n), modes fastest. Replaces each chunk's local end state by the
@@ -191,34 +206,6 @@ __global__ void scan_carry_kernel(const ScanMode* modes, const C32* initial, Gri
     }
   }
   if (final) final[i] = s;
-}
-
-// Pass 3. One thread per (b, c, d): reruns the chunk from its entering state and writes
-// out_t = Re(Σ_n Γ_n s_n) + skip·u_t.
-template <class T, bool kReverse>
-__global__ void __launch_bounds__(kScanThreads) scan_output_kernel(const T* u, const ScanMode* modes,
-                                                                   const float* skip, Grid g, const C32* states,
-                                                                   T* out) {
-  const int64_t i = global_thread();
-  if (i >= g.B * g.C * g.D) return;
-  const int64_t d = i % g.D, c = (i / g.D) % g.C, b = i / (g.D * g.C);
-  const ChannelScan m(modes, d, g.N);
-  C32 s[kModes];
-#pragma unroll
-  for (int n = 0; n < kModes; ++n) s[n] = states[g.state_index(b, c, d, n)];
-  const float skip_d = skip[d];
-  const int64_t length = g.chunk_length(c);
-  for (int64_t k = 0; k < length; ++k) {
-    const int64_t at = g.token_index(b, step_time<kReverse>(g, c, k), d);
-    const float v = load(u + at);
-    float o = skip_d * v;
-#pragma unroll
-    for (int n = 0; n < kModes; ++n) {
-      o += m.Gamma[n].re * s[n].re - m.Gamma[n].im * s[n].im;
-      s[n] = m.Q[n] * s[n] + m.P[n] * v;
-    }
-    out[at] = from_float<T>(o);
-  }
 }
 
 // ---- parameter gradients ------------------------------------------------------------------------------
@@ -378,8 +365,8 @@ void run_scan(const T* u, const ScanMode* modes, const float* skip, const C32* i
               T* out, C32* final, Stream stream) {
   const int64_t chunk_threads = g.B * g.C * g.D;
   if (chunk_threads > 0) {
-    scan_local_kernel<T, kReverse><<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, g,
-                                                                                                      states);
+    scan_chunk_kernel<T, kReverse, false>
+        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, nullptr);
     MGL_CUDA_CHECK_LAUNCH();
   }
   const int64_t mode_threads = g.B * g.D * g.N;
@@ -388,7 +375,7 @@ void run_scan(const T* u, const ScanMode* modes, const float* skip, const C32* i
     MGL_CUDA_CHECK_LAUNCH();
   }
   if (out && chunk_threads > 0) {
-    scan_output_kernel<T, kReverse>
+    scan_chunk_kernel<T, kReverse, true>
         <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, out);
     MGL_CUDA_CHECK_LAUNCH();
   }

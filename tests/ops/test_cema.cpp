@@ -40,6 +40,11 @@ CemaOutput run(const std::vector<Tensor>& in, bool return_state) {
   return cema(in[0], in[1], in[2], in[3], in[4], in[5], in[6], return_state);
 }
 
+std::vector<Tensor> y_and_state(const std::vector<Tensor>& in) {
+  const CemaOutput out = run(in, true);
+  return {out.y, out.h_out};
+}
+
 // A fresh leaf with the same values (so two computations accumulate into separate .grad).
 Tensor fresh_leaf(const Tensor& t) {
   if (!t.defined()) return t;
@@ -84,12 +89,7 @@ TEST_CASE("cema: gradients of y and h_out match finite differences", "[ops][cema
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const Inputs in = random_inputs(2, 7, 3, 4, seed, true);
-  check_gradients_multi(
-      [](const std::vector<Tensor>& v) {
-        const CemaOutput out = run(v, true);
-        return std::vector<Tensor>{out.y, out.h_out};
-      },
-      in.list());
+  check_gradients_multi(y_and_state, in.list());
 }
 
 TEST_CASE("cema: gradients of y alone, without an incoming state", "[ops][cema]") {
@@ -112,12 +112,7 @@ TEST_CASE("cema: gradients at edge shapes", "[ops][cema]") {
     const uint64_t seed = fresh_seed();
     INFO("B L D N = " << s[0] << " " << s[1] << " " << s[2] << " " << s[3] << ", seed " << seed);
     const Inputs in = random_inputs(s[0], s[1], s[2], s[3], seed, true);
-    check_gradients_multi(
-        [](const std::vector<Tensor>& v) {
-          const CemaOutput out = run(v, true);
-          return std::vector<Tensor>{out.y, out.h_out};
-        },
-        in.list());
+    check_gradients_multi(y_and_state, in.list());
   }
 }
 
