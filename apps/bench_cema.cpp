@@ -1,0 +1,88 @@
+// bench_cema: time of the CEMA op (ops/cema.h) on CUDA, forward and forward + backward, for
+// B = 1, D = 1024, N = 16 and L = 4096 and 32768, with f32 and bf16 activations.
+//
+// Bandwidth is reported against the bytes the op cannot avoid moving: forward reads x and writes
+// y (2 activations); forward + backward also reads x and dy and writes dx (5 activations in all).
+// The chunked scan moves more than that (chunk states of 4 bytes per token and channel, written
+// and read a few times, and x read again), so the figure says how close the op is to a pure
+// streaming kernel; compare it with the device's memory bandwidth (about 4.8 TB/s on an H200).
+// Exits with status 0 and a message when no GPU is present.
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "core/cuda_context.h"
+#include "core/random.h"
+#include "ops/cema.h"
+#include "ops/ops.h"
+
+using namespace mgl;
+
+namespace {
+
+constexpr int64_t kBatch = 1, kChannels = 1024, kModes = 16;
+constexpr int kWarmup = 3, kIterations = 20;
+
+struct Problem {
+  Tensor x, alpha, delta, theta, gamma, omega, h_in, dy, dh;
+};
+
+Problem make_problem(int64_t L, DType dtype, const Device& device) {
+  Generator gen(2024);
+  auto uniform = [&](const Shape& shape, double low, double high, DType type, bool grad) {
+    Tensor t = Tensor::empty(shape, type, device);
+    uniform_(t, low, high, gen);
+    return grad ? t.set_requires_grad(true) : t;
+  };
+  const int64_t B = kBatch, D = kChannels, N = kModes;
+  return {uniform({B, L, D}, -1, 1, dtype, true),        uniform({D, N, 1}, -1.5, 1.5, DType::f32, true),
+          uniform({D, N, 1}, -1.5, 1.5, DType::f32, true), uniform({D, 1, 1}, -2, 2, DType::f32, true),
+          uniform({D, N, 2}, -1, 1, DType::f32, true),     uniform({D, 1}, -1, 1, DType::f32, true),
+          uniform({B, D, N, 2}, -1, 1, DType::f32, true),  uniform({B, L, D}, -1, 1, dtype, false),
+          uniform({B, D, N, 2}, -1, 1, DType::f32, false)};
+}
+
+// Average milliseconds of `step` over kIterations, after kWarmup untimed runs.
+template <class F>
+double time_ms(const Device& device, F&& step) {
+  for (int i = 0; i < kWarmup; ++i) step();
+  synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kIterations; ++i) step();
+  synchronize(device);
+  const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
+  return elapsed.count() / kIterations;
+}
+
+}  // namespace
+
+int main() {
+  if (!cuda_available()) {
+    std::printf("bench_cema: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
+    return 0;
+  }
+  const Device device = Device::cuda(0);
+  std::printf("CEMA on %s: B = %ld, D = %ld, N = %ld; %d timed iterations\n", device.str().c_str(), long(kBatch),
+              long(kChannels), long(kModes), kIterations);
+  std::printf("%-5s %7s %12s %12s %14s %14s\n", "dtype", "L", "fwd ms", "fwd GB/s", "fwd+bwd ms", "fwd+bwd GB/s");
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (int64_t L : {int64_t(4096), int64_t(32768)}) {
+      Problem p = make_problem(L, dtype, device);
+      auto forward = [&] { return cema(p.x, p.alpha, p.delta, p.theta, p.gamma, p.omega, p.h_in, true); };
+      const double forward_ms = time_ms(device, [&] {
+        NoGradGuard no_grad;
+        forward();
+      });
+      const double total_ms = time_ms(device, [&] {
+        const CemaOutput out = forward();
+        autograd::backward({out.y, out.h_out}, {p.dy, p.dh});
+      });
+      const double activation_bytes = double(kBatch * L * kChannels) * double(dtype_size(dtype));
+      std::printf("%-5s %7ld %12.3f %12.1f %14.3f %14.1f\n", dtype_name(dtype), long(L), forward_ms,
+                  2 * activation_bytes / forward_ms * 1e-6, total_ms, 5 * activation_bytes / total_ms * 1e-6);
+    }
+  }
+  return 0;
+}

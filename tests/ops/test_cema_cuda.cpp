@@ -1,0 +1,170 @@
+// CEMA on CUDA (cuda/cema.cu, a chunked scan) against the CPU reference: forward and every
+// gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, a 65536-token
+// sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "ops/cema.h"
+#include "ops/ops.h"
+#include "support/testing.h"
+
+using namespace mgl;
+using namespace mgl::testing;
+
+MGL_CUDA_TEST_FILE
+
+namespace {
+
+// x, alpha, delta, theta, gamma, omega, h_in (or undefined) as f32 CPU leaves.
+std::vector<Tensor> random_inputs(int64_t B, int64_t L, int64_t D, int64_t N, uint64_t seed, bool with_state,
+                                  double decay_low = -1.5, double decay_high = 1.5) {
+  auto leaf = [](Tensor t) { return t.set_requires_grad(true); };
+  return {leaf(random_tensor({B, L, D}, seed, DType::f32)),
+          leaf(random_tensor({D, N, 1}, seed + 1, DType::f32, decay_low, decay_high)),
+          leaf(random_tensor({D, N, 1}, seed + 2, DType::f32, decay_low, decay_high)),
+          leaf(random_tensor({D, 1, 1}, seed + 3, DType::f32, -2.0, 2.0)),
+          leaf(random_tensor({D, N, 2}, seed + 4, DType::f32)),
+          leaf(random_tensor({D, 1}, seed + 5, DType::f32)),
+          with_state ? leaf(random_tensor({B, D, N, 2}, seed + 6, DType::f32)) : Tensor()};
+}
+
+// compare_cuda_to_cpu casts every floating input to the tested dtype; CEMA takes bf16 only for
+// x, so the parameters and the state go back to f32 (a differentiable cast).
+CemaOutput run(const std::vector<Tensor>& in, bool return_state) {
+  auto f32 = [](const Tensor& t) { return t.defined() ? cast(t, DType::f32) : t; };
+  return cema(in[0], f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), f32(in[5]), f32(in[6]), return_state);
+}
+
+std::vector<Tensor> y_and_state(const std::vector<Tensor>& in) {
+  const CemaOutput out = run(in, true);
+  return {out.y, out.h_out};
+}
+
+}  // namespace
+
+TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (int64_t L : {1, 37, 1000, 5000}) {
+      const int64_t D = L > 1000 ? 7 : 67;
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error = compare_cuda_to_cpu(y_and_state, random_inputs(2, L, D, 16, seed, true), dtype, &report);
+      INFO(dtype_name(dtype) << " L = " << L << " seed " << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
+TEST_CASE("cema: CUDA with fewer than 16 modes and no incoming state", "[cuda][cema]") {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (int64_t N : {1, 5}) {
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error = compare_cuda_to_cpu(
+          [](const std::vector<Tensor>& in) { return std::vector<Tensor>{run(in, false).y}; },
+          random_inputs(3, 101, 33, N, seed, false), dtype, &report);
+      INFO(dtype_name(dtype) << " N = " << N << " seed " << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
+TEST_CASE("cema: CUDA gradients that flow only through h_out", "[cuda][cema]") {
+  const uint64_t seed = fresh_seed();
+  std::string report;
+  const double error = compare_cuda_to_cpu(
+      [](const std::vector<Tensor>& in) { return std::vector<Tensor>{run(in, true).h_out}; },
+      random_inputs(2, 70, 9, 16, seed, true), DType::f32, &report);
+  INFO("seed " << seed << "\n" << report);
+  CHECK(error <= tolerance_for(DType::f32));
+}
+
+TEST_CASE("cema: 65536 tokens on CUDA in f32 against the f64 reference", "[cuda][cema]") {
+  // Decays with memories up to ~170 tokens (α·δ >= 0.006), so state crosses several chunks. The
+  // f32 coefficients themselves bound the attainable agreement with f64 at about ε/(1 − |q|).
+  const int64_t B = 1, L = 65536, D = 4, N = 16;
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const std::vector<Tensor> base = random_inputs(B, L, D, N, seed, true, -2.5, 0.5);
+  const Tensor w_y = random_tensor({B, L, D}, seed + 10, DType::f32);
+  const Tensor w_h = random_tensor({B, D, N, 2}, seed + 11, DType::f32);
+
+  auto leaves_on = [&](const Device& device, DType dtype) {
+    std::vector<Tensor> out;
+    for (const Tensor& t : base) {
+      Tensor copy = Tensor::empty(t.shape(), dtype, device);
+      copy_(copy, t);
+      out.push_back(copy.set_requires_grad(true));
+    }
+    return out;
+  };
+  const std::vector<Tensor> ref_in = leaves_on(Device::cpu(), DType::f64);
+  const std::vector<Tensor> gpu_in = leaves_on(Device::cuda(0), DType::f32);
+  const CemaOutput ref = run(ref_in, true);
+  const CemaOutput gpu = run(gpu_in, true);
+  autograd::backward({ref.y, ref.h_out}, {cast(w_y, DType::f64), cast(w_h, DType::f64)});
+  autograd::backward({gpu.y, gpu.h_out}, {to(w_y, Device::cuda(0)), to(w_h, Device::cuda(0))});
+
+  CHECK(relative_error(gpu.y, ref.y) <= 1e-4);
+  CHECK(relative_error(gpu.h_out, ref.h_out) <= 1e-4);
+  const char* names[] = {"x", "alpha", "delta", "theta", "gamma", "omega", "h_in"};
+  for (size_t k = 0; k < ref_in.size(); ++k) {
+    const double error = relative_error(gpu_in[k].grad(), ref_in[k].grad());
+    INFO("gradient of " << names[k] << ": relative error " << error);
+    CHECK(error <= 1e-4);
+  }
+}
+
+TEST_CASE("cema: the CUDA decoding step matches the CPU step and the full sequence", "[cuda][cema]") {
+  const int64_t B = 3, L = 40, D = 19, N = 16;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const uint64_t seed = fresh_seed();
+    INFO(dtype_name(dtype) << " seed " << seed);
+    const std::vector<Tensor> in = random_inputs(B, L, D, N, seed, true);
+    const Tensor x = cast(in[0].detach(), dtype);
+    const CemaCoefficients cpu_c = cema_coefficients(in[1], in[2], in[3], in[4], in[5]);
+    const Device gpu = Device::cuda(0);
+    const CemaCoefficients gpu_c = cema_coefficients(to(in[1], gpu), to(in[2], gpu), to(in[3], gpu), to(in[4], gpu),
+                                                     to(in[5], gpu));
+    CHECK(relative_error(gpu_c.q, cpu_c.q) <= 1e-6);
+    Tensor cpu_h = Tensor::empty({B, D, N, 2});
+    copy_(cpu_h, in[6]);
+    Tensor gpu_h = Tensor::empty({B, D, N, 2}, DType::f32, gpu);
+    copy_(gpu_h, in[6]);
+    const CemaOutput whole = cema(to(x, gpu), to(in[1], gpu), to(in[2], gpu), to(in[3], gpu), to(in[4], gpu),
+                                  to(in[5], gpu), to(in[6].detach(), gpu), true);
+    for (int64_t t = 0; t < L; ++t) {
+      const Tensor x_t = contiguous(squeeze(slice(x, 1, t, t + 1), 1));
+      const Tensor cpu_y = cema_step(x_t, cpu_c, cpu_h);
+      const Tensor gpu_y = cema_step(to(x_t, gpu), gpu_c, gpu_h);
+      INFO("t = " << t);
+      CHECK(relative_error(gpu_y, cpu_y) <= tolerance_for(dtype));
+      CHECK(relative_error(gpu_y, squeeze(slice(whole.y, 1, t, t + 1), 1)) <= tolerance_for(dtype));
+    }
+    CHECK(relative_error(gpu_h, cpu_h) <= 1e-5);
+    CHECK(relative_error(gpu_h, whole.h_out) <= 1e-5);
+  }
+}
+
+TEST_CASE("cema: CUDA input limits throw clear errors", "[cuda][cema]") {
+  const Device gpu = Device::cuda(0);
+  const std::vector<Tensor> in = random_inputs(1, 8, 3, 17, fresh_seed(), false);
+  std::vector<Tensor> on_gpu;
+  for (const Tensor& t : in) on_gpu.push_back(t.defined() ? to(t.detach(), gpu) : t);
+  REQUIRE_THROWS_AS(run(on_gpu, false), Error);
+  try {
+    run(on_gpu, false);
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("N <= 16") != std::string::npos);
+  }
+  std::vector<Tensor> f64 = random_inputs(1, 8, 3, 4, fresh_seed(), false);
+  for (Tensor& t : f64)
+    if (t.defined()) t = to(cast(t.detach(), DType::f64), gpu);
+  REQUIRE_THROWS_AS(cema(f64[0], f64[1], f64[2], f64[3], f64[4], f64[5], Tensor(), false), Error);
+  try {
+    cema(f64[0], f64[1], f64[2], f64[3], f64[4], f64[5], Tensor(), false);
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("CUDA parameters must be f32") != std::string::npos);
+  }
+}
