@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 tools/install_deps.sh
 tools/build.sh
 build/bin/mlp_demo --device cpu
-if build/bin/mlp_demo --probe-cuda >/dev/null 2>&1; then
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   build/bin/mlp_demo --device cuda
+else
+  echo "(no GPU here: the CUDA run is skipped)"
 fi
