@@ -29,11 +29,14 @@ std::vector<Tensor> random_inputs(int64_t B, int64_t L, int64_t D, int64_t N, ui
           with_state ? leaf(random_tensor({B, D, N, 2}, seed + 6, DType::f32)) : Tensor()};
 }
 
-// compare_cuda_to_cpu casts every floating input to the tested dtype; CEMA takes bf16 only for
-// x, so the parameters and the state go back to f32 (a differentiable cast).
+// compare_cuda_to_cpu casts every floating input to the tested dtype (f64 for the CPU reference);
+// CEMA takes bf16 only for x, so the parameters and the state go back to f32 — or stay f64 in the
+// reference (a differentiable cast).
 CemaOutput run(const std::vector<Tensor>& in, bool return_state) {
-  auto f32 = [](const Tensor& t) { return t.defined() ? cast(t, DType::f32) : t; };
-  return cema(in[0], f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), f32(in[5]), f32(in[6]), return_state);
+  const DType parameter_dtype = in[0].dtype() == DType::f64 ? DType::f64 : DType::f32;
+  auto param = [&](const Tensor& t) { return t.defined() ? cast(t, parameter_dtype) : t; };
+  return cema(in[0], param(in[1]), param(in[2]), param(in[3]), param(in[4]), param(in[5]), param(in[6]),
+              return_state);
 }
 
 std::vector<Tensor> y_and_state(const std::vector<Tensor>& in) {
