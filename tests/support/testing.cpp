@@ -92,7 +92,7 @@ std::vector<Tensor> prepare(const std::vector<Tensor>& inputs, const Device& dev
 }  // namespace
 
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
-                           std::string* report) {
+                           std::string* report, DType reference) {
   // The CPU reference sees the inputs after rounding to `dtype`, so only the computation differs.
   std::vector<Tensor> rounded;
   for (const Tensor& x : inputs) {
@@ -105,7 +105,7 @@ double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<T
     if (x.requires_grad()) r.set_requires_grad(true);
     rounded.push_back(r);
   }
-  const std::vector<Tensor> cpu_inputs = prepare(rounded, Device::cpu(), DType::f32);
+  const std::vector<Tensor> cpu_inputs = prepare(rounded, Device::cpu(), reference);
   const std::vector<Tensor> gpu_inputs = prepare(rounded, Device::cuda(0), dtype);
   const std::vector<Tensor> cpu_outputs = f(cpu_inputs);
   const std::vector<Tensor> gpu_outputs = f(gpu_inputs);
@@ -126,7 +126,9 @@ double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<T
     Tensor w = randn(cpu_outputs[k].shape(), DType::f32, Device::cpu(), gen);
     cpu_roots.push_back(cpu_outputs[k]);
     gpu_roots.push_back(gpu_outputs[k]);
-    cpu_seeds.push_back(w);
+    Tensor wc = Tensor::empty(w.shape(), cpu_outputs[k].dtype());
+    copy_(wc, w);
+    cpu_seeds.push_back(wc);
     Tensor wg = Tensor::empty(w.shape(), gpu_outputs[k].dtype(), gpu_outputs[k].device());
     copy_(wg, w);
     gpu_seeds.push_back(wg);

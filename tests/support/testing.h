@@ -43,12 +43,14 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 
 double relative_error(const Tensor& out, const Tensor& ref);
 
-// Forward + backward of f on CPU f32 copies of `inputs` and on CUDA copies cast to `dtype`; the
-// outputs are seeded with the same random projections. Inputs that require grad are compared on
-// their gradients. Integer inputs are passed through unchanged (moved to the device). Returns the
-// largest relative error and fills `report` with one line per compared tensor.
+// Forward + backward of f on CPU copies of `inputs` (in the `reference` dtype, f32 by default) and
+// on CUDA copies cast to `dtype`; the outputs are seeded with the same random projections. Inputs
+// that require grad are compared on their gradients. Integer inputs are passed through unchanged
+// (moved to the device). Returns the largest relative error and fills `report` with one line per
+// compared tensor. A reference in f64 removes the CPU's own rounding from the comparison, for ops
+// whose long f32 reductions differ from the kernel's only in summation order.
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
-                           std::string* report = nullptr);
+                           std::string* report = nullptr, DType reference = DType::f32);
 
 // Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
 double tolerance_for(DType dtype);
