@@ -1,26 +1,41 @@
 // Chunk-wise causal attention, FlashAttention-style (Dao et al. 2022; Dao 2023): the c x c
-// probability matrix of a block never reaches global memory. Kernels work on 64 x 64 tiles of
-// (query rows) x (key rows) with 256 threads: thread (ty, tx) = (tid / 16, tid % 16) owns the 4 x 4
-// micro-tile of rows ty + 16a and columns tx + 16b (a, b < 4), so the 16 threads of a row are 16
-// adjacent lanes of one warp and row reductions are 4 warp shuffles. Operands are staged in shared
-// memory in f32 and every product is an f32 FMA (bf16 is storage only).
+// probability matrix of a block never reaches global memory; it is rebuilt tile by tile from Q, K
+// and the per-row logsumexp of S, which is all the forward saves.
 //
-// Forward (one block per (query tile, slice of kCols value columns, attention block)): loop over the
-// key tiles up to the diagonal; S = scale Q Kᵀ (reduction over dz in slabs of 16); online softmax
-// with a running row max m and row sum l (the accumulator is rescaled by e^{m_old - m_new} whenever
-// the max grows); O_slice += P̃ V_slice. At the end O = acc / l and logsumexp = m + log l.
-// Splitting dv = 2048 into slices recomputes Q Kᵀ once per slice: with dz = 256 and kCols = 128 the
-// S product costs twice the P V product of the slice, which is the price of keeping the accumulator
-// (64 x kCols f32) in registers; a whole-dv accumulator would not fit.
+// Every kernel works on 64 x 64 score tiles: rows are a tile of the block's queries or keys (the
+// tile a CUDA block owns), columns a tile of the other side (the tiles it loops over). One kernel
+// shape does all the heavy work, a weighted sum over the column side:
 //
-// Backward (P recomputed from Q, K and the saved logsumexp; D_i = rowsum(dO_i ⊙ O_i)):
-//   value_grad: one block per (key tile, value slice): loop over the query tiles that see it,
-//               P̃ᵀ (64 keys x 64 queries) then dV_slice += P̃ᵀ dO_slice.
-//   qk_grad:    one block per (row tile, role): role 0 owns a query tile and loops over key tiles
-//               (dQ += dS K), role 1 owns a key tile and loops over query tiles (dK += dSᵀ Q). Each
-//               recomputes S (over dz) and dP = dO Vᵀ (over dv) for its tile pairs; writing dQ and dK
-//               from different blocks avoids atomics at the cost of computing dP twice.
+//   out[r, slice] = Σ_c W[r, c] · X[c, slice]
+//
+//   output   rows     W                        X     kernel
+//   O        queries  P̃   = P ⊙ M/(1-p)       V     forward, slices of dv
+//   dV       keys     P̃ᵀ                      dO    backward, slices of dv
+//   dQ       queries  dS  · scale             K     backward, all of dz
+//   dK       keys     dSᵀ · scale             Q     backward, all of dz
+//
+// with P = exp(scale·S - logsumexp) and dS = P ⊙ (dP ⊙ M/(1-p) - D), D = rowsum(dO ⊙ O), all
+// elementwise once S (and dP = dO Vᵀ) of the tile are known. Because P comes out normalised, the
+// output accumulator is never rescaled, so the forward runs in two passes: a statistics kernel
+// (online max and sum over the key tiles, S only) writes the logsumexp, then the weighted sum.
+// Splitting dv = 2048 into slices of 256 recomputes S = Q Kᵀ once per slice; with dz = 256 that
+// adds one S product per P V product of the same size (forward work 4352 vs 2304 per score, in
+// units of one multiply-add per (query, key) per dimension), the price of keeping a 64 x 256 f32
+// accumulator on chip (a whole-dv accumulator would not fit). dQ and dK come from separate blocks
+// (no atomics), so the dP tile (the dv = 2048 reduction) is computed twice in backward.
+//
+// Two engines do the tile arithmetic:
+//   FmaEngine (f32, and bf16 that tensor cores cannot take): 256 threads, thread (ty, tx) owns the
+//     4 x 4 micro-tile of rows ty + 16a and columns tx + 16b; f32 FMAs on operands staged in shared
+//     memory in f32.
+//   MmaEngine (bf16 with head dims that are multiples of 8 and 16-byte aligned rows): 8 warps, each
+//     owning 16 rows and half the columns of a tile; tensor cores through nvcuda::wmma (16 x 16 x 16,
+//     bf16 inputs, f32 accumulation). W is rounded to bf16 before its product.
+// Both write each score tile to shared memory; the elementwise step between products is common.
+#include <mma.h>
+
 #include <cfloat>
+#include <cstdint>
 
 #include "cuda/chunk_attention.h"
 #include "cuda/common.cuh"
@@ -29,178 +44,386 @@ namespace mgl::cuda {
 
 namespace {
 
-constexpr int kTile = 64;           // rows of a query or key tile
-constexpr int kSlab = 16;           // slab of the reduction dimension staged per step
-constexpr int kBlockThreads = 256;  // 16 x 16 threads, 4 x 4 micro-tiles
-constexpr int kMaxHeadDim = 256;    // q/k head dims supported by qk_grad's register accumulator
+namespace wmma = nvcuda::wmma;
 
-// Up to 64 consecutive rows of a row-major matrix whose rows are `stride` elements apart; rows at
-// or past `count` read as zeros.
-template <class T>
-struct Rows {
-  const T* base = nullptr;  // row 0 of the tile
-  int64_t stride = 0;
-  int count = 0;
-};
-
-template <class T>
-__device__ __forceinline__ Rows<T> rows_at(const T* data, int64_t first_row, int64_t row_stride, int64_t total_rows,
-                                           int64_t tile_start) {
-  const int64_t left = total_rows - tile_start;
-  return {data + (first_row + tile_start) * row_stride, row_stride, static_cast<int>(left < kTile ? left : kTile)};
-}
-
-struct Shared {
-  float a[kSlab][kTile + 1];  // slab of the row operand, transposed ([e][row]); +1 spreads the stores over banks
-  float b[kSlab][kTile + 1];  // slab of the column operand
-  float w[kTile][kTile];      // a tile of P̃ or dS, the left factor of an accumulate()
-};
-
-// s[a][b] += Σ_{e < len} A[ty + 16a][e] · B[tx + 16b][e]: a 64 x 64 tile of A Bᵀ.
-template <class T>
-__device__ void tile_product(const Rows<T>& A, const Rows<T>& B, int64_t len, float (&s)[4][4], Shared& sh) {
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  for (int64_t e0 = 0; e0 < len; e0 += kSlab) {
-    // Stage 64 rows x 16 columns of each operand; consecutive threads read consecutive columns.
-    for (int n = tid; n < kTile * kSlab; n += kBlockThreads) {
-      const int row = n / kSlab, e = n % kSlab;
-      const bool inside = e0 + e < len;
-      sh.a[e][row] = (inside && row < A.count) ? to_float(A.base[row * A.stride + e0 + e]) : 0.0f;
-      sh.b[e][row] = (inside && row < B.count) ? to_float(B.base[row * B.stride + e0 + e]) : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int e = 0; e < kSlab; ++e) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        av[i] = sh.a[e][ty + 16 * i];
-        bv[i] = sh.b[e][tx + 16 * i];
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) s[i][j] = fmaf(av[i], bv[j], s[i][j]);
-    }
-    __syncthreads();
-  }
-}
-
-// acc[a][b] += Σ_{j < 64} W[ty + 16a][j] · X[j][col0 + tx + 16b]   (W = sh.w; columns >= cols read as 0).
-// X is staged 16 rows at a time in `xs` (kSlab x kCols floats of shared memory).
-template <int kCols, class T>
-__device__ void accumulate(const Rows<T>& X, int64_t col0, int64_t cols, float (&acc)[4][kCols / 16], Shared& sh,
-                           float (*xs)[kCols]) {
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  for (int j0 = 0; j0 < kTile; j0 += kSlab) {
-    for (int n = tid; n < kSlab * kCols; n += kBlockThreads) {
-      const int j = n / kCols, c = n % kCols;
-      xs[j][c] = (j0 + j < X.count && col0 + c < cols) ? to_float(X.base[(j0 + j) * X.stride + col0 + c]) : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < kSlab; ++j) {
-      float wv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) wv[i] = sh.w[ty + 16 * i][j0 + j];
-#pragma unroll
-      for (int b = 0; b < kCols / 16; ++b) {
-        const float x = xs[j][tx + 16 * b];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[i][b] = fmaf(wv[i], x, acc[i][b]);
-      }
-    }
-    __syncthreads();
-  }
-}
-
-// Reductions over the 16 lanes that share a row (lanes differ in bits 0..3).
-__device__ __forceinline__ float row_max(float x) {
-  for (int offset = 8; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-__device__ __forceinline__ float row_sum(float x) {
-  for (int offset = 8; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
+constexpr int kTile = 64;          // rows and columns of a score tile
+constexpr int kScoreLd = kTile + 4;  // row pitch of score tiles in shared memory (floats; a multiple of 4 for wmma)
+constexpr int kMaxHeadDim = 256;   // widest dz the score-gradient accumulators hold
 
 __host__ __device__ inline int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
 
-// ---- forward ---------------------------------------------------------------------------------------
+// One side (queries or keys) of an attention block: the (token, head) row index of its element 0
+// and its number of tokens. Consecutive tokens of a side are `heads` rows apart.
+struct Side {
+  int64_t row0 = 0, length = 0;
+};
 
-// Launch: grid (query tiles, value slices, blocks), kBlockThreads threads. Query tiles run in reverse
-// order so that the longest (last) tiles of the causal triangle start first.
-template <class T, int kCols>
-__global__ void __launch_bounds__(kBlockThreads) forward_kernel(const T* q, const T* k, const T* v, T* o,
-                                                                float* logsumexp, AttentionShape s) {
-  __shared__ Shared sh;
-  __shared__ float xs[kSlab][kCols];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t block = blockIdx.z;
-  const int64_t q0 = (gridDim.x - 1 - blockIdx.x) * int64_t(kTile);
-  const int64_t col0 = blockIdx.y * int64_t(kCols);
-  const int64_t first_query = query_row(s, block, 0), first_key = key_row(s, block, 0);
-  const Rows<T> Q = rows_at(q, first_query, s.heads * s.dz, s.q_len, q0);
-  const int64_t last_row = min(q0 + kTile, s.q_len) - 1;
-  const int64_t last_key = last_row + (s.k_len - s.q_len);  // the last key any row of the tile sees
+// Up to 64 consecutive tokens of one side of a [.., tokens, heads, width] tensor; rows at or past
+// `rows` do not exist (they read as zeros, and are not written).
+template <class P>
+struct Panel {
+  P* base = nullptr;  // the panel's first row
+  int64_t stride = 0;  // elements between consecutive rows
+  int rows = 0;
+};
 
-  float m[4], l[4], acc[4][kCols / 16];
+template <class P>
+__device__ __forceinline__ Panel<P> panel(P* data, const Side& side, int64_t heads, int64_t width, int64_t start) {
+  const int64_t left = side.length - start;
+  return {data + (side.row0 + start * heads) * width, heads * width, static_cast<int>(left < kTile ? left : kTile)};
+}
+
+// ---- FMA engine ------------------------------------------------------------------------------------
+
+template <class T, int kWidth>
+struct FmaEngine {
+  using Storage = T;
+  using Weight = float;
+  static constexpr int kThreads = 256;
+  static constexpr int kMinBlocks = 1;
+  static constexpr int kCols = kWidth;  // output columns per block
+  static constexpr int kSlab = 16;      // reduction slab staged per step
+
+  struct Shared {
+    float a[kSlab][kTile + 1];  // slab of the row operand, transposed ([e][row]); +1 spreads the stores over banks
+    float b[kSlab][kTile + 1];  // slab of the column operand
+    float s[kTile][kScoreLd];   // S tile
+    float dp[kTile][kScoreLd];  // dP tile (score gradients only)
+    float w[kTile][kTile];      // weights W
+    float x[kSlab][kCols];      // 16 rows of X
+  };
+  struct Accumulator {
+    float v[4][kCols / 16];
+  };
+
+  __device__ static void zero(Accumulator& acc) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
+    for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int b = 0; b < kCols / 16; ++b) acc[i][b] = 0.0f;
+      for (int b = 0; b < kCols / 16; ++b) acc.v[i][b] = 0.0f;
   }
 
-  for (int64_t k0 = 0; k0 <= last_key; k0 += kTile) {
-    float sc[4][4] = {};
-    tile_product(Q, rows_at(k, first_key, s.heads * s.dz, s.k_len, k0), s.dz, sc, sh);
+  // out = A Bᵀ (64 x 64) over the first `len` columns of both panels.
+  __device__ static void product(const Panel<const T>& A, const Panel<const T>& B, int64_t len, float (*out)[kScoreLd],
+                                 Shared& sh) {
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    float s[4][4] = {};
+    for (int64_t e0 = 0; e0 < len; e0 += kSlab) {
+      // 64 rows x 16 columns of each operand; consecutive threads read consecutive columns.
+      for (int n = tid; n < kTile * kSlab; n += kThreads) {
+        const int row = n / kSlab, e = n % kSlab;
+        const bool inside = e0 + e < len;
+        sh.a[e][row] = (inside && row < A.rows) ? to_float(A.base[row * A.stride + e0 + e]) : 0.0f;
+        sh.b[e][row] = (inside && row < B.rows) ? to_float(B.base[row * B.stride + e0 + e]) : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int e = 0; e < kSlab; ++e) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          av[i] = sh.a[e][ty + 16 * i];
+          bv[i] = sh.b[e][tx + 16 * i];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) s[i][j] = fmaf(av[i], bv[j], s[i][j]);
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) out[ty + 16 * i][tx + 16 * j] = s[i][j];
+  }
+
+  // acc += W · X[0..64, col0 .. col0 + kCols) (columns at or past `width` read as zeros).
+  __device__ static void accumulate(const Panel<const T>& X, int64_t col0, int64_t width, Accumulator& acc, Shared& sh) {
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    for (int j0 = 0; j0 < kTile; j0 += kSlab) {
+      for (int n = tid; n < kSlab * kCols; n += kThreads) {
+        const int j = n / kCols, c = n % kCols;
+        sh.x[j][c] = (j0 + j < X.rows && col0 + c < width) ? to_float(X.base[(j0 + j) * X.stride + col0 + c]) : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < kSlab; ++j) {
+        float wv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) wv[i] = sh.w[ty + 16 * i][j0 + j];
+#pragma unroll
+        for (int b = 0; b < kCols / 16; ++b) {
+          const float x = sh.x[j][tx + 16 * b];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc.v[i][b] = fmaf(wv[i], x, acc.v[i][b]);
+        }
+      }
+      __syncthreads();
+    }
+  }
+
+  __device__ static void store(const Accumulator& acc, const Panel<T>& out, int64_t col0, int64_t width, Shared&) {
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int64_t qi = q0 + ty + 16 * i;
-      float tile_max = -INFINITY;
+      const int row = ty + 16 * i;
+      if (row >= out.rows) continue;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        sc[i][j] = attends(s, qi, k0 + tx + 16 * j) ? sc[i][j] * static_cast<float>(s.scale) : -INFINITY;
-        tile_max = fmaxf(tile_max, sc[i][j]);
+      for (int b = 0; b < kCols / 16; ++b) {
+        const int64_t c = col0 + tx + 16 * b;
+        if (c < width) out.base[row * out.stride + c] = from_float<T>(acc.v[i][b]);
       }
-      const float m_new = fmaxf(m[i], row_max(tile_max));
-      // Rows that have seen no key yet (m_new = -inf) use 0 as reference: their p and alpha are 0.
-      const float reference = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = expf(m[i] - reference);
-      float sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float p = expf(sc[i][j] - reference);
-        sum += p;
-        sh.w[ty + 16 * i][tx + 16 * j] = p * dropout_factor<float>(s, block, qi, k0 + tx + 16 * j);
-      }
-      l[i] = l[i] * alpha + row_sum(sum);
-      m[i] = m_new;
-#pragma unroll
-      for (int b = 0; b < kCols / 16; ++b) acc[i][b] *= alpha;
     }
-    __syncthreads();
-    accumulate<kCols>(rows_at(v, first_key, s.heads * s.dv, s.k_len, k0), col0, s.dv, acc, sh, xs);
+  }
+};
+
+// ---- tensor-core engine (bf16) -----------------------------------------------------------------------
+
+template <int kWidth>
+struct MmaEngine {
+  using T = __nv_bfloat16;
+  using Storage = T;
+  using Weight = T;
+  // 8 warps: warp w owns rows 16 (w % 4) .. + 15 of every tile and the half w / 4 of its columns
+  // (of the 64 score columns in a product, of the kCols output columns in an accumulation).
+  static constexpr int kThreads = 256;
+  static constexpr int kMinBlocks = 2;  // caps registers at 128 per thread
+  static constexpr int kCols = kWidth;
+  static constexpr int kSlab = 64;  // reduction slab staged per step
+  static constexpr int kPad = 8;    // bf16 row padding: rows 16 bytes apart in bank space, 16-byte aligned
+
+  // wmma needs 32-byte aligned tile pointers: every array starts on 128 bytes, every pitch is a
+  // multiple of 16 bytes and fragments start at multiples of 16 rows and columns.
+  struct Shared {
+    alignas(128) T a[kTile][kSlab + kPad];
+    alignas(128) T b[kTile][kSlab + kPad];
+    alignas(128) float s[kTile][kScoreLd];
+    alignas(128) float dp[kTile][kScoreLd];
+    alignas(128) T w[kTile][kTile + kPad];
+    alignas(128) T x[kTile][kCols + kPad];
+    alignas(128) float scratch[kThreads / 32][16][16];  // one accumulator tile per warp, for the output
+  };
+  using Fragment = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+  static constexpr int kOutFragments = kCols / 32;  // per warp: 16 rows x kCols / 2 columns
+  struct Accumulator {
+    Fragment f[kOutFragments];
+  };
+
+  __device__ static int row_block() { return threadIdx.x / 32 % 4; }
+  __device__ static int column_half() { return threadIdx.x / 128; }
+
+  __device__ static void zero(Accumulator& acc) {
+#pragma unroll
+    for (int n = 0; n < kOutFragments; ++n) wmma::fill_fragment(acc.f[n], 0.0f);
   }
 
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t qi = q0 + ty + 16 * i;
-    if (qi >= s.q_len) continue;
-    const int64_t row = first_query + qi * s.heads;
-    const float inverse = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-#pragma unroll
-    for (int b = 0; b < kCols / 16; ++b) {
-      const int64_t c = col0 + tx + 16 * b;
-      if (c < s.dv) o[row * s.dv + c] = from_float<T>(acc[i][b] * inverse);
+  // dst[0..64, 0..kW) = panel columns [col0, col0 + kW) in 16-byte vectors (8 bf16); rows past the
+  // panel and columns past `len` (a multiple of 8) are zero.
+  template <int kW, int kLd>
+  __device__ static void stage(T (*dst)[kLd], const Panel<const T>& p, int64_t col0, int64_t len) {
+    constexpr int kVectors = kW / 8;
+    for (int n = threadIdx.x; n < kTile * kVectors; n += kThreads) {
+      const int row = n / kVectors, c = (n % kVectors) * 8;
+      uint4 value = make_uint4(0u, 0u, 0u, 0u);
+      if (row < p.rows && col0 + c < len) value = *reinterpret_cast<const uint4*>(p.base + row * p.stride + col0 + c);
+      *reinterpret_cast<uint4*>(&dst[row][c]) = value;
     }
-    if (blockIdx.y == 0 && tx == 0) logsumexp[row] = m[i] + logf(l[i]);
+  }
+
+  __device__ static void product(const Panel<const T>& A, const Panel<const T>& B, int64_t len, float (*out)[kScoreLd],
+                                 Shared& sh) {
+    const int r = 16 * row_block(), c0 = 32 * column_half();
+    Fragment c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
+    for (int64_t e0 = 0; e0 < len; e0 += kSlab) {
+      stage<kSlab>(sh.a, A, e0, len);
+      stage<kSlab>(sh.b, B, e0, len);
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < kSlab; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+        wmma::load_matrix_sync(fa, &sh.a[r][kk], kSlab + kPad);
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          // Bᵀ as a col-major k x n matrix: element (k, j) is B[c0 + 16n + j][kk + k].
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+          wmma::load_matrix_sync(fb, &sh.b[c0 + 16 * n][kk], kSlab + kPad);
+          wmma::mma_sync(c[n], fa, fb, c[n]);
+        }
+      }
+      __syncthreads();
+    }
+    wmma::store_matrix_sync(&out[r][c0], c[0], kScoreLd, wmma::mem_row_major);
+    wmma::store_matrix_sync(&out[r][c0 + 16], c[1], kScoreLd, wmma::mem_row_major);
+  }
+
+  __device__ static void accumulate(const Panel<const T>& X, int64_t col0, int64_t width, Accumulator& acc, Shared& sh) {
+    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
+    stage<kCols>(sh.x, X, col0, width);
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTile; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::load_matrix_sync(fa, &sh.w[r][kk], kTile + kPad);
+#pragma unroll
+      for (int n = 0; n < kOutFragments; ++n) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+        wmma::load_matrix_sync(fb, &sh.x[kk][c0 + 16 * n], kCols + kPad);
+        wmma::mma_sync(acc.f[n], fa, fb, acc.f[n]);
+      }
+    }
+    __syncthreads();
+  }
+
+  // The fragment layout is opaque: each warp stores a fragment to its scratch tile, then writes it out.
+  __device__ static void store(const Accumulator& acc, const Panel<T>& out, int64_t col0, int64_t width, Shared& sh) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
+#pragma unroll
+    for (int n = 0; n < kOutFragments; ++n) {
+      wmma::store_matrix_sync(&sh.scratch[warp][0][0], acc.f[n], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int row = r + e / 16;
+        const int64_t c = col0 + c0 + 16 * n + e % 16;
+        if (row < out.rows && c < width) out.base[row * out.stride + c] = __float2bfloat16_rn(sh.scratch[warp][e / 16][e % 16]);
+      }
+      __syncwarp();
+    }
+  }
+};
+
+// ---- the shared steps ----------------------------------------------------------------------------------
+
+template <class T>
+struct Inputs {
+  const T *q, *k, *v, *grad_o;
+  const float *logsumexp, *delta;
+};
+
+// What a weighted-sum launch computes, per role (0: rows are queries, 1: rows are keys).
+template <class T>
+struct WeightedSum {
+  const T* x[2] = {nullptr, nullptr};  // X: on the key side for role 0, on the query side for role 1
+  T* out[2] = {nullptr, nullptr};      // the output, on the rows' side
+  int64_t width = 0;                   // columns of X and of the output
+};
+
+enum class Weights { probabilities, score_gradients };
+
+// W[r, c] of the tile (rows r0.., columns c0..) from the scores in sh.s (and sh.dp).
+template <class Engine, Weights kWeights>
+__device__ void compute_weights(typename Engine::Shared& sh, const AttentionShape& s, int64_t block, bool key_rows,
+                                int64_t r0, int64_t c0, int64_t query_row0, const float* logsumexp, const float* delta) {
+  const float scale = static_cast<float>(s.scale);
+#pragma unroll 1
+  for (int n = threadIdx.x; n < kTile * kTile; n += blockDim.x) {
+    const int r = n / kTile, c = n % kTile;
+    const int64_t qi = key_rows ? c0 + c : r0 + r, kj = key_rows ? r0 + r : c0 + c;
+    float value = 0.0f;
+    if (attends(s, qi, kj)) {
+      const int64_t row = query_row0 + qi * s.heads;
+      const float p = expf(sh.s[r][c] * scale - logsumexp[row]);
+      const float factor = dropout_factor<float>(s, block, qi, kj);
+      if constexpr (kWeights == Weights::probabilities) value = p * factor;
+      else value = scale * p * (sh.dp[r][c] * factor - delta[row]);
+    }
+    sh.w[r][c] = from_float<typename Engine::Weight>(value);
   }
 }
 
-// ---- backward --------------------------------------------------------------------------------------
+// Forward pass 1: the logsumexp of every query row, by an online max and sum over the key tiles.
+// Launch: grid (query tiles, 1, blocks), Engine::kThreads threads, sizeof(Engine::Shared) bytes of
+// dynamic shared memory. Each row of a score tile is read by kThreads / 64 adjacent lanes.
+template <class Engine>
+__global__ void __launch_bounds__(Engine::kThreads) softmax_stats_kernel(Inputs<typename Engine::Storage> in,
+                                                                         float* logsumexp, AttentionShape s) {
+  using T = typename Engine::Storage;
+  extern __shared__ __align__(128) unsigned char raw[];
+  auto& sh = *reinterpret_cast<typename Engine::Shared*>(raw);
+  constexpr int kGroup = Engine::kThreads / kTile;
+  const int64_t block = blockIdx.z;
+  const Side queries{query_row(s, block, 0), s.q_len}, keys{key_row(s, block, 0), s.k_len};
+  const int64_t r0 = (gridDim.x - 1 - blockIdx.x) * int64_t(kTile);  // the longest (last) tiles first
+  const Panel<const T> Q = panel(in.q, queries, s.heads, s.dz, r0);
+  const int64_t last_key = min(r0 + kTile, s.q_len) - 1 + (s.k_len - s.q_len);
+  const int row = threadIdx.x / kGroup, part = threadIdx.x % kGroup;
+  const int64_t qi = r0 + row;
+  const float scale = static_cast<float>(s.scale);
+
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t k0 = 0; k0 <= last_key; k0 += kTile) {
+    Engine::product(Q, panel(in.k, keys, s.heads, s.dz, k0), s.dz, sh.s, sh);
+    __syncthreads();
+    float tile_max = -INFINITY;
+    for (int c = part; c < kTile; c += kGroup)
+      if (attends(s, qi, k0 + c)) tile_max = fmaxf(tile_max, sh.s[row][c] * scale);
+    for (int offset = kGroup / 2; offset > 0; offset /= 2)
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    const float m_new = fmaxf(m, tile_max);
+    const float reference = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps l = 0
+    float sum = 0.0f;
+    for (int c = part; c < kTile; c += kGroup)
+      if (attends(s, qi, k0 + c)) sum += expf(sh.s[row][c] * scale - reference);
+    for (int offset = kGroup / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    l = l * expf(m - reference) + sum;
+    m = m_new;
+    __syncthreads();  // sh.s is overwritten by the next product
+  }
+  if (part == 0 && qi < s.q_len) logsumexp[queries.row0 + qi * s.heads] = m + logf(l);
+}
+
+// out[r, slice] = Σ_c W[r, c] X[c, slice] (the table at the top of the file).
+// Launch: grid (row tiles, slices of Engine::kCols output columns, blocks * roles), Engine::kThreads
+// threads, sizeof(Engine::Shared) bytes of dynamic shared memory. blockIdx.z = block + blocks *
+// (role - first_role). Query tiles run last-first and key tiles first-first: the longest loops of
+// the causal triangle start first.
+template <class Engine, Weights kWeights>
+__global__ void __launch_bounds__(Engine::kThreads, Engine::kMinBlocks) weighted_sum_kernel(Inputs<typename Engine::Storage> in,
+                                                                        WeightedSum<typename Engine::Storage> job,
+                                                                        AttentionShape s, int first_role, int64_t blocks) {
+  using T = typename Engine::Storage;
+  extern __shared__ __align__(128) unsigned char raw[];
+  auto& sh = *reinterpret_cast<typename Engine::Shared*>(raw);
+  const int64_t block = blockIdx.z % blocks;
+  const int role = first_role + static_cast<int>(blockIdx.z / blocks);
+  const bool key_rows = role == 1;
+  const Side queries{query_row(s, block, 0), s.q_len}, keys{key_row(s, block, 0), s.k_len};
+  const Side rows = key_rows ? keys : queries;
+  const Side cols = key_rows ? queries : keys;
+  const int64_t row_tiles = tiles(rows.length);
+  if (blockIdx.x >= row_tiles) return;  // the grid covers the longer side
+  const int64_t r0 = (key_rows ? blockIdx.x : row_tiles - 1 - blockIdx.x) * int64_t(kTile);
+  const int64_t col0 = blockIdx.y * int64_t(Engine::kCols);
+  const int64_t offset = s.k_len - s.q_len;  // query i sees key j iff j <= i + offset
+
+  // The column tiles that meet the row tile: for query rows, keys up to the last row's diagonal;
+  // for key rows, queries from the first one that sees the tile's first key.
+  const int64_t c_begin = key_rows ? (r0 - offset > 0 ? (r0 - offset) / kTile * kTile : 0) : 0;
+  const int64_t c_end = key_rows ? s.q_len : min(r0 + kTile, s.q_len) + offset;
+
+  // Row operands: S (or Sᵀ) = A_z B_zᵀ over dz, dP (or dPᵀ) = A_v B_vᵀ over dv.
+  const Panel<const T> A_z = panel(key_rows ? in.k : in.q, rows, s.heads, s.dz, r0);
+  const T* col_z = key_rows ? in.q : in.k;
+  const T* x = key_rows ? job.x[1] : job.x[0];
+
+  typename Engine::Accumulator acc;
+  Engine::zero(acc);
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += kTile) {
+    Engine::product(A_z, panel(col_z, cols, s.heads, s.dz, c0), s.dz, sh.s, sh);
+    if constexpr (kWeights == Weights::score_gradients) {
+      const Panel<const T> A_v = panel(key_rows ? in.v : in.grad_o, rows, s.heads, s.dv, r0);
+      Engine::product(A_v, panel(key_rows ? in.grad_o : in.v, cols, s.heads, s.dv, c0), s.dv, sh.dp, sh);
+    }
+    __syncthreads();
+    compute_weights<Engine, kWeights>(sh, s, block, key_rows, r0, c0, queries.row0, in.logsumexp, in.delta);
+    __syncthreads();
+    Engine::accumulate(panel(x, cols, s.heads, job.width, c0), col0, job.width, acc, sh);
+  }
+  Engine::store(acc, panel(key_rows ? job.out[1] : job.out[0], rows, s.heads, job.width, r0), col0, job.width, sh);
+}
 
 // delta[row] = Σ_c dO[row][c] · O[row][c]. Launch: blocks of 256 threads, one warp per row (grid-stride).
 template <class T>
@@ -215,195 +438,143 @@ __global__ void delta_kernel(const T* o, const T* grad_o, float* delta, int64_t 
   }
 }
 
-// dV_slice of one key tile. Launch: grid (key tiles, value slices, blocks), kBlockThreads threads.
-template <class T, int kCols>
-__global__ void __launch_bounds__(kBlockThreads) value_grad_kernel(const T* q, const T* k, const T* grad_o,
-                                                                   const float* logsumexp, T* grad_v, AttentionShape s) {
-  __shared__ Shared sh;
-  __shared__ float xs[kSlab][kCols];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t block = blockIdx.z;
-  const int64_t k0 = blockIdx.x * int64_t(kTile);
-  const int64_t col0 = blockIdx.y * int64_t(kCols);
-  const int64_t first_query = query_row(s, block, 0), first_key = key_row(s, block, 0);
-  const Rows<T> K = rows_at(k, first_key, s.heads * s.dz, s.k_len, k0);
-  // The first query that sees key k0 is k0 - (k_len - q_len).
-  const int64_t first_visible = max(int64_t(0), k0 - (s.k_len - s.q_len));
+// ---- launches ----------------------------------------------------------------------------------------
 
-  float acc[4][kCols / 16] = {};
-  for (int64_t q0 = first_visible / kTile * kTile; q0 < s.q_len; q0 += kTile) {
-    float st[4][4] = {};  // Sᵀ: rows are keys, columns queries
-    tile_product(K, rows_at(q, first_query, s.heads * s.dz, s.q_len, q0), s.dz, st, sh);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t qi = q0 + tx + 16 * j;
-      const float lse = qi < s.q_len ? logsumexp[first_query + qi * s.heads] : 0.0f;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int64_t kj = k0 + ty + 16 * i;
-        const float p = attends(s, qi, kj) ? expf(st[i][j] * static_cast<float>(s.scale) - lse) : 0.0f;
-        sh.w[ty + 16 * i][tx + 16 * j] = p * dropout_factor<float>(s, block, qi, kj);
-      }
-    }
-    __syncthreads();
-    accumulate<kCols>(rows_at(grad_o, first_query, s.heads * s.dv, s.q_len, q0), col0, s.dv, acc, sh, xs);
-  }
-
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t kj = k0 + ty + 16 * i;
-    if (kj >= s.k_len) continue;
-    const int64_t row = first_key + kj * s.heads;
-#pragma unroll
-    for (int b = 0; b < kCols / 16; ++b) {
-      const int64_t c = col0 + tx + 16 * b;
-      if (c < s.dv) grad_v[row * s.dv + c] = from_float<T>(acc[i][b]);
-    }
-  }
+dim3 grid_of(int64_t x, int64_t y, int64_t z) {
+  MGL_CHECK(z <= 65535, "chunk_attention: batch * chunks * heads (times 2 in backward) = ", z,
+            " exceeds the CUDA grid limit 65535");
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y), static_cast<unsigned>(z));
 }
 
-// dQ (blockIdx.y = 0: the block owns a query tile) or dK (blockIdx.y = 1: a key tile).
-// Launch: grid (max(query tiles, key tiles), 2, blocks), kBlockThreads threads. kDz >= dz is the
-// accumulator width (64, 128 or 256).
-template <class T, int kDz>
-__global__ void __launch_bounds__(kBlockThreads) qk_grad_kernel(const T* q, const T* k, const T* v, const T* grad_o,
-                                                                const float* logsumexp, const float* delta, T* grad_q,
-                                                                T* grad_k, AttentionShape s) {
-  __shared__ Shared sh;
-  __shared__ float xs[kSlab][kDz];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const bool key_rows = blockIdx.y == 1;
-  const int64_t row_tiles = key_rows ? tiles(s.k_len) : tiles(s.q_len);
-  if (blockIdx.x >= row_tiles) return;
-  const int64_t block = blockIdx.z;
-  const int64_t first_query = query_row(s, block, 0), first_key = key_row(s, block, 0);
-  const int64_t offset = s.k_len - s.q_len;
-  // Query tiles heaviest (last) first; key tiles heaviest (first) first.
-  const int64_t r0 = (key_rows ? blockIdx.x : row_tiles - 1 - blockIdx.x) * int64_t(kTile);
-  const int64_t z_stride = s.heads * s.dz, v_stride = s.heads * s.dv;
-
-  // Row operands (the tile this block owns) and the column range it loops over.
-  const Rows<T> row_z = key_rows ? rows_at(k, first_key, z_stride, s.k_len, r0) : rows_at(q, first_query, z_stride, s.q_len, r0);
-  const Rows<T> row_v = key_rows ? rows_at(v, first_key, v_stride, s.k_len, r0)
-                                 : rows_at(grad_o, first_query, v_stride, s.q_len, r0);
-  int64_t c_begin, c_end;
-  if (key_rows) {
-    c_begin = max(int64_t(0), r0 - offset) / kTile * kTile;
-    c_end = s.q_len;
-  } else {
-    c_begin = 0;
-    c_end = min(r0 + kTile, s.q_len) - 1 + offset + 1;  // one past the last key the tile's last row sees
-  }
-
-  float acc[4][kDz / 16] = {};
-  for (int64_t c0 = c_begin; c0 < c_end; c0 += kTile) {
-    const Rows<T> col_z = key_rows ? rows_at(q, first_query, z_stride, s.q_len, c0) : rows_at(k, first_key, z_stride, s.k_len, c0);
-    const Rows<T> col_v = key_rows ? rows_at(grad_o, first_query, v_stride, s.q_len, c0)
-                                   : rows_at(v, first_key, v_stride, s.k_len, c0);
-    float sc[4][4] = {}, dp[4][4] = {};
-    tile_product(row_z, col_z, s.dz, sc, sh);  // S or Sᵀ
-    tile_product(row_v, col_v, s.dv, dp, sh);  // dO Vᵀ or its transpose
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int64_t r = r0 + ty + 16 * i, c = c0 + tx + 16 * j;
-        const int64_t qi = key_rows ? c : r, kj = key_rows ? r : c;
-        float ds = 0.0f;
-        if (attends(s, qi, kj)) {
-          const int64_t row = first_query + qi * s.heads;
-          const float p = expf(sc[i][j] * static_cast<float>(s.scale) - logsumexp[row]);
-          ds = p * (dp[i][j] * dropout_factor<float>(s, block, qi, kj) - delta[row]);
-        }
-        sh.w[ty + 16 * i][tx + 16 * j] = ds * static_cast<float>(s.scale);
-      }
-    __syncthreads();
-    accumulate<kDz>(col_z, 0, s.dz, acc, sh, xs);
-  }
-
-  T* out = key_rows ? grad_k : grad_q;
-  const int64_t first_row = key_rows ? first_key : first_query, rows = key_rows ? s.k_len : s.q_len;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t r = r0 + ty + 16 * i;
-    if (r >= rows) continue;
-#pragma unroll
-    for (int b = 0; b < kDz / 16; ++b) {
-      const int64_t e = tx + 16 * b;
-      if (e < s.dz) out[(first_row + r * s.heads) * s.dz + e] = from_float<T>(acc[i][b]);
-    }
-  }
+template <class Kernel, class... Args>
+void launch(Kernel kernel, dim3 grid, int threads, size_t shared_bytes, Stream stream, const Args&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  MGL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
+  kernel<<<grid, threads, shared_bytes, stream>>>(args...);
+  MGL_CUDA_CHECK_LAUNCH();
 }
 
-// Calls f(T{}) for the storage type of a supported dtype.
-template <class F>
-void dispatch_attention_type(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::f32: f(float{}); return;
-    case DType::bf16: f(__nv_bfloat16{}); return;
-    default: MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
-  }
+// Calls f(std::integral_constant<int, W>{}) for the narrowest W in {64, 128, 256} >= min(width, 256)
+// (FMA: at most kMax columns, fewer registers).
+template <int kMax, class F>
+void dispatch_width(int64_t width, F&& f) {
+  if (width <= 64) f(std::integral_constant<int, 64>{});
+  else if constexpr (kMax == 128) f(std::integral_constant<int, 128>{});
+  else if (width <= 128) f(std::integral_constant<int, 128>{});
+  else f(std::integral_constant<int, 256>{});
 }
 
-dim3 grid_of(int64_t x, int64_t y, int64_t blocks) {
-  MGL_CHECK(blocks <= 65535, "chunk_attention: batch * chunks * heads = ", blocks, " exceeds the grid limit 65535");
-  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y), static_cast<unsigned>(blocks));
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Tensor cores take bf16 with rows of whole 16-byte vectors.
+bool tensor_cores_apply(DType dtype, const AttentionShape& s, std::initializer_list<const void*> pointers) {
+  if (dtype != DType::bf16 || s.dz % 8 != 0 || s.dv % 8 != 0) return false;
+  for (const void* p : pointers)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+// The two engine families: FMA (any dtype, widths up to 128 for value slices) and tensor cores.
+template <class T>
+struct FmaFamily {
+  template <int kWidth>
+  using Engine = FmaEngine<T, kWidth>;
+  static constexpr int kMaxSlice = 128;
+};
+struct MmaFamily {
+  template <int kWidth>
+  using Engine = MmaEngine<kWidth>;
+  static constexpr int kMaxSlice = 256;
+};
+
+template <class Family, class T>
+void forward_with(const Inputs<T>& in, T* o, float* logsumexp, const AttentionShape& s, Stream stream) {
+  const int64_t blocks = s.batch * s.chunks * s.heads;
+  using Stats = typename Family::template Engine<64>;
+  launch(softmax_stats_kernel<Stats>, grid_of(tiles(s.q_len), 1, blocks), Stats::kThreads, sizeof(typename Stats::Shared),
+         stream, in, logsumexp, s);
+  Inputs<T> with_stats = in;
+  with_stats.logsumexp = logsumexp;
+  WeightedSum<T> job;
+  job.x[0] = in.v;
+  job.out[0] = o;
+  job.width = s.dv;
+  dispatch_width<Family::kMaxSlice>(s.dv, [&](auto width) {
+    using E = typename Family::template Engine<decltype(width)::value>;
+    launch(weighted_sum_kernel<E, Weights::probabilities>, grid_of(tiles(s.q_len), (s.dv + E::kCols - 1) / E::kCols, blocks),
+           E::kThreads, sizeof(typename E::Shared), stream, with_stats, job, s, 0, blocks);
+  });
+}
+
+template <class Family, class T>
+void backward_with(const Inputs<T>& in, T* grad_q, T* grad_k, T* grad_v, const AttentionShape& s, Stream stream) {
+  const int64_t blocks = s.batch * s.chunks * s.heads;
+  WeightedSum<T> values;  // dV = P̃ᵀ dO: key rows only
+  values.x[1] = in.grad_o;
+  values.out[1] = grad_v;
+  values.width = s.dv;
+  dispatch_width<Family::kMaxSlice>(s.dv, [&](auto width) {
+    using E = typename Family::template Engine<decltype(width)::value>;
+    launch(weighted_sum_kernel<E, Weights::probabilities>, grid_of(tiles(s.k_len), (s.dv + E::kCols - 1) / E::kCols, blocks),
+           E::kThreads, sizeof(typename E::Shared), stream, in, values, s, 1, blocks);
+  });
+  WeightedSum<T> scores;  // dQ = dS K (role 0) and dK = dSᵀ Q (role 1) in one launch
+  scores.x[0] = in.k;
+  scores.x[1] = in.q;
+  scores.out[0] = grad_q;
+  scores.out[1] = grad_k;
+  scores.width = s.dz;
+  dispatch_width<256>(s.dz, [&](auto width) {
+    using E = typename Family::template Engine<decltype(width)::value>;
+    launch(weighted_sum_kernel<E, Weights::score_gradients>, grid_of(std::max(tiles(s.q_len), tiles(s.k_len)), 1, 2 * blocks),
+           E::kThreads, sizeof(typename E::Shared), stream, in, scores, s, 0, blocks);
+  });
 }
 
 }  // namespace
 
 void chunk_attention_forward(const void* q, const void* k, const void* v, void* o, float* logsumexp, DType dtype,
                              const AttentionShape& s, Stream stream) {
-  const int64_t blocks = s.batch * s.chunks * s.heads;
-  if (blocks == 0 || s.q_len == 0 || s.dv == 0) return;
+  if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
   MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
-  dispatch_attention_type(dtype, [&](auto tag) {
+  if (tensor_cores_apply(dtype, s, {q, k, v, o})) {
+    using T = __nv_bfloat16;
+    forward_with<MmaFamily>(Inputs<T>{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), nullptr,
+                                      nullptr, nullptr},
+                            static_cast<T*>(o), logsumexp, s, stream);
+    return;
+  }
+  auto run = [&](auto tag) {
     using T = decltype(tag);
-    auto launch = [&](auto cols) {
-      constexpr int kCols = decltype(cols)::value;
-      forward_kernel<T, kCols><<<grid_of(tiles(s.q_len), (s.dv + kCols - 1) / kCols, blocks), kBlockThreads, 0, stream>>>(
-          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(o), logsumexp, s);
-    };
-    if (s.dv <= 64) launch(std::integral_constant<int, 64>{});
-    else launch(std::integral_constant<int, 128>{});
-  });
-  MGL_CUDA_CHECK_LAUNCH();
+    forward_with<FmaFamily<T>>(Inputs<T>{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                         nullptr, nullptr, nullptr},
+                               static_cast<T*>(o), logsumexp, s, stream);
+  };
+  if (dtype == DType::f32) run(float{});
+  else if (dtype == DType::bf16) run(__nv_bfloat16{});
+  else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
 }
 
 void chunk_attention_backward(const void* q, const void* k, const void* v, const void* o, const void* grad_o,
                               const float* logsumexp, float* delta, void* grad_q, void* grad_k, void* grad_v, DType dtype,
                               const AttentionShape& s, Stream stream) {
-  const int64_t blocks = s.batch * s.chunks * s.heads;
-  if (blocks == 0 || s.q_len == 0) return;
+  if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
   MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
-  dispatch_attention_type(dtype, [&](auto tag) {
+  auto run = [&](auto tag, auto family) {
     using T = decltype(tag);
-    const int64_t rows = blocks * s.q_len;
-    delta_kernel<<<blocks_for(rows, kThreads / 32), kThreads, 0, stream>>>(
-        static_cast<const T*>(o), static_cast<const T*>(grad_o), delta, rows, s.dv);
+    const int64_t rows = s.batch * s.chunks * s.q_len * s.heads;
+    delta_kernel<<<blocks_for(rows, kThreads / 32), kThreads, 0, stream>>>(static_cast<const T*>(o),
+                                                                           static_cast<const T*>(grad_o), delta, rows, s.dv);
     MGL_CUDA_CHECK_LAUNCH();
-    auto launch_value = [&](auto cols) {
-      constexpr int kCols = decltype(cols)::value;
-      value_grad_kernel<T, kCols><<<grid_of(tiles(s.k_len), (s.dv + kCols - 1) / kCols, blocks), kBlockThreads, 0, stream>>>(
-          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(grad_o), logsumexp,
-          static_cast<T*>(grad_v), s);
-    };
-    if (s.dv > 0) {
-      if (s.dv <= 64) launch_value(std::integral_constant<int, 64>{});
-      else launch_value(std::integral_constant<int, 128>{});
-      MGL_CUDA_CHECK_LAUNCH();
-    }
-    auto launch_qk = [&](auto width) {
-      constexpr int kDz = decltype(width)::value;
-      qk_grad_kernel<T, kDz><<<grid_of(std::max(tiles(s.q_len), tiles(s.k_len)), 2, blocks), kBlockThreads, 0, stream>>>(
-          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(grad_o),
-          logsumexp, delta, static_cast<T*>(grad_q), static_cast<T*>(grad_k), s);
-    };
-    if (s.dz <= 64) launch_qk(std::integral_constant<int, 64>{});
-    else if (s.dz <= 128) launch_qk(std::integral_constant<int, 128>{});
-    else launch_qk(std::integral_constant<int, 256>{});
-    MGL_CUDA_CHECK_LAUNCH();
-  });
+    const Inputs<T> in{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                       static_cast<const T*>(grad_o), logsumexp, delta};
+    backward_with<decltype(family)>(in, static_cast<T*>(grad_q), static_cast<T*>(grad_k), static_cast<T*>(grad_v), s,
+                                    stream);
+  };
+  if (tensor_cores_apply(dtype, s, {q, k, v, grad_o, grad_q, grad_k, grad_v})) run(__nv_bfloat16{}, MmaFamily{});
+  else if (dtype == DType::f32) run(float{}, FmaFamily<float>{});
+  else if (dtype == DType::bf16) run(__nv_bfloat16{}, FmaFamily<__nv_bfloat16>{});
+  else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
 }
 
 }  // namespace mgl::cuda
