@@ -18,20 +18,26 @@
 // elementwise once S (and dP = dO Vᵀ) of the tile are known. Because P comes out normalised, the
 // output accumulator is never rescaled, so the forward runs in two passes: a statistics kernel
 // (online max and sum over the key tiles, S only) writes the logsumexp, then the weighted sum.
-// Splitting dv = 2048 into slices of 256 recomputes S = Q Kᵀ once per slice; with dz = 256 that
-// adds one S product per P V product of the same size (forward work 4352 vs 2304 per score, in
-// units of one multiply-add per (query, key) per dimension), the price of keeping a 64 x 256 f32
-// accumulator on chip (a whole-dv accumulator would not fit). dQ and dK come from separate blocks
-// (no atomics), so the dP tile (the dv = 2048 reduction) is computed twice in backward.
+//
+// Work, in multiply-adds per (query, key) pair of the causal triangle (the model needs dz + dv in
+// forward and 3 dz + 2 dv in backward): splitting dv = 2048 into slices of 256 recomputes S = Q Kᵀ
+// once per slice, so the forward costs dz + 8 (dz + 256) = 4352 against 2304 for dz = 256 — the
+// price of a 64 x 256 f32 accumulator that stays on chip (a whole-dv one would not fit; a
+// materialised P would cost c² per head of memory traffic instead). The backward costs 8 (dz + 256)
+// for dV plus 2 (dz + dv + dz) for dQ and dK = 9216 against 4864: dQ and dK come from different
+// blocks (no atomics), so each recomputes the dP tile, the dv = 2048 reduction.
 //
 // Two engines do the tile arithmetic:
 //   FmaEngine (f32, and bf16 that tensor cores cannot take): 256 threads, thread (ty, tx) owns the
 //     4 x 4 micro-tile of rows ty + 16a and columns tx + 16b; f32 FMAs on operands staged in shared
-//     memory in f32.
+//     memory in f32; value slices of 128 columns.
 //   MmaEngine (bf16 with head dims that are multiples of 8 and 16-byte aligned rows): 8 warps, each
 //     owning 16 rows and half the columns of a tile; tensor cores through nvcuda::wmma (16 x 16 x 16,
-//     bf16 inputs, f32 accumulation). W is rounded to bf16 before its product.
+//     bf16 inputs, f32 accumulation); W is rounded to bf16 before its product. Operand slabs are
+//     double-buffered with cp.async (the next slab loads while the current one is multiplied) and
+//     the X tile loads while the weights are computed.
 // Both write each score tile to shared memory; the elementwise step between products is common.
+#include <cuda_pipeline.h>
 #include <mma.h>
 
 #include <cfloat>
@@ -138,6 +144,8 @@ struct FmaEngine {
       for (int j = 0; j < 4; ++j) out[ty + 16 * i][tx + 16 * j] = s[i][j];
   }
 
+  __device__ static void prefetch(const Panel<const T>&, int64_t, int64_t, Shared&) {}  // accumulate() loads X itself
+
   // acc += W · X[0..64, col0 .. col0 + kCols) (columns at or past `width` read as zeros).
   __device__ static void accumulate(const Panel<const T>& X, int64_t col0, int64_t width, Accumulator& acc, Shared& sh) {
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -194,15 +202,23 @@ struct MmaEngine {
   static constexpr int kPad = 8;    // bf16 row padding: rows 16 bytes apart in bank space, 16-byte aligned
 
   // wmma needs 32-byte aligned tile pointers: every array starts on 128 bytes, every pitch is a
-  // multiple of 16 bytes and fragments start at multiples of 16 rows and columns.
+  // multiple of 16 bytes and fragments start at multiples of 16 rows and columns. Arrays whose
+  // lifetimes do not overlap share storage: the product's slabs and the X tile of an accumulation;
+  // the S tile and the output scratch.
   struct Shared {
-    alignas(128) T a[kTile][kSlab + kPad];
-    alignas(128) T b[kTile][kSlab + kPad];
-    alignas(128) float s[kTile][kScoreLd];
+    union {
+      struct {
+        alignas(128) T a[2][kTile][kSlab + kPad];  // double-buffered slabs of the row operand
+        alignas(128) T b[2][kTile][kSlab + kPad];  // and of the column operand
+      };
+      alignas(128) T x[kTile][kCols + kPad];
+    };
+    union {
+      alignas(128) float s[kTile][kScoreLd];
+      alignas(128) float scratch[kThreads / 32][16][16];  // one accumulator tile per warp, for the output
+    };
     alignas(128) float dp[kTile][kScoreLd];
     alignas(128) T w[kTile][kTile + kPad];
-    alignas(128) T x[kTile][kCols + kPad];
-    alignas(128) float scratch[kThreads / 32][16][16];  // one accumulator tile per warp, for the output
   };
   using Fragment = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
   static constexpr int kOutFragments = kCols / 32;  // per warp: 16 rows x kCols / 2 columns
@@ -218,62 +234,83 @@ struct MmaEngine {
     for (int n = 0; n < kOutFragments; ++n) wmma::fill_fragment(acc.f[n], 0.0f);
   }
 
-  // dst[0..64, 0..kW) = panel columns [col0, col0 + kW) in 16-byte vectors (8 bf16); rows past the
-  // panel and columns past `len` (a multiple of 8) are zero.
+  // Starts copying panel columns [col0, col0 + kW) into dst[0..64, 0..kW) with cp.async, 16 bytes
+  // (8 bf16) per copy; rows past the panel and columns past `len` (a multiple of 8) are zeroed.
+  // The data is there after __pipeline_commit(), __pipeline_wait_prior() and __syncthreads().
   template <int kW, int kLd>
   __device__ static void stage(T (*dst)[kLd], const Panel<const T>& p, int64_t col0, int64_t len) {
     constexpr int kVectors = kW / 8;
+#pragma unroll 2
     for (int n = threadIdx.x; n < kTile * kVectors; n += kThreads) {
       const int row = n / kVectors, c = (n % kVectors) * 8;
-      uint4 value = make_uint4(0u, 0u, 0u, 0u);
-      if (row < p.rows && col0 + c < len) value = *reinterpret_cast<const uint4*>(p.base + row * p.stride + col0 + c);
-      *reinterpret_cast<uint4*>(&dst[row][c]) = value;
+      if (row < p.rows && col0 + c < len) __pipeline_memcpy_async(&dst[row][c], p.base + row * p.stride + col0 + c, 16);
+      else *reinterpret_cast<uint4*>(&dst[row][c]) = make_uint4(0u, 0u, 0u, 0u);
     }
   }
 
+  // c[n] += A[r .. r + 16, 0 .. kDepth) · B_n for this warp, where A is row-major in shared memory and
+  // B_n (kDepth x 16) starts at b_at(kk, n) for depth kk, with layout BLayout and pitch ldb.
+  template <class BLayout, int kDepth, int kN, int kLdA, class BAt>
+  __device__ static void warp_mma(Fragment (&c)[kN], const T (*a)[kLdA], int r, unsigned ldb, BAt b_at) {
+#pragma unroll
+    for (int kk = 0; kk < kDepth; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::load_matrix_sync(fa, &a[r][kk], kLdA);
+#pragma unroll
+      for (int n = 0; n < kN; ++n) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, BLayout> fb;
+        wmma::load_matrix_sync(fb, b_at(kk, n), ldb);
+        wmma::mma_sync(c[n], fa, fb, c[n]);
+      }
+    }
+  }
+
+  // out = A Bᵀ over `len` columns, slab after slab: while the tensor cores work on slab i, slab
+  // i + 1 is in flight into the other buffer.
   __device__ static void product(const Panel<const T>& A, const Panel<const T>& B, int64_t len, float (*out)[kScoreLd],
                                  Shared& sh) {
     const int r = 16 * row_block(), c0 = 32 * column_half();
     Fragment c[2];
     wmma::fill_fragment(c[0], 0.0f);
     wmma::fill_fragment(c[1], 0.0f);
-    for (int64_t e0 = 0; e0 < len; e0 += kSlab) {
-      stage<kSlab>(sh.a, A, e0, len);
-      stage<kSlab>(sh.b, B, e0, len);
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kSlab; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-        wmma::load_matrix_sync(fa, &sh.a[r][kk], kSlab + kPad);
-#pragma unroll
-        for (int n = 0; n < 2; ++n) {
-          // Bᵀ as a col-major k x n matrix: element (k, j) is B[c0 + 16n + j][kk + k].
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
-          wmma::load_matrix_sync(fb, &sh.b[c0 + 16 * n][kk], kSlab + kPad);
-          wmma::mma_sync(c[n], fa, fb, c[n]);
-        }
+    const int64_t slabs = (len + kSlab - 1) / kSlab;
+    if (slabs > 0) {
+      stage<kSlab>(sh.a[0], A, 0, len);
+      stage<kSlab>(sh.b[0], B, 0, len);
+      __pipeline_commit();
+    }
+    for (int64_t i = 0; i < slabs; ++i) {
+      const int buffer = static_cast<int>(i % 2);
+      if (i + 1 < slabs) {
+        stage<kSlab>(sh.a[1 - buffer], A, (i + 1) * kSlab, len);
+        stage<kSlab>(sh.b[1 - buffer], B, (i + 1) * kSlab, len);
       }
-      __syncthreads();
+      __pipeline_commit();
+      __pipeline_wait_prior(1);  // this thread's copies of slab i have landed
+      __syncthreads();           // and everyone else's
+      // Bᵀ as a col-major k x n matrix: element (k, j) of B_n is B[c0 + 16n + j][kk + k].
+      warp_mma<wmma::col_major, kSlab>(c, sh.a[buffer], r, kSlab + kPad,
+                                       [&](int kk, int n) { return &sh.b[buffer][c0 + 16 * n][kk]; });
+      __syncthreads();  // the buffer is refilled next iteration
     }
     wmma::store_matrix_sync(&out[r][c0], c[0], kScoreLd, wmma::mem_row_major);
     wmma::store_matrix_sync(&out[r][c0 + 16], c[1], kScoreLd, wmma::mem_row_major);
   }
 
-  __device__ static void accumulate(const Panel<const T>& X, int64_t col0, int64_t width, Accumulator& acc, Shared& sh) {
-    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
+  // Starts loading the X tile of the next accumulate() (the slabs it shares storage with are idle
+  // once the products are done), so the copy overlaps the computation of the weights.
+  __device__ static void prefetch(const Panel<const T>& X, int64_t col0, int64_t width, Shared& sh) {
     stage<kCols>(sh.x, X, col0, width);
+    __pipeline_commit();
+  }
+
+  // acc += W · X, X already requested by prefetch().
+  __device__ static void accumulate(const Panel<const T>&, int64_t, int64_t, Accumulator& acc, Shared& sh) {
+    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
+    __pipeline_wait_prior(0);
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kTile; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-      wmma::load_matrix_sync(fa, &sh.w[r][kk], kTile + kPad);
-#pragma unroll
-      for (int n = 0; n < kOutFragments; ++n) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-        wmma::load_matrix_sync(fb, &sh.x[kk][c0 + 16 * n], kCols + kPad);
-        wmma::mma_sync(acc.f[n], fa, fb, acc.f[n]);
-      }
-    }
+    warp_mma<wmma::row_major, kTile>(acc.f, sh.w, r, kCols + kPad,
+                                     [&](int kk, int n) { return &sh.x[kk][c0 + 16 * n]; });
     __syncthreads();
   }
 
@@ -417,10 +454,12 @@ __global__ void __launch_bounds__(Engine::kThreads, Engine::kMinBlocks) weighted
       const Panel<const T> A_v = panel(key_rows ? in.v : in.grad_o, rows, s.heads, s.dv, r0);
       Engine::product(A_v, panel(key_rows ? in.grad_o : in.v, cols, s.heads, s.dv, c0), s.dv, sh.dp, sh);
     }
+    const Panel<const T> X = panel(x, cols, s.heads, job.width, c0);
+    Engine::prefetch(X, col0, job.width, sh);
     __syncthreads();
     compute_weights<Engine, kWeights>(sh, s, block, key_rows, r0, c0, queries.row0, in.logsumexp, in.delta);
     __syncthreads();
-    Engine::accumulate(panel(x, cols, s.heads, job.width, c0), col0, job.width, acc, sh);
+    Engine::accumulate(X, col0, job.width, acc, sh);
   }
   Engine::store(acc, panel(key_rows ? job.out[1] : job.out[0], rows, s.heads, job.width, r0), col0, job.width, sh);
 }
@@ -487,48 +526,47 @@ struct MmaFamily {
   static constexpr int kMaxSlice = 256;
 };
 
-template <class Family, class T>
-void forward_with(const Inputs<T>& in, T* o, float* logsumexp, const AttentionShape& s, Stream stream) {
+// Launches weighted_sum_kernel for `job` with the engine of `Family` whose output width is the
+// narrowest of 64, 128, 256 covering min(width, kMax); grid (x_tiles, slices, blocks * roles).
+template <class Family, Weights kWeights, int kMax, class T>
+void weighted_sum(const Inputs<T>& in, const WeightedSum<T>& job, const AttentionShape& s, int first_role, int roles,
+                  int64_t x_tiles, Stream stream) {
   const int64_t blocks = s.batch * s.chunks * s.heads;
-  using Stats = typename Family::template Engine<64>;
-  launch(softmax_stats_kernel<Stats>, grid_of(tiles(s.q_len), 1, blocks), Stats::kThreads, sizeof(typename Stats::Shared),
-         stream, in, logsumexp, s);
-  Inputs<T> with_stats = in;
-  with_stats.logsumexp = logsumexp;
-  WeightedSum<T> job;
-  job.x[0] = in.v;
-  job.out[0] = o;
-  job.width = s.dv;
-  dispatch_width<Family::kMaxSlice>(s.dv, [&](auto width) {
+  dispatch_width<kMax>(job.width, [&](auto width) {
     using E = typename Family::template Engine<decltype(width)::value>;
-    launch(weighted_sum_kernel<E, Weights::probabilities>, grid_of(tiles(s.q_len), (s.dv + E::kCols - 1) / E::kCols, blocks),
-           E::kThreads, sizeof(typename E::Shared), stream, with_stats, job, s, 0, blocks);
+    launch(weighted_sum_kernel<E, kWeights>, grid_of(x_tiles, (job.width + E::kCols - 1) / E::kCols, roles * blocks),
+           E::kThreads, sizeof(typename E::Shared), stream, in, job, s, first_role, blocks);
   });
 }
 
 template <class Family, class T>
+void forward_with(Inputs<T> in, T* o, float* logsumexp, const AttentionShape& s, Stream stream) {
+  using Stats = typename Family::template Engine<64>;
+  launch(softmax_stats_kernel<Stats>, grid_of(tiles(s.q_len), 1, s.batch * s.chunks * s.heads), Stats::kThreads,
+         sizeof(typename Stats::Shared), stream, in, logsumexp, s);
+  in.logsumexp = logsumexp;
+  WeightedSum<T> values;  // O = P̃ V: query rows
+  values.x[0] = in.v;
+  values.out[0] = o;
+  values.width = s.dv;
+  weighted_sum<Family, Weights::probabilities, Family::kMaxSlice>(in, values, s, 0, 1, tiles(s.q_len), stream);
+}
+
+template <class Family, class T>
 void backward_with(const Inputs<T>& in, T* grad_q, T* grad_k, T* grad_v, const AttentionShape& s, Stream stream) {
-  const int64_t blocks = s.batch * s.chunks * s.heads;
-  WeightedSum<T> values;  // dV = P̃ᵀ dO: key rows only
+  WeightedSum<T> values;  // dV = P̃ᵀ dO: key rows
   values.x[1] = in.grad_o;
   values.out[1] = grad_v;
   values.width = s.dv;
-  dispatch_width<Family::kMaxSlice>(s.dv, [&](auto width) {
-    using E = typename Family::template Engine<decltype(width)::value>;
-    launch(weighted_sum_kernel<E, Weights::probabilities>, grid_of(tiles(s.k_len), (s.dv + E::kCols - 1) / E::kCols, blocks),
-           E::kThreads, sizeof(typename E::Shared), stream, in, values, s, 1, blocks);
-  });
-  WeightedSum<T> scores;  // dQ = dS K (role 0) and dK = dSᵀ Q (role 1) in one launch
+  weighted_sum<Family, Weights::probabilities, Family::kMaxSlice>(in, values, s, 1, 1, tiles(s.k_len), stream);
+  WeightedSum<T> scores;  // dQ = dS K (query rows) and dK = dSᵀ Q (key rows), in one launch
   scores.x[0] = in.k;
   scores.x[1] = in.q;
   scores.out[0] = grad_q;
   scores.out[1] = grad_k;
   scores.width = s.dz;
-  dispatch_width<256>(s.dz, [&](auto width) {
-    using E = typename Family::template Engine<decltype(width)::value>;
-    launch(weighted_sum_kernel<E, Weights::score_gradients>, grid_of(std::max(tiles(s.q_len), tiles(s.k_len)), 1, 2 * blocks),
-           E::kThreads, sizeof(typename E::Shared), stream, in, scores, s, 0, blocks);
-  });
+  weighted_sum<Family, Weights::score_gradients, kMaxHeadDim>(in, scores, s, 0, 2,
+                                                              std::max(tiles(s.q_len), tiles(s.k_len)), stream);
 }
 
 }  // namespace
@@ -537,21 +575,15 @@ void chunk_attention_forward(const void* q, const void* k, const void* v, void* 
                              const AttentionShape& s, Stream stream) {
   if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
   MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
-  if (tensor_cores_apply(dtype, s, {q, k, v, o})) {
-    using T = __nv_bfloat16;
-    forward_with<MmaFamily>(Inputs<T>{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), nullptr,
-                                      nullptr, nullptr},
-                            static_cast<T*>(o), logsumexp, s, stream);
-    return;
-  }
-  auto run = [&](auto tag) {
+  auto run = [&](auto tag, auto family) {
     using T = decltype(tag);
-    forward_with<FmaFamily<T>>(Inputs<T>{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                         nullptr, nullptr, nullptr},
-                               static_cast<T*>(o), logsumexp, s, stream);
+    const Inputs<T> in{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), nullptr, nullptr,
+                       nullptr};
+    forward_with<decltype(family)>(in, static_cast<T*>(o), logsumexp, s, stream);
   };
-  if (dtype == DType::f32) run(float{});
-  else if (dtype == DType::bf16) run(__nv_bfloat16{});
+  if (tensor_cores_apply(dtype, s, {q, k, v, o})) run(__nv_bfloat16{}, MmaFamily{});
+  else if (dtype == DType::f32) run(float{}, FmaFamily<float>{});
+  else if (dtype == DType::bf16) run(__nv_bfloat16{}, FmaFamily<__nv_bfloat16>{});
   else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
 }
 
