@@ -102,8 +102,8 @@ std::vector<Tensor> prepare(const std::vector<Tensor>& inputs, const Device& dev
 }  // namespace
 
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
-                           std::string* report) {
-  // The CPU reference runs in f64 on the inputs after rounding to `dtype`, so only the computation
+                           std::string* report, DType reference) {
+  // The CPU reference runs in `reference` (f64 by default) on the inputs after rounding to `dtype`, so only the computation
   // differs, and the reference is accurate well beyond f32: the error measured is the GPU's own.
   std::vector<Tensor> rounded;
   for (const Tensor& x : inputs) {
@@ -116,7 +116,7 @@ double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<T
     if (x.requires_grad()) r.set_requires_grad(true);
     rounded.push_back(r);
   }
-  const std::vector<Tensor> cpu_inputs = prepare(rounded, Device::cpu(), DType::f64);
+  const std::vector<Tensor> cpu_inputs = prepare(rounded, Device::cpu(), reference);
   const std::vector<Tensor> gpu_inputs = prepare(rounded, Device::cuda(0), dtype);
   const std::vector<Tensor> cpu_outputs = f(cpu_inputs);
   const std::vector<Tensor> gpu_outputs = f(gpu_inputs);

@@ -45,14 +45,14 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 double relative_error(const Tensor& out, const Tensor& ref);
 
 
-// Forward + backward of f on the CPU in f64 (the reference) and on CUDA in `dtype`, from the same
+// Forward + backward of f on the CPU in `reference` (f64 by default) and on CUDA in `dtype`, from the same
 // inputs (rounded to `dtype` first, so only the computation differs); the outputs are seeded with the
 // same random projections (also rounded to the GPU output's dtype). Inputs that require grad are
 // compared on their gradients. Integer inputs are passed through unchanged (moved to the device).
 // Returns the largest relative error ||gpu - cpu|| / ||cpu|| and fills `report` with one line per
 // compared tensor.
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
-                           std::string* report = nullptr);
+                           std::string* report = nullptr, DType reference = DType::f64);
 
 // Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
 double tolerance_for(DType dtype);

@@ -1,0 +1,61 @@
+#pragma once
+// Chunk-wise causal attention kernels (FlashAttention-style: no probability matrix in memory);
+// ops/chunk_attention.cpp has the math. The inline helpers below define the problem's indexing,
+// mask and dropout once, for the CPU reference and the kernels alike.
+#include <cstdint>
+
+#include "core/philox.h"
+#include "cuda/layout.h"
+
+namespace mgl::cuda {
+
+// batch x chunks x heads independent attention blocks, numbered block = (b * chunks + chunk) * heads + h.
+// Block (b, chunk, h) attends its q_len queries (tokens chunk*q_len ... of q) to its k_len keys and
+// values (tokens chunk*k_len ... of k and v); query i sees key j iff j <= i + (k_len - q_len) (causal,
+// aligned at the bottom right, so the last query sees every key: with k_len > q_len the first keys
+// are a KV cache). Tensors are contiguous: q [batch, chunks*q_len, heads, dz], k [batch,
+// chunks*k_len, heads, dz], v [batch, chunks*k_len, heads, dv], o [batch, chunks*q_len, heads, dv];
+// per-query statistics (logsumexp, delta) are f32 [batch, chunks*q_len, heads].
+struct AttentionShape {
+  int64_t batch = 0, heads = 0, chunks = 0, q_len = 0, k_len = 0, dz = 0, dv = 0;
+  double scale = 1.0;    // S = scale * Q K^T
+  double dropout = 0.0;  // probability of zeroing an attention probability (0 = off)
+  uint64_t seed = 0, offset = 0;  // the Philox stream of the dropout mask
+};
+
+// Row index (token, head) of query i / key j of a block, into the [.., tokens, heads] layouts above.
+MGL_HOST_DEVICE inline int64_t query_row(const AttentionShape& s, int64_t block, int64_t i) {
+  return ((block / s.heads) * s.q_len + i) * s.heads + block % s.heads;
+}
+MGL_HOST_DEVICE inline int64_t key_row(const AttentionShape& s, int64_t block, int64_t j) {
+  return ((block / s.heads) * s.k_len + j) * s.heads + block % s.heads;
+}
+
+// The causal mask (false also outside the block, for the padding rows of a tile).
+MGL_HOST_DEVICE inline bool attends(const AttentionShape& s, int64_t i, int64_t j) {
+  return i < s.q_len && j < s.k_len && j <= i + (s.k_len - s.q_len);
+}
+
+// Inverted dropout on probability (i, j) of a block: 0 if dropped (uniform draw < p), else 1/(1-p).
+// Element (block, i, j) owns Philox index (block * q_len + i) * k_len + j, so the mask is a pure
+// function of (seed, offset) and backward regenerates it instead of storing it.
+template <class M>
+MGL_HOST_DEVICE inline M dropout_factor(const AttentionShape& s, int64_t block, int64_t i, int64_t j) {
+  if (s.dropout <= 0.0) return M(1);
+  const uint64_t index = (static_cast<uint64_t>(block) * s.q_len + i) * s.k_len + j;
+  const bool keep = static_cast<double>(philox::uniform(s.seed, s.offset, index)) >= s.dropout;
+  return keep ? M(1) / (M(1) - static_cast<M>(s.dropout)) : M(0);
+}
+
+// Forward: o = softmax(scale Q K^T + mask) V per block (dropout on the probabilities), and the
+// logsumexp of every query row (f32) for the backward. f32 or bf16 inputs; f32 arithmetic; dz <= 256.
+void chunk_attention_forward(const void* q, const void* k, const void* v, void* o, float* logsumexp, DType dtype,
+                             const AttentionShape& shape, Stream stream);
+
+// Backward: dq, dk, dv from do, recomputing the probabilities from q, k and the saved logsumexp.
+// `delta` is f32 scratch of the logsumexp's size (it receives rowsum(do * o)).
+void chunk_attention_backward(const void* q, const void* k, const void* v, const void* o, const void* grad_o,
+                              const float* logsumexp, float* delta, void* grad_q, void* grad_k, void* grad_v, DType dtype,
+                              const AttentionShape& shape, Stream stream);
+
+}  // namespace mgl::cuda
