@@ -58,6 +58,18 @@ double max_difference(const Tensor& a, const Tensor& b) {
 
 void require_leaf(Tensor& t) { t = t.detach().set_requires_grad(true); }
 
+// gradcheck of y and the outgoing state with respect to x, weight, bias and the incoming mean and
+// variance of p.state (its count is held fixed).
+void check_all_gradients(Problem p, const Tensor& mask = {}) {
+  for (Tensor* t : {&p.x, &p.weight, &p.bias, &p.state.mean, &p.state.var}) require_leaf(*t);
+  check_gradients_multi(
+      [&](const std::vector<Tensor>& in) {
+        const TimestepNormState state{in[5], in[3], in[4]};
+        return all_outputs(timestep_norm(in[0], in[1], in[2], p.G, &state, kEps, mask));
+      },
+      {p.x, p.weight, p.bias, p.state.mean, p.state.var, p.state.count});
+}
+
 // Runs f, expecting an mgl::Error whose message names the op and contains `fragment`.
 void check_error(const std::function<void()>& f, const std::string& fragment) {
   CHECK_THROWS_AS(f(), Error);
@@ -76,15 +88,8 @@ void check_error(const std::function<void()>& f, const std::string& fragment) {
 TEST_CASE("timestep_norm: gradients of x, weight, bias and the incoming state", "[ops][timestep_norm]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
-  Problem p = make_problem(2, 5, 6, 2, {3, 1}, seed);
-  for (Tensor* t : {&p.x, &p.weight, &p.bias, &p.state.mean, &p.state.var}) require_leaf(*t);
-  // Outputs y and the outgoing state, so gradients also flow in from the state.
-  check_gradients_multi(
-      [&](const std::vector<Tensor>& in) {
-        const TimestepNormState state{in[5], in[3], in[4]};
-        return all_outputs(timestep_norm(in[0], in[1], in[2], p.G, &state, kEps));
-      },
-      {p.x, p.weight, p.bias, p.state.mean, p.state.var, p.state.count});
+  // The outputs include the outgoing state, so gradients also flow in from there.
+  check_all_gradients(make_problem(2, 5, 6, 2, {3, 1}, seed));
 }
 
 TEST_CASE("timestep_norm: gradients from a fresh state", "[ops][timestep_norm]") {
@@ -96,13 +101,7 @@ TEST_CASE("timestep_norm: gradients from a fresh state", "[ops][timestep_norm]")
       [&](const std::vector<Tensor>& in) { return all_outputs(timestep_norm(in[0], in[1], in[2], p.G, nullptr, kEps)); },
       {p.x, p.weight, p.bias});
   // An explicit state of count 0: its mean and variance get no gradient (they affect nothing).
-  for (Tensor* t : {&p.state.mean, &p.state.var}) require_leaf(*t);
-  check_gradients_multi(
-      [&](const std::vector<Tensor>& in) {
-        const TimestepNormState state{in[5], in[3], in[4]};
-        return all_outputs(timestep_norm(in[0], in[1], in[2], p.G, &state, kEps));
-      },
-      {p.x, p.weight, p.bias, p.state.mean, p.state.var, p.state.count});
+  check_all_gradients(p);
 }
 
 TEST_CASE("timestep_norm: gradients when only the outgoing state is used", "[ops][timestep_norm]") {
@@ -124,16 +123,8 @@ TEST_CASE("timestep_norm: gradients with a padding mask", "[ops][timestep_norm]"
   INFO("seed " << seed);
   // Sequence 0 starts padded at count 0 (the prior must pass through); sequence 1 ends padded.
   const Tensor mask = Tensor::from_vector<int32_t>({1, 0, 1, 1, 0, 0, 0, 1, 0, 1}, {2, 5});
-  for (const std::vector<int64_t>& counts : {std::vector<int64_t>{0, 0}, std::vector<int64_t>{2, 4}}) {
-    Problem p = make_problem(2, 5, 6, 3, counts, seed);
-    for (Tensor* t : {&p.x, &p.weight, &p.bias, &p.state.mean, &p.state.var}) require_leaf(*t);
-    check_gradients_multi(
-        [&](const std::vector<Tensor>& in) {
-          const TimestepNormState state{in[5], in[3], in[4]};
-          return all_outputs(timestep_norm(in[0], in[1], in[2], p.G, &state, kEps, mask));
-        },
-        {p.x, p.weight, p.bias, p.state.mean, p.state.var, p.state.count});
-  }
+  for (const std::vector<int64_t>& counts : {std::vector<int64_t>{0, 0}, std::vector<int64_t>{2, 4}})
+    check_all_gradients(make_problem(2, 5, 6, 3, counts, seed), mask);
 }
 
 TEST_CASE("timestep_norm: an empty sequence passes the state through", "[ops][timestep_norm]") {
