@@ -556,14 +556,13 @@ __global__ void param_grads_kernel(int64_t dim, int64_t row_tiles, const S* part
 
 // ---- host side ---------------------------------------------------------------------------------------
 
+// f(T{}) for the floating storage types (float, __nv_bfloat16, double).
 template <class F>
 void dispatch_data_type(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::f32: f(float{}); return;
-    case DType::bf16: f(__nv_bfloat16{}); return;
-    case DType::f64: f(double{}); return;
-    default: MGL_FAIL("timestep_norm kernels: unsupported dtype ", dtype_name(dtype));
-  }
+  dispatch_device_type(dtype, [&](auto tag) {
+    if constexpr (std::is_integral_v<decltype(tag)>) MGL_FAIL("timestep_norm kernels: unsupported dtype ", dtype_name(dtype));
+    else f(tag);
+  });
 }
 
 template <class Work>
