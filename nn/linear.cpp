@@ -14,6 +14,10 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const InitO
   if (bias) bias_ = register_parameter("bias", init::zeros({out_features}, options));
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight_, bias_); }
+// Parameters are cast to the activations' dtype at use (a no-op when they match): with f32 master
+// weights and bf16 activations this is mixed precision, and the cast's backward returns f32 gradients.
+Tensor Linear::forward(const Tensor& x) const {
+  return linear(x, cast(weight_, x.dtype()), bias_.defined() ? cast(bias_, x.dtype()) : bias_);
+}
 
 }  // namespace mgl::nn

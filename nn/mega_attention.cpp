@@ -1,0 +1,101 @@
+#include "nn/mega_attention.h"
+
+#include <cmath>
+
+#include "ops/chunk_attention.h"
+#include "ops/ops.h"
+#include "ops/rope.h"
+
+namespace mgl::nn {
+
+MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& config, const InitOptions& options)
+    : config_(config) {
+  const int64_t D = config.model_dim, Z = config.z_dim, V = config.value_dim;
+  timenorm_ = register_module("timenorm", std::make_shared<TimestepNorm>(D, config.norm_num_groups, config.norm_eps, options));
+  cema_ = register_module("cema", std::make_shared<Cema>(D, config.cema_ndim, options));
+  if (config.norm_affine) {
+    auto rmsnorm = std::make_shared<Module>();
+    rmsnorm_weight_ = rmsnorm->register_parameter("weight", init::zeros({D}, options));
+    register_module("rmsnorm", rmsnorm);
+  }
+  // Linear's default init is normal(0, 1/sqrt(3 fan_in)), the spec's "He" init (§2.5.1).
+  wz_ = register_module("wz", std::make_shared<Linear>(D, Z, true, options));
+  wv_ = register_module("wv", std::make_shared<Linear>(D, V, true, options));
+  wr_ = register_module("wr", std::make_shared<Linear>(D, V, true, options));
+  wh1_ = register_module("wh1", std::make_shared<Linear>(D, D, true, options));
+  wh2_ = register_module("wh2", std::make_shared<Linear>(V, D, false, options));
+  gamma_ = register_parameter("gamma", init::zeros({2, Z}, options));
+  beta_ = register_parameter("beta", init::zeros({2, Z}, options));
+}
+
+Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing) const {
+  MGL_CHECK(x.dim() == 3 && x.size(2) == config_.model_dim, "MovingAverageGatedAttention: expected x [B, L, ",
+            config_.model_dim, "], got ", x.describe());
+  const int64_t B = x.size(0), L = x.size(1), H = config_.num_heads;
+  const int64_t dz = config_.head_z_dim(), dv = config_.head_value_dim();
+  const bool training = is_training();
+
+  const Tensor t = timenorm_->forward(x, incoming ? &incoming->norm : nullptr, outgoing ? &outgoing->norm : nullptr);
+  const Tensor u = cema_->forward(t, incoming ? incoming->cema : Tensor(), outgoing ? &outgoing->cema : nullptr);
+  Tensor m = rms_norm(u, rmsnorm_weight_.defined() ? cast(add(rmsnorm_weight_, 1.0), u.dtype()) : Tensor(),
+                      config_.norm_eps);
+  m = dropout(m, config_.hidden_dropout, training);
+
+  // Queries and keys: per-head unit RMS, then a learned per-dimension scale and offset each.
+  const Tensor z = rms_norm(reshape(wz_->forward(m), {B, L, H, dz}), Tensor(), config_.norm_eps);
+  auto affine = [&](int64_t row) {
+    const Tensor scale = reshape(mul(add(slice(gamma_, 0, row, row + 1), 1.0), 1.0 / std::sqrt(double(dz))), {H, dz});
+    const Tensor offset = reshape(slice(beta_, 0, row, row + 1), {H, dz});
+    return add(mul(z, cast(scale, z.dtype())), cast(offset, z.dtype()));
+  };
+  const Tensor q = affine(0), k = affine(1);
+  const Tensor v = reshape(silu(wv_->forward(t)), {B, L, H, dv});
+  const Tensor r = silu(wr_->forward(m));
+
+  const Tensor o = reshape(attention(q, k, v, incoming, outgoing), {B, L, config_.value_dim});
+  const Tensor a = dropout(mul(o, r), config_.hidden_dropout, training);
+  const Tensor h = dropout(add(wh1_->forward(m), wh2_->forward(a)), config_.dropout, training);
+  return add(h, x);
+}
+
+Tensor MovingAverageGatedAttention::attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                              const LayerState* incoming, LayerState* outgoing) const {
+  const int64_t c = config_.chunk_size, L = q.size(1);
+  const int64_t cached = incoming ? incoming->cached_tokens() : 0;
+  MGL_CHECK(cached < c, "MovingAverageGatedAttention: the KV cache holds ", cached, " tokens, a chunk only ", c);
+  AttentionOptions options;
+  options.dropout = is_training() ? config_.attention_dropout : 0.0;
+  const bool dropkey = config_.attention_dropout_kind == "dropkey";
+  MGL_CHECK(options.dropout == 0.0 || !dropkey,
+            "MovingAverageGatedAttention: attention_dropout_kind \"dropkey\" is not implemented; use \"dropout\"");
+  auto rotate = [&](const Tensor& x, int64_t start) { return rope(x, c, start, config_.rope_base); };
+
+  std::vector<Tensor> outputs;
+  Tensor last_keys, last_values;  // the partial chunk this call ends in
+  int64_t t = 0;
+  if (cached > 0) {
+    // Finish the chunk the cache started: keys and values are the cached ones followed by ours.
+    const int64_t n = std::min(L, c - cached);
+    const Tensor keys = concat({incoming->keys, rotate(slice(k, 1, 0, n), cached)}, 1);
+    const Tensor values = concat({incoming->values, slice(v, 1, 0, n)}, 1);
+    outputs.push_back(chunk_attention_cached(rotate(slice(q, 1, 0, n), cached), keys, values, options));
+    if (cached + n < c) last_keys = keys, last_values = values;
+    t = n;
+  }
+  // Whole chunks, then the start of the next one; RoPE positions restart at every chunk boundary.
+  const int64_t whole = (L - t) / c * c;
+  for (const auto& [start, length] : {std::pair{t, whole}, std::pair{t + whole, L - t - whole}}) {
+    if (length == 0) continue;
+    const Tensor keys = rotate(slice(k, 1, start, start + length), 0);
+    const Tensor values = slice(v, 1, start, start + length);
+    outputs.push_back(chunk_attention(rotate(slice(q, 1, start, start + length), 0), keys, values, c, options));
+    if (length < c) last_keys = keys, last_values = values;
+  }
+  if (outgoing) {
+    outgoing->keys = last_keys;
+    outgoing->values = last_values;
+  }
+  return outputs.size() == 1 ? outputs[0] : concat(outputs, 1);
+}
+
+}  // namespace mgl::nn

@@ -1,0 +1,37 @@
+#pragma once
+// The normalized attention unit of a MEGALODON block (spec §2.5, the official "mega" sub-layer):
+//   T = TimestepNorm(X);  U = CEMA(T);  M = RMSNorm(U)
+//   Q, K = per-head RMS-normalised (M Wzᵀ + bz), scaled by (gamma + 1)/sqrt(dz), shifted by beta, RoPE
+//   Vv = silu(T Wvᵀ + bv);  R = silu(M Wrᵀ + br)
+//   O = chunk-wise causal softmax(Q Kᵀ) Vv   (scale 1, inside chunks of c tokens)
+//   returns Ŷ = M Wh1ᵀ + bh1 + (O ⊙ R) Wh2ᵀ + X
+#include "nn/cema.h"
+#include "nn/linear.h"
+#include "nn/megalodon_config.h"
+#include "nn/megalodon_state.h"
+#include "nn/timestep_norm.h"
+
+namespace mgl::nn {
+
+class MovingAverageGatedAttention : public Module {
+ public:
+  MovingAverageGatedAttention(const MegalodonConfig& config, const InitOptions& options = {});
+  // x [B, L, D]. With `incoming` the call continues a sequence (norm statistics, CEMA state, the
+  // keys and values of the partial chunk); with `outgoing` it returns the state after its last token.
+  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr) const;
+
+ private:
+  // Chunk-wise causal attention over this call's tokens, continuing the partial chunk of `incoming`
+  // and leaving the new partial chunk in `outgoing`. Q and K get RoPE here, per chunk.
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const LayerState* incoming,
+                   LayerState* outgoing) const;
+
+  MegalodonConfig config_;
+  std::shared_ptr<TimestepNorm> timenorm_;
+  std::shared_ptr<Cema> cema_;
+  Tensor rmsnorm_weight_;  // undefined unless config.norm_affine
+  std::shared_ptr<Linear> wz_, wv_, wr_, wh1_, wh2_;
+  Tensor gamma_, beta_;  // [2, Z]: scale − 1 and offset of the queries (row 0) and keys (row 1)
+};
+
+}  // namespace mgl::nn

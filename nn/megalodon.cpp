@@ -1,0 +1,70 @@
+#include "nn/megalodon.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace mgl::nn {
+
+MegalodonBlock::MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options) {
+  mega_ = register_module("mega", std::make_shared<MovingAverageGatedAttention>(config, options));
+  nffn_ = register_module("nffn", std::make_shared<NormalizedFeedForward>(config, layer_index, options));
+}
+
+Tensor MegalodonBlock::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing) const {
+  return nffn_->forward(mega_->forward(x, incoming, outgoing), x);
+}
+
+OutputLayer::OutputLayer(const MegalodonConfig& config, const InitOptions& options) {
+  final_norm =
+      register_module("final_norm", std::make_shared<TimestepNorm>(config.model_dim, config.norm_num_groups,
+                                                                   config.norm_eps, options));
+  if (!config.share_embedding) {
+    output = register_module("output", std::make_shared<Linear>(config.model_dim, config.vocab_size, false, options));
+    // The untied head starts like the embedding: normal(0, 1/sqrt(D)) truncated at ±3 std (§2.7).
+    const double std = 1.0 / std::sqrt(double(config.model_dim));
+    copy_(output->weight(), init::truncated_normal(output->weight().shape(), std, 3.0 * std, options));
+  }
+}
+
+Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options) : config_(config) {
+  config.validate();
+  embed_ = register_module("embed", std::make_shared<Embedding>(config.vocab_size, config.model_dim, options));
+  layers_ = register_module("layers", std::make_shared<ModuleList<MegalodonBlock>>());
+  for (int64_t i = 0; i < config.num_layers; ++i) layers_->push_back(std::make_shared<MegalodonBlock>(config, i, options));
+  output_ = register_module("output", std::make_shared<OutputLayer>(config, options));
+}
+
+Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
+  MGL_CHECK(ids.dim() == 2 && is_integer(ids.dtype()), "Megalodon: expected token ids [B, L] of an integer dtype, got ",
+            ids.describe());
+  MGL_CHECK(!incoming || incoming->empty() || static_cast<int64_t>(incoming->layers.size()) == config_.num_layers,
+            "Megalodon: the incoming state has ", incoming ? incoming->layers.size() : 0, " layers, the model ",
+            config_.num_layers);
+  const bool carry = incoming && !incoming->empty();
+  if (outgoing) outgoing->layers.assign(config_.num_layers, LayerState());
+
+  Tensor x = cast(embed_->forward(ids), compute_dtype_);
+  if (config_.scale_embedding) x = mul(x, std::sqrt(double(config_.model_dim)));
+  x = dropout(x, config_.dropout, is_training());
+  for (int64_t i = 0; i < config_.num_layers; ++i)
+    x = (*layers_)[i].forward(x, carry ? &incoming->layers[i] : nullptr, outgoing ? &outgoing->layers[i] : nullptr);
+  x = output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr, outgoing ? &outgoing->final_norm : nullptr);
+  const Tensor logits = output_->output ? output_->output->forward(x) : linear(x, cast(embed_->weight(), x.dtype()));
+  return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
+}
+
+void Megalodon::set_compute_dtype(DType dtype) {
+  MGL_CHECK(is_floating(dtype), "Megalodon: compute dtype must be floating, got ", dtype_name(dtype));
+  compute_dtype_ = dtype;
+}
+
+Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
+  MGL_CHECK(logits.dim() == 3 && targets.dim() == 2 && targets.size(0) == logits.size(0) &&
+                targets.size(1) == logits.size(1),
+            "Megalodon::loss: logits ", logits.describe(), " and targets ", targets.describe(), " do not match");
+  const int64_t rows = logits.size(0) * logits.size(1);
+  return cross_entropy(reshape(logits, {rows, logits.size(2)}), reshape(targets, {rows}));
+}
+
+}  // namespace mgl::nn

@@ -1,0 +1,54 @@
+#pragma once
+// The MEGALODON language model (spec §1, §3): embedding → blocks → final TimestepNorm → LM head.
+// Parameter names and shapes equal the official implementation's state_dict, so weights move between
+// the two without a mapping table (embed.weight, layers.3.mega.cema.alpha, output.output.weight, ...).
+#include "nn/embedding.h"
+#include "nn/mega_attention.h"
+#include "nn/normalized_ffn.h"
+
+namespace mgl::nn {
+
+// One block: Ŷ = mega(X); Y = nffn(Ŷ, X).
+class MegalodonBlock : public Module {
+ public:
+  MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options = {});
+  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr) const;
+
+ private:
+  std::shared_ptr<MovingAverageGatedAttention> mega_;
+  std::shared_ptr<NormalizedFeedForward> nffn_;
+};
+
+// Final TimestepNorm and the vocabulary projection (absent when tied to the embedding).
+class OutputLayer : public Module {
+ public:
+  OutputLayer(const MegalodonConfig& config, const InitOptions& options = {});
+  std::shared_ptr<TimestepNorm> final_norm;
+  std::shared_ptr<Linear> output;  // null when the head is tied
+};
+
+class Megalodon : public Module {
+ public:
+  explicit Megalodon(const MegalodonConfig& config, const InitOptions& options = {});
+
+  // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32. `incoming`/`outgoing` carry the streaming
+  // state between calls (see megalodon_state.h); pass neither to process independent sequences.
+  Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
+  // Mean cross-entropy of the logits against targets [B, L] (ignore_index -100).
+  static Tensor loss(const Tensor& logits, const Tensor& targets);
+
+  const MegalodonConfig& config() const { return config_; }
+  // The activations' dtype (f32 by default, bf16 for mixed precision); parameters stay as they are
+  // (f32 masters) and are cast at use, CEMA's and the norms' statistics stay f32.
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+
+ private:
+  MegalodonConfig config_;
+  DType compute_dtype_ = DType::f32;
+  std::shared_ptr<Embedding> embed_;
+  std::shared_ptr<ModuleList<MegalodonBlock>> layers_;
+  std::shared_ptr<OutputLayer> output_;
+};
+
+}  // namespace mgl::nn

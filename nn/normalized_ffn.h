@@ -1,0 +1,22 @@
+#pragma once
+// The normalized feed-forward sub-layer (spec §2.6), with the two-hop residual:
+//   n = LayerNorm(Ŷ);  g = silu(n fc1ᵀ) ⊙ (n fc3ᵀ)  (SwiGLU)  or  silu(n fc1ᵀ)  (SiLU)
+//   returns Y = dropout(g fc2ᵀ) [⊙ alpha] + X      — X is the block's input, not Ŷ
+#include "nn/linear.h"
+#include "nn/megalodon_config.h"
+
+namespace mgl::nn {
+
+class NormalizedFeedForward : public Module {
+ public:
+  NormalizedFeedForward(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options = {});
+  Tensor forward(const Tensor& y_hat, const Tensor& residual) const;
+
+ private:
+  MegalodonConfig config_;
+  Tensor norm_weight_, norm_bias_;  // LayerNorm: scale − 1 and shift (undefined unless norm_affine)
+  std::shared_ptr<Linear> fc1_, fc2_, fc3_;  // fc3 only for SwiGLU
+  Tensor alpha_;                             // per-channel output scale, only with rescale_nffn
+};
+
+}  // namespace mgl::nn
