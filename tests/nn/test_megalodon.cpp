@@ -224,3 +224,28 @@ TEST_CASE("megalodon: bad inputs give clear errors", "[nn][megalodon]") {
   bad.model_dim = 15;
   CHECK(error_message([&] { nn::Megalodon m(bad); }).find("model_dim") != std::string::npos);
 }
+
+TEST_CASE("megalodon: bf16 mixed precision on the CPU keeps f32 gradients close to f32 compute", "[nn][megalodon]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const MegalodonConfig config = MegalodonConfig::preset("test");
+  Generator gen(seed);
+  nn::InitOptions options;
+  options.generator = &gen;
+  nn::Megalodon model(config, options);
+  const Tensor ids = random_tokens(2, 16, config.vocab_size, seed + 1);
+  const Tensor targets = random_tokens(2, 16, config.vocab_size, seed + 2);
+  backward(nn::Megalodon::loss(model.forward(ids), targets));
+  const auto f32_grads = gradients(model);
+  model.zero_grad();
+  model.set_compute_dtype(DType::bf16);
+  const Tensor logits = model.forward(ids);
+  CHECK(logits.dtype() == DType::f32);  // logits and loss in f32 whatever the compute dtype
+  backward(nn::Megalodon::loss(logits, targets));
+  for (const nn::Parameter& p : model.named_parameters()) {
+    INFO(p.name);
+    REQUIRE(p.tensor.grad().dtype() == DType::f32);  // gradients of the f32 master parameters
+    const Tensor want = Tensor::from_vector(f32_grads.at(p.name), p.tensor.shape(), DType::f64);
+    CHECK(relative_error(p.tensor.grad(), want) < 0.1);
+  }
+}

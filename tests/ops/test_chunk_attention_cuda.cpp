@@ -3,6 +3,7 @@
 // error comparable to the 1e-5 budget, so the comparison measures the kernels' error alone.
 #include <cmath>
 
+#include "autograd/engine.h"
 #include "ops/chunk_attention.h"
 #include "ops/ops.h"
 #include "support/testing.h"
@@ -71,8 +72,10 @@ TEST_CASE("chunk_attention: CUDA matches CPU", "[cuda][chunk_attention]") {
 }
 
 TEST_CASE("chunk_attention: CUDA KV-cache form matches CPU", "[cuda][chunk_attention]") {
-  // (n queries, m keys): a decoding step late in a chunk, a few tokens after a cache, no cache.
-  for (const auto& [n, m] : {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {1, 1}}) {
+  // (n queries, m keys): a decoding step late in a chunk, a few tokens after a cache, no cache, the
+  // second token of a chunk. (With a single key the probabilities are exactly 1 and dQ, dK are zero
+  // in exact arithmetic: only rounding noise is left to compare, so m = 1 is checked separately.)
+  for (const auto& [n, m] : {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {1, 2}}) {
     const uint64_t seed = fresh_seed();
     const std::vector<Tensor> inputs = random_qkv(seed, 2, n, m, 2, 256, 2048);
     check_against_cpu(
@@ -81,6 +84,23 @@ TEST_CASE("chunk_attention: CUDA KV-cache form matches CPU", "[cuda][chunk_atten
         },
         inputs, "n " + std::to_string(n) + " m " + std::to_string(m) + " seed " + std::to_string(seed));
   }
+}
+
+TEST_CASE("chunk_attention: CUDA with a single key copies the value and passes no gradient to q, k",
+          "[cuda][chunk_attention]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::vector<Tensor> inputs = random_qkv(seed, 2, 1, 1, 2, 256, 2048);
+  for (Tensor& t : inputs) t = to(t, Device::cuda(0)).detach().set_requires_grad(true);
+  const Tensor o = chunk_attention_cached(inputs[0], inputs[1], inputs[2], {.scale = attention_scale(256)});
+  CHECK(relative_error(o, inputs[2]) == 0.0);
+  const Tensor w = to(random_tensor(o.shape(), seed + 7, DType::f32), Device::cuda(0));
+  backward(o, w);
+  CHECK(relative_error(inputs[2].grad(), w) == 0.0);
+  // dQ and dK are rounding noise around zero: small against the scale of the incoming gradient.
+  const double scale = std::sqrt(sum(mul(w, w)).item());
+  CHECK(std::sqrt(sum(mul(inputs[0].grad(), inputs[0].grad())).item()) <= 1e-5 * scale);
+  CHECK(std::sqrt(sum(mul(inputs[1].grad(), inputs[1].grad())).item()) <= 1e-5 * scale);
 }
 
 TEST_CASE("chunk_attention: CUDA dropout uses the same mask as the CPU", "[cuda][chunk_attention]") {

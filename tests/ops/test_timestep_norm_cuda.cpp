@@ -37,7 +37,7 @@ std::vector<Tensor> make_inputs(const Case& c, uint64_t seed) {
 }
 
 // compare_cuda_to_cpu on one case, with y and the outgoing state as outputs (or the state alone).
-// The state always computes in f32: under bf16 the compared mean and var arrive as bf16 and are cast.
+// The state computes in f32 (f64 in the reference): under bf16 the mean and var arrive as bf16 and are cast.
 void check_case(const Case& c, DType dtype, const Tensor& mask = {}, bool state_only = false) {
   const uint64_t seed = fresh_seed();
   std::vector<Tensor> inputs = make_inputs(c, seed);
@@ -45,7 +45,8 @@ void check_case(const Case& c, DType dtype, const Tensor& mask = {}, bool state_
   std::string report;
   const double error = compare_cuda_to_cpu(
       [&](const std::vector<Tensor>& in) {
-        const TimestepNormState state{in[3], cast(in[4], DType::f32), cast(in[5], DType::f32)};
+        const DType state_dtype = timestep_norm_state_dtype(in[0].dtype());  // f64 in the CPU reference
+        const TimestepNormState state{in[3], cast(in[4], state_dtype), cast(in[5], state_dtype)};
         const TimestepNormOutput out =
             timestep_norm(in[0], in[1], in[2], c.G, &state, kEps, mask.defined() ? in[6] : Tensor());
         if (state_only) return std::vector<Tensor>{out.state.mean, out.state.var};
