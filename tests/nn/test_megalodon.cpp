@@ -249,3 +249,72 @@ TEST_CASE("megalodon: bf16 mixed precision on the CPU keeps f32 gradients close 
     CHECK(relative_error(p.tensor.grad(), want) < 0.1);
   }
 }
+
+TEST_CASE("megalodon: initialisation follows the spec (§2.9)", "[nn][megalodon]") {
+  MegalodonConfig config = MegalodonConfig::preset("test");
+  config.model_dim = 256;
+  config.z_dim = 64;
+  config.value_dim = 128;
+  config.ffn_hidden_dim = 384;
+  config.norm_num_groups = 16;
+  config.cema_ndim = 16;
+  config.vocab_size = 500;
+  config.num_layers = 1;
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  Generator gen(seed);
+  nn::InitOptions options;
+  options.generator = &gen;
+  nn::Megalodon model(config, options);
+  std::map<std::string, Tensor> p;
+  for (const nn::Parameter& parameter : model.named_parameters()) p[parameter.name] = parameter.tensor;
+
+  auto stats = [](const Tensor& t) {
+    const std::vector<double> v = t.to_vector<double>();
+    double mean = 0, square = 0, largest = 0;
+    for (double x : v) mean += x, square += x * x, largest = std::max(largest, std::abs(x));
+    mean /= double(v.size());
+    return std::tuple{mean, std::sqrt(square / double(v.size()) - mean * mean), largest};
+  };
+  auto check_normal = [&](const std::string& name, double std, double bound = 0) {
+    const auto [mean, sd, largest] = stats(p.at(name));
+    const double n = double(p.at(name).numel());
+    INFO(name << ": mean " << mean << ", std " << sd << ", max |x| " << largest);
+    CHECK(std::abs(mean) < 5 * std / std::sqrt(n));
+    CHECK(std::abs(sd - std) < 5 * std / std::sqrt(2 * n));  // 5 standard errors of a sample std
+    if (bound > 0) CHECK(largest <= bound);
+  };
+  const double D = 256, V = 128, F = 384;
+  check_normal("embed.weight", 1 / std::sqrt(D) * 0.9866, 3 / std::sqrt(D));  // truncation at 3σ: std × 0.9866
+  check_normal("output.output.weight", 1 / std::sqrt(D) * 0.9866, 3 / std::sqrt(D));
+  for (const char* name : {"wz", "wv", "wr", "wh1"})
+    check_normal(std::string("layers.0.mega.") + name + ".weight", 1 / std::sqrt(3 * D));
+  check_normal("layers.0.mega.wh2.weight", 1 / std::sqrt(3 * V));
+  check_normal("layers.0.nffn.fc1.weight", 1 / std::sqrt(3 * D));
+  check_normal("layers.0.nffn.fc3.weight", 1 / std::sqrt(3 * D));
+  check_normal("layers.0.nffn.fc2.weight", 1 / std::sqrt(3 * F));
+  check_normal("layers.0.mega.cema.alpha", 0.2);
+  check_normal("layers.0.mega.cema.delta", 0.2);
+  // omega: normal(0, 0.25) truncated to [-1, 1] (4σ: the std shrinks by a factor 0.9976).
+  check_normal("layers.0.mega.cema.omega", 0.25 * 0.9976, 1.0);
+  // gamma: real parts normal(0, 1), imaginary parts exactly 0.
+  const std::vector<double> gamma = p.at("layers.0.mega.cema.gamma").to_vector<double>();
+  for (size_t i = 0; i < gamma.size(); i += 2) CHECK(gamma[i + 1] == 0.0);
+  check_normal("layers.0.mega.cema.gamma", std::sqrt(0.5));  // half the entries are 0: std sqrt(1/2)
+  // theta: sigmoid(theta) is a permutation of D^(-k/D), k = 1..D, and not the identity order.
+  std::vector<double> bases;
+  for (double t : p.at("layers.0.mega.cema.theta").to_vector<double>()) bases.push_back(1 / (1 + std::exp(-t)));
+  std::vector<double> sorted = bases;
+  std::sort(sorted.begin(), sorted.end(), std::greater<>());
+  for (int k = 1; k <= 256; ++k) CHECK(std::abs(sorted[k - 1] - std::pow(D, -k / D)) < 1e-5);
+  CHECK(bases != sorted);
+  // Norm scales (stored as scale − 1), shifts, biases and the q/k affine start at zero.
+  for (const char* name : {"layers.0.mega.timenorm.weight", "layers.0.mega.timenorm.bias", "layers.0.mega.rmsnorm.weight",
+                           "layers.0.mega.wz.bias", "layers.0.mega.wv.bias", "layers.0.mega.wr.bias",
+                           "layers.0.mega.wh1.bias", "layers.0.mega.gamma", "layers.0.mega.beta",
+                           "layers.0.nffn.norm.weight", "layers.0.nffn.norm.bias", "output.final_norm.weight",
+                           "output.final_norm.bias"}) {
+    INFO(name);
+    CHECK(std::get<2>(stats(p.at(name))) == 0.0);
+  }
+}
