@@ -180,7 +180,7 @@ TEST_CASE("chunk_attention: the KV-cache form reproduces the training form", "[o
         const int64_t end = std::min(t + step, c0 + chunk);
         const Tensor o = chunk_attention_cached(tokens(in.q, t, end), tokens(in.k, c0, end), tokens(in.v, c0, end));
         const std::vector<double> values = o.to_vector<double>();
-        // o is [B, end - t, H, 3]; scatter it into token order.
+        // o is [B, end - t, H, 3]: tokens t .. end of the full output.
         for (int64_t b = 0; b < 2; ++b)
           for (int64_t u = t; u < end; ++u)
             for (int64_t x = 0; x < 2 * 3; ++x)
