@@ -1,3 +1,4 @@
+#include <cmath>
 #include "core/random.h"
 
 #include "core/cuda_context.h"

@@ -8,6 +8,7 @@
 // NaN; a batch that is all padding should add nothing to training rather than poison it.
 // Targets are copied to the host and checked (a sync on CUDA): an id outside [0, C) that is not
 // ignore_index throws, naming the id and its row, instead of reading out of bounds.
+#include <cmath>
 #include "autograd/node.h"
 #include "core/cuda_context.h"
 #include "core/strided.h"

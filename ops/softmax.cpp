@@ -5,6 +5,7 @@
 // softmax and log_softmax share the fused node below: the dim is moved last and the input made
 // contiguous (a copy only when dim is not already the innermost contiguous dim), the rows are
 // computed by the CPU loop or the CUDA kernel, and the result is permuted back as a view.
+#include <cmath>
 #include "ops/softmax.h"
 
 #include "autograd/node.h"

@@ -2,6 +2,7 @@
 // Uniforms are exact (24-bit grid, one multiply-add in f64); normals go through log/sqrt/cos/sin in
 // f64 on each side, whose libraries may differ in the last f64 bit, so after rounding to f32 they
 // may differ by one f32 ulp and no more.
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>

@@ -2,7 +2,10 @@
 // parameter against finite differences (f64), processing a sequence in pieces with carried state =
 // processing it whole (outputs and gradients), token-by-token decoding across chunk boundaries =
 // the training forward, causality, and bad inputs.
+#include <algorithm>
+#include <cmath>
 #include <map>
+#include <tuple>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"

@@ -1,5 +1,6 @@
 // rms_norm: finite-difference gradients with and without weight, values against the definition
 // composed from elementwise ops, MEGALODON's plus-one scale, and bad inputs.
+#include <cmath>
 #include "ops/ops.h"
 #include "support/testing.h"
 
