@@ -19,6 +19,11 @@
 // output accumulator is never rescaled, so the forward runs in two passes: a statistics kernel
 // (online max and sum over the key tiles, S only) writes the logsumexp, then the weighted sum.
 //
+// DropKey: the dropout mask joins the causal one instead (in_softmax() in cuda/chunk_attention.h)
+// and M/(1-p) is 1, so the statistics pass and every recompute of P skip the dropped logits alike.
+// A row left without logits has logsumexp -inf, which is never read: all of its weights are
+// skipped, and its O and D are 0.
+//
 // Work, in multiply-adds per (query, key) pair of the causal triangle (the model needs dz + dv in
 // forward and 3 dz + 2 dv in backward): splitting dv = 2048 into slices of 256 recomputes S = Q Kᵀ
 // once per slice, so the forward costs dz + 8 (dz + 256) = 4352 against 2304 for dz = 256 — the
@@ -360,7 +365,7 @@ __device__ void compute_weights(typename Engine::Shared& sh, const AttentionShap
     const int r = n / kTile, c = n % kTile;
     const int64_t qi = key_rows ? c0 + c : r0 + r, kj = key_rows ? r0 + r : c0 + c;
     float value = 0.0f;
-    if (attends(s, qi, kj)) {
+    if (in_softmax(s, block, qi, kj)) {
       const int64_t row = query_row0 + qi * s.heads;
       const float p = expf(sh.s[r][c] * scale - logsumexp[row]);
       const float factor = dropout_factor<float>(s, block, qi, kj);
@@ -371,9 +376,10 @@ __device__ void compute_weights(typename Engine::Shared& sh, const AttentionShap
   }
 }
 
-// Forward pass 1: the logsumexp of every query row, by an online max and sum over the key tiles.
-// Launch: grid (query tiles, 1, blocks), Engine::kThreads threads, sizeof(Engine::Shared) bytes of
-// dynamic shared memory. Each row of a score tile is read by kThreads / 64 adjacent lanes.
+// Forward pass 1: the logsumexp of every query row, by an online max and sum over the key tiles
+// (-inf for a row whose every key is dropped by DropKey). Launch: grid (query tiles, 1, blocks),
+// Engine::kThreads threads, sizeof(Engine::Shared) bytes of dynamic shared memory. Each row of a
+// score tile is read by kThreads / 64 adjacent lanes.
 template <class Engine>
 __global__ void __launch_bounds__(Engine::kThreads) softmax_stats_kernel(Inputs<typename Engine::Storage> in,
                                                                          float* logsumexp, AttentionShape s) {
@@ -394,16 +400,20 @@ __global__ void __launch_bounds__(Engine::kThreads) softmax_stats_kernel(Inputs<
   for (int64_t k0 = 0; k0 <= last_key; k0 += kTile) {
     Engine::product(Q, panel(in.k, keys, s.heads, s.dz, k0), s.dz, sh.s, sh);
     __syncthreads();
+    // Each thread turns its scores into scaled logits, -inf outside the softmax (the mask is
+    // evaluated once per element: under DropKey it costs a Philox draw).
     float tile_max = -INFINITY;
-    for (int c = part; c < kTile; c += kGroup)
-      if (attends(s, qi, k0 + c)) tile_max = fmaxf(tile_max, sh.s[row][c] * scale);
+    for (int c = part; c < kTile; c += kGroup) {
+      const float logit = in_softmax(s, block, qi, k0 + c) ? sh.s[row][c] * scale : -INFINITY;
+      sh.s[row][c] = logit;
+      tile_max = fmaxf(tile_max, logit);
+    }
     for (int offset = kGroup / 2; offset > 0; offset /= 2)
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
     const float m_new = fmaxf(m, tile_max);
     const float reference = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps l = 0
     float sum = 0.0f;
-    for (int c = part; c < kTile; c += kGroup)
-      if (attends(s, qi, k0 + c)) sum += expf(sh.s[row][c] * scale - reference);
+    for (int c = part; c < kTile; c += kGroup) sum += expf(sh.s[row][c] - reference);  // expf(-inf) = 0
     for (int offset = kGroup / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
     l = l * expf(m - reference) + sum;
     m = m_new;

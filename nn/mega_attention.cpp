@@ -65,9 +65,9 @@ Tensor MovingAverageGatedAttention::attention(const Tensor& q, const Tensor& k, 
   MGL_CHECK(cached < c, "MovingAverageGatedAttention: the KV cache holds ", cached, " tokens, a chunk only ", c);
   AttentionOptions options;
   options.dropout = is_training() ? config_.attention_dropout : 0.0;
-  const bool dropkey = config_.attention_dropout_kind == "dropkey";
-  MGL_CHECK(options.dropout == 0.0 || !dropkey,
-            "MovingAverageGatedAttention: attention_dropout_kind \"dropkey\" is not implemented; use \"dropout\"");
+  // MegalodonConfig::validate() admits "dropout" (on the probabilities) and "dropkey" (on the logits, §2.5.5).
+  options.dropout_kind =
+      config_.attention_dropout_kind == "dropkey" ? AttentionDropout::keys : AttentionDropout::probabilities;
   auto rotate = [&](const Tensor& x, int64_t start) { return rope(x, c, start, config_.rope_base); };
 
   std::vector<Tensor> outputs;

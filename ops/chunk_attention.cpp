@@ -6,6 +6,9 @@
 //   dV = P̃ᵀ dO,   dP = (dO Vᵀ) ⊙ M / (1 - p),   dS = P ⊙ (dP - rowsum(dP ⊙ P)),
 //   dQ = scale · dS K,   dK = scale · dSᵀ Q.
 // (rowsum(dP ⊙ P) = rowsum(dO ⊙ O), which is how the CUDA kernels get it without P.)
+// DropKey moves M into the mask instead: S is also -inf where M drops (i, j), and P̃ = P. The same
+// formulas then hold with M/(1-p) = 1; a dropped entry has P = 0, so dS = 0 there, and a row with no
+// logit left has P = 0 throughout (not 0/0).
 //
 // The CPU code below is the reference and test oracle: plain loops, one query row at a time. The CUDA
 // kernels (cuda/chunk_attention.cu) tile the same computation FlashAttention-style and keep only the
@@ -34,21 +37,30 @@ int64_t blocks_of(const AttentionShape& s) { return s.batch * s.chunks * s.heads
 // Keys visible to query i: 0 .. visible_keys - 1.
 int64_t visible_keys(const AttentionShape& s, int64_t i) { return std::min(i + (s.k_len - s.q_len) + 1, s.k_len); }
 
-// The probabilities P[i, 0 .. visible_keys) of query i of `block` (before dropout), into p.
+// The probabilities P[i, 0 .. visible_keys) of query i of `block` (before probability dropout; keys
+// dropped by DropKey get 0), into p.
 template <class T, class M>
 void softmax_row(const AttentionShape& s, const T* q, const T* k, int64_t block, int64_t i, std::vector<M>& p) {
   const int64_t n = visible_keys(s, i);
   const T* qi = q + cuda::query_row(s, block, i) * s.dz;
   M max = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
+    if (!cuda::in_softmax(s, block, i, j)) {
+      p[j] = -INFINITY;
+      continue;
+    }
     const T* kj = k + cuda::key_row(s, block, j) * s.dz;
     M dot = 0;
     for (int64_t e = 0; e < s.dz; ++e) dot += static_cast<M>(qi[e]) * static_cast<M>(kj[e]);
     p[j] = static_cast<M>(s.scale) * dot;
     max = std::max(max, p[j]);
   }
+  if (max == -INFINITY) {  // every visible key dropped: no probabilities at all
+    std::fill(p.begin(), p.begin() + n, M(0));
+    return;
+  }
   M sum = 0;
-  for (int64_t j = 0; j < n; ++j) sum += (p[j] = std::exp(p[j] - max));
+  for (int64_t j = 0; j < n; ++j) sum += (p[j] = std::exp(p[j] - max));  // exp(-inf) = 0
   for (int64_t j = 0; j < n; ++j) p[j] /= sum;
 }
 
@@ -193,6 +205,7 @@ Tensor attention(const char* op, const Tensor& q_in, const Tensor& k_in, const T
   s.dv = v.size(3);
   s.scale = options.scale;
   s.dropout = options.dropout;
+  s.drop_keys = options.dropout_kind == AttentionDropout::keys;
   if (s.dropout > 0.0) {
     const Generator stream = (options.generator ? *options.generator : default_generator()).take();
     s.seed = stream.seed;

@@ -9,10 +9,18 @@
 
 namespace mgl {
 
+// What attention dropout removes (spec §2.5.5, §2.8):
+//   probabilities: inverted dropout after the softmax, P̃ = P ⊙ M / (1 - p) (the official unfused path);
+//   keys: DropKey (the official fused path): each logit is set to -inf with probability p before the
+//     softmax, no rescaling; the survivors' probabilities sum to 1, and a query whose every visible
+//     key is dropped gets all-zero probabilities (output 0, no gradient).
+enum class AttentionDropout { probabilities, keys };
+
 struct AttentionOptions {
   double scale = 1.0;    // logits are scale * q . k (MEGALODON: 1, its q and k are normalised)
-  double dropout = 0.0;  // probability of zeroing an attention probability; pass 0 at evaluation
+  double dropout = 0.0;  // probability of dropping an attention probability or logit; pass 0 at evaluation
   Generator* generator = nullptr;  // the dropout stream (nullptr: default_generator())
+  AttentionDropout dropout_kind = AttentionDropout::probabilities;
 };
 
 // Training form. q, k [B, L, H, dz], v [B, L, H, dv] -> o [B, L, H, dv]: token t attends the tokens

@@ -1,10 +1,12 @@
 // The MEGALODON model: official parameter names and shapes, parameter counts, gradients of every
 // parameter against finite differences (f64), processing a sequence in pieces with carried state =
 // processing it whole (outputs and gradients), token-by-token decoding across chunk boundaries =
-// the training forward, causality, and bad inputs.
+// the training forward, causality, DropKey attention dropout (reproducible; off in evaluation), the
+// initialisation of §2.9, bf16 mixed precision, and bad inputs.
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <tuple>
 
 #include "autograd/engine.h"
@@ -215,6 +217,54 @@ TEST_CASE("megalodon: causality — a token changes no earlier logit", "[nn][meg
   const Tensor after = model.forward(Tensor::from_vector(tokens, {1, 16}));
   CHECK(relative_error(slice(after, 1, 0, t), slice(before, 1, 0, t)) == 0.0);
   CHECK(relative_error(slice(after, 1, t, 16), slice(before, 1, t, 16)) > 0.0);
+}
+
+TEST_CASE("megalodon: DropKey attention dropout is reproducible in training and off in evaluation", "[nn][megalodon]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  // The test model with the given attention dropout, from the same parameters every time.
+  auto make = [seed](double p, const std::string& kind) {
+    MegalodonConfig config = MegalodonConfig::preset("test");  // no other dropout
+    config.attention_dropout = p;
+    config.attention_dropout_kind = kind;
+    Generator gen(seed);
+    auto model = std::make_shared<nn::Megalodon>(config, f64_options(gen));
+    model->set_compute_dtype(DType::f64);
+    perturb(*model, seed + 1);
+    return model;
+  };
+  const int64_t vocab = MegalodonConfig::preset("test").vocab_size;
+  const Tensor ids = random_tokens(2, 16, vocab, seed + 2);  // two chunks
+  const Tensor targets = random_tokens(2, 16, vocab, seed + 3);
+  // Loss and gradients of one training step, with the default generator (the dropout stream) reset.
+  auto step = [&](nn::Megalodon& model) {
+    manual_seed(seed + 4);
+    model.zero_grad();
+    const Tensor loss = nn::Megalodon::loss(model.forward(ids), targets);
+    backward(loss);
+    return std::pair{loss.item(), gradients(model)};
+  };
+  const auto dropkey = make(0.2, "dropkey");
+  const auto [loss, grads] = step(*dropkey);
+  CHECK(std::isfinite(loss));
+  for (const auto& [name, g] : grads) {
+    INFO(name);
+    for (double x : g) CHECK(std::isfinite(x));
+  }
+  // The same stream, the same step, bit for bit.
+  const auto [loss_again, grads_again] = step(*dropkey);
+  CHECK(loss_again == loss);
+  CHECK(grads_again == grads);
+  // DropKey acts, and differently from dropout on the probabilities at the same rate and stream.
+  const auto plain = make(0.0, "dropkey");
+  const auto probabilities = make(0.2, "dropout");
+  CHECK(step(*plain).first != loss);
+  CHECK(step(*probabilities).first != loss);
+  // In evaluation there is no dropout: the model equals the one with p = 0.
+  dropkey->eval();
+  plain->eval();
+  NoGradGuard no_grad;
+  CHECK(relative_error(dropkey->forward(ids), plain->forward(ids)) == 0.0);
 }
 
 TEST_CASE("megalodon: bad inputs give clear errors", "[nn][megalodon]") {

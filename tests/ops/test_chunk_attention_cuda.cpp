@@ -114,3 +114,60 @@ TEST_CASE("chunk_attention: CUDA dropout uses the same mask as the CPU", "[cuda]
       },
       inputs, "dropout, seed " + std::to_string(seed));
 }
+
+TEST_CASE("chunk_attention: CUDA DropKey uses the same mask as the CPU", "[cuda][chunk_attention]") {
+  struct Case {
+    int64_t B, n, m, H, chunk, dz, dv;  // chunk 0: the cached form (n queries, m keys)
+    double p;
+  };
+  // Tensor cores (bf16, head dims multiples of 8) and FMA kernels (dv = 70); p = 0.9 with chunks of
+  // 37 leaves many early queries of each chunk without a key (zero output and gradient on both sides);
+  // the cached form with a long cache.
+  const Case cases[] = {{2, 150, 150, 2, 75, 64, 80, 0.25},
+                        {1, 74, 74, 2, 37, 40, 70, 0.9},
+                        {2, 7, 300, 2, 0, 256, 200, 0.3}};
+  for (const Case& c : cases) {
+    const uint64_t seed = fresh_seed();
+    const std::vector<Tensor> inputs = random_qkv(seed, c.B, c.n, c.m, c.H, c.dz, c.dv);
+    const Case cc = c;
+    check_against_cpu(
+        [seed, cc](const std::vector<Tensor>& x) {
+          Generator gen(seed + 5);  // the same stream on both devices
+          const AttentionOptions options{.scale = attention_scale(cc.dz), .dropout = cc.p, .generator = &gen,
+                                         .dropout_kind = AttentionDropout::keys};
+          return std::vector<Tensor>{cc.chunk == 0 ? chunk_attention_cached(x[0], x[1], x[2], options)
+                                                   : chunk_attention(x[0], x[1], x[2], cc.chunk, options)};
+        },
+        inputs,
+        "DropKey B " + std::to_string(c.B) + " n " + std::to_string(c.n) + " m " + std::to_string(c.m) + " chunk " +
+            std::to_string(c.chunk) + " dz " + std::to_string(c.dz) + " dv " + std::to_string(c.dv) + " p " +
+            std::to_string(c.p) + " seed " + std::to_string(seed));
+  }
+}
+
+TEST_CASE("chunk_attention: CUDA DropKey gives exact zeros for a query without keys", "[cuda][chunk_attention]") {
+  // Chunk size 1 and p = 0.5: each query sees only its own key, so it either copies its value (P = 1)
+  // or, with its key dropped, outputs 0 and passes no gradient (not NaN from a logsumexp of -inf).
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::vector<Tensor> inputs = random_qkv(seed, 2, 64, 64, 2, 64, 96);
+  const Generator stream(seed + 3);
+  auto run = [&](Device device) {
+    std::vector<Tensor> x;
+    for (const Tensor& t : inputs) x.push_back(to(t, device).detach().set_requires_grad(true));
+    Generator gen = stream;
+    const Tensor o = chunk_attention(x[0], x[1], x[2], 1,
+                                     {.dropout = 0.5, .generator = &gen, .dropout_kind = AttentionDropout::keys});
+    backward(o, to(random_tensor(o.shape(), seed + 7, DType::f32), device));
+    return std::vector<Tensor>{to(o, Device::cpu()), to(x[2].grad(), Device::cpu())};
+  };
+  const std::vector<Tensor> cpu = run(Device::cpu()), gpu = run(Device::cuda(0));
+  // Every value is a copy of an input or 0, on both devices alike.
+  CHECK(gpu[0].to_vector<double>() == cpu[0].to_vector<double>());
+  CHECK(gpu[1].to_vector<double>() == cpu[1].to_vector<double>());
+  int64_t zero_rows = 0;
+  const std::vector<double> o = gpu[0].to_vector<double>();
+  for (size_t row = 0; row < o.size() / 96; ++row) zero_rows += o[row * 96] == 0.0;
+  CHECK(zero_rows > 0);
+  CHECK(zero_rows < static_cast<int64_t>(o.size() / 96));
+}
