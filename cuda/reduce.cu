@@ -34,21 +34,27 @@ __device__ __forceinline__ M finish(M acc, int64_t count) {
   return Op == ReduceOp::mean ? acc / M(count) : acc;
 }
 
+// Sums and means accumulate in f64 whatever the storage: a sum of values of mixed signs can be much
+// smaller than the sum of their magnitudes, and f32 partials would then leave few correct bits (the
+// kernels are memory-bound, so the wider adds cost nothing measurable). Maxima are exact in any type.
+template <class T, ReduceOp Op>
+using accumulator_t = std::conditional_t<Op == ReduceOp::max, math_t<T>, double>;
+
 template <class T, ReduceOp Op>
 __global__ void reduce_rows_kernel(const T* in, T* out, int64_t rows, int64_t cols) {
-  using M = math_t<T>;
+  using M = accumulator_t<T, Op>;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* p = in + row * cols;
     M acc = identity<Op, M>();
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) acc = combine<Op>(acc, load_math(p + c));
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) acc = combine<Op>(acc, M(load_math(p + c)));
     acc = block_reduce(acc, [](M a, M b) { return combine<Op>(a, b); });
-    if (threadIdx.x == 0) store_math(out + row, finish<Op>(acc, cols));
+    if (threadIdx.x == 0) store_math(out + row, static_cast<math_t<T>>(finish<Op>(acc, cols)));
   }
 }
 
 template <class T, ReduceOp Op>
 __global__ void reduce_columns_kernel(const T* in, T* out, int64_t outer, int64_t reduced, int64_t inner) {
-  using M = math_t<T>;
+  using M = accumulator_t<T, Op>;
   __shared__ M partial[kColumnLanes][kColumnWidth];
   const int64_t tiles_per_slab = (inner + kColumnWidth - 1) / kColumnWidth;
   for (int64_t tile = blockIdx.x; tile < outer * tiles_per_slab; tile += gridDim.x) {
@@ -56,13 +62,13 @@ __global__ void reduce_columns_kernel(const T* in, T* out, int64_t outer, int64_
     M acc = identity<Op, M>();
     if (k < inner) {
       const T* p = in + o * reduced * inner + k;
-      for (int64_t r = threadIdx.y; r < reduced; r += kColumnLanes) acc = combine<Op>(acc, load_math(p + r * inner));
+      for (int64_t r = threadIdx.y; r < reduced; r += kColumnLanes) acc = combine<Op>(acc, M(load_math(p + r * inner)));
     }
     partial[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && k < inner) {
       for (int lane = 1; lane < kColumnLanes; ++lane) acc = combine<Op>(acc, partial[lane][threadIdx.x]);
-      store_math(out + o * inner + k, finish<Op>(acc, reduced));
+      store_math(out + o * inner + k, static_cast<math_t<T>>(finish<Op>(acc, reduced)));
     }
     __syncthreads();  // `partial` is rewritten for the next tile
   }

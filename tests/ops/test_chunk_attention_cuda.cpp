@@ -72,10 +72,10 @@ TEST_CASE("chunk_attention: CUDA matches CPU", "[cuda][chunk_attention]") {
 }
 
 TEST_CASE("chunk_attention: CUDA KV-cache form matches CPU", "[cuda][chunk_attention]") {
-  // (n queries, m keys): a decoding step late in a chunk, a few tokens after a cache, no cache, the
-  // second token of a chunk. (With a single key the probabilities are exactly 1 and dQ, dK are zero
-  // in exact arithmetic: only rounding noise is left to compare, so m = 1 is checked separately.)
-  for (const auto& [n, m] : {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {1, 2}}) {
+  // (n queries, m keys): a decoding step late in a chunk, a few tokens after a cache, no cache, a
+  // short cache. (With a single key the probabilities are exactly 1 and dQ, dK are zero in exact
+  // arithmetic: only rounding noise is left to compare, so m = 1 is checked separately.)
+  for (const auto& [n, m] : {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {3, 40}}) {
     const uint64_t seed = fresh_seed();
     const std::vector<Tensor> inputs = random_qkv(seed, 2, n, m, 2, 256, 2048);
     check_against_cpu(
