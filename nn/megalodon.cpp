@@ -54,6 +54,15 @@ Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelSt
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
 }
 
+void Megalodon::reestimate_norm_states(const Tensor& recent_ids, ModelState& state) const {
+  MGL_CHECK(static_cast<int64_t>(state.layers.size()) == config_.num_layers, "reestimate_norm_states: the state has ",
+            state.layers.size(), " layers, the model ", config_.num_layers);
+  ModelState fresh;
+  forward(recent_ids, nullptr, &fresh);
+  for (int64_t i = 0; i < config_.num_layers; ++i) state.layers[i].norm = fresh.layers[i].norm;
+  state.final_norm = fresh.final_norm;
+}
+
 void Megalodon::set_compute_dtype(DType dtype) {
   MGL_CHECK(is_floating(dtype), "Megalodon: compute dtype must be floating, got ", dtype_name(dtype));
   compute_dtype_ = dtype;

@@ -34,6 +34,11 @@ class Megalodon : public Module {
   // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32. `incoming`/`outgoing` carry the streaming
   // state between calls (see megalodon_state.h); pass neither to process independent sequences.
   Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
+  // The windowed TimestepNorm mode of the official inference code (spec §6.3): replaces every norm
+  // state in `state` (each block's and the final norm's) by the statistics of a fresh, cache-less
+  // forward over `recent_ids` [B, W] — the last norm_window_chunks chunks — keeping the CEMA states
+  // and KV caches. Without it (timestep_norm_mode "exact") a cached run equals one full forward.
+  void reestimate_norm_states(const Tensor& recent_ids, ModelState& state) const;
   // Mean cross-entropy of the logits against targets [B, L] (ignore_index -100).
   static Tensor loss(const Tensor& logits, const Tensor& targets);
 

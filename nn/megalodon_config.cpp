@@ -36,6 +36,9 @@ void for_each_field(MegalodonConfig& c, F&& f) {
   f("attention_dropout", c.attention_dropout);
   f("attention_dropout_kind", c.attention_dropout_kind);
   f("activation_checkpointing", c.activation_checkpointing);
+  f("timestep_norm_mode", c.timestep_norm_mode);
+  f("norm_window_chunks", c.norm_window_chunks);
+  f("norm_window_after_chunks", c.norm_window_after_chunks);
 }
 
 template <class T>
@@ -95,6 +98,11 @@ void MegalodonConfig::validate() const {
   for (auto [key, p] : {std::pair{"dropout", dropout}, std::pair{"hidden_dropout", hidden_dropout},
                         std::pair{"attention_dropout", attention_dropout}})
     MGL_CHECK(p >= 0.0 && p < 1.0, "config: ", key, " must be in [0, 1), got ", p);
+  MGL_CHECK(timestep_norm_mode == "exact" || timestep_norm_mode == "windowed",
+            "config: timestep_norm_mode must be \"exact\" or \"windowed\", got \"", timestep_norm_mode, "\"");
+  positive("norm_window_chunks", norm_window_chunks);
+  MGL_CHECK(norm_window_after_chunks >= norm_window_chunks, "config: norm_window_after_chunks (",
+            norm_window_after_chunks, ") must be at least norm_window_chunks (", norm_window_chunks, ")");
   MGL_CHECK(attention_dropout_kind == "dropout" || attention_dropout_kind == "dropkey",
             "config: attention_dropout_kind must be \"dropout\" or \"dropkey\", got \"", attention_dropout_kind, "\"");
 }

@@ -33,6 +33,12 @@ struct MegalodonConfig {
   double attention_dropout = 0.0;
   std::string attention_dropout_kind = "dropout";  // "dropout" (unfused path) or "dropkey" (fused path)
   bool activation_checkpointing = false;           // recompute each block in backward
+  // Inference (spec §6.3): "exact" running TimestepNorm statistics, or the official "windowed" mode
+  // that, once `norm_window_after_chunks` chunks have been processed, re-estimates every norm state
+  // from a cache-less pass over the last `norm_window_chunks` chunks after each prefill batch.
+  std::string timestep_norm_mode = "windowed";
+  int64_t norm_window_chunks = 6;
+  int64_t norm_window_after_chunks = 8;
 
   int64_t head_z_dim() const { return z_dim / num_heads; }
   int64_t head_value_dim() const { return value_dim / num_heads; }

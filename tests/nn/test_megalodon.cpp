@@ -371,3 +371,35 @@ TEST_CASE("megalodon: initialisation follows the spec (§2.9)", "[nn][megalodon]
     CHECK(std::get<2>(stats(p.at(name))) == 0.0);
   }
 }
+
+TEST_CASE("megalodon: windowed norm re-estimation replaces only the norm states", "[nn][megalodon]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const MegalodonConfig config = MegalodonConfig::preset("test");  // chunk 8
+  Generator gen(seed);
+  nn::Megalodon model(config, f64_options(gen));
+  model.set_compute_dtype(DType::f64);
+  perturb(model, seed + 1);
+  model.eval();
+  NoGradGuard no_grad;
+  const Tensor ids = random_tokens(1, 36, config.vocab_size, seed + 2);
+  nn::ModelState state;
+  model.forward(ids, nullptr, &state);
+  const nn::ModelState before = state;
+  const Tensor window = slice(ids, 1, 12, 36);  // the last 3 chunks
+  model.reestimate_norm_states(window, state);
+  nn::ModelState fresh;
+  model.forward(window, nullptr, &fresh);
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    INFO("layer " << i);
+    CHECK(state.layers[i].norm.count.to_vector<int64_t>() == std::vector<int64_t>{24});
+    CHECK(relative_error(state.layers[i].norm.mean, fresh.layers[i].norm.mean) == 0.0);
+    CHECK(relative_error(state.layers[i].norm.var, fresh.layers[i].norm.var) == 0.0);
+    CHECK(state.layers[i].cema.is_same(before.layers[i].cema));  // CEMA state and KV cache kept
+    CHECK(state.layers[i].keys.is_same(before.layers[i].keys));
+  }
+  CHECK(relative_error(state.final_norm.mean, fresh.final_norm.mean) == 0.0);
+  CHECK(state.final_norm.count.to_vector<int64_t>() == std::vector<int64_t>{24});
+  CHECK(error_message([&] { model.reestimate_norm_states(window, fresh = nn::ModelState()); }).find("layers") !=
+        std::string::npos);
+}
