@@ -200,6 +200,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
     DeviceGuard guard(dst.device());
     MGL_CUDA_CHECK(cudaMemcpyPeerAsync(staged.raw_data(), dst.device().index, packed.raw_data(),
                                        src.device().index, bytes, compute_stream(dst.device())));
+    // `packed` is freed in the source device's stream order, which knows nothing of this copy.
+    synchronize(dst.device());
   } else if (src.is_cuda()) {
     DeviceGuard guard(src.device());
     MGL_CUDA_CHECK(cudaMemcpyAsync(staged.raw_data(), packed.raw_data(), bytes, cudaMemcpyDeviceToHost,
