@@ -212,7 +212,8 @@ TEST_CASE("checkpoint: config mismatch, missing, extra and misshapen tensors are
 
   // An extra tensor (a parameter this model does not have) is refused.
   const std::string extra = (dir / "extra.h5").string();
-  rewrite(path, extra, [](const std::string&, const Tensor& t) { return t; }, {{"model/layers.2.mega.wz.weight", Tensor::zeros({8, 16})}});
+  rewrite(path, extra, [](const std::string&, const Tensor& t) { return t; },
+          {{"model/layers.2.mega.wz.weight", Tensor::zeros({8, 16})}});
   CHECK(contains(error_message([&] { load_checkpoint(extra, *run.model, *run.optimizer); }),
                  "tensor 'model/layers.2.mega.wz.weight' belongs to no parameter of this model"));
 
