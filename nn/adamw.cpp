@@ -17,9 +17,9 @@ void check_options(const AdamWOptions& o) {
   MGL_CHECK(o.weight_decay >= 0, "AdamW: weight decay must be >= 0, got ", o.weight_decay);
 }
 
-cuda::AdamWScalars scalars_for(const AdamWOptions& o, int64_t step) {
+cuda::AdamWScalars scalars_for(const AdamWOptions& o, double weight_decay, int64_t step) {
   const double t = static_cast<double>(step);
-  return {static_cast<float>(1.0 - o.lr * o.weight_decay),
+  return {static_cast<float>(1.0 - o.lr * weight_decay),
           static_cast<float>(o.beta1),
           static_cast<float>(o.beta2),
           static_cast<float>(1.0 - o.beta1),
@@ -42,6 +42,28 @@ AdamW::AdamW(std::vector<Parameter> parameters, const AdamWOptions& options)
   }
 }
 
+size_t AdamW::index_of(const std::string& name) const {
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    if (parameters_[i].name == name) return i;
+  MGL_FAIL("AdamW: no parameter named '", name, "'");
+}
+
+void AdamW::set_state(size_t i, int64_t step, const Tensor& exp_avg, const Tensor& exp_avg_sq) {
+  const Parameter& p = parameters_.at(i);
+  MGL_CHECK(step >= 0, "AdamW: step count of '", p.name, "' must be >= 0, got ", step);
+  for (const Tensor* moment : {&exp_avg, &exp_avg_sq})
+    MGL_CHECK(moment->shape() == p.tensor.shape(), "AdamW: state of '", p.name, "' has shape ",
+              shape_str(moment->shape()), ", the parameter ", shape_str(p.tensor.shape()));
+  State& s = state_[i];
+  s.step = step;
+  copy_(s.exp_avg, exp_avg);
+  copy_(s.exp_avg_sq, exp_avg_sq);
+}
+
+bool AdamW::decays(size_t i) const {
+  return !options_.no_weight_decay || !options_.no_weight_decay(parameters_.at(i).name);
+}
+
 void AdamW::step() {
   check_options(options_);
   for (size_t i = 0; i < parameters_.size(); ++i) {
@@ -51,7 +73,7 @@ void AdamW::step() {
     MGL_CHECK(g.dtype() == DType::f32 && g.is_contiguous() && g.device() == p.device(), "AdamW: gradient of '",
               parameters_[i].name, "' is ", g.describe(), "; expected contiguous f32 on ", p.device().str());
     State& s = state_[i];
-    const cuda::AdamWScalars scalars = scalars_for(options_, ++s.step);
+    const cuda::AdamWScalars scalars = scalars_for(options_, decays(i) ? options_.weight_decay : 0.0, ++s.step);
     if (p.is_cpu()) {
       float* param = p.data<float>();
       const float* grad = g.data<float>();

@@ -3,6 +3,8 @@
 // Parameters and their gradients are f32 (the master weights); both moments are f32 tensors on
 // the parameter's device. On CUDA each parameter tensor is updated by one fused kernel launch.
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "nn/optimizer.h"
 
@@ -14,6 +16,9 @@ struct AdamWOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 1e-2;  // applied as p <- p (1 - lr wd), never through the gradient
+  // Parameters (by state_dict name) that get no weight decay, e.g. norms and biases in recipes that
+  // exempt them. Unset: every parameter decays, as in MEGALODON's recipe (spec §5.1).
+  std::function<bool(const std::string& name)> no_weight_decay;
 };
 
 class AdamW : public Optimizer {
@@ -28,6 +33,13 @@ class AdamW : public Optimizer {
   int64_t step_count(size_t i) const { return state_.at(i).step; }
   const Tensor& exp_avg(size_t i) const { return state_.at(i).exp_avg; }
   const Tensor& exp_avg_sq(size_t i) const { return state_.at(i).exp_avg_sq; }
+  // The index of the parameter named `name` (its state_dict name); throws naming it if absent.
+  size_t index_of(const std::string& name) const;
+  // Replaces the state of parameter i (restoring a checkpoint): the moments are copied in (any device
+  // and dtype; shapes must equal the parameter's).
+  void set_state(size_t i, int64_t step, const Tensor& exp_avg, const Tensor& exp_avg_sq);
+  // Whether parameter i decays (options().weight_decay applies to it).
+  bool decays(size_t i) const;
 
  private:
   struct State {

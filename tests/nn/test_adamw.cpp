@@ -145,3 +145,40 @@ TEST_CASE("AdamW: bad options and parameters are refused", "[nn][adamw]") {
   p.set_grad(Tensor::zeros({3}));
   CHECK(contains(error_message([&] { optimizer.step(); }), "betas must lie in [0, 1)"));
 }
+
+TEST_CASE("AdamW: weight-decay exemptions by name, state by name", "[nn][adamw]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  AdamWOptions options{.lr = 1e-2, .weight_decay = 0.5};
+  options.no_weight_decay = [](const std::string& name) { return name.ends_with(".bias"); };
+  const Tensor w = random_tensor({4, 3}, seed, DType::f32, -2.0, 2.0).set_requires_grad(true);
+  const Tensor b = random_tensor({3}, seed + 1, DType::f32, -2.0, 2.0).set_requires_grad(true);
+  AdamW optimizer({{"fc.weight", w}, {"fc.bias", b}}, options);
+  CHECK(optimizer.decays(0));
+  CHECK_FALSE(optimizer.decays(1));
+  CHECK(optimizer.index_of("fc.bias") == 1);
+  CHECK(contains(error_message([&] { (void)optimizer.index_of("fc.scale"); }), "no parameter named 'fc.scale'"));
+  AdamWOptions decayed = options, exempt = options;
+  exempt.weight_decay = 0;
+  ReferenceAdamW ref_w(decayed, w.to_vector<double>()), ref_b(exempt, b.to_vector<double>());
+  for (int step = 1; step <= 3; ++step) {
+    const Tensor gw = random_tensor({4, 3}, seed + 10 * step, DType::f32);
+    const Tensor gb = random_tensor({3}, seed + 10 * step + 1, DType::f32);
+    w.set_grad(gw);
+    b.set_grad(gb);
+    optimizer.step();
+    ref_w.step(gw.to_vector<double>());
+    ref_b.step(gb.to_vector<double>());
+  }
+  CHECK(relative_error(w.to_vector<double>(), ref_w.p) < 1e-6);
+  CHECK(relative_error(b.to_vector<double>(), ref_b.p) < 1e-6);
+
+  // set_state restores step and moments; a wrong shape is named.
+  AdamW fresh({{"fc.weight", w}, {"fc.bias", b}}, options);
+  fresh.set_state(1, optimizer.step_count(1), optimizer.exp_avg(1), optimizer.exp_avg_sq(1));
+  CHECK(fresh.step_count(1) == 3);
+  CHECK(fresh.exp_avg(1).to_vector<double>() == optimizer.exp_avg(1).to_vector<double>());
+  CHECK(fresh.exp_avg_sq(1).to_vector<double>() == optimizer.exp_avg_sq(1).to_vector<double>());
+  CHECK(contains(error_message([&] { fresh.set_state(0, 1, Tensor::zeros({3}), Tensor::zeros({3})); }),
+                 "state of 'fc.weight' has shape"));
+}

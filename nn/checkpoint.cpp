@@ -1,0 +1,172 @@
+#include "nn/checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "nn/state_dict.h"
+
+namespace mgl::nn {
+
+namespace {
+
+constexpr const char* kModelPrefix = "model/";
+
+std::string moment_name(const std::string& parameter, const char* what) {
+  return "optimizer/" + parameter + "/" + what;
+}
+
+void check_format(const Hdf5File& file) {
+  MGL_CHECK(file.has_attribute("magic") && file.string_attribute("magic") == kCheckpointMagic, file.path(),
+            ": not a megalodon.cpp training checkpoint (no or wrong 'magic' attribute)");
+  MGL_CHECK(file.has_attribute("version"), file.path(), ": checkpoint has no 'version' attribute");
+  const int64_t version = file.int_attribute("version");
+  MGL_CHECK(version == kCheckpointVersion, file.path(), ": checkpoint format version ", version,
+            ", this build reads version ", kCheckpointVersion);
+  for (const char* name : {"model_config", "run_config", "tokenizer", "step", "rng_seed", "rng_offset", "data_position"})
+    MGL_CHECK(file.has_attribute(name), file.path(), ": checkpoint has no '", name, "' attribute");
+}
+
+}  // namespace
+
+std::optional<std::string> first_config_difference(const std::string& stored_json, const std::string& current_json) {
+  const nlohmann::ordered_json stored = nlohmann::ordered_json::parse(stored_json, nullptr, false);
+  const nlohmann::ordered_json current = nlohmann::ordered_json::parse(current_json, nullptr, false);
+  MGL_CHECK(stored.is_object(), "stored model config is not a JSON object");
+  MGL_CHECK(current.is_object(), "model config is not a JSON object");
+  for (const auto& [key, value] : current.items())
+    if (key != "name" && (!stored.contains(key) || stored.at(key) != value)) return key;
+  for (const auto& [key, value] : stored.items())
+    if (key != "name" && !current.contains(key)) return key;
+  return std::nullopt;
+}
+
+void save_checkpoint(const std::string& path, const Megalodon& model, const AdamW& optimizer, const TrainingState& state) {
+  const std::vector<Parameter> parameters = model.named_parameters();
+  MGL_CHECK(optimizer.parameters().size() == parameters.size(), "save_checkpoint: the optimizer holds ",
+            optimizer.parameters().size(), " parameters, the model ", parameters.size());
+  write_hdf5_atomically(path, [&](Hdf5File& file) {
+    file.set_attribute("magic", std::string(kCheckpointMagic));
+    file.set_attribute("version", kCheckpointVersion);
+    file.set_attribute("model_config", model.config().to_json());
+    file.set_attribute("run_config", state.run_config);
+    file.set_attribute("tokenizer", state.tokenizer);
+    file.set_attribute("step", state.step);
+    // Seeds and offsets are 64-bit unsigned; stored as the int64 with the same bits.
+    file.set_attribute("rng_seed", static_cast<int64_t>(state.rng_seed));
+    file.set_attribute("rng_offset", static_cast<int64_t>(state.rng_offset));
+    file.set_attribute("data_position", state.data_position);
+    save_parameters(model, file, kModelPrefix);
+    for (const Parameter& p : parameters) {
+      const size_t i = optimizer.index_of(p.name);
+      file.write(moment_name(p.name, "exp_avg"), optimizer.exp_avg(i));
+      file.write(moment_name(p.name, "exp_avg_sq"), optimizer.exp_avg_sq(i));
+      file.write(moment_name(p.name, "step"), Tensor::from_vector<int64_t>({optimizer.step_count(i)}, {1}));
+    }
+  });
+}
+
+void validate_checkpoint(const std::string& path) {
+  const Hdf5File file(path, Hdf5File::Mode::read);
+  check_format(file);
+}
+
+TrainingState load_checkpoint(const std::string& path, const Megalodon& model, AdamW& optimizer) {
+  const Hdf5File file(path, Hdf5File::Mode::read);
+  check_format(file);
+  const std::optional<std::string> difference =
+      first_config_difference(file.string_attribute("model_config"), model.config().to_json());
+  MGL_CHECK(!difference, path, ": the checkpoint's model config differs from this model's at key '", *difference, "'");
+
+  // Strict in both directions: every model tensor is present (load_parameters checks), and no stored
+  // tensor is left unused (a checkpoint of a different architecture with the same config keys).
+  const std::vector<Parameter> parameters = model.named_parameters();
+  std::set<std::string> expected;
+  for (const Parameter& p : parameters) {
+    expected.insert(kModelPrefix + p.name);
+    for (const char* what : {"exp_avg", "exp_avg_sq", "step"}) expected.insert(moment_name(p.name, what));
+  }
+  for (const std::string& name : file.dataset_names())
+    MGL_CHECK(expected.count(name), path, ": checkpoint tensor '", name, "' belongs to no parameter of this model");
+
+  load_parameters(model, file, kModelPrefix);
+  MGL_CHECK(optimizer.parameters().size() == parameters.size(), path, ": the optimizer holds ",
+            optimizer.parameters().size(), " parameters, the model ", parameters.size());
+  for (const Parameter& p : parameters) {
+    for (const char* what : {"exp_avg", "exp_avg_sq", "step"})
+      MGL_CHECK(file.contains(moment_name(p.name, what)), path, ": optimizer state '", moment_name(p.name, what),
+                "' is missing");
+    const Tensor step = file.read(moment_name(p.name, "step"));
+    MGL_CHECK(step.numel() == 1 && step.dtype() == DType::i64, path, ": '", moment_name(p.name, "step"),
+              "' is ", step.describe(), "; expected one i64");
+    try {
+      optimizer.set_state(optimizer.index_of(p.name), step.to_vector<int64_t>()[0],
+                          file.read(moment_name(p.name, "exp_avg")), file.read(moment_name(p.name, "exp_avg_sq")));
+    } catch (const Error& e) {
+      MGL_FAIL(path, ": ", e.what());
+    }
+  }
+
+  TrainingState state;
+  state.step = file.int_attribute("step");
+  state.rng_seed = static_cast<uint64_t>(file.int_attribute("rng_seed"));
+  state.rng_offset = static_cast<uint64_t>(file.int_attribute("rng_offset"));
+  state.data_position = file.int_attribute("data_position");
+  state.tokenizer = file.string_attribute("tokenizer");
+  state.run_config = file.string_attribute("run_config");
+  return state;
+}
+
+CheckpointDirectory::CheckpointDirectory(std::string directory, int64_t keep_last)
+    : directory_(std::move(directory)), keep_last_(keep_last) {
+  MGL_CHECK(keep_last_ >= 1, "checkpoint directory: keep_last must be >= 1, got ", keep_last_);
+  std::error_code error;
+  std::filesystem::create_directories(directory_, error);
+  MGL_CHECK(!error, "checkpoint directory '", directory_, "' cannot be created: ", error.message());
+}
+
+std::string CheckpointDirectory::path_for(int64_t step) const {
+  MGL_CHECK(step >= 0, "checkpoint directory: step must be >= 0, got ", step);
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(step));
+  return (std::filesystem::path(directory_) / name).string();
+}
+
+std::vector<std::pair<int64_t, std::string>> CheckpointDirectory::list() const {
+  static const std::regex pattern(R"(step_(\d{8,})\.h5)");
+  std::vector<std::pair<int64_t, std::string>> out;
+  for (const auto& entry : std::filesystem::directory_iterator(directory_)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && std::regex_match(name, match, pattern))
+      out.emplace_back(std::stoll(match[1].str()), entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string CheckpointDirectory::save(const Megalodon& model, const AdamW& optimizer, const TrainingState& state) const {
+  const std::string path = path_for(state.step);
+  save_checkpoint(path, model, optimizer, state);
+  const auto all = list();
+  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < all.size(); ++i) std::filesystem::remove(all[i].second);
+  return path;
+}
+
+std::optional<std::string> CheckpointDirectory::newest_valid(std::vector<std::string>* skipped) const {
+  const auto all = list();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      validate_checkpoint(it->second);
+      return it->second;
+    } catch (const Error& e) {
+      if (skipped) skipped->push_back(e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace mgl::nn

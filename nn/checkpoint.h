@@ -1,0 +1,72 @@
+#pragma once
+// Training checkpoints: one HDF5 file holding everything a run needs to continue bit for bit.
+//   model/<name>                    every parameter, under its state_dict name
+//   optimizer/<name>/exp_avg        AdamW's first moment m of that parameter (f32)
+//   optimizer/<name>/exp_avg_sq     its second moment v (f32)
+//   optimizer/<name>/step           its step count t (i64, shape [1])
+//   root attributes: format "magic" and "version", "model_config" (the model's config JSON, checked
+//   on load), "run_config" (the run's own JSON, returned as is), "step", "rng_seed", "rng_offset",
+//   "data_position", "tokenizer".
+// Files are written atomically (write_hdf5_atomically): a crash during a save never destroys the last
+// good checkpoint. Loading is strict: anything missing, misshapen or inconsistent is an mgl::Error
+// naming the file and the problem; after such an error the model and optimizer may be partly
+// overwritten and must not be used.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/adamw.h"
+#include "nn/megalodon.h"
+
+namespace mgl::nn {
+
+inline constexpr const char* kCheckpointMagic = "megalodon.cpp training checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+// Where a run stands besides the tensors.
+struct TrainingState {
+  int64_t step = 0;            // optimizer steps taken
+  uint64_t rng_seed = 0;       // the run's Generator (dropout, data order, ...)
+  uint64_t rng_offset = 0;
+  int64_t data_position = 0;   // the data loader's position (its own unit: tokens, sequences, ...)
+  std::string tokenizer;       // identity of the tokenizer (name, file hash): resuming with another is an error
+  std::string run_config;      // the run's configuration as JSON (training options); stored verbatim
+};
+
+// `optimizer` must have been built over model.named_parameters().
+void save_checkpoint(const std::string& path, const Megalodon& model, const AdamW& optimizer, const TrainingState& state);
+
+// Restores the parameters and the optimizer state and returns the TrainingState. Throws mgl::Error
+// when the file is not a readable checkpoint of this format, when the stored model config differs
+// from model.config() (naming the first differing key), or when a tensor is missing, extra or misshapen.
+TrainingState load_checkpoint(const std::string& path, const Megalodon& model, AdamW& optimizer);
+
+// Opens `path` and checks the format attributes only (cheap); throws mgl::Error saying what is wrong.
+void validate_checkpoint(const std::string& path);
+
+// The first key whose value differs between two config JSON objects (keys of either), or nothing when
+// they agree. The "name" key (a label) is ignored.
+std::optional<std::string> first_config_difference(const std::string& stored_json, const std::string& current_json);
+
+// A directory of checkpoints named step_<8 digits>.h5 that keeps the newest `keep_last`.
+class CheckpointDirectory {
+ public:
+  CheckpointDirectory(std::string directory, int64_t keep_last);  // creates the directory if needed
+
+  std::string path_for(int64_t step) const;
+  // (step, path) of every checkpoint file in the directory, oldest first.
+  std::vector<std::pair<int64_t, std::string>> list() const;
+  // Saves at path_for(state.step), then deletes all but the newest keep_last checkpoints. Returns the path.
+  std::string save(const Megalodon& model, const AdamW& optimizer, const TrainingState& state) const;
+  // The newest checkpoint that passes validate_checkpoint (for --resume), or nothing. Each skipped
+  // file's error message is appended to `skipped` when given.
+  std::optional<std::string> newest_valid(std::vector<std::string>* skipped = nullptr) const;
+
+ private:
+  std::string directory_;
+  int64_t keep_last_;
+};
+
+}  // namespace mgl::nn
