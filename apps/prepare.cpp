@@ -65,8 +65,10 @@ std::unique_ptr<Tokenizer> tokenizer_for(const Settings& s) {
     return loaded;
   }
   const int vocab_size = s.vocab_size.value_or(32000);
-  std::printf("prepare: training a SentencePiece model of %d pieces on %zu file(s)\n", vocab_size, s.inputs.size());
-  return load_sentencepiece(train_sentencepiece(s.inputs, (fs::path(s.out) / "tokenizer").string(), vocab_size));
+  const std::string trained = train_sentencepiece(s.inputs, (fs::path(s.out) / "tokenizer").string(), vocab_size);
+  std::printf("prepare: trained a SentencePiece model (at most %d pieces) on %zu file(s) -> %s\n", vocab_size,
+              s.inputs.size(), trained.c_str());
+  return load_sentencepiece(trained);
 }
 
 void write_json_atomically(const fs::path& path, const nlohmann::json& json) {

@@ -51,7 +51,7 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 // Trains a SentencePiece unigram model on the lines of `text_files` with the library's trainer and
 // writes <model_prefix>.model (and the human-readable <model_prefix>.vocab); returns the .model path.
 // The model keeps text as it is (identity normalization, spaces kept) and falls back to bytes for
-// characters outside its vocabulary, so decode(encode(text)) == text for newline-free text. The
+// characters outside its vocabulary (newlines and tabs included), so decode(encode(text)) == text. The
 // vocabulary must hold the 256 byte pieces and <unk>, <s>, </s>: vocab_size > 259. The vocabulary is
 // a soft limit: a small corpus may give fewer pieces (vocab_size() of the loaded model is the truth).
 std::string train_sentencepiece(const std::vector<std::string>& text_files, const std::string& model_prefix,

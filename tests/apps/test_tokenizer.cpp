@@ -101,7 +101,8 @@ TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][
 
   // Lines of the training distribution, and text it never saw (byte fallback covers new characters).
   const std::string sample = generated_text(seed + 1, 3);
-  std::vector<std::string> cases = {"the model reads tokens", "unseen: Ωμέγα 🦈 zebra #42"};
+  std::vector<std::string> cases = {"the model reads tokens", "unseen: Ωμέγα 🦈 zebra #42", sample,
+                                    "  two leading spaces,  double  gaps\ttab\n\nand blank lines  "};
   for (size_t start = 0, end; (end = sample.find('\n', start)) != std::string::npos; start = end + 1) {
     cases.push_back(sample.substr(start, end - start));
   }
