@@ -11,6 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin            # multi-process launch and CPU collectives
   catch2                                # tests
   libcli11-dev nlohmann-json3-dev       # command lines, configs and metrics
+  libsentencepiece-dev sentencepiece    # subword tokenizers (optional in the build)
 )
 
 missing=()

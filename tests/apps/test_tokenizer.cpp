@@ -1,0 +1,127 @@
+// Tokenizers: exact byte round trips (any bytes, UTF-8 or not), bad ids, and SentencePiece training,
+// loading and round trips through the real library (skipped, saying so, in builds without it).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "apps/lib/tokenizer.h"
+#include "core/philox.h"
+#include "support/testing.h"
+
+using namespace mgl;
+using namespace mgl::apps;
+using namespace mgl::testing;
+
+namespace {
+
+std::filesystem::path fresh_directory(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed()) + "_" + name);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Sentences of words drawn from a small lexicon by a Philox stream: enough repetition for a subword
+// vocabulary to form, with punctuation, digits and a few non-ASCII words.
+std::string generated_text(uint64_t seed, int lines) {
+  const std::vector<std::string> words = {"the",   "model",  "reads", "tokens", "and",     "predicts", "next",
+                                          "word",  "from",   "long",  "context", "moving", "average",  "gated",
+                                          "chunk", "attention", "café", "naïve",  "über",    "2024",    "megalodon"};
+  std::string text;
+  uint64_t index = 0;
+  for (int line = 0; line < lines; ++line) {
+    const int length = 4 + static_cast<int>(philox::block(seed, 0, index++).x % 10);
+    for (int w = 0; w < length; ++w) {
+      if (w > 0) text += ' ';
+      text += words[philox::block(seed, 0, index++).x % words.size()];
+    }
+    text += line % 3 == 0 ? ".\n" : ",\n";
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("byte tokenizer: ids are bytes and any byte string round-trips", "[apps][tokenizer]") {
+  const ByteTokenizer tokenizer;
+  CHECK(tokenizer.vocab_size() == 256);
+  CHECK(tokenizer.identity() == "bytes");
+  CHECK_FALSE(tokenizer.bos_id().has_value());
+  CHECK_FALSE(tokenizer.eos_id().has_value());
+  CHECK(tokenizer.encode("Az\n") == std::vector<int32_t>{65, 122, 10});
+  CHECK(tokenizer.encode("é") == std::vector<int32_t>{0xC3, 0xA9});  // UTF-8, two bytes
+
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+  const std::string invalid_utf8 = std::string("\xFF\xFE\xC3(", 4) + std::string(1, '\0') + "\x80tail";
+  for (const std::string& text : {std::string(), std::string("plain ascii"), std::string("日本語 ünïcödé 🦈"),
+                                  all_bytes, invalid_utf8}) {
+    const std::vector<int32_t> ids = tokenizer.encode(text);
+    CHECK(ids.size() == text.size());
+    for (int32_t id : ids) CHECK((id >= 0 && id < 256));
+    CHECK(tokenizer.decode(ids) == text);
+  }
+}
+
+TEST_CASE("byte tokenizer: decoding an id outside [0, 256) names it", "[apps][tokenizer]") {
+  const ByteTokenizer tokenizer;
+  const std::string message = error_message([&] { tokenizer.decode({65, 256}); });
+  CHECK(contains(message, "id 256"));
+  CHECK(contains(message, "position 1"));
+  CHECK(contains(error_message([&] { tokenizer.decode({-1}); }), "id -1"));
+}
+
+TEST_CASE("make_tokenizer: bytes, and unknown kinds are refused", "[apps][tokenizer]") {
+  CHECK(make_tokenizer("bytes")->identity() == "bytes");
+  CHECK(contains(error_message([] { make_tokenizer("wordpiece"); }), "unknown tokenizer 'wordpiece'"));
+}
+
+TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][sentencepiece]") {
+  if (!sentencepiece_available()) {
+    WARN("SKIPPED: this build has no SentencePiece; the error it gives instead is checked");
+    CHECK(contains(error_message([] { load_sentencepiece("x.model"); }), "no SentencePiece"));
+    CHECK(contains(error_message([] { train_sentencepiece({"x.txt"}, "x", 300); }), "no SentencePiece"));
+    return;
+  }
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const auto dir = fresh_directory("sentencepiece");
+  const std::string text_path = (dir / "corpus.txt").string();
+  std::ofstream(text_path) << generated_text(seed, 400);
+
+  const std::string model = train_sentencepiece({text_path}, (dir / "tok").string(), 400);
+  CHECK(model == (dir / "tok.model").string());
+  REQUIRE(std::filesystem::exists(model));
+  const auto tokenizer = load_sentencepiece(model);
+  CHECK(tokenizer->vocab_size() > 259);
+  CHECK(tokenizer->vocab_size() <= 400);
+  CHECK(tokenizer->identity().rfind("sentencepiece:", 0) == 0);
+  CHECK(tokenizer->identity() == load_sentencepiece(model)->identity());
+  CHECK(tokenizer->bos_id().has_value());
+  CHECK(tokenizer->eos_id().has_value());
+
+  // Lines of the training distribution, and text it never saw (byte fallback covers new characters).
+  const std::string sample = generated_text(seed + 1, 3);
+  std::vector<std::string> cases = {"the model reads tokens", "unseen: Ωμέγα 🦈 zebra #42", sample,
+                                    "  two leading spaces,  double  gaps\ttab\n\nand blank lines  "};
+  for (size_t start = 0, end; (end = sample.find('\n', start)) != std::string::npos; start = end + 1) {
+    cases.push_back(sample.substr(start, end - start));
+  }
+  for (const std::string& line : cases) {
+    INFO(line);
+    const std::vector<int32_t> ids = tokenizer->encode(line);
+    for (int32_t id : ids) CHECK((id >= 0 && id < tokenizer->vocab_size()));
+    CHECK(tokenizer->decode(ids) == line);
+  }
+  // Subwords were learned: frequent words take fewer tokens than bytes.
+  CHECK(tokenizer->encode("the model reads tokens").size() < std::string("the model reads tokens").size());
+
+  CHECK(contains(error_message([&] { tokenizer->decode({static_cast<int32_t>(tokenizer->vocab_size())}); }),
+                 "outside the vocabulary"));
+  CHECK(contains(error_message([&] { load_sentencepiece((dir / "missing.model").string()); }), "missing.model"));
+  CHECK(contains(error_message([&] { load_sentencepiece(text_path); }), "cannot load model file"));
+  CHECK(contains(error_message([&] { train_sentencepiece({text_path}, (dir / "small").string(), 100); }),
+                 "must exceed 259"));
+  CHECK(contains(error_message([&] { train_sentencepiece({(dir / "nope.txt").string()}, (dir / "t").string(), 300); }),
+                 "nope.txt"));
+  std::filesystem::remove_all(dir);
+}
