@@ -61,19 +61,11 @@ TEST_CASE("hdf5: tensors round trip with names, groups and dtypes", "[nn][hdf5]"
 }
 
 TEST_CASE("hdf5: bad files and names give clear errors", "[nn][hdf5]") {
-  auto message_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(message_of([] { Hdf5File("/nonexistent/dir/x.h5", Hdf5File::Mode::read); }).find("no such file") !=
+  CHECK(mgl::testing::error_message([] { Hdf5File("/nonexistent/dir/x.h5", Hdf5File::Mode::read); }).find("no such file") !=
         std::string::npos);
   const std::string garbage = temp_path("garbage.h5");
   std::ofstream(garbage) << "this is not an HDF5 file";
-  CHECK(message_of([&] { Hdf5File(garbage, Hdf5File::Mode::read); }).find("not an HDF5 file") != std::string::npos);
+  CHECK(mgl::testing::error_message([&] { Hdf5File(garbage, Hdf5File::Mode::read); }).find("not an HDF5 file") != std::string::npos);
   std::filesystem::remove(garbage);
 
   // A file cut in half is refused at open or at read, never read as valid data.
@@ -90,11 +82,11 @@ TEST_CASE("hdf5: bad files and names give clear errors", "[nn][hdf5]") {
   {
     Hdf5File file(ok, Hdf5File::Mode::create);
     file.write("x", Tensor::ones({2}));
-    CHECK(message_of([&] { file.write("x", Tensor::ones({2})); }).find("'x'") != std::string::npos);
+    CHECK(mgl::testing::error_message([&] { file.write("x", Tensor::ones({2})); }).find("'x'") != std::string::npos);
   }
   Hdf5File file(ok, Hdf5File::Mode::read);
-  CHECK(message_of([&] { file.read("y"); }).find("no dataset 'y'") != std::string::npos);
-  CHECK(message_of([&] { file.int_attribute("step"); }).find("no attribute 'step'") != std::string::npos);
+  CHECK(mgl::testing::error_message([&] { file.read("y"); }).find("no dataset 'y'") != std::string::npos);
+  CHECK(mgl::testing::error_message([&] { file.int_attribute("step"); }).find("no attribute 'step'") != std::string::npos);
   std::filesystem::remove(ok);
 }
 

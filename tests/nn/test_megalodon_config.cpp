@@ -48,25 +48,17 @@ TEST_CASE("config JSON round trip and overrides", "[nn][config]") {
 }
 
 TEST_CASE("bad configs are rejected with the offending key named", "[nn][config]") {
-  auto message_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(message_of([] { MegalodonConfig::from_json(R"({"num_layerz": 3})"); }).find("num_layerz") != std::string::npos);
-  CHECK(message_of([] { MegalodonConfig::from_json(R"({"num_layers": "three"})"); }).find("num_layers") !=
+  CHECK(mgl::testing::error_message([] { MegalodonConfig::from_json(R"({"num_layerz": 3})"); }).find("num_layerz") != std::string::npos);
+  CHECK(mgl::testing::error_message([] { MegalodonConfig::from_json(R"({"num_layers": "three"})"); }).find("num_layers") !=
         std::string::npos);
-  CHECK(message_of([] { MegalodonConfig::from_json("{not json"); }).find("invalid JSON") != std::string::npos);
-  CHECK(message_of([] { MegalodonConfig::preset("mega9B"); }).find("mega9B") != std::string::npos);
+  CHECK(mgl::testing::error_message([] { MegalodonConfig::from_json("{not json"); }).find("invalid JSON") != std::string::npos);
+  CHECK(mgl::testing::error_message([] { MegalodonConfig::preset("mega9B"); }).find("mega9B") != std::string::npos);
   MegalodonConfig c = MegalodonConfig::preset("test");
   c.z_dim = 9;
-  CHECK(message_of([&] { c.validate(); }).find("z_dim") != std::string::npos);
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("z_dim") != std::string::npos);
   c = MegalodonConfig::preset("test");
   c.dropout = 1.0;
-  CHECK(message_of([&] { c.validate(); }).find("dropout") != std::string::npos);
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("dropout") != std::string::npos);
   c = MegalodonConfig::preset("test");
   CHECK_THROWS_AS(c.set("model_dim", "abc"), Error);
   CHECK_THROWS_AS(c.set("nope", "1"), Error);
