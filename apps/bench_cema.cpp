@@ -7,10 +7,10 @@
 // and read a few times, and x read again), so the figure says how close the op is to a pure
 // streaming kernel; compare it with the device's memory bandwidth (about 4.8 TB/s on an H200).
 // Exits with status 0 and a message when no GPU is present.
-#include <chrono>
 #include <cstdio>
 #include <vector>
 
+#include "apps/lib/timing.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "core/cuda_context.h"
@@ -47,13 +47,7 @@ Problem make_problem(int64_t L, DType dtype, const Device& device) {
 // Average milliseconds of `step` over kIterations, after kWarmup untimed runs.
 template <class F>
 double time_ms(const Device& device, F&& step) {
-  for (int i = 0; i < kWarmup; ++i) step();
-  synchronize(device);
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kIterations; ++i) step();
-  synchronize(device);
-  const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
-  return elapsed.count() / kIterations;
+  return apps::mean_ms(device, kWarmup, kIterations, step);
 }
 
 }  // namespace

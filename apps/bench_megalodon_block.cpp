@@ -7,11 +7,11 @@
 //   build/bin/bench_megalodon_block [--dtype bf16|f32]
 //
 // Exits with status 0 and a message when no GPU is present.
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "apps/lib/timing.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
@@ -29,12 +29,7 @@ constexpr int kWarmup = 2, kIterations = 10;
 // Average milliseconds of `step` over kIterations, after kWarmup untimed runs.
 template <class F>
 double time_ms(const Device& device, F&& step) {
-  for (int i = 0; i < kWarmup; ++i) step();
-  synchronize(device);
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kIterations; ++i) step();
-  synchronize(device);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / kIterations;
+  return apps::mean_ms(device, kWarmup, kIterations, step);
 }
 
 Tensor random_activation(const Shape& shape, DType dtype, const Device& device, Generator& gen, bool grad) {

@@ -36,6 +36,15 @@ void perturb(const nn::Module& model, uint64_t seed) {
   for (const nn::Parameter& p : model.named_parameters()) add_(p.tensor, mul(rand(p.tensor.shape(), DType::f64, Device::cpu(), gen), 0.2));
 }
 
+// The "test"-sized model in f64 with perturbed parameters (see perturb), computing in f64.
+std::unique_ptr<nn::Megalodon> f64_model(const MegalodonConfig& config, uint64_t seed) {
+  Generator gen(seed);
+  auto model = std::make_unique<nn::Megalodon>(config, f64_options(gen));
+  model->set_compute_dtype(DType::f64);
+  perturb(*model, seed + 1);
+  return model;
+}
+
 Tensor random_tokens(int64_t B, int64_t L, int64_t vocab, uint64_t seed) { return random_ids({B, L}, vocab, seed); }
 
 std::map<std::string, std::vector<double>> gradients(const nn::Module& model) {
@@ -101,10 +110,8 @@ TEST_CASE("megalodon: every parameter's gradient matches finite differences (f64
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   MegalodonConfig config = MegalodonConfig::preset("test");  // chunk 8
-  Generator gen(seed);
-  nn::Megalodon model(config, f64_options(gen));
-  model.set_compute_dtype(DType::f64);
-  perturb(model, seed + 1);
+  const auto owner = f64_model(config, seed);
+  nn::Megalodon& model = *owner;
   const Tensor ids = random_tokens(2, 16, config.vocab_size, seed + 2);  // two chunks
   const Tensor targets = random_tokens(2, 16, config.vocab_size, seed + 3);
   auto loss_value = [&] {
@@ -141,11 +148,10 @@ TEST_CASE("megalodon: a sequence in pieces with carried state equals the whole",
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const MegalodonConfig config = MegalodonConfig::preset("test");  // chunk 8
-  Generator gen(seed);
-  nn::Megalodon model(config, f64_options(gen));
-  model.set_compute_dtype(DType::f64);
-  perturb(model, seed + 1);
+  const auto owner = f64_model(config, seed);
+  nn::Megalodon& model = *owner;
   const Tensor ids = random_tokens(2, 24, config.vocab_size, seed + 2);
+  Generator gen(seed + 3);
   const Tensor w = randn({2, 24, config.vocab_size}, DType::f64, Device::cpu(), gen);
 
   // Whole.
@@ -179,10 +185,8 @@ TEST_CASE("megalodon: token-by-token decoding across chunk boundaries equals the
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const MegalodonConfig config = MegalodonConfig::preset("test");
-  Generator gen(seed);
-  nn::Megalodon model(config, f64_options(gen));
-  model.set_compute_dtype(DType::f64);
-  perturb(model, seed + 1);
+  const auto owner = f64_model(config, seed);
+  nn::Megalodon& model = *owner;
   model.eval();
   NoGradGuard no_grad;
   const Tensor ids = random_tokens(1, 24, config.vocab_size, seed + 2);
@@ -205,10 +209,8 @@ TEST_CASE("megalodon: causality — a token changes no earlier logit", "[nn][meg
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const MegalodonConfig config = MegalodonConfig::preset("test");
-  Generator gen(seed);
-  nn::Megalodon model(config, f64_options(gen));
-  model.set_compute_dtype(DType::f64);
-  perturb(model, seed + 1);
+  const auto owner = f64_model(config, seed);
+  nn::Megalodon& model = *owner;
   NoGradGuard no_grad;
   std::vector<int64_t> tokens = random_tokens(1, 16, config.vocab_size, seed + 2).to_vector<int64_t>();
   const Tensor before = model.forward(Tensor::from_vector(tokens, {1, 16}));
@@ -227,11 +229,7 @@ TEST_CASE("megalodon: DropKey attention dropout is reproducible in training and 
     MegalodonConfig config = MegalodonConfig::preset("test");  // no other dropout
     config.attention_dropout = p;
     config.attention_dropout_kind = kind;
-    Generator gen(seed);
-    auto model = std::make_shared<nn::Megalodon>(config, f64_options(gen));
-    model->set_compute_dtype(DType::f64);
-    perturb(*model, seed + 1);
-    return model;
+    return std::shared_ptr<nn::Megalodon>(f64_model(config, seed));
   };
   const int64_t vocab = MegalodonConfig::preset("test").vocab_size;
   const Tensor ids = random_tokens(2, 16, vocab, seed + 2);  // two chunks
@@ -376,10 +374,8 @@ TEST_CASE("megalodon: windowed norm re-estimation replaces only the norm states"
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const MegalodonConfig config = MegalodonConfig::preset("test");  // chunk 8
-  Generator gen(seed);
-  nn::Megalodon model(config, f64_options(gen));
-  model.set_compute_dtype(DType::f64);
-  perturb(model, seed + 1);
+  const auto owner = f64_model(config, seed);
+  nn::Megalodon& model = *owner;
   model.eval();
   NoGradGuard no_grad;
   const Tensor ids = random_tokens(1, 36, config.vocab_size, seed + 2);
