@@ -12,6 +12,9 @@ packages=(
   catch2                                # tests
   libcli11-dev nlohmann-json3-dev       # command lines, configs and metrics
   libsentencepiece-dev sentencepiece    # subword tokenizers (optional in the build)
+  zlib1g-dev                            # compressed corpora
+  dict-gcide                            # the default training corpus (GCIDE dictionary, GPL text)
+  gnuplot-nox                           # tools/plot_metrics.sh: loss curves as PNG
 )
 
 missing=()

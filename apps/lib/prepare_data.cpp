@@ -1,0 +1,193 @@
+#include "apps/lib/prepare_data.h"
+
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "apps/lib/token_shards.h"
+#include "core/error.h"
+
+namespace mgl::apps {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+bool is_gzip_name(const std::string& path) {
+  const std::string extension = fs::path(path).extension().string();
+  return extension == ".gz" || extension == ".dz";
+}
+
+std::string read_gzip(const std::string& path) {
+  gzFile file = gzopen(path.c_str(), "rb");
+  MGL_CHECK(file, "cannot open compressed input file '", path, "'");
+  std::string text;
+  char buffer[1 << 16];
+  int got = 0;
+  while ((got = gzread(file, buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(got));
+  int error = Z_OK;
+  const char* message = gzerror(file, &error);
+  const std::string reason = message ? message : "";
+  gzclose(file);
+  MGL_CHECK(got == 0 && (error == Z_OK || error == Z_STREAM_END), "cannot decompress '", path, "': ", reason);
+  return text;
+}
+
+// The tokenizer the options ask for; a SentencePiece model ends up in OUT/tokenizer.model.
+std::unique_ptr<Tokenizer> tokenizer_for(const PrepareOptions& o) {
+  if (o.tokenizer == "bytes") {
+    MGL_CHECK(!o.vocab_size || *o.vocab_size == 256, "the bytes tokenizer has vocab size 256, not ", *o.vocab_size);
+    MGL_CHECK(o.tokenizer_model.empty(), "a tokenizer model needs the sentencepiece tokenizer");
+    return std::make_unique<ByteTokenizer>();
+  }
+  MGL_CHECK(o.tokenizer == "sentencepiece", "unknown tokenizer '", o.tokenizer, "' (known: bytes, sentencepiece)");
+  const fs::path model = fs::path(o.out) / "tokenizer.model";
+  if (!o.tokenizer_model.empty()) {
+    MGL_CHECK(!o.vocab_size, "a vocabulary size trains a new model; it cannot be combined with a tokenizer model");
+    std::unique_ptr<Tokenizer> loaded = load_sentencepiece(o.tokenizer_model);  // fails early if unusable
+    if (!fs::exists(model) || !fs::equivalent(o.tokenizer_model, model)) {
+      fs::copy_file(o.tokenizer_model, model, fs::copy_options::overwrite_existing);
+    }
+    return loaded;
+  }
+  const int vocab_size = o.vocab_size.value_or(32000);
+  // The trainer reads files line by line: give it plain text even when the inputs are compressed.
+  std::vector<std::string> plain;
+  for (const std::string& input : o.inputs) {
+    if (!is_gzip_name(input)) {
+      plain.push_back(input);
+      continue;
+    }
+    const fs::path copy = fs::path(o.out) / (fs::path(input).stem().string() + ".spm-input.txt");
+    std::ofstream(copy, std::ios::binary) << read_text_file(input);
+    plain.push_back(copy.string());
+  }
+  const std::string trained = train_sentencepiece(plain, (fs::path(o.out) / "tokenizer").string(), vocab_size);
+  for (size_t i = 0; i < plain.size(); ++i)
+    if (plain[i] != o.inputs[i]) fs::remove(plain[i]);
+  std::printf("prepare: trained a SentencePiece model (at most %d pieces) on %zu file(s) -> %s\n", vocab_size,
+              o.inputs.size(), trained.c_str());
+  return load_sentencepiece(trained);
+}
+
+void write_json_atomically(const fs::path& path, const json& document) {
+  const fs::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << document.dump(2) << "\n";
+    out.close();
+    MGL_CHECK(out.good(), "writing '", temporary.string(), "' failed");
+  }
+  fs::rename(temporary, path);
+}
+
+int64_t decoded_bytes(const Tokenizer& tokenizer, const std::vector<uint32_t>& tokens) {
+  if (tokenizer.identity() == "bytes") return static_cast<int64_t>(tokens.size());
+  const std::vector<int32_t> ids(tokens.begin(), tokens.end());
+  return static_cast<int64_t>(tokenizer.decode(ids).size());
+}
+
+}  // namespace
+
+std::string read_text_file(const std::string& path) {
+  MGL_CHECK(fs::is_regular_file(path), "input file '", path, "' not found");
+  if (is_gzip_name(path)) return read_gzip(path);
+  std::ifstream in(path, std::ios::binary);
+  MGL_CHECK(in.good(), "cannot open input file '", path, "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string PreparedData::train_path() const { return (fs::path(directory) / "train.bin").string(); }
+std::string PreparedData::val_path() const { return (fs::path(directory) / "val.bin").string(); }
+std::string PreparedData::tokenizer_model_path() const {
+  return tokenizer_kind == "sentencepiece" ? (fs::path(directory) / "tokenizer.model").string() : "";
+}
+
+std::unique_ptr<Tokenizer> PreparedData::tokenizer() const {
+  std::unique_ptr<Tokenizer> t = make_tokenizer(tokenizer_kind, tokenizer_model_path());
+  MGL_CHECK(t->identity() == tokenizer_identity, "the tokenizer in '", directory, "' is ", t->identity(),
+            " but meta.json says ", tokenizer_identity);
+  return t;
+}
+
+PreparedData prepare_data(const PrepareOptions& o) {
+  MGL_CHECK(!o.inputs.empty(), "no input files to prepare");
+  MGL_CHECK(o.val_fraction > 0 && o.val_fraction < 1, "the validation fraction must be in (0, 1), got ", o.val_fraction);
+  MGL_CHECK(o.seq_len >= 1, "the sequence length must be >= 1, got ", o.seq_len);
+  for (const std::string& input : o.inputs) MGL_CHECK(fs::is_regular_file(input), "input file '", input, "' not found");
+  fs::create_directories(o.out);
+  const std::unique_ptr<Tokenizer> tokenizer = tokenizer_for(o);
+
+  std::vector<uint32_t> stream;
+  for (const std::string& input : o.inputs) {
+    for (int32_t id : tokenizer->encode(read_text_file(input))) stream.push_back(static_cast<uint32_t>(id));
+    if (tokenizer->eos_id()) stream.push_back(static_cast<uint32_t>(*tokenizer->eos_id()));
+  }
+  const auto total = static_cast<int64_t>(stream.size());
+  const int64_t window = o.seq_len + 1;
+  const int64_t val_count = std::max(window, static_cast<int64_t>(std::ceil(o.val_fraction * total)));
+  MGL_CHECK(total - val_count >= window, "the inputs give ", total, " tokens: too few for a validation split of ",
+            val_count, " tokens and at least one training window of ", window, " tokens (sequence length ", o.seq_len,
+            ")");
+
+  const TokenDType dtype = token_dtype_for_vocab(tokenizer->vocab_size());
+  const std::vector<uint32_t> train(stream.begin(), stream.end() - val_count);
+  const std::vector<uint32_t> val(stream.end() - val_count, stream.end());
+  write_token_shard((fs::path(o.out) / "train.bin").string(), train, dtype);
+  write_token_shard((fs::path(o.out) / "val.bin").string(), val, dtype);
+
+  auto special = [](std::optional<int32_t> id) { return id ? json(*id) : json(nullptr); };
+  json meta = {
+      {"format", "MGLTOKS1"},
+      {"tokenizer", tokenizer->identity()},
+      {"tokenizer_kind", o.tokenizer},
+      {"vocab_size", tokenizer->vocab_size()},
+      {"bos_id", special(tokenizer->bos_id())},
+      {"eos_id", special(tokenizer->eos_id())},
+      {"token_dtype", dtype == TokenDType::u16 ? "uint16" : "uint32"},
+      {"train_tokens", train.size()},
+      {"val_tokens", val.size()},
+      {"val_bytes", decoded_bytes(*tokenizer, val)},
+      {"seq_len", o.seq_len},
+      {"val_fraction", o.val_fraction},
+      {"inputs", o.inputs},
+  };
+  if (o.tokenizer == "sentencepiece") meta["tokenizer_model"] = "tokenizer.model";
+  write_json_atomically(fs::path(o.out) / "meta.json", meta);
+  std::printf("prepare: %s, vocab %lld: %zu train + %zu val tokens -> %s\n", tokenizer->identity().c_str(),
+              static_cast<long long>(tokenizer->vocab_size()), train.size(), val.size(), o.out.c_str());
+  return read_prepared_data(o.out);
+}
+
+PreparedData read_prepared_data(const std::string& directory) {
+  const fs::path meta_path = fs::path(directory) / "meta.json";
+  MGL_CHECK(fs::is_directory(directory), "data directory '", directory, "' not found");
+  MGL_CHECK(fs::is_regular_file(meta_path), "'", directory,
+            "' is not a prepared data directory (no meta.json; make one with build/bin/prepare)");
+  json meta;
+  try {
+    std::ifstream in(meta_path);
+    meta = json::parse(in);
+    PreparedData d;
+    d.directory = directory;
+    d.tokenizer_identity = meta.at("tokenizer").get<std::string>();
+    d.tokenizer_kind = meta.at("tokenizer_kind").get<std::string>();
+    d.vocab_size = meta.at("vocab_size").get<int64_t>();
+    d.train_tokens = meta.at("train_tokens").get<int64_t>();
+    d.val_tokens = meta.at("val_tokens").get<int64_t>();
+    d.val_bytes = meta.value("val_bytes", d.tokenizer_kind == "bytes" ? d.val_tokens : int64_t{0});
+    for (const std::string& split : {d.train_path(), d.val_path()})
+      MGL_CHECK(fs::is_regular_file(split), "prepared data directory '", directory, "' lacks ", split);
+    return d;
+  } catch (const json::exception& e) {
+    MGL_FAIL("'", meta_path.string(), "' is not a valid data description: ", e.what());
+  }
+}
+
+}  // namespace mgl::apps

@@ -1,0 +1,288 @@
+#include "apps/lib/run_config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "nn/lr_schedule.h"
+
+namespace mgl::apps {
+
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// One table of settings (all but the model section) drives JSON in/out, --set and --help.
+template <class Config, class F>
+void for_each_setting(Config& c, F&& f) {
+  f("optimizer", "lr", c.optimizer.lr, "peak learning rate");
+  f("optimizer", "beta1", c.optimizer.beta1, "AdamW beta1");
+  f("optimizer", "beta2", c.optimizer.beta2, "AdamW beta2");
+  f("optimizer", "eps", c.optimizer.eps, "AdamW epsilon");
+  f("optimizer", "weight_decay", c.optimizer.weight_decay, "decoupled weight decay");
+  f("optimizer", "no_weight_decay", c.optimizer.no_weight_decay,
+    "parameter-name substrings exempt from weight decay (default: none, as the official recipe)");
+  f("optimizer", "clip_grad_norm", c.optimizer.clip_grad_norm, "clip gradients to this global L2 norm (0: off)");
+  f("schedule", "decay", c.schedule.decay, "constant | linear | cosine");
+  f("schedule", "warmup_steps", c.schedule.warmup_steps, "linear warmup steps");
+  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate at step 0 / peak");
+  f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, "final learning rate / peak");
+  f("train", "steps", c.train.steps, "optimizer steps");
+  f("train", "batch_size", c.train.batch_size, "sequences per micro-batch");
+  f("train", "seq_len", c.train.seq_len, "tokens per sequence");
+  f("train", "grad_accum", c.train.grad_accum, "micro-batches per optimizer step");
+  f("train", "dtype", c.train.dtype, "auto (bf16 on CUDA, f32 on CPU) | f32 | bf16");
+  f("train", "seed", c.train.seed, "seed of initialisation, data order and dropout");
+  f("train", "log_every", c.train.log_every, "steps between metrics lines");
+  f("train", "checkpoint_every", c.train.checkpoint_every, "steps between checkpoints (one is always written at the end)");
+  f("train", "keep_checkpoints", c.train.keep_checkpoints, "newest checkpoints kept");
+  f("eval", "every", c.eval.every, "steps between validations (0: only at the end)");
+  f("eval", "batches", c.eval.batches, "validation micro-batches");
+  f("eval", "long_context_tokens", c.eval.long_context_tokens,
+    "tokens scored by the long-context evaluation at the end (0: off)");
+  f("data", "tokenizer", c.data.tokenizer, "bytes | sentencepiece, for data prepared by train");
+  f("data", "vocab_size", c.data.vocab_size, "SentencePiece pieces to train (0: model.vocab_size)");
+  f("data", "val_fraction", c.data.val_fraction, "held-out tail of the corpus");
+}
+
+template <class T>
+void assign(const std::string& key, const json& value, T& field) {
+  bool ok = false;
+  if constexpr (std::is_same_v<T, bool>) {
+    ok = value.is_boolean();
+  } else if constexpr (std::is_integral_v<T>) {
+    ok = value.is_number_integer();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    ok = value.is_number();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    ok = value.is_string();
+  } else {
+    ok = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
+  }
+  MGL_CHECK(ok, "config key '", key, "': wrong type of value ", value.dump());
+  field = value.get<T>();
+}
+
+// A --set value: JSON when it parses (numbers, true/false, quoted strings, arrays), else a bare string.
+json parse_value(const std::string& text) {
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? json(text) : value;
+}
+
+// Applies a "model" JSON object: "preset" (if any) first, then the other keys as field overrides.
+void apply_model(RunConfig& c, json model) {
+  MGL_CHECK(model.is_object(), "config key 'model' must be an object, got ", model.dump());
+  if (model.contains("preset")) {
+    MGL_CHECK(model["preset"].is_string(), "config key 'model.preset' must be a string");
+    c.model = nn::MegalodonConfig::preset(model["preset"].get<std::string>());
+    model.erase("preset");
+  }
+  c.model = nn::MegalodonConfig::from_json(model.dump(), c.model);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  MGL_CHECK(in.good(), "cannot read config file '", path, "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<fs::path> config_directories() {
+  std::vector<fs::path> dirs = {fs::path("configs")};
+#ifdef MGL_SOURCE_DIR
+  dirs.push_back(fs::path(MGL_SOURCE_DIR) / "configs");
+#endif
+  return dirs;
+}
+
+// Flattens nested objects into dotted keys ("model.num_layers" -> 12).
+void flatten(const json& value, const std::string& prefix, std::vector<std::pair<std::string, json>>& out) {
+  if (value.is_object()) {
+    for (const auto& [key, child] : value.items()) flatten(child, prefix.empty() ? key : prefix + "." + key, out);
+  } else {
+    out.emplace_back(prefix, value);
+  }
+}
+
+}  // namespace
+
+void RunConfig::validate() const {
+  model.validate();
+  MGL_CHECK(optimizer.lr > 0, "config: optimizer.lr must be positive, got ", optimizer.lr);
+  MGL_CHECK(optimizer.beta1 >= 0 && optimizer.beta1 < 1, "config: optimizer.beta1 must be in [0, 1)");
+  MGL_CHECK(optimizer.beta2 >= 0 && optimizer.beta2 < 1, "config: optimizer.beta2 must be in [0, 1)");
+  MGL_CHECK(optimizer.eps > 0, "config: optimizer.eps must be positive");
+  MGL_CHECK(optimizer.weight_decay >= 0, "config: optimizer.weight_decay must be >= 0");
+  MGL_CHECK(optimizer.clip_grad_norm >= 0, "config: optimizer.clip_grad_norm must be >= 0");
+  nn::lr_decay_from_string(schedule.decay);
+  MGL_CHECK(schedule.warmup_steps >= 0, "config: schedule.warmup_steps must be >= 0");
+  MGL_CHECK(train.steps >= 1, "config: train.steps must be >= 1, got ", train.steps);
+  MGL_CHECK(train.batch_size >= 1, "config: train.batch_size must be >= 1, got ", train.batch_size);
+  MGL_CHECK(train.seq_len >= 1, "config: train.seq_len must be >= 1, got ", train.seq_len);
+  MGL_CHECK(train.grad_accum >= 1, "config: train.grad_accum must be >= 1, got ", train.grad_accum);
+  MGL_CHECK(train.dtype == "auto" || train.dtype == "f32" || train.dtype == "bf16",
+            "config: train.dtype must be auto, f32 or bf16, got '", train.dtype, "'");
+  MGL_CHECK(train.seed >= 0, "config: train.seed must be >= 0");
+  MGL_CHECK(train.log_every >= 1, "config: train.log_every must be >= 1");
+  MGL_CHECK(train.checkpoint_every >= 1, "config: train.checkpoint_every must be >= 1");
+  MGL_CHECK(train.keep_checkpoints >= 1, "config: train.keep_checkpoints must be >= 1");
+  MGL_CHECK(eval.every >= 0, "config: eval.every must be >= 0");
+  MGL_CHECK(eval.batches >= 1, "config: eval.batches must be >= 1");
+  MGL_CHECK(eval.long_context_tokens >= 0, "config: eval.long_context_tokens must be >= 0");
+  MGL_CHECK(data.tokenizer == "bytes" || data.tokenizer == "sentencepiece",
+            "config: data.tokenizer must be bytes or sentencepiece, got '", data.tokenizer, "'");
+  MGL_CHECK(data.vocab_size >= 0, "config: data.vocab_size must be >= 0");
+  MGL_CHECK(data.val_fraction > 0 && data.val_fraction < 1, "config: data.val_fraction must be in (0, 1)");
+}
+
+std::string RunConfig::to_json() const {
+  json out;
+  out["name"] = name;
+  out["model"] = json::parse(model.to_json());
+  for_each_setting(*this, [&](const char* section, const char* key, const auto& field, const char*) {
+    out[section][key] = field;
+  });
+  return out.dump(2);
+}
+
+RunConfig RunConfig::from_json(const std::string& text) {
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::exception& e) {
+    MGL_FAIL("config: not valid JSON: ", e.what());
+  }
+  MGL_CHECK(document.is_object(), "config: expected a JSON object at the top level");
+  RunConfig c;
+  for (const auto& [section, body] : document.items()) {
+    if (section == "name") {
+      MGL_CHECK(body.is_string(), "config key 'name' must be a string");
+      c.name = body.get<std::string>();
+      continue;
+    }
+    if (section == "model") {
+      apply_model(c, body);
+      continue;
+    }
+    MGL_CHECK(body.is_object(), "config: section '", section, "' must be an object");
+    for (const auto& [key, value] : body.items()) {
+      bool known = false;
+      for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
+        if (section != s || key != k) return;
+        known = true;
+        assign(section + "." + key, value, field);
+      });
+      MGL_CHECK(known, "config: unknown key '", section, ".", key, "' (see train --help for the keys)");
+    }
+  }
+  return c;
+}
+
+void RunConfig::set(const std::string& assignment) {
+  const size_t equals = assignment.find('=');
+  MGL_CHECK(equals != std::string::npos, "--set expects section.key=value, got '", assignment, "'");
+  const std::string key = assignment.substr(0, equals);
+  const std::string value = assignment.substr(equals + 1);
+  const size_t dot = key.find('.');
+  MGL_CHECK(dot != std::string::npos, "--set expects section.key=value, got '", assignment, "'");
+  const std::string section = key.substr(0, dot), field_name = key.substr(dot + 1);
+  if (section == "model") {
+    if (field_name == "preset") {
+      model = nn::MegalodonConfig::preset(value);
+    } else {
+      model.set(field_name, value);
+    }
+    return;
+  }
+  bool known = false;
+  for_each_setting(*this, [&](const char* s, const char* k, auto& field, const char*) {
+    if (section != s || field_name != k) return;
+    known = true;
+    assign(key, parse_value(value), field);
+  });
+  MGL_CHECK(known, "config: unknown key '", key, "' (see train --help for the keys)");
+}
+
+RunConfig RunConfig::load(const std::string& name_or_path) {
+  fs::path path = name_or_path;
+  if (!fs::is_regular_file(path)) {
+    path.clear();
+    for (const fs::path& dir : config_directories()) {
+      if (fs::is_regular_file(dir / (name_or_path + ".json"))) {
+        path = dir / (name_or_path + ".json");
+        break;
+      }
+    }
+  }
+  if (path.empty()) {
+    std::string known;
+    for (const std::string& n : known_config_names()) known += (known.empty() ? "" : ", ") + n;
+    MGL_FAIL("config '", name_or_path, "' is neither a file nor a known config (known: ", known, ")");
+  }
+  try {
+    RunConfig c = from_json(read_text(path.string()));
+    if (c.name == "custom") c.name = path.stem().string();
+    return c;
+  } catch (const Error& e) {
+    MGL_FAIL("in config file '", path.string(), "': ", e.what());
+  }
+}
+
+std::vector<std::string> RunConfig::known_config_names() {
+  std::vector<std::string> names;
+  for (const fs::path& dir : config_directories()) {
+    if (!fs::is_directory(dir)) continue;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+std::string RunConfig::describe_keys() {
+  RunConfig defaults;
+  std::ostringstream out;
+  out << "Config keys (--set section.key=value; defaults in brackets):\n";
+  out << "  model.preset  [tiny]  a model preset: ";
+  for (const std::string& n : nn::MegalodonConfig::preset_names()) out << n << " ";
+  out << "\n";
+  const json model = json::parse(defaults.model.to_json());
+  for (const auto& [key, value] : model.items()) {
+    out << "  model." << key << "  [" << value.dump() << "]\n";
+  }
+  for_each_setting(defaults, [&](const char* section, const char* key, const auto& field, const char* description) {
+    out << "  " << section << "." << key << "  [" << json(field).dump() << "]  " << description << "\n";
+  });
+  return out.str();
+}
+
+std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,
+                                        const std::vector<std::string>& ignored) {
+  std::vector<std::pair<std::string, json>> a, b;
+  flatten(json::parse(a_json), "", a);
+  flatten(json::parse(b_json), "", b);
+  auto lookup = [](const std::vector<std::pair<std::string, json>>& items, const std::string& key) -> const json* {
+    for (const auto& [k, v] : items)
+      if (k == key) return &v;
+    return nullptr;
+  };
+  auto is_ignored = [&](const std::string& key) {
+    return std::find(ignored.begin(), ignored.end(), key) != ignored.end();
+  };
+  for (const auto* side : {&a, &b}) {
+    for (const auto& [key, value] : *side) {
+      if (is_ignored(key)) continue;
+      const json* other = lookup(side == &a ? b : a, key);
+      if (!other || *other != value) return key;
+    }
+  }
+  return "";
+}
+
+}  // namespace mgl::apps

@@ -1,0 +1,92 @@
+#pragma once
+// RunConfig: everything a training run is configured by, resolved from three layers (later wins):
+//   1. the defaults below (every key, with its type and a one-line description for --help);
+//   2. a config file (configs/<name>.json, or any JSON file) with the same nested shape;
+//   3. command-line overrides "section.key=value" (--set), value parsed as JSON (bare words as strings).
+// Unknown keys and values of the wrong type are errors naming the key, at every layer.
+//
+// The "model" section is a MegalodonConfig: "model.preset" picks a preset (nn/megalodon_config.h) and the
+// other model keys override its fields. The resolved config (to_json) always spells out every model field,
+// so a printed or checkpointed config is complete and stands on its own.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/megalodon_config.h"
+
+namespace mgl::apps {
+
+struct OptimizerSettings {
+  double lr = 3e-4;                          // peak learning rate
+  double beta1 = 0.9;
+  double beta2 = 0.98;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  // state_dict name substrings exempt from weight decay (empty: every parameter decays, the official recipe)
+  std::vector<std::string> no_weight_decay;
+  double clip_grad_norm = 1.0;               // 0 disables clipping
+};
+
+struct ScheduleSettings {
+  std::string decay = "cosine";  // constant | linear | cosine
+  int64_t warmup_steps = 100;
+  double init_ratio = 0.0;       // warmup start / peak
+  double min_lr_ratio = 0.1;     // floor / peak
+};
+
+struct TrainSettings {
+  int64_t steps = 1000;           // optimizer steps
+  int64_t batch_size = 8;         // sequences per micro-batch
+  int64_t seq_len = 1024;         // tokens per sequence
+  int64_t grad_accum = 1;         // micro-batches per optimizer step
+  std::string dtype = "auto";     // auto (bf16 on CUDA, f32 on CPU) | f32 | bf16
+  int64_t seed = 1234;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 500;
+  int64_t keep_checkpoints = 3;
+};
+
+struct EvalSettings {
+  int64_t every = 200;                 // validation every N steps (0: only at the end)
+  int64_t batches = 8;                 // validation micro-batches (fixed windows from the start of val.bin)
+  int64_t long_context_tokens = 0;     // tokens of the long-context evaluation at the end (0: off)
+};
+
+struct DataSettings {
+  std::string tokenizer = "bytes";     // bytes | sentencepiece (when the data must be prepared)
+  int64_t vocab_size = 0;              // SentencePiece pieces to train (0: the model's vocab_size)
+  double val_fraction = 0.01;
+};
+
+struct RunConfig {
+  std::string name = "custom";
+  nn::MegalodonConfig model = nn::MegalodonConfig::preset("tiny");
+  OptimizerSettings optimizer;
+  ScheduleSettings schedule;
+  TrainSettings train;
+  EvalSettings eval;
+  DataSettings data;
+
+  // Throws mgl::Error naming the first bad setting.
+  void validate() const;
+  // The resolved config: every key, model fields spelled out.
+  std::string to_json() const;
+  // Starts from the defaults, applies a JSON document (nested as to_json). Unknown keys throw.
+  static RunConfig from_json(const std::string& text);
+  // Applies one "section.key=value" override (e.g. "model.num_layers=4", "train.steps=100").
+  void set(const std::string& assignment);
+
+  // Loads `name_or_path`: an existing file, or configs/<name>.json searched in the working directory and
+  // in the source tree this binary was built from. Throws listing the known names when not found.
+  static RunConfig load(const std::string& name_or_path);
+  static std::vector<std::string> known_config_names();
+  // "key  default  description" lines for every settable key (for --help).
+  static std::string describe_keys();
+};
+
+// The first key (dotted) whose value differs between two resolved configs, ignoring `ignored` keys;
+// empty when they agree.
+std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,
+                                        const std::vector<std::string>& ignored);
+
+}  // namespace mgl::apps

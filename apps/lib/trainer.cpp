@@ -1,0 +1,337 @@
+#include "apps/lib/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/lib/token_shards.h"
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "core/allocator.h"
+#include "core/cuda_context.h"
+#include "core/random.h"
+#include "nn/grad_clip.h"
+#include "ops/ops.h"
+
+namespace mgl::apps {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Settings that may change between an interrupted run and its resumption (they do not change the math).
+const std::vector<std::string> kResumableKeys = {
+    "name", "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "eval.every", "eval.batches", "eval.long_context_tokens"};
+
+// The data order gets its own Philox key, so that its numbers are not the initialisation's.
+constexpr uint64_t kDataSeedSalt = 0x9E3779B97F4A7C15ull;
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+void request_stop(int) { g_stop_requested = 1; }
+
+// Installs SIGINT/SIGTERM handlers for the lifetime of the object: the loop finishes its step, saves
+// a checkpoint and returns, instead of dying mid-step.
+class StopOnSignal {
+ public:
+  StopOnSignal() {
+    g_stop_requested = 0;
+    previous_int_ = std::signal(SIGINT, request_stop);
+    previous_term_ = std::signal(SIGTERM, request_stop);
+  }
+  ~StopOnSignal() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  const fs::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << text << "\n";
+    out.close();
+    MGL_CHECK(out.good(), "cannot write '", temporary.string(), "'");
+  }
+  fs::rename(temporary, path);
+}
+
+DType training_dtype(const std::string& setting, const Device& device) {
+  if (setting == "auto") return device.is_cuda() ? DType::bf16 : DType::f32;
+  return dtype_from_name(setting);
+}
+
+bool all_finite(const Tensor& t) {
+  NoGradGuard no_grad;
+  const Tensor x = cast(t, DType::f32);
+  return std::isfinite(sum(mul(x, x)).item());
+}
+
+}  // namespace
+
+Device resolve_device(const std::string& name) {
+  if (name == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
+  const Device device = Device::parse(name);
+  MGL_CHECK(device.is_cpu() || cuda_available(), "--device ", name, ": no usable CUDA device here");
+  return device;
+}
+
+Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
+  const RunConfig& c = options_.config;
+  c.validate();
+  const PreparedData& data = options_.data;
+  MGL_CHECK(data.vocab_size <= c.model.vocab_size, "the data's tokenizer (", data.tokenizer_identity, ") has ",
+            data.vocab_size, " ids but model.vocab_size is ", c.model.vocab_size,
+            ": set model.vocab_size >= ", data.vocab_size);
+  MGL_CHECK(c.train.seq_len % c.model.chunk_size == 0 || c.train.seq_len < c.model.chunk_size,
+            "train.seq_len (", c.train.seq_len, ") must be a multiple of model.chunk_size (", c.model.chunk_size,
+            ") or shorter than one chunk");
+
+  fs::create_directories(options_.out);
+  checkpoints_ = std::make_unique<nn::CheckpointDirectory>((fs::path(options_.out) / "checkpoints").string(),
+                                                           c.train.keep_checkpoints);
+  std::optional<std::string> resume_from;
+  if (options_.resume) {
+    std::vector<std::string> skipped;
+    resume_from = checkpoints_->newest_valid(&skipped);
+    for (const std::string& reason : skipped) log("skipping an unusable checkpoint: " + reason);
+    if (!resume_from) log("--resume: no checkpoint in " + options_.out + ", starting from step 0");
+  } else {
+    MGL_CHECK(checkpoints_->list().empty(), "the run directory '", options_.out,
+              "' already holds checkpoints: pass --resume to continue it, or choose another --out");
+  }
+
+  // Initialisation is the first use of the seeded default generator; dropout continues the same stream.
+  manual_seed(static_cast<uint64_t>(c.train.seed));
+  model_ = std::make_shared<nn::Megalodon>(c.model);
+  model_->to(options_.device);
+  model_->set_compute_dtype(training_dtype(c.train.dtype, options_.device));
+  model_->train();
+  parameters_ = model_->named_parameters();
+
+  nn::AdamWOptions adamw;
+  adamw.lr = c.optimizer.lr;
+  adamw.beta1 = c.optimizer.beta1;
+  adamw.beta2 = c.optimizer.beta2;
+  adamw.eps = c.optimizer.eps;
+  adamw.weight_decay = c.optimizer.weight_decay;
+  if (!c.optimizer.no_weight_decay.empty()) {
+    adamw.no_weight_decay = [patterns = c.optimizer.no_weight_decay](const std::string& name) {
+      for (const std::string& p : patterns)
+        if (name.find(p) != std::string::npos) return true;
+      return false;
+    };
+  }
+  optimizer_ = std::make_unique<nn::AdamW>(parameters_, adamw);
+
+  schedule_.decay = nn::lr_decay_from_string(c.schedule.decay);
+  schedule_.peak_lr = c.optimizer.lr;
+  schedule_.warmup_steps = c.schedule.warmup_steps;
+  schedule_.total_steps = c.train.steps;
+  schedule_.init_ratio = c.schedule.init_ratio;
+  schedule_.min_lr_ratio = c.schedule.min_lr_ratio;
+  schedule_.validate();
+
+  DataLoaderOptions loader;
+  loader.batch_size = c.train.batch_size;
+  loader.seq_len = c.train.seq_len;
+  loader.vocab_size = c.model.vocab_size;
+  loader.seed = static_cast<uint64_t>(c.train.seed) ^ kDataSeedSalt;
+  train_loader_ = std::make_unique<DataLoader>(DataLoader::from_shard(data.train_path(), loader));
+  val_tokens_ = read_token_shard(data.val_path()).tokens;
+  MGL_CHECK(static_cast<int64_t>(val_tokens_.size()) > c.train.seq_len, "the validation split '", data.val_path(),
+            "' has ", val_tokens_.size(), " tokens: fewer than one sequence of ", c.train.seq_len + 1);
+  for (size_t i = 0; i < val_tokens_.size(); ++i)
+    MGL_CHECK(val_tokens_[i] < static_cast<uint64_t>(c.model.vocab_size), "token id ", val_tokens_[i],
+              " at position ", i, " of '", data.val_path(), "' is outside the vocabulary (", c.model.vocab_size, ")");
+
+  state_.rng_seed = default_generator().seed;
+  state_.rng_offset = default_generator().offset;
+  state_.tokenizer = data.tokenizer_identity;
+  state_.run_config = c.to_json();
+  if (resume_from) {
+    const nn::TrainingState stored = nn::load_checkpoint(*resume_from, *model_, *optimizer_);
+    const std::string difference = first_run_config_difference(stored.run_config, state_.run_config, kResumableKeys);
+    MGL_CHECK(difference.empty(), "cannot resume from '", *resume_from, "': its run config differs in '", difference,
+              "' (only ", kResumableKeys.size(), " bookkeeping keys such as train.steps may change)");
+    MGL_CHECK(stored.tokenizer == data.tokenizer_identity, "cannot resume from '", *resume_from,
+              "': it was trained with tokenizer ", stored.tokenizer, ", the data uses ", data.tokenizer_identity);
+    state_.step = stored.step;
+    state_.data_position = stored.data_position;
+    default_generator().seed = stored.rng_seed;
+    default_generator().offset = stored.rng_offset;
+    train_loader_->set_step(stored.data_position);
+    log("resumed from " + *resume_from + " at step " + std::to_string(stored.step));
+  }
+  write_text_atomically(fs::path(options_.out) / "config.json", state_.run_config);
+  metrics_ = std::make_unique<MetricsLog>((fs::path(options_.out) / "metrics.jsonl").string(), state_.step);
+}
+
+void Trainer::log(const std::string& message) const {
+  if (options_.console) std::fprintf(options_.console, "train: %s\n", message.c_str());
+}
+
+void Trainer::fail_nonfinite_loss(double loss) const {
+  for (const nn::Parameter& p : parameters_) {
+    MGL_CHECK(all_finite(p.tensor), "step ", state_.step + 1, ": the loss is ", loss, " because parameter '", p.name,
+              "' holds NaN/inf values (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
+  }
+  MGL_FAIL("step ", state_.step + 1, ": the loss is ", loss,
+           " while every parameter is finite: the logits overflowed (the last good checkpoint is kept)");
+}
+
+double Trainer::train_step() {
+  const TrainSettings& t = options_.config.train;
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+    const Batch batch = train_loader_->next();
+    const Tensor logits = model_->forward(to(batch.inputs, options_.device));
+    const Tensor loss = nn::Megalodon::loss(logits, to(batch.targets, options_.device));
+    const double value = loss.item();
+    if (!std::isfinite(value)) fail_nonfinite_loss(value);
+    loss_sum += value;
+    backward(t.grad_accum == 1 ? loss : mul(loss, 1.0 / static_cast<double>(t.grad_accum)));
+  }
+  const double max_norm = options_.config.optimizer.clip_grad_norm;
+  last_grad_norm_ = max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm) : nn::grad_norm(parameters_).norm;
+  if (!std::isfinite(last_grad_norm_)) {
+    try {
+      nn::check_grads_finite(parameters_);
+    } catch (const Error& e) {
+      MGL_FAIL("step ", state_.step + 1, ": ", e.what(), " (the last good checkpoint is kept)");
+    }
+  }
+  optimizer_->options().lr = schedule_.lr(state_.step);
+  optimizer_->step();
+  model_->zero_grad();
+  state_.step += 1;
+  state_.data_position = train_loader_->step();
+  return loss_sum / static_cast<double>(t.grad_accum);
+}
+
+ValidationResult Trainer::validate() {
+  const TrainSettings& t = options_.config.train;
+  NoGradGuard no_grad;
+  model_->eval();
+  // Fixed windows from the start of the validation split: window k is tokens [k L, k L + L].
+  const int64_t L = t.seq_len;
+  const int64_t available = (static_cast<int64_t>(val_tokens_.size()) - 1) / L;
+  const int64_t windows = std::min(available, options_.config.eval.batches * t.batch_size);
+  double nll_sum = 0;
+  for (int64_t first = 0; first < windows; first += t.batch_size) {
+    const int64_t rows = std::min(t.batch_size, windows - first);
+    std::vector<int64_t> inputs(rows * L), targets(rows * L);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < L; ++i) {
+        inputs[r * L + i] = val_tokens_[(first + r) * L + i];
+        targets[r * L + i] = val_tokens_[(first + r) * L + i + 1];
+      }
+    const Tensor logits = model_->forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
+    const double loss = nn::Megalodon::loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
+    nll_sum += loss * static_cast<double>(rows * L);
+  }
+  model_->train();
+  ValidationResult r;
+  r.tokens = windows * L;
+  r.loss = nll_sum / static_cast<double>(r.tokens);
+  r.perplexity = std::exp(r.loss);
+  const double bytes_per_token = options_.data.val_tokens > 0 && options_.data.val_bytes > 0
+                                     ? static_cast<double>(options_.data.val_bytes) / options_.data.val_tokens
+                                     : 1.0;
+  r.bits_per_byte = r.loss / (std::log(2.0) * bytes_per_token);
+  return r;
+}
+
+void Trainer::save_checkpoint() {
+  state_.rng_seed = default_generator().seed;
+  state_.rng_offset = default_generator().offset;
+  checkpoints_->save(*model_, *optimizer_, state_);
+}
+
+TrainingSummary Trainer::run() {
+  const RunConfig& c = options_.config;
+  StopOnSignal stop_on_signal;
+  ProgressLine progress(options_.console ? options_.console : stdout);
+  TrainingSummary summary;
+  summary.first_step = state_.step;
+  if (options_.device.is_cuda()) reset_peak_memory(options_.device);
+
+  const int64_t tokens_per_step = c.train.batch_size * c.train.seq_len * c.train.grad_accum;
+  const auto start = Clock::now();
+  auto window_start = start;
+  int64_t window_steps = 0;
+  double loss = 0;
+  auto validate_and_log = [&] {
+    const ValidationResult v = validate();
+    metrics_->write(json{{"step", state_.step},
+                         {"val_loss", v.loss},
+                         {"val_ppl", v.perplexity},
+                         {"val_bpb", v.bits_per_byte},
+                         {"val_tokens", v.tokens}}
+                        .dump());
+    if (options_.console) progress.finish();
+    char line[160];
+    std::snprintf(line, sizeof(line), "step %lld: val loss %.4f | ppl %.2f | %.3f bits/byte",
+                  static_cast<long long>(state_.step), v.loss, v.perplexity, v.bits_per_byte);
+    log(line);
+    return v;
+  };
+
+  while (state_.step < c.train.steps && !g_stop_requested) {
+    const auto step_start = Clock::now();
+    loss = train_step();
+    const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    window_steps += 1;
+    metrics_->write(json{{"step", state_.step},
+                         {"loss", loss},
+                         {"lr", optimizer_->options().lr},
+                         {"grad_norm", last_grad_norm_},
+                         {"tokens", state_.step * tokens_per_step},
+                         {"tokens_per_s", tokens_per_step / step_seconds},
+                         {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}}
+                        .dump());
+    if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
+      const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
+      const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
+      const double eta = (c.train.steps - state_.step) * window_seconds / window_steps;
+      char line[200];
+      std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
+                    static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
+                    optimizer_->options().lr, last_grad_norm_, tokens_per_s, format_duration(eta).c_str());
+      if (options_.console) progress.update(line);
+      window_start = Clock::now();
+      window_steps = 0;
+    }
+    if (c.eval.every > 0 && state_.step % c.eval.every == 0 && state_.step < c.train.steps) validate_and_log();
+    if (state_.step % c.train.checkpoint_every == 0 && state_.step < c.train.steps) save_checkpoint();
+  }
+  if (options_.console) progress.finish();
+  summary.interrupted = state_.step < c.train.steps;
+  if (summary.interrupted) {
+    save_checkpoint();
+    log("interrupted: saved a checkpoint at step " + std::to_string(state_.step) + "; continue with --resume");
+  } else if (state_.step > summary.first_step) {
+    // Validation before the final checkpoint: a run killed in between repeats both, never logs twice.
+    summary.validation = validate_and_log();
+    save_checkpoint();
+  } else {
+    log("the run is already complete at step " + std::to_string(state_.step));
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  summary.last_step = state_.step;
+  summary.last_loss = loss;
+  summary.tokens_per_s = (state_.step - summary.first_step) * tokens_per_step / std::max(seconds, 1e-9);
+  if (options_.device.is_cuda()) summary.peak_device_bytes = memory_stats(options_.device).peak_bytes;
+  return summary;
+}
+
+}  // namespace mgl::apps

@@ -1,0 +1,135 @@
+// train: trains a MEGALODON model on one CPU or one GPU (also as `mpirun -np 1 build/bin/train ...`).
+//
+//   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--device auto|cpu|cuda]
+//         [--seed N] [--set section.key=value]... [--print-config]
+//
+// The config (apps/lib/run_config.h) comes from configs/<NAME>.json or a file, then --set overrides and
+// the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
+// files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
+// (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
+// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1; an interruption by
+// SIGINT/SIGTERM saves a checkpoint and exits with 130.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/lib/prepare_data.h"
+#include "apps/lib/run_config.h"
+#include "apps/lib/trainer.h"
+#include "core/allocator.h"
+
+using namespace mgl;
+using namespace mgl::apps;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The default corpus: the GNU Collaborative International Dictionary of English (GPL), 40 MB of text.
+constexpr const char* kDefaultCorpusName = "gcide";
+constexpr const char* kDefaultCorpusPath = "/usr/share/dictd/gcide.dict.dz";
+
+struct Arguments {
+  std::string config = "tiny";
+  std::string data;
+  std::string out;
+  std::string device = "auto";
+  std::optional<int64_t> steps, seed;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  bool print_config = false;
+};
+
+PrepareOptions prepare_options(const RunConfig& c, std::vector<std::string> inputs, std::string out) {
+  PrepareOptions o;
+  o.inputs = std::move(inputs);
+  o.out = std::move(out);
+  o.tokenizer = c.data.tokenizer;
+  if (c.data.tokenizer == "sentencepiece")
+    o.vocab_size = static_cast<int>(c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size);
+  o.val_fraction = c.data.val_fraction;
+  o.seq_len = c.train.seq_len;
+  return o;
+}
+
+// A prepared directory for --data (see the header comment), preparing it when needed.
+PreparedData resolve_data(const Arguments& a, const RunConfig& c, const std::string& out) {
+  if (a.data.empty()) {
+    std::string name = std::string(kDefaultCorpusName) + "-" + c.data.tokenizer;
+    if (c.data.tokenizer == "sentencepiece") name += std::to_string(c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size);
+    const fs::path directory = fs::path("data") / name;
+    if (fs::exists(directory / "meta.json")) return read_prepared_data(directory.string());
+    MGL_CHECK(fs::exists(kDefaultCorpusPath), "the default corpus ", kDefaultCorpusPath,
+              " is missing: install Debian's dict-gcide package (tools/install_deps.sh does), or pass --data");
+    std::printf("train: preparing the default corpus (%s) into %s\n", kDefaultCorpusPath, directory.c_str());
+    return prepare_data(prepare_options(c, {kDefaultCorpusPath}, directory.string()));
+  }
+  MGL_CHECK(fs::exists(a.data), "--data '", a.data, "' does not exist");
+  if (fs::is_directory(a.data) && fs::exists(fs::path(a.data) / "meta.json")) return read_prepared_data(a.data);
+  std::vector<std::string> inputs;
+  if (fs::is_directory(a.data)) {
+    for (const auto& entry : fs::directory_iterator(a.data))
+      if (entry.is_regular_file()) inputs.push_back(entry.path().string());
+    std::sort(inputs.begin(), inputs.end());
+    MGL_CHECK(!inputs.empty(), "--data '", a.data, "' holds no files");
+  } else {
+    inputs.push_back(a.data);
+  }
+  const fs::path directory = fs::path(out) / "data";
+  if (fs::exists(directory / "meta.json")) return read_prepared_data(directory.string());
+  return prepare_data(prepare_options(c, inputs, directory.string()));
+}
+
+int run(const Arguments& a) {
+  RunConfig config = RunConfig::load(a.config);
+  for (const std::string& assignment : a.overrides) config.set(assignment);
+  if (a.steps) config.train.steps = *a.steps;
+  if (a.seed) config.train.seed = *a.seed;
+  config.validate();
+  std::printf("train: resolved config\n%s\n", config.to_json().c_str());
+  if (a.print_config) return 0;
+
+  TrainerOptions options;
+  options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
+  options.data = resolve_data(a, config, options.out);
+  options.device = resolve_device(a.device);
+  options.resume = a.resume;
+  options.config = config;
+  std::printf("train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s\n",
+              static_cast<long long>(config.model.parameter_count()), options.data.directory.c_str(),
+              static_cast<long long>(options.data.train_tokens), static_cast<long long>(options.data.val_tokens),
+              options.data.tokenizer_identity.c_str(), options.device.str().c_str(), options.out.c_str());
+  Trainer trainer(options);
+  const TrainingSummary s = trainer.run();
+  std::printf("train: steps %lld..%lld, last loss %.4f, %.0f tokens/s", static_cast<long long>(s.first_step),
+              static_cast<long long>(s.last_step), s.last_loss, s.tokens_per_s);
+  if (options.device.is_cuda()) std::printf(", peak device memory %.2f GiB", s.peak_device_bytes / 1073741824.0);
+  std::printf("\n");
+  return s.interrupted ? 130 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"train: train a MEGALODON model on one CPU or GPU"};
+  Arguments a;
+  app.add_option("--config", a.config, "a config name in configs/ or a JSON file")->capture_default_str();
+  app.add_option("--data", a.data, "prepared data directory, or text files/directory to prepare (default: GCIDE)");
+  app.add_option("--out", a.out, "run directory (default runs/<config name>)");
+  app.add_option("--steps", a.steps, "optimizer steps (train.steps)");
+  app.add_option("--seed", a.seed, "seed (train.seed)");
+  app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
+  app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
+  app.add_flag("--print-config", a.print_config, "print the resolved config and exit");
+  std::string known;
+  for (const std::string& n : RunConfig::known_config_names()) known += " " + n;
+  app.footer("Configs:" + known + "\n\n" + RunConfig::describe_keys());
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(a);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\ntrain: error: %s\n", e.what());
+    return 1;
+  }
+}
