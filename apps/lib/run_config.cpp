@@ -191,10 +191,14 @@ void RunConfig::set(const std::string& assignment) {
   MGL_CHECK(dot != std::string::npos, "--set expects section.key=value, got '", assignment, "'");
   const std::string section = key.substr(0, dot), field_name = key.substr(dot + 1);
   if (section == "model") {
-    if (field_name == "preset") {
-      model = nn::MegalodonConfig::preset(value);
-    } else {
-      model.set(field_name, value);
+    try {
+      if (field_name == "preset") {
+        model = nn::MegalodonConfig::preset(value);
+      } else {
+        model.set(field_name, value);
+      }
+    } catch (const Error& e) {
+      MGL_FAIL("--set ", assignment, ": ", e.what());
     }
     return;
   }

@@ -189,7 +189,7 @@ void Trainer::fail_nonfinite_loss(double loss) const {
            " while every parameter is finite: the logits overflowed (the last good checkpoint is kept)");
 }
 
-double Trainer::train_step() {
+double Trainer::accumulate_gradients() {
   const TrainSettings& t = options_.config.train;
   double loss_sum = 0;
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
@@ -201,6 +201,11 @@ double Trainer::train_step() {
     loss_sum += value;
     backward(t.grad_accum == 1 ? loss : mul(loss, 1.0 / static_cast<double>(t.grad_accum)));
   }
+  return loss_sum / static_cast<double>(t.grad_accum);
+}
+
+double Trainer::train_step() {
+  const double loss = accumulate_gradients();
   const double max_norm = options_.config.optimizer.clip_grad_norm;
   last_grad_norm_ = max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm) : nn::grad_norm(parameters_).norm;
   if (!std::isfinite(last_grad_norm_)) {
@@ -215,7 +220,7 @@ double Trainer::train_step() {
   model_->zero_grad();
   state_.step += 1;
   state_.data_position = train_loader_->step();
-  return loss_sum / static_cast<double>(t.grad_accum);
+  return loss;
 }
 
 ValidationResult Trainer::validate() {

@@ -64,6 +64,9 @@ class Trainer {
   TrainingSummary run();
 
   ValidationResult validate();
+  // The first half of a step: forward and backward over grad_accum micro-batches, leaving the mean
+  // gradient in the parameters' .grad; returns the mean loss. (train_step adds clipping and the update.)
+  double accumulate_gradients();
   int64_t step() const { return state_.step; }
   const nn::Megalodon& model() const { return *model_; }
   DType compute_dtype() const { return model_->compute_dtype(); }

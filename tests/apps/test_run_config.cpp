@@ -1,0 +1,105 @@
+// RunConfig (apps/lib/run_config.h): the shipped configs load and validate, the resolved JSON round-trips,
+// --set overrides reach every section, and unknown keys, wrong types and bad values are clear errors.
+#include <filesystem>
+#include <fstream>
+
+#include "apps/lib/run_config.h"
+#include "support/testing.h"
+
+using namespace mgl;
+using namespace mgl::apps;
+using namespace mgl::testing;
+
+TEST_CASE("run config: every shipped config loads, validates and round-trips", "[apps][run_config]") {
+  const std::vector<std::string> names = RunConfig::known_config_names();
+  for (const char* required : {"tiny", "mega200M", "paper7b"})
+    CHECK(std::find(names.begin(), names.end(), required) != names.end());
+  for (const std::string& name : names) {
+    INFO(name);
+    const RunConfig c = RunConfig::load(name);
+    CHECK_NOTHROW(c.validate());
+    CHECK(c.name == name);
+    const RunConfig again = RunConfig::from_json(c.to_json());
+    CHECK(again.to_json() == c.to_json());
+  }
+}
+
+TEST_CASE("run config: the presets of the spec", "[apps][run_config]") {
+  const RunConfig paper = RunConfig::load("paper7b");
+  CHECK(paper.model.chunk_size == 4096);
+  CHECK(paper.model.rope_base == 100000.0);
+  CHECK(paper.model.num_layers == 32);
+  CHECK(paper.optimizer.lr == 3.5e-4);
+  CHECK(paper.schedule.warmup_steps == 2500);
+  CHECK(paper.train.seq_len == 32768);
+  const RunConfig m = RunConfig::load("mega200M");
+  CHECK(m.model.model_dim == 1024);
+  CHECK(m.model.num_layers == 12);
+  CHECK(RunConfig::load("tiny").model.vocab_size == 256);
+}
+
+TEST_CASE("run config: --set overrides any key", "[apps][run_config]") {
+  RunConfig c = RunConfig::load("tiny");
+  c.set("model.num_layers=4");
+  c.set("train.steps=77");
+  c.set("optimizer.lr=0.01");
+  c.set("schedule.decay=linear");
+  c.set("optimizer.no_weight_decay=[\"norm\",\"bias\"]");
+  c.set("train.dtype=bf16");
+  CHECK(c.model.num_layers == 4);
+  CHECK(c.train.steps == 77);
+  CHECK(c.optimizer.lr == 0.01);
+  CHECK(c.schedule.decay == "linear");
+  CHECK(c.optimizer.no_weight_decay == std::vector<std::string>{"norm", "bias"});
+  CHECK(c.train.dtype == "bf16");
+  c.set("model.preset=mega200M");
+  CHECK(c.model.model_dim == 1024);
+  // The override survives the JSON round trip (what checkpoints store).
+  CHECK(RunConfig::from_json(c.to_json()).model.model_dim == 1024);
+}
+
+TEST_CASE("run config: bad keys and values are clear errors", "[apps][run_config]") {
+  RunConfig c;
+  CHECK(contains(error_message([&] { c.set("train.stepz=5"); }), "train.stepz"));
+  CHECK(contains(error_message([&] { c.set("model.layerz=5"); }), "layerz"));
+  CHECK(contains(error_message([&] { c.set("train.steps=many"); }), "train.steps"));
+  CHECK(contains(error_message([&] { c.set("train.steps"); }), "section.key=value"));
+  CHECK(contains(error_message([&] { c.set("model.preset=huge"); }), "huge"));
+  CHECK(contains(error_message([&] { RunConfig::from_json("{\"train\": {\"steps\": 1.5}}"); }), "train.steps"));
+  CHECK(contains(error_message([&] { RunConfig::from_json("{\"optimiser\": {\"lr\": 1}}"); }), "optimiser"));
+  CHECK(contains(error_message([&] { RunConfig::from_json("{\"train\": {"); }), "JSON"));
+  CHECK(contains(error_message([&] { RunConfig::load("no_such_config"); }), "tiny"));
+  RunConfig bad;
+  bad.train.steps = 0;
+  CHECK(contains(error_message([&] { bad.validate(); }), "train.steps"));
+  bad = RunConfig();
+  bad.train.dtype = "f16";
+  CHECK(contains(error_message([&] { bad.validate(); }), "train.dtype"));
+  bad = RunConfig();
+  bad.schedule.decay = "exponential";
+  CHECK(contains(error_message([&] { bad.validate(); }), "exponential"));
+}
+
+TEST_CASE("run config: a config file by path, with its errors named", "[apps][run_config]") {
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / "mgl_test_run_config.json";
+  std::ofstream(path) << R"({"model": {"preset": "test", "num_layers": 3}, "train": {"steps": 9}})";
+  const RunConfig c = RunConfig::load(path.string());
+  CHECK(c.model.num_layers == 3);
+  CHECK(c.model.vocab_size == 50);
+  CHECK(c.train.steps == 9);
+  std::ofstream(path) << R"({"model": {"preset": "test", "num_layers": "three"}})";
+  const std::string message = error_message([&] { RunConfig::load(path.string()); });
+  CHECK(contains(message, path.string()));
+  CHECK(contains(message, "num_layers"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("run config: differences between resolved configs", "[apps][run_config]") {
+  RunConfig a = RunConfig::load("tiny"), b = a;
+  CHECK(first_run_config_difference(a.to_json(), b.to_json(), {}).empty());
+  b.train.steps = 5;
+  CHECK(first_run_config_difference(a.to_json(), b.to_json(), {}) == "train.steps");
+  CHECK(first_run_config_difference(a.to_json(), b.to_json(), {"train.steps"}).empty());
+  b.model.chunk_size = 32;
+  CHECK(first_run_config_difference(a.to_json(), b.to_json(), {"train.steps"}) == "model.chunk_size");
+}
