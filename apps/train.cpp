@@ -24,9 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The default corpus: the GNU Collaborative International Dictionary of English (GPL), 40 MB of text.
+// The default corpus (apps/lib/prepare_data.h): GCIDE, prepared once into data/gcide-<tokenizer>.
 constexpr const char* kDefaultCorpusName = "gcide";
-constexpr const char* kDefaultCorpusPath = "/usr/share/dictd/gcide.dict.dz";
 
 struct Arguments {
   std::string config = "tiny";
@@ -58,10 +57,11 @@ PreparedData resolve_data(const Arguments& a, const RunConfig& c, const std::str
     if (c.data.tokenizer == "sentencepiece") name += std::to_string(c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size);
     const fs::path directory = fs::path("data") / name;
     if (fs::exists(directory / "meta.json")) return read_prepared_data(directory.string());
-    MGL_CHECK(fs::exists(kDefaultCorpusPath), "the default corpus ", kDefaultCorpusPath,
+    const std::string corpus = default_corpus_path();
+    MGL_CHECK(fs::exists(corpus), "the default corpus ", corpus,
               " is missing: install Debian's dict-gcide package (tools/install_deps.sh does), or pass --data");
-    std::printf("train: preparing the default corpus (%s) into %s\n", kDefaultCorpusPath, directory.c_str());
-    return prepare_data(prepare_options(c, {kDefaultCorpusPath}, directory.string()));
+    std::printf("train: preparing the default corpus (%s) into %s\n", corpus.c_str(), directory.c_str());
+    return prepare_data(prepare_options(c, {corpus}, directory.string()));
   }
   MGL_CHECK(fs::exists(a.data), "--data '", a.data, "' does not exist");
   if (fs::is_directory(a.data) && fs::exists(fs::path(a.data) / "meta.json")) return read_prepared_data(a.data);

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -94,6 +95,11 @@ int64_t decoded_bytes(const Tokenizer& tokenizer, const std::vector<uint32_t>& t
 }
 
 }  // namespace
+
+std::string default_corpus_path() {
+  const char* configured = std::getenv("MGL_DEFAULT_CORPUS");
+  return configured && *configured ? configured : "/usr/share/dictd/gcide.dict.dz";
+}
 
 std::string read_text_file(const std::string& path) {
   MGL_CHECK(fs::is_regular_file(path), "input file '", path, "' not found");

@@ -55,6 +55,11 @@ PreparedData prepare_data(const PrepareOptions& options);
 // Reads DIR/meta.json; throws mgl::Error when the directory is not a complete prepared directory.
 PreparedData read_prepared_data(const std::string& directory);
 
+// The default training corpus: the GNU Collaborative International Dictionary of English (GCIDE, GPL;
+// 40 MB of English text) from Debian's dict-gcide package: $MGL_DEFAULT_CORPUS when set (e.g. where a
+// package was unpacked outside /usr), else /usr/share/dictd/gcide.dict.dz.
+std::string default_corpus_path();
+
 // The whole content of a text file, decompressing .gz/.dz files.
 std::string read_text_file(const std::string& path);
 

@@ -19,7 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kGcide = "/usr/share/dictd/gcide.dict.dz";  // Debian's dict-gcide (tools/install_deps.sh)
 
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("mgl_test_trainer_" + std::to_string(::getpid())) / name;
@@ -30,8 +29,9 @@ fs::path scratch(const std::string& name) {
 
 // The first `bytes` of the GCIDE dictionary, prepared with the byte tokenizer into `dir`.
 PreparedData gcide_sample(const fs::path& dir, size_t bytes) {
-  REQUIRE(fs::exists(kGcide));  // installed by tools/install_deps.sh (dict-gcide)
-  static const std::string text = read_text_file(kGcide);
+  INFO("the default corpus " << default_corpus_path() << " (dict-gcide, installed by tools/install_deps.sh)");
+  REQUIRE(fs::exists(default_corpus_path()));
+  static const std::string text = read_text_file(default_corpus_path());
   const fs::path input = dir / "gcide_sample.txt";
   std::ofstream(input, std::ios::binary) << text.substr(0, bytes);
   PrepareOptions o;

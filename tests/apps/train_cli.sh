@@ -20,8 +20,9 @@ expect_error() {
   if ! grep -q -- "$part" "$work/err.txt"; then fail "$what: stderr lacks '$part':"; cat "$work/err.txt"; fi
 }
 
-[ -f /usr/share/dictd/gcide.dict.dz ] || { echo "FAIL: dict-gcide missing (tools/install_deps.sh installs it)"; exit 1; }
-head -c 300000 < <(zcat /usr/share/dictd/gcide.dict.dz) > corpus.txt
+corpus="${MGL_DEFAULT_CORPUS:-/usr/share/dictd/gcide.dict.dz}"
+[ -f "$corpus" ] || { echo "FAIL: $corpus missing (dict-gcide; tools/install_deps.sh installs it)"; exit 1; }
+head -c 300000 < <(zcat "$corpus") > corpus.txt
 small=(--data corpus.txt --set train.batch_size=2 --set train.seq_len=64 --set schedule.warmup_steps=2
        --set eval.every=0 --set eval.batches=1 --set train.checkpoint_every=4 --set train.keep_checkpoints=10)
 
