@@ -129,7 +129,11 @@ int main(int argc, char** argv) {
     return run(a);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\ntrain: error: %s\n", e.what());
+    const std::string message = e.what();
+    const bool out_of_memory = message.find("out of memory") != std::string::npos;
+    std::fprintf(stderr, "\ntrain: error: %s%s\n", message.c_str(),
+                 out_of_memory ? " (lower train.batch_size or train.seq_len, or set model.activation_checkpointing=true)"
+                               : "");
     return 1;
   }
 }

@@ -7,10 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "apps/lib/prepare_data.h"
 #include "apps/lib/token_shards.h"
-#include "apps/lib/trainer.h"
-#include "support/testing.h"
+#include "apps/trainer_fixtures.h"
 
 using namespace mgl;
 using namespace mgl::apps;
@@ -18,73 +16,6 @@ using namespace mgl::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_test_trainer_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// The first `bytes` of the GCIDE dictionary, prepared with the byte tokenizer into `dir`.
-PreparedData gcide_sample(const fs::path& dir, size_t bytes) {
-  INFO("the default corpus " << default_corpus_path() << " (dict-gcide, installed by tools/install_deps.sh)");
-  REQUIRE(fs::exists(default_corpus_path()));
-  static const std::string text = read_text_file(default_corpus_path());
-  const fs::path input = dir / "gcide_sample.txt";
-  std::ofstream(input, std::ios::binary) << text.substr(0, bytes);
-  PrepareOptions o;
-  o.inputs = {input.string()};
-  o.out = (dir / "data").string();
-  o.seq_len = 128;
-  o.val_fraction = 0.01;
-  return prepare_data(o);
-}
-
-// The tiny model on short sequences: about 0.1 s a step on two cores.
-RunConfig small_run(int64_t steps) {
-  RunConfig c;
-  c.name = "test";
-  c.model = nn::MegalodonConfig::preset("tiny");
-  c.optimizer.lr = 3e-3;
-  c.schedule.warmup_steps = std::min<int64_t>(20, steps / 2);
-  c.train.steps = steps;
-  c.train.batch_size = 4;
-  c.train.seq_len = 128;
-  c.train.log_every = 10;
-  c.train.checkpoint_every = 1000;
-  c.eval.every = 0;
-  c.eval.batches = 2;
-  return c;
-}
-
-TrainerOptions options_for(const RunConfig& c, const PreparedData& data, const fs::path& out, bool resume = false) {
-  TrainerOptions o;
-  o.config = c;
-  o.data = data;
-  o.out = out.string();
-  o.resume = resume;
-  o.console = nullptr;
-  return o;
-}
-
-std::vector<nlohmann::json> read_metrics(const fs::path& run) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(run / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
-// The metrics without the wall-clock fields.
-std::vector<nlohmann::json> deterministic_metrics(const fs::path& run) {
-  std::vector<nlohmann::json> lines = read_metrics(run);
-  for (nlohmann::json& line : lines) {
-    line.erase("tokens_per_s");
-    line.erase("elapsed_s");
-  }
-  return lines;
-}
 
 void require_same_parameters(const nn::Megalodon& a, const nn::Megalodon& b) {
   const std::vector<nn::Parameter> pa = a.named_parameters(), pb = b.named_parameters();

@@ -1,0 +1,85 @@
+#pragma once
+// Shared by the trainer tests (CPU and CUDA): scratch directories, a prepared slice of the default
+// corpus, and a small run of the tiny model.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/lib/prepare_data.h"
+#include "apps/lib/trainer.h"
+#include "support/testing.h"
+
+namespace mgl::testing {
+
+inline std::filesystem::path scratch(const std::string& name) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("mgl_test_trainer_" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// The first `bytes` of the GCIDE dictionary, prepared with the byte tokenizer into `dir`.
+inline apps::PreparedData gcide_sample(const std::filesystem::path& dir, size_t bytes) {
+  INFO("the default corpus " << apps::default_corpus_path() << " (dict-gcide, installed by tools/install_deps.sh)");
+  REQUIRE(std::filesystem::exists(apps::default_corpus_path()));
+  static const std::string text = apps::read_text_file(apps::default_corpus_path());
+  const std::filesystem::path input = dir / "gcide_sample.txt";
+  std::ofstream(input, std::ios::binary) << text.substr(0, bytes);
+  apps::PrepareOptions o;
+  o.inputs = {input.string()};
+  o.out = (dir / "data").string();
+  o.seq_len = 128;
+  o.val_fraction = 0.01;
+  return apps::prepare_data(o);
+}
+
+// The tiny model on short sequences: about 0.1 s a step on two cores.
+inline apps::RunConfig small_run(int64_t steps) {
+  apps::RunConfig c;
+  c.name = "test";
+  c.model = nn::MegalodonConfig::preset("tiny");
+  c.optimizer.lr = 3e-3;
+  c.schedule.warmup_steps = std::min<int64_t>(20, steps / 2);
+  c.train.steps = steps;
+  c.train.batch_size = 4;
+  c.train.seq_len = 128;
+  c.train.log_every = 10;
+  c.train.checkpoint_every = 1000;
+  c.eval.every = 0;
+  c.eval.batches = 2;
+  return c;
+}
+
+inline apps::TrainerOptions options_for(const apps::RunConfig& c, const apps::PreparedData& data,
+                                        const std::filesystem::path& out, bool resume = false,
+                                        Device device = Device::cpu()) {
+  apps::TrainerOptions o;
+  o.config = c;
+  o.data = data;
+  o.out = out.string();
+  o.resume = resume;
+  o.device = device;
+  o.console = nullptr;
+  return o;
+}
+
+inline std::vector<nlohmann::json> read_metrics(const std::filesystem::path& run) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(run / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// The metrics without the wall-clock fields.
+inline std::vector<nlohmann::json> deterministic_metrics(const std::filesystem::path& run) {
+  std::vector<nlohmann::json> lines = read_metrics(run);
+  for (nlohmann::json& line : lines) {
+    line.erase("tokens_per_s");
+    line.erase("elapsed_s");
+  }
+  return lines;
+}
+
+}  // namespace mgl::testing
