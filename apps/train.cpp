@@ -10,6 +10,7 @@
 // metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1; an interruption by
 // SIGINT/SIGTERM saves a checkpoint and exits with 130.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 

@@ -1,5 +1,6 @@
 #include "apps/lib/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>

@@ -2,6 +2,7 @@
 // meta.json are as documented, and bad inputs are clear errors.
 #include <zlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 

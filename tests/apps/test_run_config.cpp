@@ -1,5 +1,6 @@
 // RunConfig (apps/lib/run_config.h): the shipped configs load and validate, the resolved JSON round-trips,
 // --set overrides reach every section, and unknown keys, wrong types and bad values are clear errors.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 

@@ -3,6 +3,7 @@
 // corpus, and a small run of the tiny model.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
