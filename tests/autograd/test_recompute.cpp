@@ -78,23 +78,33 @@ std::vector<std::vector<double>> composite_step(bool recomputed, DType dtype, ui
           values(test.f.b1.grad()), values(test.f.w2.grad()), values(between),       values(after)};
 }
 
+// How a model of the tests below holds its parameters and computes, and which attention dropout it
+// uses (the unfused path's dropout on the probabilities, or the fused path's DropKey).
+struct Variant {
+  DType parameters = DType::f32;
+  DType compute = DType::f32;
+  std::string attention_dropout_kind = "dropout";
+};
+
 // The "test" model with every dropout on, its zero-initialised parameters perturbed so that every
 // gradient path carries signal.
-std::unique_ptr<nn::Megalodon> dropout_model(bool checkpointing, DType dtype, uint64_t seed, int64_t layers = 2) {
+std::unique_ptr<nn::Megalodon> dropout_model(bool checkpointing, const Variant& variant, uint64_t seed,
+                                             int64_t layers = 2) {
   MegalodonConfig config = MegalodonConfig::preset("test");
   config.num_layers = layers;
   config.dropout = 0.1;
   config.hidden_dropout = 0.1;
   config.attention_dropout = 0.1;
+  config.attention_dropout_kind = variant.attention_dropout_kind;
   config.activation_checkpointing = checkpointing;
   Generator gen(seed);
   nn::InitOptions options;
-  options.dtype = dtype;
+  options.dtype = variant.parameters;
   options.generator = &gen;
   auto model = std::make_unique<nn::Megalodon>(config, options);
-  model->set_compute_dtype(dtype);
+  model->set_compute_dtype(variant.compute);
   NoGradGuard no_grad;
-  for (const Tensor& p : model->parameters()) add_(p, mul(rand(p.shape(), dtype, Device::cpu(), gen), 0.2));
+  for (const Tensor& p : model->parameters()) add_(p, mul(rand(p.shape(), p.dtype(), Device::cpu(), gen), 0.2));
   return model;
 }
 
@@ -333,17 +343,20 @@ TEST_CASE("grad: returns the gradients of leaves without accumulating or firing 
   CHECK(contains(message, "is not a leaf that requires grad"));
 }
 
-TEST_CASE("recompute: MEGALODON blocks with dropout give bitwise the plain gradients, hooks once",
+TEST_CASE("recompute: MEGALODON blocks with dropout give bitwise the plain gradients (f64, f32, bf16), hooks once",
           "[autograd][recompute][megalodon]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   const int64_t vocab = MegalodonConfig::preset("test").vocab_size;
   const Tensor ids = random_ids({2, 19}, vocab, seed + 1);  // two chunks and a partial one
   const Tensor targets = random_ids({2, 19}, vocab, seed + 2);
-  for (DType dtype : {DType::f64, DType::f32}) {
-    INFO(dtype_name(dtype));
-    const auto plain_model = dropout_model(false, dtype, seed);
-    const auto recomputed_model = dropout_model(true, dtype, seed);
+  const std::vector<Variant> variants = {
+      {DType::f64, DType::f64, "dropout"}, {DType::f32, DType::f32, "dropout"}, {DType::f32, DType::bf16, "dropkey"}};
+  for (const Variant& variant : variants) {
+    INFO("parameters " << dtype_name(variant.parameters) << ", compute " << dtype_name(variant.compute) << ", "
+                       << variant.attention_dropout_kind);
+    const auto plain_model = dropout_model(false, variant, seed);
+    const auto recomputed_model = dropout_model(true, variant, seed);
     const ModelStep plain = model_step(*plain_model, ids, targets, seed + 3);
     const ModelStep recomputed = model_step(*recomputed_model, ids, targets, seed + 3);
     CHECK(recomputed.logits == plain.logits);
@@ -374,8 +387,8 @@ TEST_CASE("recompute: MEGALODON training needs less peak memory with recomputati
     backward(nn::Megalodon::loss(model.forward(ids), targets));
     return memory_stats(cpu).peak_bytes - base;
   };
-  const auto plain_model = dropout_model(false, DType::f32, seed, 4);
-  const auto recomputed_model = dropout_model(true, DType::f32, seed, 4);
+  const auto plain_model = dropout_model(false, Variant{}, seed, 4);
+  const auto recomputed_model = dropout_model(true, Variant{}, seed, 4);
   const int64_t plain = peak(*plain_model);
   const int64_t recomputed = peak(*recomputed_model);
   INFO("peak bytes: plain " << plain << ", recomputed " << recomputed);
