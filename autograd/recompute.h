@@ -20,12 +20,13 @@
 // order the plain backward sweeps that part of the graph, so every sum is formed in the same order.
 //
 // The contract on fn:
-//  * it is deterministic given its inputs, the parameters and the default generator: other state
-//    (a module's training flag, a compute dtype, a private Generator) must not change between the
-//    forward and the backward;
+//  * it is deterministic given its inputs, the parameters and the default generator: other state it
+//    reads (a module's training flag, a compute dtype) must not change between the forward and the
+//    backward, and it draws random numbers only from the default generator (a private Generator
+//    would give the replay new ones);
 //  * every tensor requiring grad that it uses is one of `inputs` or one of `parameters` (leaves,
-//    typically module.parameters()); the backward checks this and throws otherwise, naming the
-//    culprit, rather than lose a gradient;
+//    typically module.parameters()); the backward checks this and throws otherwise rather than
+//    lose a gradient;
 //  * whatever fn captures (a module) must outlive the backward.
 #include <functional>
 #include <string>
