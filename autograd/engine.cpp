@@ -25,10 +25,12 @@ struct NodeState {
   std::vector<Tensor> grads;  // incoming gradient per output of the node, summed
 };
 
-}  // namespace
-
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
-  MGL_CHECK(grads.empty() || grads.size() == roots.size(), "backward: ", roots.size(), " roots but ", grads.size(),
+// The reverse sweep shared by backward() and grad(). Without `captured` it accumulates into every
+// leaf reached (running AccumulateGrad nodes). With it, it runs no AccumulateGrad node at all and
+// returns, for each leaf of *captured, the sum of the gradients that reached it (undefined if none).
+std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                          bool retain_graph, const std::vector<Tensor>* captured) {
+  MGL_CHECK(grads.empty() || grads.size() == roots.size(), caller, ": ", roots.size(), " roots but ", grads.size(),
             " gradients");
   NoGradGuard no_grad;  // backward formulas run as plain ops; no graph of the graph
 
@@ -39,15 +41,15 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
   std::vector<std::pair<Edge, Tensor>> seeds;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& root = roots[i];
-    MGL_CHECK(root.requires_grad(), "backward: root ", root.describe(),
+    MGL_CHECK(root.requires_grad(), caller, ": root ", root.describe(),
               " does not require grad (no input of the computation requires grad, or it ran under NoGradGuard)");
     Tensor seed;
     if (!grads.empty() && grads[i].defined()) {
       seed = grads[i];
-      MGL_CHECK(seed.shape() == root.shape() && seed.device() == root.device(), "backward: gradient ",
+      MGL_CHECK(seed.shape() == root.shape() && seed.device() == root.device(), caller, ": gradient ",
                 seed.describe(), " does not match root ", root.describe());
     } else {
-      MGL_CHECK(root.numel() == 1, "backward: an implicit gradient (1) is only defined for one-element roots, got ",
+      MGL_CHECK(root.numel() == 1, caller, ": an implicit gradient (1) is only defined for one-element roots, got ",
                 root.describe(), "; pass the gradient explicitly");
       seed = Tensor::ones(root.shape(), root.dtype(), root.device());
     }
@@ -88,6 +90,19 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
   std::deque<Node*> ready;
   for (auto& [edge, seed] : seeds)
     if (state[edge.node.get()].dependencies == 0) ready.push_back(edge.node.get());
+  // Where each captured leaf's gradient goes in the result (a leaf may be listed more than once).
+  std::unordered_map<Node*, std::vector<size_t>> capture_slots;
+  std::vector<Tensor> result;
+  if (captured) {
+    result.resize(captured->size());
+    for (size_t i = 0; i < captured->size(); ++i) {
+      const Tensor& leaf = (*captured)[i];
+      MGL_CHECK(leaf.defined() && leaf.is_leaf() && leaf.requires_grad(), caller, ": input ", i, " (",
+                leaf.defined() ? leaf.describe() : "undefined", ") is not a leaf that requires grad");
+      capture_slots[gradient_edge(leaf).node.get()].push_back(i);
+    }
+  }
+
   std::unordered_map<Node*, bool> done;
   while (!ready.empty()) {
     Node* node = ready.front();
@@ -97,6 +112,12 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     NodeState& s = state[node];
     std::vector<Tensor> incoming = std::move(s.grads);
     incoming.resize(node->num_outputs);
+    if (captured && dynamic_cast<AccumulateGrad*>(node)) {  // a leaf: hand its gradient back, touch no .grad
+      auto it = capture_slots.find(node);
+      if (it != capture_slots.end())
+        for (size_t i : it->second) result[i] = incoming[0];
+      continue;
+    }
     for (auto& [slot, hook] : node->grad_hooks)
       if (incoming[slot].defined()) incoming[slot] = hook(incoming[slot]);
     bool any_gradient = false;
@@ -112,6 +133,18 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
       if (--state[next.node.get()].dependencies == 0) ready.push_back(next.node.get());
     }
   }
+  return result;
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  sweep("backward", roots, grads, retain_graph, nullptr);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& inputs) {
+  return sweep("grad", roots, grads, false, &inputs);
 }
 
 }  // namespace mgl::autograd

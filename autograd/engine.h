@@ -1,5 +1,5 @@
 #pragma once
-// backward(): reverse-mode sweep over the graph recorded by ops.
+// backward() and grad(): reverse-mode sweeps over the graph recorded by ops.
 #include <vector>
 
 #include "core/tensor.h"
@@ -12,6 +12,15 @@ namespace mgl::autograd {
 // of any depth run without recursion. Saved tensors are freed as each node finishes unless
 // retain_graph is true.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {}, bool retain_graph = false);
+
+// The gradients of `roots` (seeded as in backward) with respect to `inputs`, leaves that require
+// grad, returned (undefined for an input no gradient reached) instead of accumulated: no leaf's
+// .grad changes, and no hook of a leaf runs (neither register_hook's nor post-accumulate ones).
+// The graph is freed as it is swept. Like backward, it may be called from inside a backward
+// closure: activation recomputation (recompute.h) sweeps the graph it re-recorded this way and
+// hands the gradients to the outer sweep, which accumulates them exactly once.
+std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& inputs);
 
 }  // namespace mgl::autograd
 

@@ -1,19 +1,32 @@
 #pragma once
-// Whether ops record the graph. Off inside NoGradGuard (evaluation, optimizer updates, inference).
+// Whether ops record the graph. Off inside NoGradGuard (evaluation, optimizer updates, inference,
+// and every backward pass); back on inside EnableGradGuard (a backward that must record a graph,
+// such as activation recomputation re-running a forward inside the backward sweep).
 namespace mgl::autograd {
 
 bool grad_enabled();
 void set_grad_enabled(bool enabled);
 
-class NoGradGuard {
+// Sets grad mode for its scope and restores the previous mode on exit.
+class GradModeGuard {
  public:
-  NoGradGuard() : previous_(grad_enabled()) { set_grad_enabled(false); }
-  ~NoGradGuard() { set_grad_enabled(previous_); }
-  NoGradGuard(const NoGradGuard&) = delete;
-  NoGradGuard& operator=(const NoGradGuard&) = delete;
+  explicit GradModeGuard(bool enabled) : previous_(grad_enabled()) { set_grad_enabled(enabled); }
+  ~GradModeGuard() { set_grad_enabled(previous_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
 
  private:
   bool previous_;
+};
+
+class NoGradGuard : public GradModeGuard {
+ public:
+  NoGradGuard() : GradModeGuard(false) {}
+};
+
+class EnableGradGuard : public GradModeGuard {
+ public:
+  EnableGradGuard() : GradModeGuard(true) {}
 };
 
 }  // namespace mgl::autograd

@@ -1,8 +1,16 @@
 #include "autograd/node.h"
 
+#include <atomic>
+
 #include "autograd/grad_mode.h"
 
 namespace mgl::autograd {
+
+namespace {
+std::atomic<uint64_t> sequence_counter{0};
+}
+Node::Node() : sequence_nr(sequence_counter.fetch_add(1)) {}
+uint64_t next_sequence_nr() { return sequence_counter.load(); }
 
 // Each node owns the nodes before it through next_edges, so letting destructors run naturally
 // recurses once per node of a chain (and a 100k-op chain overflows the stack). Instead a dying node

@@ -6,6 +6,7 @@
 //
 // Granularity is the op: a fused kernel (attention, CEMA, cross-entropy) is one node with a
 // hand-derived backward, like a PyTorch custom Function.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,6 +32,7 @@ using GradHook = std::function<Tensor(const Tensor&)>;
 
 class Node {
  public:
+  Node();
   // Tears down the part of the graph only this node keeps alive iteratively, not by recursion, so
   // dropping the last handle on a graph of any depth cannot overflow the stack.
   virtual ~Node();
@@ -42,6 +44,9 @@ class Node {
   virtual void release_saved() {}
 
   int num_outputs = 1;
+  // Creation order: a node made later has a larger number (activation recomputation tells the
+  // nodes it recorded itself from older ones by it).
+  const uint64_t sequence_nr;
   std::vector<Edge> next_edges;
   std::vector<std::pair<int, GradHook>> grad_hooks;  // (output index, hook)
 };
@@ -73,6 +78,9 @@ class AccumulateGrad final : public Node {
  private:
   std::weak_ptr<TensorImpl> leaf_;  // the leaf owns this node; a dead leaf needs no gradient
 };
+
+// The sequence_nr the next node will get.
+uint64_t next_sequence_nr();
 
 // True if grad mode is on and any input requires grad: only then does an op record a node.
 bool needs_grad(const std::vector<Tensor>& inputs);

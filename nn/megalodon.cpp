@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/recompute.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -47,8 +48,20 @@ Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelSt
   Tensor x = cast(embed_->forward(ids), compute_dtype_);
   if (config_.scale_embedding) x = mul(x, std::sqrt(double(config_.model_dim)));
   x = dropout(x, config_.dropout, is_training());
-  for (int64_t i = 0; i < config_.num_layers; ++i)
-    x = (*layers_)[i].forward(x, carry ? &incoming->layers[i] : nullptr, outgoing ? &outgoing->layers[i] : nullptr);
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const std::shared_ptr<MegalodonBlock> block = layers_->begin()[i];
+    if (config_.activation_checkpointing && !carry && !outgoing) {
+      // Activation recomputation (autograd/recompute.h): the block keeps only its input for backward and
+      // runs again there. Only forwards without streaming state (training on independent sequences):
+      // a stateful forward keeps its activations, since the state it hands on would be recomputed too.
+      auto block_forward = [block](const std::vector<Tensor>& in) {
+        return std::vector<Tensor>{block->forward(in[0])};
+      };
+      x = autograd::recompute("MegalodonBlock", block_forward, {x}, block->parameters())[0];
+    } else {
+      x = block->forward(x, carry ? &incoming->layers[i] : nullptr, outgoing ? &outgoing->layers[i] : nullptr);
+    }
+  }
   x = output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr, outgoing ? &outgoing->final_norm : nullptr);
   const Tensor logits = output_->output ? output_->output->forward(x) : linear(x, cast(embed_->weight(), x.dtype()));
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
