@@ -11,6 +11,7 @@
 
 #include "apps/lib/scoring.h"
 #include "nn/megalodon_models.h"
+#include "nn/streaming_runs.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -19,8 +20,6 @@ using namespace mgl::apps;
 using namespace mgl::testing;
 
 namespace {
-
-nn::StreamingOptions exact() { return {.timestep_norm_mode = "exact"}; }
 
 // Mean cross-entropy of the full forward's predictions of tokens [begin, end).
 double full_forward_nll(const nn::Megalodon& model, const std::vector<int32_t>& tokens, int64_t begin, int64_t end) {
@@ -101,14 +100,12 @@ TEST_CASE("scoring: the windowed mode scores what a windowed session predicts", 
   model->eval();
   const int64_t N = 12 * 8 + 1;
   const std::vector<int32_t> tokens = random_stream(N, model->config().vocab_size, seed + 1);
-  const nn::StreamingOptions windowed{.timestep_norm_mode = "windowed", .norm_window_chunks = 2,
-                                      .norm_window_after_chunks = 3};
   ScoringOptions options;
-  options.streaming = windowed;
+  options.streaming = windowed(2, 3);
   const ScoringResult result = score_tokens(*model, tokens, options);
 
   // The same predictions from a windowed session fed the whole stream at once.
-  nn::StreamingSession session(*model, 1, windowed);
+  nn::StreamingSession session(*model, 1, windowed(2, 3));
   std::vector<Tensor> logits;
   session.prefill(Tensor::from_vector(std::vector<int32_t>(tokens.begin(), tokens.end() - 1), {1, N - 1}, DType::i64),
                   [&](int64_t, const Tensor& l) { logits.push_back(l); });
