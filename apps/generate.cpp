@@ -73,6 +73,7 @@ struct Settings {
 
 // Time spent and tokens processed in the two phases, for the closing report.
 struct Throughput {
+  bool scoring = false;  // the prefill phase is the scoring of a file
   int64_t prefill_tokens = 0, decode_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
 };
@@ -199,15 +200,17 @@ std::vector<Completion> generate_batch(const nn::Megalodon& model, const nn::Str
   return out;
 }
 
+// The closing report on stderr: throughput of each phase that ran, and peak memory.
 void report(const Throughput& t, const Device& device) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  auto rate = [](int64_t tokens, double seconds) { return seconds > 0 ? double(tokens) / seconds : 0.0; };
-  std::fprintf(stderr,
-               "generate: prefill %lld tokens in %.3f s (%.1f tokens/s), decode %lld tokens in %.3f s (%.1f tokens/s); "
-               "peak host memory %.1f MiB, peak %s memory %.1f MiB\n",
-               static_cast<long long>(t.prefill_tokens), t.prefill_seconds, rate(t.prefill_tokens, t.prefill_seconds),
-               static_cast<long long>(t.decode_tokens), t.decode_seconds, rate(t.decode_tokens, t.decode_seconds),
+  auto phase = [](const char* name, int64_t tokens, double seconds) {
+    return std::string(name) + " " + std::to_string(tokens) + " tokens in " + std::to_string(seconds) + " s (" +
+           std::to_string(seconds > 0 ? static_cast<int64_t>(double(tokens) / seconds) : 0) + " tokens/s)";
+  };
+  std::string phases = phase(t.scoring ? "scored" : "prefill", t.prefill_tokens, t.prefill_seconds);
+  if (!t.scoring) phases += ", " + phase("decode", t.decode_tokens, t.decode_seconds);
+  std::fprintf(stderr, "generate: %s; peak host memory %.1f MiB, peak %s memory %.1f MiB\n", phases.c_str(),
                double(usage.ru_maxrss) / 1024.0, device.str().c_str(),
                double(memory_stats(device).peak_bytes) / (1024.0 * 1024.0));
 }
@@ -247,9 +250,10 @@ int run(const Settings& s) {
   const nn::CheckpointInfo info = nn::read_checkpoint_info(path);
   const int64_t vocab = info.model_config.vocab_size;
   const std::unique_ptr<Tokenizer> tokenizer = checkpoint_tokenizer(info.state, s, vocab);
-  nn::Megalodon model(info.model_config);
+  nn::InitOptions on_device;  // built where it runs: the file's tensors are copied there one at a time
+  on_device.device = device;
+  nn::Megalodon model(info.model_config, on_device);
   nn::load_checkpoint_model(path, model);
-  model.to(device);
   model.set_compute_dtype(dtype_from_name(s.dtype));
   model.eval();
   nn::StreamingOptions streaming = nn::StreamingOptions::from_config(info.model_config);
@@ -282,6 +286,7 @@ int run(const Settings& s) {
                device.str().c_str(), streaming.timestep_norm_mode.c_str());
 
   Throughput throughput;
+  throughput.scoring = s.score.has_value();
   if (s.score) {
     score(model, streaming, *tokenizer, texts[0], prompts[0], s, throughput);
   } else if (!s.prompts_file) {
