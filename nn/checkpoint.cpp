@@ -14,9 +14,11 @@ namespace mgl::nn {
 namespace {
 
 constexpr const char* kModelPrefix = "model/";
+constexpr const char* kOptimizerPrefix = "optimizer/";
+constexpr const char* kTokenizerModel = "tokenizer/model";
 
 std::string moment_name(const std::string& parameter, const char* what) {
-  return "optimizer/" + parameter + "/" + what;
+  return kOptimizerPrefix + parameter + "/" + what;
 }
 
 void check_format(const Hdf5File& file) {
@@ -28,6 +30,38 @@ void check_format(const Hdf5File& file) {
             ", this build reads version ", kCheckpointVersion);
   for (const char* name : {"model_config", "run_config", "tokenizer", "step", "rng_seed", "rng_offset", "data_position"})
     MGL_CHECK(file.has_attribute(name), file.path(), ": checkpoint has no '", name, "' attribute");
+}
+
+TrainingState read_training_state(const Hdf5File& file) {
+  TrainingState state;
+  state.step = file.int_attribute("step");
+  state.rng_seed = static_cast<uint64_t>(file.int_attribute("rng_seed"));
+  state.rng_offset = static_cast<uint64_t>(file.int_attribute("rng_offset"));
+  state.data_position = file.int_attribute("data_position");
+  state.tokenizer = file.string_attribute("tokenizer");
+  state.run_config = file.string_attribute("run_config");
+  // Absent in checkpoints written before the tokenizer model was stored: the identity still names it.
+  if (file.contains(kTokenizerModel)) state.tokenizer_model = file.read_bytes(kTokenizerModel);
+  return state;
+}
+
+// Checks the stored model config against model.config(), then reads every parameter (strict: each
+// is present and well shaped, and every stored tensor is one of them, one of `others`, or the
+// tokenizer model).
+void load_model(const Hdf5File& file, const Megalodon& model, const std::set<std::string>& others) {
+  const std::optional<std::string> difference =
+      first_config_difference(file.string_attribute("model_config"), model.config().to_json());
+  MGL_CHECK(!difference, file.path(), ": the checkpoint's model config differs from this model's at key '",
+            *difference, "'");
+  // Strict in both directions: every model tensor is present (load_parameters checks), and no stored
+  // tensor is left unused (a checkpoint of a different architecture with the same config keys).
+  std::set<std::string> expected = others;
+  expected.insert(kTokenizerModel);
+  for (const Parameter& p : model.named_parameters()) expected.insert(kModelPrefix + p.name);
+  for (const std::string& name : file.dataset_names())
+    MGL_CHECK(expected.count(name), file.path(), ": checkpoint tensor '", name,
+              "' belongs to no parameter of this model");
+  load_parameters(model, file, kModelPrefix);
 }
 
 }  // namespace
@@ -59,6 +93,7 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
     file.set_attribute("rng_seed", static_cast<int64_t>(state.rng_seed));
     file.set_attribute("rng_offset", static_cast<int64_t>(state.rng_offset));
     file.set_attribute("data_position", state.data_position);
+    file.write_bytes(kTokenizerModel, state.tokenizer_model);
     save_parameters(model, file, kModelPrefix);
     for (const Parameter& p : parameters) {
       const size_t i = optimizer.index_of(p.name);
@@ -77,22 +112,12 @@ void validate_checkpoint(const std::string& path) {
 TrainingState load_checkpoint(const std::string& path, const Megalodon& model, AdamW& optimizer) {
   const Hdf5File file(path, Hdf5File::Mode::read);
   check_format(file);
-  const std::optional<std::string> difference =
-      first_config_difference(file.string_attribute("model_config"), model.config().to_json());
-  MGL_CHECK(!difference, path, ": the checkpoint's model config differs from this model's at key '", *difference, "'");
-
-  // Strict in both directions: every model tensor is present (load_parameters checks), and no stored
-  // tensor is left unused (a checkpoint of a different architecture with the same config keys).
   const std::vector<Parameter> parameters = model.named_parameters();
-  std::set<std::string> expected;
-  for (const Parameter& p : parameters) {
-    expected.insert(kModelPrefix + p.name);
-    for (const char* what : {"exp_avg", "exp_avg_sq", "step"}) expected.insert(moment_name(p.name, what));
-  }
-  for (const std::string& name : file.dataset_names())
-    MGL_CHECK(expected.count(name), path, ": checkpoint tensor '", name, "' belongs to no parameter of this model");
+  std::set<std::string> optimizer_state;
+  for (const Parameter& p : parameters)
+    for (const char* what : {"exp_avg", "exp_avg_sq", "step"}) optimizer_state.insert(moment_name(p.name, what));
+  load_model(file, model, optimizer_state);
 
-  load_parameters(model, file, kModelPrefix);
   MGL_CHECK(optimizer.parameters().size() == parameters.size(), path, ": the optimizer holds ",
             optimizer.parameters().size(), " parameters, the model ", parameters.size());
   for (const Parameter& p : parameters) {
@@ -109,15 +134,30 @@ TrainingState load_checkpoint(const std::string& path, const Megalodon& model, A
       MGL_FAIL(path, ": ", e.what());
     }
   }
+  return read_training_state(file);
+}
 
-  TrainingState state;
-  state.step = file.int_attribute("step");
-  state.rng_seed = static_cast<uint64_t>(file.int_attribute("rng_seed"));
-  state.rng_offset = static_cast<uint64_t>(file.int_attribute("rng_offset"));
-  state.data_position = file.int_attribute("data_position");
-  state.tokenizer = file.string_attribute("tokenizer");
-  state.run_config = file.string_attribute("run_config");
-  return state;
+void load_checkpoint_model(const std::string& path, const Megalodon& model) {
+  const Hdf5File file(path, Hdf5File::Mode::read);
+  check_format(file);
+  std::set<std::string> other;  // every optimizer/ tensor is allowed: this load does not read them
+  for (const std::string& name : file.dataset_names())
+    if (name.rfind(kOptimizerPrefix, 0) == 0) other.insert(name);
+  load_model(file, model, other);
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  const Hdf5File file(path, Hdf5File::Mode::read);
+  check_format(file);
+  CheckpointInfo info;
+  info.model_config_json = file.string_attribute("model_config");
+  try {
+    info.model_config = MegalodonConfig::from_json(info.model_config_json);
+  } catch (const Error& e) {
+    MGL_FAIL(path, ": the stored model config is unusable: ", e.what());
+  }
+  info.state = read_training_state(file);
+  return info;
 }
 
 CheckpointDirectory::CheckpointDirectory(std::string directory, int64_t keep_last)

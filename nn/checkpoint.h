@@ -4,6 +4,8 @@
 //   optimizer/<name>/exp_avg        AdamW's first moment m of that parameter (f32)
 //   optimizer/<name>/exp_avg_sq     its second moment v (f32)
 //   optimizer/<name>/step           its step count t (i64, shape [1])
+//   tokenizer/model                 the serialized SentencePiece model (u8 bytes; empty for the byte
+//                                   tokenizer), so that a checkpoint alone can generate text
 //   root attributes: format "magic" and "version", "model_config" (the model's config JSON, checked
 //   on load), "run_config" (the run's own JSON, returned as is), "step", "rng_seed", "rng_offset",
 //   "data_position", "tokenizer".
@@ -33,6 +35,14 @@ struct TrainingState {
   int64_t data_position = 0;   // the data loader's position (its own unit: tokens, sequences, ...)
   std::string tokenizer;       // identity of the tokenizer (name, file hash): resuming with another is an error
   std::string run_config;      // the run's configuration as JSON (training options); stored verbatim
+  std::string tokenizer_model; // the serialized SentencePiece .model bytes; empty for the byte tokenizer
+};
+
+// What a checkpoint says about itself, read without building a model or an optimizer.
+struct CheckpointInfo {
+  std::string model_config_json;  // as stored
+  MegalodonConfig model_config;   // parsed (MegalodonConfig::from_json)
+  TrainingState state;
 };
 
 // `optimizer` must have been built over model.named_parameters().
@@ -45,6 +55,14 @@ TrainingState load_checkpoint(const std::string& path, const Megalodon& model, A
 
 // Opens `path` and checks the format attributes only (cheap); throws mgl::Error saying what is wrong.
 void validate_checkpoint(const std::string& path);
+
+// The model config and TrainingState of a checkpoint (format checked, no tensors read).
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
+// Restores only the model's parameters (inference, evaluation). As strict as load_checkpoint about
+// the model: the stored config must equal model.config(), and a missing, misshapen or extra model/
+// tensor is an error naming it and the file. The optimizer state in the file is not read.
+void load_checkpoint_model(const std::string& path, const Megalodon& model);
 
 // The first key whose value differs between two config JSON objects (keys of either), or nothing when
 // they agree. The "name" key (a label) is ignored.

@@ -124,6 +124,35 @@ Tensor Hdf5File::read(const std::string& name) const {
   return out;
 }
 
+void Hdf5File::write_bytes(const std::string& name, const std::string& bytes) {
+  const hsize_t size = bytes.size();
+  Handle space(H5Screate_simple(1, &size, nullptr), H5Sclose);
+  Handle links(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(links.get(), 1);
+  Handle dataset(H5Dcreate2(file_, name.c_str(), H5T_NATIVE_UINT8, space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT),
+                 H5Dclose);
+  MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
+  MGL_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0, path_,
+            ": writing dataset '", name, "' failed");
+}
+
+std::string Hdf5File::read_bytes(const std::string& name) const {
+  MGL_CHECK(contains(name), path_, ": no dataset '", name, "'");
+  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  MGL_CHECK(dataset.get() >= 0, path_, ": cannot open dataset '", name, "'");
+  Handle type(H5Dget_type(dataset.get()), H5Tclose);
+  Handle space(H5Dget_space(dataset.get()), H5Sclose);
+  MGL_CHECK(H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_size(type.get()) == 1 &&
+                H5Sget_simple_extent_ndims(space.get()) == 1,
+            path_, ": dataset '", name, "' is not a 1-D array of bytes");
+  hsize_t size = 0;
+  H5Sget_simple_extent_dims(space.get(), &size, nullptr);
+  std::string bytes(size, '\0');
+  MGL_CHECK(size == 0 || H5Dread(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
+            path_, ": reading dataset '", name, "' failed (file truncated or corrupted?)");
+  return bytes;
+}
+
 std::vector<std::string> Hdf5File::dataset_names() const {
   std::vector<std::string> names;
   auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {

@@ -30,6 +30,9 @@ class Hdf5File {
   Tensor read(const std::string& name) const;
   bool contains(const std::string& name) const;
   std::vector<std::string> dataset_names() const;  // every dataset, recursively, with group prefixes
+  // A byte string (a serialized tokenizer model, ...) as a 1-D dataset of unsigned 8-bit integers.
+  void write_bytes(const std::string& name, const std::string& bytes);
+  std::string read_bytes(const std::string& name) const;  // throws unless the dataset is 1-D u8
 
   // Attributes on the root group (config JSON, step, tokenizer identity, ...).
   void set_attribute(const std::string& name, const std::string& value);

@@ -39,21 +39,38 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::st
   MGL_FAIL("unknown tokenizer '", kind, "' (expected bytes or sentencepiece)");
 }
 
+void check_tokenizer_identity(const Tokenizer& tokenizer, const std::string& expected) {
+  MGL_CHECK(tokenizer.identity() == expected, "tokenizer mismatch: the model was trained with '", expected,
+            "', this tokenizer is '", tokenizer.identity(), "'");
+}
+
+std::unique_ptr<Tokenizer> tokenizer_from_identity(const std::string& identity, const std::string& model_bytes) {
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (identity == "bytes") {
+    tokenizer = std::make_unique<ByteTokenizer>();
+  } else if (identity.rfind("sentencepiece:", 0) == 0) {
+    MGL_CHECK(!model_bytes.empty(), "tokenizer '", identity, "' comes without its SentencePiece model bytes");
+    tokenizer = sentencepiece_from_bytes(model_bytes);
+  } else {
+    MGL_FAIL("unknown tokenizer identity '", identity, "' (expected bytes or sentencepiece:<size>:<hash>)");
+  }
+  check_tokenizer_identity(*tokenizer, identity);
+  return tokenizer;
+}
+
 #ifdef MGL_WITH_SENTENCEPIECE
 
 namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::string& model_path) {
-    std::ifstream in(model_path, std::ios::binary);
-    MGL_CHECK(in.good(), "sentencepiece: cannot open model file '", model_path, "'");
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto status = processor_.LoadFromSerializedProto(bytes);
-    MGL_CHECK(status.ok(), "sentencepiece: cannot load model file '", model_path, "': ", status.ToString());
+  // `bytes`: a serialized model (the contents of a .model file); `source` names it in errors.
+  SentencePieceTokenizer(std::string bytes, const std::string& source) : bytes_(std::move(bytes)) {
+    const auto status = processor_.LoadFromSerializedProto(bytes_);
+    MGL_CHECK(status.ok(), "sentencepiece: cannot load ", source, ": ", status.ToString());
     char hash[17];
-    std::snprintf(hash, sizeof hash, "%016" PRIx64, fnv1a64(bytes.data(), bytes.size()));
-    identity_ = "sentencepiece:" + std::to_string(bytes.size()) + ":" + hash;
+    std::snprintf(hash, sizeof hash, "%016" PRIx64, fnv1a64(bytes_.data(), bytes_.size()));
+    identity_ = "sentencepiece:" + std::to_string(bytes_.size()) + ":" + hash;
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
@@ -79,10 +96,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   // SentencePiece reports a disabled special id as -1.
   std::optional<int32_t> bos_id() const override { return special(processor_.bos_id()); }
   std::optional<int32_t> eos_id() const override { return special(processor_.eos_id()); }
+  std::string model_bytes() const override { return bytes_; }
 
  private:
   static std::optional<int32_t> special(int id) { return id < 0 ? std::nullopt : std::optional<int32_t>(id); }
 
+  std::string bytes_;
   sentencepiece::SentencePieceProcessor processor_;
   std::string identity_;
 };
@@ -121,7 +140,15 @@ class FileLines final : public sentencepiece::SentenceIterator {
 bool sentencepiece_available() { return true; }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
-  return std::make_unique<SentencePieceTokenizer>(model_path);
+  std::ifstream in(model_path, std::ios::binary);
+  MGL_CHECK(in.good(), "sentencepiece: cannot open model file '", model_path, "'");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::make_unique<SentencePieceTokenizer>(std::move(bytes), "model file '" + model_path + "'");
+}
+
+std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes) {
+  return std::make_unique<SentencePieceTokenizer>(model_bytes, "a serialized model of " +
+                                                                   std::to_string(model_bytes.size()) + " bytes");
 }
 
 std::string train_sentencepiece(const std::vector<std::string>& text_files, const std::string& model_prefix,
@@ -163,6 +190,10 @@ bool sentencepiece_available() { return false; }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
   no_sentencepiece("loading SentencePiece model '" + model_path + "'");
+}
+
+std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes) {
+  no_sentencepiece("loading a serialized SentencePiece model of " + std::to_string(model_bytes.size()) + " bytes");
 }
 
 std::string train_sentencepiece(const std::vector<std::string>&, const std::string& model_prefix, int) {

@@ -29,6 +29,9 @@ class Tokenizer {
   virtual std::string identity() const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
+  // The serialized model that rebuilds this tokenizer (sentencepiece_from_bytes); empty for "bytes".
+  // Checkpoints store it (TrainingState::tokenizer_model) so that they alone can generate text.
+  virtual std::string model_bytes() const = 0;
 };
 
 class ByteTokenizer final : public Tokenizer {
@@ -39,6 +42,7 @@ class ByteTokenizer final : public Tokenizer {
   std::string identity() const override { return "bytes"; }
   std::optional<int32_t> bos_id() const override { return std::nullopt; }
   std::optional<int32_t> eos_id() const override { return std::nullopt; }
+  std::string model_bytes() const override { return {}; }
 };
 
 // Whether this build has the SentencePiece library.
@@ -47,6 +51,8 @@ bool sentencepiece_available();
 // Loads a SentencePiece .model file. Throws mgl::Error naming the file if it cannot be loaded, or
 // if this build has no SentencePiece.
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
+// The same from the bytes of a .model file (a serialized ModelProto), e.g. kept in a checkpoint.
+std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes);
 
 // Trains a SentencePiece unigram model on the lines of `text_files` with the library's trainer and
 // writes <model_prefix>.model (and the human-readable <model_prefix>.vocab); returns the .model path.
@@ -60,5 +66,14 @@ std::string train_sentencepiece(const std::vector<std::string>& text_files, cons
 // "bytes" -> ByteTokenizer; "sentencepiece" -> load_sentencepiece(model_path). Throws mgl::Error for
 // any other kind.
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& model_path = "");
+
+// The tokenizer a checkpoint names: `identity` (TrainingState::tokenizer) and the serialized model
+// (TrainingState::tokenizer_model, empty for "bytes"). Throws mgl::Error when the identity names no
+// known tokenizer, when a SentencePiece identity comes without model bytes, or when the bytes
+// build a tokenizer of another identity (check_tokenizer_identity).
+std::unique_ptr<Tokenizer> tokenizer_from_identity(const std::string& identity, const std::string& model_bytes);
+
+// Throws mgl::Error ("tokenizer mismatch: ...") unless tokenizer.identity() == expected.
+void check_tokenizer_identity(const Tokenizer& tokenizer, const std::string& expected);
 
 }  // namespace mgl::apps

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "apps/lib/tokenizer.h"
 #include "core/philox.h"
@@ -75,10 +76,22 @@ TEST_CASE("make_tokenizer: bytes, and unknown kinds are refused", "[apps][tokeni
   CHECK(contains(error_message([] { make_tokenizer("wordpiece"); }), "unknown tokenizer 'wordpiece'"));
 }
 
+TEST_CASE("tokenizer_from_identity: bytes, and identities that name nothing usable", "[apps][tokenizer]") {
+  const auto bytes = tokenizer_from_identity("bytes", "");
+  CHECK(bytes->identity() == "bytes");
+  CHECK(bytes->model_bytes().empty());
+  CHECK(contains(error_message([] { tokenizer_from_identity("", ""); }), "unknown tokenizer identity ''"));
+  CHECK(contains(error_message([] { tokenizer_from_identity("sentencepiece:10:00ff", ""); }),
+                 "without its SentencePiece model bytes"));
+  CHECK(contains(error_message([&] { check_tokenizer_identity(*bytes, "sentencepiece:10:00ff"); }),
+                 "tokenizer mismatch: the model was trained with 'sentencepiece:10:00ff', this tokenizer is 'bytes'"));
+}
+
 TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][sentencepiece]") {
   if (!sentencepiece_available()) {
     WARN("SKIPPED: this build has no SentencePiece; the error it gives instead is checked");
     CHECK(contains(error_message([] { load_sentencepiece("x.model"); }), "no SentencePiece"));
+    CHECK(contains(error_message([] { sentencepiece_from_bytes("x"); }), "no SentencePiece"));
     CHECK(contains(error_message([] { train_sentencepiece({"x.txt"}, "x", 300); }), "no SentencePiece"));
     return;
   }
@@ -114,6 +127,18 @@ TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][
   }
   // Subwords were learned: frequent words take fewer tokens than bytes.
   CHECK(tokenizer->encode("the model reads tokens").size() < std::string("the model reads tokens").size());
+
+  // Rebuilt from its serialized bytes (as a checkpoint keeps it): the same tokenizer.
+  std::ifstream model_file(model, std::ios::binary);
+  const std::string model_bytes((std::istreambuf_iterator<char>(model_file)), std::istreambuf_iterator<char>());
+  CHECK(tokenizer->model_bytes() == model_bytes);
+  const auto restored = tokenizer_from_identity(tokenizer->identity(), tokenizer->model_bytes());
+  CHECK(restored->identity() == tokenizer->identity());
+  CHECK(restored->encode(sample) == tokenizer->encode(sample));
+  CHECK(sentencepiece_from_bytes(model_bytes)->identity() == tokenizer->identity());
+  CHECK(contains(error_message([&] { tokenizer_from_identity("sentencepiece:1:0000000000000000", model_bytes); }),
+                 "tokenizer mismatch"));
+  CHECK(contains(error_message([&] { sentencepiece_from_bytes("not a model"); }), "serialized model of 11 bytes"));
 
   CHECK(contains(error_message([&] { tokenizer->decode({static_cast<int32_t>(tokenizer->vocab_size())}); }),
                  "outside the vocabulary"));

@@ -63,7 +63,8 @@ TrainingState state_at(int64_t step) {
           .rng_offset = 77,
           .data_position = 26 * step,
           .tokenizer = "llama2-32k sha256:abc",
-          .run_config = R"({"batch": 2})"};
+          .run_config = R"({"batch": 2})",
+          .tokenizer_model = std::string("\x0a\x00model\xff bytes", 13)};
 }
 
 // Every parameter, moment and step count of `a` equals that of `b`, bit for bit.
@@ -80,7 +81,7 @@ void check_identical(const Run& a, const Run& b) {
 }
 
 // Copies checkpoint `from` to `to`, letting `edit` change each dataset (return an undefined tensor to
-// drop it), and adds the datasets `added`.
+// drop it; the tokenizer model's bytes can only be dropped), and adds the datasets `added`.
 void rewrite(const std::string& from, const std::string& to,
              const std::function<Tensor(const std::string&, const Tensor&)>& edit,
              const std::vector<std::pair<std::string, Tensor>>& added = {}) {
@@ -91,6 +92,10 @@ void rewrite(const std::string& from, const std::string& to,
   for (const char* name : {"version", "step", "rng_seed", "rng_offset", "data_position"})
     out.set_attribute(name, in.int_attribute(name));
   for (const std::string& name : in.dataset_names()) {
+    if (name == "tokenizer/model") {  // bytes, not a tensor: kept unless dropped
+      if (edit(name, Tensor::zeros({1})).defined()) out.write_bytes(name, in.read_bytes(name));
+      continue;
+    }
     const Tensor t = edit(name, in.read(name));
     if (t.defined()) out.write(name, t);
   }
@@ -117,6 +122,7 @@ TEST_CASE("checkpoint: model and optimizer state round trip bit for bit", "[nn][
   CHECK(state.data_position == expected.data_position);
   CHECK(state.tokenizer == expected.tokenizer);
   CHECK(state.run_config == expected.run_config);
+  CHECK(state.tokenizer_model == expected.tokenizer_model);
   std::filesystem::remove_all(dir);
 }
 
@@ -232,4 +238,69 @@ TEST_CASE("checkpoint: first_config_difference", "[nn][checkpoint]") {
   CHECK(first_config_difference(R"({"a": 1})", R"({"a": 1, "c": true})") == "c");
   CHECK(first_config_difference(R"({"a": 1, "d": 0})", R"({"a": 1})") == "d");
   CHECK(contains(error_message([] { (void)first_config_difference("not json", "{}"); }), "not a JSON object"));
+}
+
+TEST_CASE("checkpoint: the info and the model alone, for inference", "[nn][checkpoint]") {
+  const auto dir = fresh_directory("inference");
+  MegalodonConfig config = MegalodonConfig::preset("test");
+  config.timestep_norm_mode = "exact";
+  Run trained(31, config);
+  trained.train_step(0);
+  const std::string path = (dir / "ckpt.h5").string();
+  save_checkpoint(path, *trained.model, *trained.optimizer, state_at(7));
+
+  const CheckpointInfo info = read_checkpoint_info(path);
+  CHECK(info.model_config_json == config.to_json());
+  CHECK(info.model_config.to_json() == config.to_json());
+  CHECK(info.state.step == 7);
+  CHECK(info.state.tokenizer == state_at(7).tokenizer);
+  CHECK(info.state.tokenizer_model == state_at(7).tokenizer_model);
+  CHECK(info.state.run_config == state_at(7).run_config);
+
+  // The parameters alone, into a freshly initialised model of the stored config.
+  Megalodon model(info.model_config);
+  load_checkpoint_model(path, model);
+  const std::vector<Parameter> want = trained.model->named_parameters(), got = model.named_parameters();
+  REQUIRE(want.size() == got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO(want[i].name);
+    CHECK(got[i].tensor.to_vector<float>() == want[i].tensor.to_vector<float>());
+  }
+
+  // As strict as load_checkpoint about the model; the optimizer state is not needed.
+  MegalodonConfig other = config;
+  other.norm_eps = 1e-6;
+  CHECK(contains(error_message([&] { load_checkpoint_model(path, Megalodon(other)); }),
+                 "model config differs from this model's at key 'norm_eps'"));
+  const std::string no_optimizer = (dir / "no_optimizer.h5").string();
+  rewrite(path, no_optimizer, [](const std::string& name, const Tensor& t) {
+    return name.rfind("optimizer/", 0) == 0 ? Tensor() : t;
+  });
+  load_checkpoint_model(no_optimizer, model);
+  const std::string missing = (dir / "missing.h5").string();
+  rewrite(path, missing, [](const std::string& name, const Tensor& t) { return name == "model/embed.weight" ? Tensor() : t; });
+  CHECK(contains(error_message([&] { load_checkpoint_model(missing, model); }), "parameter 'model/embed.weight' is missing"));
+  CHECK(contains(error_message([&] { load_checkpoint_model(missing, model); }), "missing.h5"));
+  const std::string misshapen = (dir / "misshapen.h5").string();
+  rewrite(path, misshapen, [](const std::string& name, const Tensor& t) {
+    return name == "model/layers.0.mega.cema.alpha" ? Tensor::zeros({2}) : t;
+  });
+  CHECK(contains(error_message([&] { load_checkpoint_model(misshapen, model); }),
+                 "parameter 'model/layers.0.mega.cema.alpha' has shape [2]"));
+  const std::string extra = (dir / "extra.h5").string();
+  rewrite(path, extra, [](const std::string&, const Tensor& t) { return t; }, {{"model/head.bias", Tensor::zeros({4})}});
+  CHECK(contains(error_message([&] { load_checkpoint_model(extra, model); }),
+                 "tensor 'model/head.bias' belongs to no parameter of this model"));
+
+  // A checkpoint from before the tokenizer model was stored: its bytes are empty.
+  const std::string older = (dir / "older.h5").string();
+  rewrite(path, older, [](const std::string& name, const Tensor& t) { return name == "tokenizer/model" ? Tensor() : t; });
+  CHECK(read_checkpoint_info(older).state.tokenizer_model.empty());
+  load_checkpoint_model(older, model);
+
+  const std::string plain = (dir / "plain.h5").string();
+  { Hdf5File(plain, Hdf5File::Mode::create).write("x", Tensor::zeros({1})); }
+  CHECK(contains(error_message([&] { read_checkpoint_info(plain); }), "not a megalodon.cpp training checkpoint"));
+  CHECK(contains(error_message([&] { load_checkpoint_model(plain, model); }), "not a megalodon.cpp training checkpoint"));
+  std::filesystem::remove_all(dir);
 }

@@ -60,6 +60,26 @@ TEST_CASE("hdf5: tensors round trip with names, groups and dtypes", "[nn][hdf5]"
   std::filesystem::remove(path);
 }
 
+TEST_CASE("hdf5: byte strings round trip, empty and with every byte value", "[nn][hdf5]") {
+  const std::string path = temp_path("bytes.h5");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  all += std::string("\0\0tail", 6);
+  {
+    Hdf5File file(path, Hdf5File::Mode::create);
+    file.write_bytes("tokenizer/model", all);
+    file.write_bytes("empty", "");
+    file.write("floats", Tensor::ones({2}));
+  }
+  Hdf5File file(path, Hdf5File::Mode::read);
+  CHECK(file.read_bytes("tokenizer/model") == all);
+  CHECK(file.read_bytes("empty").empty());
+  CHECK(mgl::testing::error_message([&] { file.read_bytes("floats"); }).find("not a 1-D array of bytes") !=
+        std::string::npos);
+  CHECK(mgl::testing::error_message([&] { file.read_bytes("absent"); }).find("no dataset 'absent'") != std::string::npos);
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("hdf5: bad files and names give clear errors", "[nn][hdf5]") {
   CHECK(mgl::testing::error_message([] { Hdf5File("/nonexistent/dir/x.h5", Hdf5File::Mode::read); }).find("no such file") !=
         std::string::npos);

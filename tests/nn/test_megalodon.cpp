@@ -12,6 +12,7 @@
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "nn/megalodon.h"
+#include "nn/megalodon_models.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -20,30 +21,6 @@ using namespace mgl::testing;
 using nn::MegalodonConfig;
 
 namespace {
-
-nn::InitOptions f64_options(Generator& gen) {
-  nn::InitOptions options;
-  options.dtype = DType::f64;
-  options.generator = &gen;
-  return options;
-}
-
-// The zero-initialised parameters (norm scales and shifts, biases, q/k scale and offset) get random
-// values too, so that every gradient path carries signal.
-void perturb(const nn::Module& model, uint64_t seed) {
-  NoGradGuard no_grad;
-  Generator gen(seed);
-  for (const nn::Parameter& p : model.named_parameters()) add_(p.tensor, mul(rand(p.tensor.shape(), DType::f64, Device::cpu(), gen), 0.2));
-}
-
-// The "test"-sized model in f64 with perturbed parameters (see perturb), computing in f64.
-std::unique_ptr<nn::Megalodon> f64_model(const MegalodonConfig& config, uint64_t seed) {
-  Generator gen(seed);
-  auto model = std::make_unique<nn::Megalodon>(config, f64_options(gen));
-  model->set_compute_dtype(DType::f64);
-  perturb(*model, seed + 1);
-  return model;
-}
 
 Tensor random_tokens(int64_t B, int64_t L, int64_t vocab, uint64_t seed) { return random_ids({B, L}, vocab, seed); }
 

@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "nn/megalodon.h"
+#include "nn/megalodon_models.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -14,29 +15,6 @@ using nn::MegalodonConfig;
 MGL_CUDA_TEST_FILE
 
 namespace {
-
-// A small model with every path active: 2 layers, 2 heads, SwiGLU, chunk 16.
-MegalodonConfig small_config() {
-  MegalodonConfig c = MegalodonConfig::preset("test");
-  c.model_dim = 64;
-  c.z_dim = 32;
-  c.value_dim = 48;
-  c.ffn_hidden_dim = 96;
-  c.norm_num_groups = 8;
-  c.cema_ndim = 16;
-  c.vocab_size = 301;
-  c.chunk_size = 16;
-  return c;
-}
-
-// Copies the parameters of `from` into `to` (same names), perturbing none.
-void copy_parameters(const nn::Module& from, const nn::Module& to) {
-  NoGradGuard no_grad;
-  const auto source = from.named_parameters();
-  const auto target = to.named_parameters();
-  REQUIRE(source.size() == target.size());
-  for (size_t i = 0; i < source.size(); ++i) copy_(target[i].tensor, source[i].tensor);
-}
 
 struct Run {
   Tensor logits, loss;
@@ -50,35 +28,6 @@ Run run(nn::Megalodon& model, const Tensor& ids, const Tensor& targets) {
   backward(r.loss);
   r.parameters = model.named_parameters();
   return r;
-}
-
-// The reference: the same parameters (f32 values) in an f64 model on the CPU.
-std::unique_ptr<nn::Megalodon> reference_model(const MegalodonConfig& config, uint64_t seed) {
-  Generator gen(seed);
-  nn::InitOptions f64;
-  f64.dtype = DType::f64;
-  f64.generator = &gen;
-  auto model = std::make_unique<nn::Megalodon>(config, f64);
-  model->set_compute_dtype(DType::f64);
-  NoGradGuard no_grad;
-  Generator noise(seed + 1);
-  for (const nn::Parameter& p : model->named_parameters()) {
-    // Non-zero norm scales, biases and q/k affine, so every gradient path carries signal (a zero-mean
-    // perturbation in [-0.1, 0.1), which leaves the model as well conditioned as at init); values
-    // rounded to f32 so that the f32 models hold exactly the same parameters.
-    add_(p.tensor, mul(add(rand(p.tensor.shape(), DType::f64, Device::cpu(), noise), -0.5), 0.2));
-    copy_(p.tensor, cast(cast(p.tensor, DType::f32), DType::f64));
-  }
-  return model;
-}
-
-// An f32-parameter model with the reference's values, on `device`, computing in `dtype`.
-std::unique_ptr<nn::Megalodon> copy_model(const nn::Megalodon& reference, const Device& device, DType dtype) {
-  auto model = std::make_unique<nn::Megalodon>(reference.config());
-  copy_parameters(reference, *model);
-  model->to(device);
-  model->set_compute_dtype(dtype);
-  return model;
 }
 
 }  // namespace

@@ -1,0 +1,371 @@
+// generate: text generation and long-context scoring with a trained MEGALODON checkpoint, in memory
+// that does not grow with the context (nn/streaming.h). docs/generate.md is the manual.
+//
+//   generate --checkpoint FILE|DIR [--prompt TEXT | --prompt-file FILE | --prompts-file FILE]
+//            [--max-new-tokens 256] [--greedy] [--temperature 1] [--top-k 0] [--top-p 1]
+//            [--repetition-penalty 1] [--seed 1234] [--stop TEXT]... [--device cpu|cuda]
+//            [--dtype f32|bf16] [--norm-mode windowed|exact] [--tokenizer-model FILE]
+//   generate --checkpoint FILE|DIR --score FILE [--score-curve FILE] [--score-buckets log2|linear]
+//            [--score-bucket-width N] [--device ...] [--dtype ...] [--norm-mode ...]
+//
+// The checkpoint holds everything: the model config, the parameters and the tokenizer (its identity
+// and, for SentencePiece, the model bytes). A DIR means its newest valid step_<N>.h5, looked for in
+// DIR, DIR/checkpoints and DIR/out/checkpoints.
+//
+// One prompt (--prompt, --prompt-file, or stdin when neither is given) streams its continuation to
+// stdout as it is generated. --prompts-file generates one continuation per line; prompts of the same
+// token length run together as one batch (so no padding is needed and each row is exactly what it
+// would be alone), and each result is printed as a JSON line when its batch is done: {"index",
+// "prompt", "completion", "ids" (the generated token ids), "finish_reason" ("length", "eos" or
+// "stop")}; text that is not valid UTF-8 shows U+FFFD there, the ids are exact.
+// A prompt starts after the tokenizer's end-of-sequence id when it has one: that is how a document
+// starts in the training stream that `prepare` writes.
+//
+// Every error (a missing or corrupted checkpoint, a tokenizer mismatch, an empty prompt, bad
+// sampling parameters, ids outside the vocabulary) is one line on stderr and exit status 1.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_set>
+
+#include "apps/lib/sampling.h"
+#include "apps/lib/scoring.h"
+#include "apps/lib/text_stream.h"
+#include "apps/lib/tokenizer.h"
+#include "core/allocator.h"
+#include "core/cuda_context.h"
+#include "core/error.h"
+#include "nn/checkpoint.h"
+#include "nn/streaming.h"
+
+using namespace mgl;
+using namespace mgl::apps;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Settings {
+  std::string checkpoint;
+  std::optional<std::string> prompt, prompt_file, prompts_file;
+  int64_t max_new_tokens = 256;
+  SamplingOptions sampling;
+  uint64_t seed = 1234;
+  std::vector<std::string> stops;
+  std::string device = "cpu";
+  std::string dtype = "f32";
+  std::optional<std::string> norm_mode;
+  std::string tokenizer_model;
+  std::optional<std::string> score, score_curve;
+  std::string score_buckets = "log2";
+  int64_t score_bucket_width = 1024;
+};
+
+// Time spent and tokens processed in the two phases, for the closing report.
+struct Throughput {
+  bool scoring = false;  // the prefill phase is the scoring of a file
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MGL_CHECK(in.good(), "cannot open '", path, "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The checkpoint file a --checkpoint argument names (see the header).
+std::string resolve_checkpoint(const std::string& given) {
+  MGL_CHECK(fs::exists(given), "checkpoint '", given, "' not found");
+  if (!fs::is_directory(given)) return given;
+  std::vector<std::string> skipped;
+  for (const fs::path& dir : {fs::path(given), fs::path(given) / "checkpoints", fs::path(given) / "out" / "checkpoints"}) {
+    if (!fs::is_directory(dir)) continue;
+    if (auto path = nn::CheckpointDirectory(dir.string(), 1).newest_valid(&skipped)) return *path;
+  }
+  std::string reasons;
+  for (const std::string& s : skipped) reasons += "; skipped " + s;
+  MGL_FAIL("no valid checkpoint (step_<N>.h5) in '", given, "', '", given, "/checkpoints' or '", given,
+           "/out/checkpoints'", reasons);
+}
+
+// The checkpoint's tokenizer, or --tokenizer-model when given (which must be the same tokenizer).
+std::unique_ptr<Tokenizer> checkpoint_tokenizer(const nn::TrainingState& state, const Settings& s,
+                                                int64_t model_vocab) {
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!s.tokenizer_model.empty()) {
+    tokenizer = load_sentencepiece(s.tokenizer_model);
+    check_tokenizer_identity(*tokenizer, state.tokenizer);
+  } else {
+    tokenizer = tokenizer_from_identity(state.tokenizer, state.tokenizer_model);
+  }
+  MGL_CHECK(tokenizer->vocab_size() <= model_vocab, "the tokenizer has ", tokenizer->vocab_size(),
+            " ids, more than the model's vocabulary of ", model_vocab);
+  return tokenizer;
+}
+
+// The ids of a prompt: the document separator (when the tokenizer has one), then the text.
+std::vector<int32_t> encode_prompt(const Tokenizer& tokenizer, const std::string& text, const std::string& where,
+                                   int64_t model_vocab) {
+  MGL_CHECK(!text.empty(), "empty prompt", where);
+  std::vector<int32_t> ids;
+  if (tokenizer.eos_id()) ids.push_back(*tokenizer.eos_id());
+  for (int32_t id : tokenizer.encode(text)) ids.push_back(id);
+  for (size_t i = 0; i < ids.size(); ++i)
+    MGL_CHECK(ids[i] >= 0 && ids[i] < model_vocab, "prompt token ", ids[i], " at position ", i, where,
+              " is outside the model's vocabulary [0, ", model_vocab, ")");
+  return ids;
+}
+
+struct Completion {
+  std::string text;
+  std::vector<int32_t> ids;  // generated (an end-of-sequence id is not included)
+  std::string finish_reason = "length";  // "length", "eos" or "stop"
+};
+
+// Generates continuations of prompts of equal length as one batch. With `echo`, row 0's text goes
+// to stdout as it is produced.
+std::vector<Completion> generate_batch(const nn::Megalodon& model, const nn::StreamingOptions& streaming,
+                                       const Tokenizer& tokenizer, const std::vector<std::vector<int32_t>>& prompts,
+                                       const std::vector<uint64_t>& seeds, const Settings& s, bool echo,
+                                       Throughput& throughput) {
+  const auto B = static_cast<int64_t>(prompts.size());
+  const auto n = static_cast<int64_t>(prompts[0].size());
+  const int64_t vocab = model.config().vocab_size, choices = tokenizer.vocab_size();
+  std::vector<int32_t> flat;
+  for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
+
+  nn::StreamingSession session(model, B, streaming);
+  auto start = std::chrono::steady_clock::now();
+  std::vector<float> logits = session.prefill(Tensor::from_vector(flat, {B, n}, DType::i64)).to_vector<float>();
+  throughput.prefill_seconds += seconds_since(start);
+  throughput.prefill_tokens += B * n;
+
+  std::vector<Completion> out(B);
+  std::vector<Sampler> samplers;
+  std::vector<TextStream> texts;
+  std::vector<std::unordered_set<int32_t>> contexts;  // what the repetition penalty sees
+  std::vector<bool> active(B, true);
+  for (int64_t b = 0; b < B; ++b) {
+    samplers.emplace_back(s.sampling, seeds[b]);
+    texts.emplace_back(tokenizer, s.stops, prompts[b]);
+    contexts.emplace_back(prompts[b].begin(), prompts[b].end());
+  }
+  auto emit = [&](int64_t b, const std::string& piece) {
+    out[b].text += piece;
+    if (echo && b == 0 && !piece.empty()) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  for (int64_t step = 0; step < s.max_new_tokens; ++step) {
+    std::vector<int64_t> next(B, 0);  // a finished row keeps being fed (its logits are ignored)
+    for (int64_t b = 0; b < B; ++b) {
+      if (!active[b]) continue;
+      const std::vector<float> row(logits.begin() + b * vocab, logits.begin() + b * vocab + choices);
+      const int32_t token = samplers[b].next(row, contexts[b]);
+      next[b] = token;
+      if (tokenizer.eos_id() && token == *tokenizer.eos_id()) {
+        out[b].finish_reason = "eos";
+        active[b] = false;
+        continue;
+      }
+      out[b].ids.push_back(token);
+      contexts[b].insert(token);
+      emit(b, texts[b].push(token));
+      if (texts[b].stopped()) out[b].finish_reason = "stop", active[b] = false;
+    }
+    if (std::find(active.begin(), active.end(), true) == active.end() || step + 1 == s.max_new_tokens) break;
+    start = std::chrono::steady_clock::now();
+    logits = session.decode(Tensor::from_vector(next, {B}, DType::i64)).to_vector<float>();
+    throughput.decode_seconds += seconds_since(start);
+    throughput.decode_tokens += B;
+  }
+  for (int64_t b = 0; b < B; ++b) emit(b, texts[b].finish());
+  if (echo) std::printf("\n");
+  return out;
+}
+
+// The closing report on stderr: throughput of each phase that ran, and peak memory.
+void report(const Throughput& t, const Device& device) {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto phase = [](const char* name, int64_t tokens, double seconds) {
+    return std::string(name) + " " + std::to_string(tokens) + " tokens in " + std::to_string(seconds) + " s (" +
+           std::to_string(seconds > 0 ? static_cast<int64_t>(double(tokens) / seconds) : 0) + " tokens/s)";
+  };
+  std::string phases = phase(t.scoring ? "scored" : "prefill", t.prefill_tokens, t.prefill_seconds);
+  if (!t.scoring) phases += ", " + phase("decode", t.decode_tokens, t.decode_seconds);
+  std::fprintf(stderr, "generate: %s; peak host memory %.1f MiB, peak %s memory %.1f MiB\n", phases.c_str(),
+               double(usage.ru_maxrss) / 1024.0, device.str().c_str(),
+               double(memory_stats(device).peak_bytes) / (1024.0 * 1024.0));
+}
+
+// Scores `tokens`, the encoding of `text` (the --score file), and prints the result as JSON.
+void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, const Tokenizer& tokenizer,
+           const std::string& text, const std::vector<int32_t>& tokens, const Settings& s, Throughput& throughput) {
+  ScoringOptions options;
+  options.streaming = streaming;
+  options.buckets = s.score_buckets;
+  options.bucket_width = s.score_bucket_width;
+  // Bits per byte over the bytes whose tokens are predicted: all of them after a separator,
+  // otherwise all but the first token's.
+  options.byte_count = static_cast<int64_t>(text.size()) -
+                       (tokenizer.eos_id() ? 0 : static_cast<int64_t>(tokenizer.decode({tokens[0]}).size()));
+  const bool terminal = isatty(STDERR_FILENO);
+  if (terminal)
+    options.progress = [](int64_t done, int64_t total) {
+      std::fprintf(stderr, "\rscored %lld / %lld tokens", static_cast<long long>(done), static_cast<long long>(total));
+    };
+  const auto start = std::chrono::steady_clock::now();
+  const ScoringResult result = score_tokens(model, tokens, options);
+  throughput.prefill_seconds += seconds_since(start);
+  throughput.prefill_tokens += result.tokens;
+  if (terminal) std::fprintf(stderr, "\n");
+  std::printf("%s", scoring_json(result).c_str());
+  if (s.score_curve) write_scoring_curve(result, *s.score_curve);
+}
+
+int run(const Settings& s) {
+  MGL_CHECK(s.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got ", s.max_new_tokens);
+  s.sampling.validate();
+  const Device device = Device::parse(s.device);
+  MGL_CHECK(device.is_cpu() || cuda_available(), "--device ", s.device, ": ", cuda_unavailable_reason());
+
+  const std::string path = resolve_checkpoint(s.checkpoint);
+  const nn::CheckpointInfo info = nn::read_checkpoint_info(path);
+  const int64_t vocab = info.model_config.vocab_size;
+  const std::unique_ptr<Tokenizer> tokenizer = checkpoint_tokenizer(info.state, s, vocab);
+  nn::InitOptions on_device;  // built where it runs: the file's tensors are copied there one at a time
+  on_device.device = device;
+  nn::Megalodon model(info.model_config, on_device);
+  nn::load_checkpoint_model(path, model);
+  model.set_compute_dtype(dtype_from_name(s.dtype));
+  model.eval();
+  nn::StreamingOptions streaming = nn::StreamingOptions::from_config(info.model_config);
+  if (s.norm_mode) streaming.timestep_norm_mode = *s.norm_mode;
+  // Every input is read and checked before anything is printed.
+  std::vector<std::string> texts;  // the prompts (one, or the lines of --prompts-file)
+  std::vector<std::vector<int32_t>> prompts;
+  if (s.prompts_file) {
+    std::ifstream in(*s.prompts_file);
+    MGL_CHECK(in.good(), "cannot open --prompts-file '", *s.prompts_file, "'");
+    for (std::string line; std::getline(in, line);) {
+      const std::string where = " (line " + std::to_string(texts.size() + 1) + " of --prompts-file)";
+      prompts.push_back(encode_prompt(*tokenizer, line, where, vocab));
+      texts.push_back(line);
+    }
+    MGL_CHECK(!prompts.empty(), "--prompts-file '", *s.prompts_file, "' holds no prompts");
+  } else if (s.score) {
+    texts.push_back(read_text(*s.score));
+    MGL_CHECK(texts.back().size() >= 2, "--score file '", *s.score, "' holds ", texts.back().size(),
+              " bytes; scoring needs at least two");
+    prompts.push_back(encode_prompt(*tokenizer, texts.back(), " of --score", vocab));
+  } else {
+    texts.push_back(s.prompt        ? *s.prompt
+                    : s.prompt_file ? read_text(*s.prompt_file)
+                                    : std::string(std::istreambuf_iterator<char>(std::cin), {}));
+    prompts.push_back(encode_prompt(*tokenizer, texts.back(), "", vocab));
+  }
+  std::fprintf(stderr, "generate: %s (step %lld, %s, %s on %s, %s TimestepNorm)\n", path.c_str(),
+               static_cast<long long>(info.state.step), tokenizer->identity().c_str(), s.dtype.c_str(),
+               device.str().c_str(), streaming.timestep_norm_mode.c_str());
+
+  Throughput throughput;
+  throughput.scoring = s.score.has_value();
+  if (s.score) {
+    score(model, streaming, *tokenizer, texts[0], prompts[0], s, throughput);
+  } else if (!s.prompts_file) {
+    generate_batch(model, streaming, *tokenizer, prompts, {s.seed}, s, true, throughput);
+  } else {
+    // A batch per prompt length, in the order lengths first appear; prompt i samples with seed + i.
+    std::vector<int64_t> length_order;
+    std::map<int64_t, std::vector<size_t>> by_length;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto& group = by_length[static_cast<int64_t>(prompts[i].size())];
+      if (group.empty()) length_order.push_back(static_cast<int64_t>(prompts[i].size()));
+      group.push_back(i);
+    }
+    for (int64_t length : length_order) {
+      const std::vector<size_t>& group = by_length[length];
+      std::vector<std::vector<int32_t>> batch;
+      std::vector<uint64_t> seeds;
+      for (size_t i : group) batch.push_back(prompts[i]), seeds.push_back(s.seed + i);
+      const std::vector<Completion> done = generate_batch(model, streaming, *tokenizer, batch, seeds, s, false, throughput);
+      for (size_t k = 0; k < group.size(); ++k) {
+        const nlohmann::ordered_json line = {{"index", group[k]},
+                                             {"prompt", texts[group[k]]},
+                                             {"completion", done[k].text},
+                                             {"ids", done[k].ids},
+                                             {"finish_reason", done[k].finish_reason}};
+        std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      }
+      std::fflush(stdout);
+    }
+  }
+  report(throughput, device);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"generate: text generation and long-context scoring with a MEGALODON checkpoint"};
+  Settings s;
+  app.add_option("--checkpoint", s.checkpoint, "checkpoint file, or a directory of step_<N>.h5 (or a run directory)")
+      ->required();
+  auto* prompt = app.add_option("--prompt", s.prompt, "the prompt text");
+  auto* prompt_file = app.add_option("--prompt-file", s.prompt_file, "a file whose whole text is the prompt");
+  auto* prompts_file = app.add_option("--prompts-file", s.prompts_file, "one prompt per line, generated in batches");
+  auto* score_file = app.add_option("--score", s.score, "score this text file instead of generating (JSON to stdout)");
+  prompt->excludes(prompt_file, prompts_file, score_file);
+  prompt_file->excludes(prompts_file, score_file);
+  prompts_file->excludes(score_file);
+  app.add_option("--max-new-tokens", s.max_new_tokens, "tokens to generate per prompt (at most)");
+  app.add_flag("--greedy", s.sampling.greedy, "take the most likely token (same as --temperature 0)");
+  app.add_option("--temperature", s.sampling.temperature, "softmax temperature, >= 0");
+  app.add_option("--top-k", s.sampling.top_k, "sample among the k most likely tokens (0: all)");
+  app.add_option("--top-p", s.sampling.top_p, "sample in the smallest set of tokens of mass >= p, (0, 1]");
+  app.add_option("--repetition-penalty", s.sampling.repetition_penalty, "CTRL penalty on tokens already seen, > 0");
+  app.add_option("--seed", s.seed, "sampling seed (prompt i of --prompts-file uses seed + i)");
+  app.add_option("--stop", s.stops, "stop when this text is generated (repeatable); it is not printed");
+  app.add_option("--device", s.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", s.dtype, "compute dtype")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--norm-mode", s.norm_mode, "TimestepNorm at inference (default: the model config's)")
+      ->check(CLI::IsMember({"windowed", "exact"}));
+  app.add_option("--tokenizer-model", s.tokenizer_model,
+                 "a SentencePiece .model to use (must be the checkpoint's tokenizer); default: the checkpoint's");
+  app.add_option("--score-curve", s.score_curve, "write the loss-vs-position curve here (.json, else TSV)")
+      ->needs(score_file);
+  app.add_option("--score-buckets", s.score_buckets, "position buckets of the curve")
+      ->check(CLI::IsMember({"log2", "linear"}));
+  app.add_option("--score-bucket-width", s.score_bucket_width, "positions per bucket for --score-buckets linear");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "generate: %s\n", e.what());
+    return 1;
+  }
+  try {
+    return run(s);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "generate: %s\n", e.what());
+    return 1;
+  }
+}

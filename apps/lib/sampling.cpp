@@ -1,0 +1,107 @@
+// Next-token selection (see sampling.h for the steps and their order).
+#include "apps/lib/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace mgl::apps {
+
+namespace {
+
+// Uniform in [0, 1) with 53 random bits: two words of the Philox block of the stream (seed, offset).
+double uniform53(const Generator& stream) {
+  const philox::Uint4 block = philox::block(stream.seed, stream.offset, 0);
+  const uint64_t bits = (static_cast<uint64_t>(block.x >> 5) << 26) | (block.y >> 6);  // 27 + 26 bits
+  return static_cast<double>(bits) * 0x1.0p-53;
+}
+
+size_t arg_max(const std::vector<double>& values) {
+  return static_cast<size_t>(std::max_element(values.begin(), values.end()) - values.begin());  // first maximum
+}
+
+}  // namespace
+
+void SamplingOptions::validate() const {
+  MGL_CHECK(std::isfinite(temperature) && temperature >= 0.0, "sampling: temperature must be >= 0, got ", temperature);
+  MGL_CHECK(top_k >= 0, "sampling: top_k must be >= 0 (0 = off), got ", top_k);
+  MGL_CHECK(top_p > 0.0 && top_p <= 1.0, "sampling: top_p must be in (0, 1] (1 = off), got ", top_p);
+  MGL_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0.0,
+            "sampling: repetition_penalty must be > 0 (1 = off), got ", repetition_penalty);
+}
+
+Sampler::Sampler(const SamplingOptions& options, uint64_t seed) : options_(options), generator_(seed) {
+  options_.validate();
+}
+
+std::vector<double> Sampler::distribution(const std::vector<float>& logits,
+                                          const std::unordered_set<int32_t>& context) const {
+  MGL_CHECK(!logits.empty(), "sampling: empty logits");
+  const size_t V = logits.size();
+  for (size_t i = 0; i < V; ++i)
+    MGL_CHECK(!std::isnan(logits[i]) && logits[i] != INFINITY, "sampling: logit ", i, " is ", logits[i]);
+  std::vector<double> scores(logits.begin(), logits.end());
+  if (options_.repetition_penalty != 1.0) {
+    for (int32_t id : context) {
+      MGL_CHECK(id >= 0 && static_cast<size_t>(id) < V, "sampling: context token ", id, " is outside the vocabulary [0, ",
+                V, ")");
+      double& s = scores[static_cast<size_t>(id)];
+      s = s > 0 ? s / options_.repetition_penalty : s * options_.repetition_penalty;
+    }
+  }
+  std::vector<double> p(V, 0.0);
+  if (options_.is_greedy()) {
+    p[arg_max(scores)] = 1.0;
+    return p;
+  }
+  // Softmax of scores / T, shifted by the maximum for stability.
+  const double top = scores[arg_max(scores)];
+  MGL_CHECK(std::isfinite(top), "sampling: every logit is -inf");
+  double total = 0;
+  for (size_t i = 0; i < V; ++i) total += p[i] = std::exp((scores[i] - top) / options_.temperature);
+  for (double& x : p) x /= total;
+
+  std::vector<size_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  std::vector<bool> keep(V, true);
+  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < V) {
+    const double kth = p[order[static_cast<size_t>(options_.top_k) - 1]];
+    for (size_t i = 0; i < V; ++i) keep[i] = p[i] >= kth;
+  }
+  if (options_.top_p < 1.0) {
+    // The mass before each token in descending order, over the tokens top-k kept (renormalised).
+    double kept_mass = 0;
+    for (size_t i = 0; i < V; ++i) kept_mass += keep[i] ? p[i] : 0.0;
+    double before = 0;
+    for (size_t i : order) {
+      if (!keep[i]) continue;
+      keep[i] = before < options_.top_p;
+      before += p[i] / kept_mass;
+    }
+  }
+  double kept = 0;
+  for (size_t i = 0; i < V; ++i) kept += keep[i] ? p[i] : 0.0;
+  for (size_t i = 0; i < V; ++i) p[i] = keep[i] ? p[i] / kept : 0.0;
+  return p;
+}
+
+int32_t Sampler::next(const std::vector<float>& logits, const std::unordered_set<int32_t>& context) {
+  const std::vector<double> p = distribution(logits, context);
+  if (options_.is_greedy()) return static_cast<int32_t>(arg_max(p));
+  const double u = uniform53(generator_.take());
+  double cumulative = 0;
+  size_t last_kept = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == 0.0) continue;
+    cumulative += p[i];
+    last_kept = i;
+    if (u < cumulative) return static_cast<int32_t>(i);
+  }
+  return static_cast<int32_t>(last_kept);  // u just below 1 and the sum rounded below it
+}
+
+}  // namespace mgl::apps

@@ -1,0 +1,109 @@
+#include "nn/streaming.h"
+
+#include <algorithm>
+
+#include "autograd/grad_mode.h"
+#include "ops/ops.h"
+
+namespace mgl::nn {
+
+namespace {
+
+int64_t tensor_bytes(const Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+
+int64_t norm_state_bytes(const TimestepNormState& s) {
+  return tensor_bytes(s.count) + tensor_bytes(s.mean) + tensor_bytes(s.var);
+}
+
+Device model_device(const Megalodon& model) {
+  const std::vector<Parameter> parameters = model.named_parameters();
+  return parameters.empty() ? Device::cpu() : parameters.front().tensor.device();
+}
+
+}  // namespace
+
+int64_t model_state_bytes(const ModelState& state) {
+  int64_t bytes = norm_state_bytes(state.final_norm);
+  for (const LayerState& layer : state.layers)
+    bytes += norm_state_bytes(layer.norm) + tensor_bytes(layer.cema) + tensor_bytes(layer.keys) +
+             tensor_bytes(layer.values);
+  return bytes;
+}
+
+StreamingOptions StreamingOptions::from_config(const MegalodonConfig& config) {
+  return {config.timestep_norm_mode, config.norm_window_chunks, config.norm_window_after_chunks};
+}
+
+void StreamingOptions::validate() const {
+  MGL_CHECK(timestep_norm_mode == "exact" || timestep_norm_mode == "windowed",
+            "streaming: timestep_norm_mode must be \"exact\" or \"windowed\", got \"", timestep_norm_mode, "\"");
+  MGL_CHECK(norm_window_chunks >= 1, "streaming: norm_window_chunks must be >= 1, got ", norm_window_chunks);
+  MGL_CHECK(norm_window_after_chunks >= norm_window_chunks, "streaming: norm_window_after_chunks (",
+            norm_window_after_chunks, ") must be at least norm_window_chunks (", norm_window_chunks, ")");
+}
+
+StreamingSession::StreamingSession(const Megalodon& model, int64_t batch)
+    : StreamingSession(model, batch, StreamingOptions::from_config(model.config())) {}
+
+StreamingSession::StreamingSession(const Megalodon& model, int64_t batch, const StreamingOptions& options)
+    : model_(model), batch_(batch), options_(options), device_(model_device(model)) {
+  MGL_CHECK(batch >= 1, "streaming: batch must be >= 1, got ", batch);
+  MGL_CHECK(!model.is_training(), "streaming: the model is in training mode; call model.eval() first");
+  options_.validate();
+}
+
+Tensor StreamingSession::prefill(const Tensor& ids, const LogitsObserver& observe) {
+  MGL_CHECK(ids.defined() && ids.dim() == 2 && is_integer(ids.dtype()) && ids.size(0) == batch_ && ids.size(1) >= 1,
+            "streaming prefill: expected token ids [", batch_, ", n >= 1] of an integer dtype, got ",
+            ids.defined() ? ids.describe() : "an undefined tensor");
+  const int64_t c = model_.config().chunk_size, n = ids.size(1);
+  Tensor logits;
+  for (int64_t t = 0; t < n;) {
+    const int64_t cached = position_ % c, left = n - t;
+    const int64_t take = cached > 0    ? std::min(left, c - cached)  // finish the started chunk
+                         : left >= c   ? std::min(left / c, kChunksPerCall) * c
+                                       : left;  // the tail
+    logits = step(slice(ids, 1, t, t + take));
+    if (observe) observe(position_ - take, logits);
+    reestimate_if_due();
+    t += take;
+  }
+  return reshape(contiguous(slice(logits, 1, logits.size(1) - 1, logits.size(1))), {batch_, logits.size(2)});
+}
+
+Tensor StreamingSession::decode(const Tensor& ids) {
+  MGL_CHECK(ids.defined() && ids.dim() == 1 && is_integer(ids.dtype()) && ids.size(0) == batch_,
+            "streaming decode: expected one token id per sequence, [", batch_, "] of an integer dtype, got ",
+            ids.defined() ? ids.describe() : "an undefined tensor");
+  const Tensor logits = step(reshape(ids, {batch_, 1}));  // m + 1 <= c: always a legal step
+  return reshape(logits, {batch_, logits.size(2)});
+}
+
+Tensor StreamingSession::step(const Tensor& ids) {
+  NoGradGuard no_grad;
+  const Tensor tokens = Tensor::empty(ids.shape(), DType::i64, device_);  // i64 on the model's device
+  copy_(tokens, ids);
+  ModelState next;
+  const Tensor logits = model_.forward(tokens, &state_, &next);
+  state_ = std::move(next);
+  position_ += tokens.size(1);
+  if (options_.timestep_norm_mode == "windowed") {
+    const Tensor joined = recent_.defined() ? concat({recent_, tokens}, 1) : tokens;
+    const int64_t keep = std::min(joined.size(1), options_.norm_window_chunks * model_.config().chunk_size);
+    recent_ = contiguous(slice(joined, 1, joined.size(1) - keep, joined.size(1)));
+  }
+  return logits;
+}
+
+void StreamingSession::reestimate_if_due() {
+  const int64_t c = model_.config().chunk_size;
+  if (options_.timestep_norm_mode != "windowed" || position_ % c != 0 ||
+      position_ < options_.norm_window_after_chunks * c)
+    return;
+  NoGradGuard no_grad;
+  model_.reestimate_norm_states(recent_, state_);  // recent_ holds exactly the last window
+}
+
+int64_t StreamingSession::state_bytes() const { return model_state_bytes(state_) + tensor_bytes(recent_); }
+
+}  // namespace mgl::nn

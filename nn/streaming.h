@@ -1,0 +1,84 @@
+#pragma once
+// Streaming inference with unlimited context (spec §6): a StreamingSession feeds B sequences to a
+// MEGALODON model in pieces of any length, carrying the ModelState (TimestepNorm statistics, CEMA
+// states, the KV cache of the current chunk) from call to call. Its memory does not depend on how
+// many tokens it has processed.
+//
+// Every model call is a legal cached step (§6.2): prefill() splits its tokens into
+//   1. the rest of the chunk the cache has started (m + n <= c),
+//   2. whole chunks, two per call (MAX_CHUNKS_PER_BATCH of the official inference.py / generation.py),
+//   3. the tail that does not fill a chunk, in one call;
+// decode() is one token per sequence.
+//
+// TimestepNorm mode (§6.3):
+//   "exact"     the running statistics of everything seen: the logits equal those of one forward
+//               over the whole sequence.
+//   "windowed"  the official inference code's re-estimation: after every prefill call that ends on a
+//               chunk boundary e with e >= norm_window_after_chunks chunks, every norm state is
+//               replaced by the statistics of a fresh, cache-less forward over the last
+//               norm_window_chunks chunks (Megalodon::reestimate_norm_states). As in generation.py,
+//               decode() never re-estimates. The session keeps those last tokens for it (a bounded
+//               window, not the history).
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "nn/megalodon.h"
+
+namespace mgl::nn {
+
+struct StreamingOptions {
+  std::string timestep_norm_mode = "windowed";  // "exact" or "windowed"
+  int64_t norm_window_chunks = 6;
+  int64_t norm_window_after_chunks = 8;
+
+  // The inference settings of a model config (timestep_norm_mode, norm_window_*).
+  static StreamingOptions from_config(const MegalodonConfig& config);
+  void validate() const;  // throws mgl::Error naming the bad field
+};
+
+// Sees the logits of every model call of prefill(): [B, n, vocab] in f32 on the model's device, for
+// the positions [first_position, first_position + n) of the stream.
+using LogitsObserver = std::function<void(int64_t first_position, const Tensor& logits)>;
+
+class StreamingSession {
+ public:
+  static constexpr int64_t kChunksPerCall = 2;  // whole chunks per prefill call (official: 2)
+
+  // `model` must be in evaluation mode (model.eval()) and outlive the session; calls run without
+  // gradients on the model's device, in its compute dtype.
+  StreamingSession(const Megalodon& model, int64_t batch);
+  StreamingSession(const Megalodon& model, int64_t batch, const StreamingOptions& options);
+
+  // Feeds ids [B, n] (n >= 1, integer, any device) and returns the logits of the last position,
+  // [B, vocab] f32 on the model's device. `observe`, when given, sees the logits of every call.
+  Tensor prefill(const Tensor& ids, const LogitsObserver& observe = {});
+  // Feeds one token per sequence, ids [B], and returns its logits [B, vocab].
+  Tensor decode(const Tensor& ids);
+
+  int64_t batch() const { return batch_; }
+  int64_t position() const { return position_; }  // tokens processed per sequence
+  const StreamingOptions& options() const { return options_; }
+  const ModelState& state() const { return state_; }
+  // Bytes held between calls: the ModelState and the token window of the windowed mode. Constant
+  // in the context length (it varies only with the fill of the current chunk's KV cache).
+  int64_t state_bytes() const;
+
+ private:
+  // One model call of n <= what §6.2 allows; advances the state and the position.
+  Tensor step(const Tensor& ids);
+  void reestimate_if_due();
+
+  const Megalodon& model_;
+  int64_t batch_;
+  StreamingOptions options_;
+  Device device_;
+  ModelState state_;
+  int64_t position_ = 0;
+  Tensor recent_;  // [B, <= norm_window_chunks * c] i64: the newest tokens (windowed mode only)
+};
+
+// Bytes of every tensor of a ModelState.
+int64_t model_state_bytes(const ModelState& state);
+
+}  // namespace mgl::nn
