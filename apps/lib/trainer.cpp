@@ -6,8 +6,10 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "apps/lib/scoring.h"
 #include "apps/lib/token_shards.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -69,6 +71,16 @@ void write_text_atomically(const fs::path& path, const std::string& text) {
 DType training_dtype(const std::string& setting, const Device& device) {
   if (setting == "auto") return device.is_cuda() ? DType::bf16 : DType::f32;
   return dtype_from_name(setting);
+}
+
+// The tokenizer's model file as bytes (empty for the byte tokenizer): checkpoints carry it, so that
+// generate needs nothing but the checkpoint. Read as a file, so no SentencePiece library is needed here.
+std::string read_tokenizer_model(const PreparedData& data) {
+  const std::string path = data.tokenizer_model_path();
+  if (path.empty()) return {};
+  std::ifstream in(path, std::ios::binary);
+  MGL_CHECK(in.good(), "cannot read the tokenizer model '", path, "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 bool all_finite(const Tensor& t) {
@@ -158,6 +170,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   state_.rng_seed = default_generator().seed;
   state_.rng_offset = default_generator().offset;
   state_.tokenizer = data.tokenizer_identity;
+  state_.tokenizer_model = read_tokenizer_model(data);
   state_.run_config = c.to_json();
   if (resume_from) {
     const nn::TrainingState stored = nn::load_checkpoint(*resume_from, *model_, *optimizer_);
@@ -250,11 +263,53 @@ ValidationResult Trainer::validate() {
   r.tokens = windows * L;
   r.loss = nll_sum / static_cast<double>(r.tokens);
   r.perplexity = std::exp(r.loss);
-  const double bytes_per_token = options_.data.val_tokens > 0 && options_.data.val_bytes > 0
-                                     ? static_cast<double>(options_.data.val_bytes) / options_.data.val_tokens
-                                     : 1.0;
-  r.bits_per_byte = r.loss / (std::log(2.0) * bytes_per_token);
+  r.bits_per_byte = r.loss / (std::log(2.0) * bytes_per_token());
   return r;
+}
+
+std::vector<LongContextPoint> Trainer::evaluate_long_context() {
+  // The paper's Figure 5 measurement: the same target tokens scored with longer and longer contexts.
+  // The stream is the first N tokens of the held-out split (N a power-of-two multiple of the target);
+  // the target is its last T = N / 32 tokens; context length c = 2T, 4T, ..., N scores tokens [N - c, N)
+  // as one stream (constant memory, apps/lib/scoring.h) and keeps the loss of its last T positions.
+  const int64_t requested = std::min<int64_t>(options_.config.eval.long_context_tokens, val_tokens_.size());
+  const int64_t target = std::max<int64_t>(1, requested / 32);
+  int64_t stream = target;
+  while (stream * 2 <= requested) stream *= 2;
+  MGL_CHECK(requested >= 64, "eval.long_context_tokens (", requested, " usable) is too short for a curve");
+  ScoringOptions scoring;
+  scoring.buckets = "linear";
+  scoring.bucket_width = target;
+  model_->eval();
+  std::vector<LongContextPoint> curve;
+  for (int64_t context = 2 * target; context <= stream; context *= 2) {
+    const std::vector<int32_t> tokens(val_tokens_.begin() + (stream - context), val_tokens_.begin() + stream);
+    const ScoringResult result = score_tokens(*model_, tokens, scoring);
+    const PositionBucket& last = result.curve.back();
+    curve.push_back({context, last.tokens, last.mean_nll()});
+  }
+  model_->train();
+
+  std::string table = "context\ttarget_tokens\tmean_nll\tperplexity\n";
+  log("long-context evaluation (" + options_.config.model.timestep_norm_mode + " TimestepNorm): the last " +
+      std::to_string(target) + " of " + std::to_string(stream) + " held-out tokens with growing context");
+  for (const LongContextPoint& p : curve) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "%lld\t%lld\t%.6f\t%.4f\n", static_cast<long long>(p.context),
+                  static_cast<long long>(p.target_tokens), p.mean_nll, std::exp(p.mean_nll));
+    table += line;
+    std::snprintf(line, sizeof(line), "  context %7lld: ppl %.3f", static_cast<long long>(p.context), std::exp(p.mean_nll));
+    log(line);
+    metrics_->write(json{{"step", state_.step}, {"long_context", p.context}, {"long_context_nll", p.mean_nll}}.dump());
+  }
+  write_text_atomically(fs::path(options_.out) / "long_context.tsv", table);
+  return curve;
+}
+
+double Trainer::bytes_per_token() const {
+  const PreparedData& d = options_.data;
+  return d.val_tokens > 0 && d.val_bytes > 0 ? static_cast<double>(d.val_bytes) / static_cast<double>(d.val_tokens)
+                                             : 1.0;
 }
 
 void Trainer::save_checkpoint() {
@@ -329,6 +384,7 @@ TrainingSummary Trainer::run() {
     // Validation before the final checkpoint: a run killed in between repeats both, never logs twice.
     summary.validation = validate_and_log();
     save_checkpoint();
+    if (c.eval.long_context_tokens > 0) summary.long_context = evaluate_long_context();
   } else {
     log("the run is already complete at step " + std::to_string(state_.step));
   }

@@ -42,11 +42,19 @@ struct ValidationResult {
   int64_t tokens = 0;
 };
 
+// One point of the long-context curve: the loss of a fixed target span given `context` tokens.
+struct LongContextPoint {
+  int64_t context = 0;        // tokens of the window, the target included
+  int64_t target_tokens = 0;
+  double mean_nll = 0;        // nats per target token
+};
+
 struct TrainingSummary {
   int64_t first_step = 0;     // the step the run started from (> 0 when resumed)
   int64_t last_step = 0;
   double last_loss = 0;
   std::optional<ValidationResult> validation;  // at the end
+  std::vector<LongContextPoint> long_context;  // at the end, when eval.long_context_tokens > 0
   double tokens_per_s = 0;    // over the steps of this process
   int64_t peak_device_bytes = 0;
   bool interrupted = false;   // stopped early by SIGINT/SIGTERM after saving a checkpoint
@@ -67,6 +75,9 @@ class Trainer {
   // The first half of a step: forward and backward over grad_accum micro-batches, leaving the mean
   // gradient in the parameters' .grad; returns the mean loss. (train_step adds clipping and the update.)
   double accumulate_gradients();
+  // The loss of the same held-out target tokens with contexts of growing length (the paper's Figure 5),
+  // written to <out>/long_context.tsv; see the definition for the exact windows.
+  std::vector<LongContextPoint> evaluate_long_context();
   int64_t step() const { return state_.step; }
   const nn::Megalodon& model() const { return *model_; }
   DType compute_dtype() const { return model_->compute_dtype(); }
@@ -74,6 +85,7 @@ class Trainer {
  private:
   double train_step();        // one optimizer step; returns the mean loss of its micro-batches
   void save_checkpoint();
+  double bytes_per_token() const;  // of the held-out text, for bits per byte
   void log(const std::string& message) const;
   [[noreturn]] void fail_nonfinite_loss(double loss) const;
 

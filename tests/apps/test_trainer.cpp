@@ -5,9 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "apps/lib/token_shards.h"
+#include "autograd/grad_mode.h"
 #include "apps/trainer_fixtures.h"
 
 using namespace mgl;
@@ -175,5 +177,41 @@ TEST_CASE("trainer: bad input is one clear error", "[apps][trainer]") {
     c.train.seq_len = 100;  // tiny has chunk 64
     CHECK(contains(error_message([&] { Trainer(options_for(c, data, dir / "run")); }), "chunk_size"));
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("trainer: the long-context curve scores the same targets with growing contexts", "[apps][trainer]") {
+  const fs::path dir = scratch("long_context");
+  const PreparedData data = gcide_sample(dir, 400'000);  // 4000 held-out tokens
+  RunConfig c = small_run(4);
+  c.model.timestep_norm_mode = "exact";  // so that a stream equals one plain forward
+  c.eval.long_context_tokens = 2048;     // a stream of 2048 tokens whose last 64 are the targets
+  Trainer trainer(options_for(c, data, dir / "run"));
+  const TrainingSummary summary = trainer.run();
+  const std::vector<LongContextPoint>& curve = summary.long_context;
+  REQUIRE(curve.size() == 5);
+  const std::vector<uint32_t> val = read_token_shard(data.val_path()).tokens;
+  const int64_t stream = 2048, target = 64;
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const int64_t context = (int64_t{2} * target) << i;
+    INFO("context " << context);
+    CHECK(curve[i].context == context);
+    CHECK(curve[i].target_tokens == target);
+    // The reference: one forward over tokens [stream - context, stream), the mean loss of the last 64.
+    std::vector<int64_t> inputs(val.begin() + (stream - context), val.begin() + stream - 1);
+    std::vector<int64_t> targets(val.begin() + (stream - context) + 1, val.begin() + stream);
+    const int64_t n = static_cast<int64_t>(inputs.size());
+    std::vector<int64_t> masked = targets;
+    for (int64_t t = 0; t < n - target; ++t) masked[t] = -100;
+    NoGradGuard no_grad;
+    const Tensor logits = trainer.model().forward(Tensor::from_vector(inputs, {1, n}));
+    const double reference = nn::Megalodon::loss(logits, Tensor::from_vector(masked, {1, n})).item();
+    CHECK(std::abs(curve[i].mean_nll - reference) < 1e-4 * reference);
+  }
+  const std::string table = [&] {
+    std::ifstream in(dir / "run" / "long_context.tsv");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  CHECK(table.rfind("context\ttarget_tokens\tmean_nll\tperplexity\n", 0) == 0);
   fs::remove_all(dir);
 }

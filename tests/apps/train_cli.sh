@@ -24,7 +24,8 @@ corpus="${MGL_DEFAULT_CORPUS:-/usr/share/dictd/gcide.dict.dz}"
 [ -f "$corpus" ] || { echo "FAIL: $corpus missing (dict-gcide; tools/install_deps.sh installs it)"; exit 1; }
 head -c 300000 < <(zcat "$corpus") > corpus.txt
 small=(--data corpus.txt --set train.batch_size=2 --set train.seq_len=64 --set schedule.warmup_steps=2
-       --set eval.every=0 --set eval.batches=1 --set train.checkpoint_every=4 --set train.keep_checkpoints=10)
+       --set eval.every=0 --set eval.batches=1 --set eval.long_context_tokens=0 --set train.checkpoint_every=4
+       --set train.keep_checkpoints=10)
 
 "$train" --help >help.txt || fail "--help exits non-zero"
 for key in model.num_layers train.steps optimizer.lr schedule.decay eval.every data.tokenizer tiny mega200M paper7b; do
