@@ -215,3 +215,19 @@ TEST_CASE("trainer: the long-context curve scores the same targets with growing 
   CHECK(table.rfind("context\ttarget_tokens\tmean_nll\tperplexity\n", 0) == 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("trainer: activation recomputation trains exactly as storing the activations", "[apps][trainer]") {
+  const fs::path dir = scratch("recompute");
+  const PreparedData data = gcide_sample(dir, 400'000);
+  RunConfig stored = small_run(4);
+  stored.model.dropout = 0.1;  // the recomputation replays the dropout masks
+  RunConfig recomputed = stored;
+  recomputed.model.activation_checkpointing = true;
+  Trainer a(options_for(stored, data, dir / "stored"));
+  a.run();
+  Trainer b(options_for(recomputed, data, dir / "recomputed"));
+  b.run();
+  CHECK(deterministic_metrics(dir / "stored") == deterministic_metrics(dir / "recomputed"));
+  require_same_parameters(a.model(), b.model());
+  fs::remove_all(dir);
+}
