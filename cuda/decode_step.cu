@@ -25,11 +25,16 @@ __global__ void embed_kernel(const T* table, int64_t vocab, int64_t dim, const i
 
 // ---- TimestepNorm step + CEMA step ------------------------------------------------------------------
 
-// Launch: grid (G, B), one block per (group, sequence); threads over the group's dg channels. The
-// group's moments are block reductions (two passes: mean, then squared deviations, as the scan
-// kernels of cuda/timestep_norm.cu compute them); every thread folds the state the same way and
-// thread 0 stores it. The CEMA step of a channel runs its N modes in one thread.
+// Launch: grid (G, B), one block per (group, sequence), threads over the group's channels and, for
+// the CEMA step, over its (channel, mode) pairs (a thread per pair: the pairs' coefficients and states
+// are contiguous, so the loads coalesce and none waits on another). The group's moments are block
+// reductions (two passes: mean, then squared deviations); every thread folds the state the same way
+// and thread 0 stores it. Shared memory: the group's normalised values [dg] and the per-mode terms
+// Re(gamma h) [dg, N], which one thread per channel then adds up in mode order.
 __global__ void norm_cema_kernel(DecodeNormArgs a) {
+  extern __shared__ float shared[];
+  float* y_group = shared;                         // [dg]
+  float* mode_terms = shared + a.dim / a.groups;  // [dg, N]
   const int64_t g = blockIdx.x, b = blockIdx.y;
   const int64_t dg = a.dim / a.groups, first = g * dg;
   const float* x = a.x + b * a.dim + first;
@@ -58,21 +63,28 @@ __global__ void norm_cema_kernel(DecodeNormArgs a) {
     a.var[at] = var;
   }
   const float rstd = 1.0f / sqrtf(var + a.eps);
-
   for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) {
     const int64_t c = first + k;
     const float y = (x[k] - mean) * rstd * (a.weight[c] + 1.0f) + a.bias[c];
     a.y[b * a.dim + c] = y;
-    if (a.cema_h == nullptr) continue;
-    C32* h = a.cema_h + (b * a.dim + c) * a.modes;
-    float u = a.cema.omega[c] * y;
-    for (int64_t m = 0; m < a.modes; ++m) {
-      const int64_t i = c * a.modes + m;
-      const C32 next = a.cema.q[i] * h[m] + a.cema.p[i] * y;
-      h[m] = next;
-      u += a.cema.gamma[i].re * next.re - a.cema.gamma[i].im * next.im;
-    }
-    a.cema_y[b * a.dim + c] = u;
+    y_group[k] = y;
+  }
+  if (a.cema_h == nullptr) return;
+  __syncthreads();
+
+  const int64_t N = a.modes;
+  C32* h = a.cema_h + (b * a.dim + first) * N;  // the group's [dg, N] states
+  for (int64_t i = threadIdx.x; i < dg * N; i += blockDim.x) {
+    const int64_t mode = first * N + i;  // (channel first + i / N, mode i % N) of the [D, N] coefficients
+    const C32 next = a.cema.q[mode] * h[i] + a.cema.p[mode] * y_group[i / N];
+    h[i] = next;
+    mode_terms[i] = a.cema.gamma[mode].re * next.re - a.cema.gamma[mode].im * next.im;
+  }
+  __syncthreads();
+  for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) {
+    float u = a.cema.omega[first + k] * y_group[k];
+    for (int64_t m = 0; m < N; ++m) u += mode_terms[k * N + m];
+    a.cema_y[b * a.dim + first + k] = u;
   }
 }
 
@@ -101,8 +113,12 @@ void decode_timestep_norm(const DecodeNormArgs& args, Stream stream) {
             " channels do not split into ", args.groups, " groups");
   MGL_CHECK(args.cema_h == nullptr || (args.modes > 0 && args.cema_y != nullptr),
             "decode_timestep_norm: the CEMA step needs modes > 0 and an output");
+  const int64_t dg = args.dim / args.groups, pairs = args.cema_h ? dg * args.modes : 0;
   const dim3 grid(unsigned(args.groups), unsigned(args.batch));
-  norm_cema_kernel<<<grid, row_threads(args.dim / args.groups), 0, stream>>>(args);
+  const size_t shared = (dg + pairs) * sizeof(float);
+  MGL_CHECK(shared <= 48 * 1024, "decode_timestep_norm: a group of ", dg, " channels and ", args.modes,
+            " CEMA modes needs ", shared, " bytes of shared memory (48 KiB available)");
+  norm_cema_kernel<<<grid, row_threads(pairs > dg ? pairs : dg), shared, stream>>>(args);
   MGL_CUDA_CHECK_LAUNCH();
 }
 
