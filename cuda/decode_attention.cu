@@ -10,7 +10,8 @@ namespace mgl::cuda {
 namespace {
 
 constexpr int kScoreWarps = 8;
-constexpr int64_t kKeysPerScoreBlock = 64;
+constexpr int kKeysPerWarp = 8;
+constexpr int64_t kKeysPerScoreBlock = kScoreWarps * kKeysPerWarp;
 constexpr int kValueThreads = 256;  // value channels per block of the weighted sum
 
 // Row (token j, head h) of sequence b in a [B, c, H, width] cache.
@@ -19,8 +20,8 @@ __device__ __forceinline__ int64_t cache_row(const DecodeAttentionArgs& a, int64
 }
 
 // 1. Scores. Launch: grid (c / 64 key blocks, H, B), 8 warps. Every live block forms q (the block
-// that holds key m also forms k and appends k and v to the cache) in shared memory, then each warp
-// takes keys j, j + 8, ... of the block's 64 and writes s_j = q · keys[j] for j <= m.
+// that holds key m also forms k and appends k and v to the cache) in shared memory, then writes
+// s_j = q · keys[j] for its 64 keys j <= m.
 template <class T>
 __global__ void __launch_bounds__(kScoreWarps * 32) scores_kernel(DecodeAttentionArgs a) {
   extern __shared__ float q[];  // [dz]
@@ -63,14 +64,22 @@ __global__ void __launch_bounds__(kScoreWarps * 32) scores_kernel(DecodeAttentio
   }
   __syncthreads();  // q, and the new key (a global write) are visible to the whole block
 
+  // Warp w takes keys j0 + w + 8i, i < 8; a lane reads element d of all eight keys before it adds, so
+  // eight loads are in flight at once.
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t end = min(j0 + kKeysPerScoreBlock, m + 1);
-  for (int64_t j = j0 + warp; j < end; j += kScoreWarps) {
-    const T* k = keys + cache_row(a, b, j, h) * a.dz;
-    float dot = 0.0f;
-    for (int64_t d = lane; d < a.dz; d += 32) dot += q[d] * to_float(k[d]);
-    for (int mask = 16; mask > 0; mask /= 2) dot += shuffle_xor(dot, mask);
-    if (lane == 0) a.scores[(b * a.heads + h) * a.chunk_size + j] = dot;
+  float dot[kKeysPerWarp] = {};
+  for (int64_t d = lane; d < a.dz; d += 32) {
+#pragma unroll
+    for (int i = 0; i < kKeysPerWarp; ++i) {
+      const int64_t j = j0 + warp + int64_t(i) * kScoreWarps;
+      if (j <= m) dot[i] += q[d] * to_float(keys[cache_row(a, b, j, h) * a.dz + d]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kKeysPerWarp; ++i) {
+    for (int mask = 16; mask > 0; mask /= 2) dot[i] += shuffle_xor(dot[i], mask);
+    const int64_t j = j0 + warp + int64_t(i) * kScoreWarps;
+    if (lane == 0 && j <= m) a.scores[(b * a.heads + h) * a.chunk_size + j] = dot[i];
   }
 }
 
@@ -100,6 +109,7 @@ __global__ void __launch_bounds__(kValueThreads) values_kernel(DecodeAttentionAr
   const T* values = static_cast<const T*>(a.values) + cache_row(a, b, 0, h) * a.dv + e;
   const int64_t key_stride = a.heads * a.dv;
   float acc = 0.0f;
+#pragma unroll 8
   for (int64_t j = j_begin; j < j_end; ++j) acc += p[j - j_begin] * to_float(values[j * key_stride]);
   a.partial[((split * a.batch + b) * a.heads + h) * a.dv + e] = acc;
 }
