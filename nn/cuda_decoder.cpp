@@ -1,5 +1,5 @@
 // CudaDecoder (nn/cuda_decoder.h): weights and buffers set up once, then one step per token. Per
-// layer a step is six launches (docs/decode.md):
+// layer a step is six calls into cuda/ (eight kernels: the attention is three; docs/decode.md):
 //   1. decode_timestep_norm   T = TimestepNorm step of X; U = CEMA step of T
 //   2. decode_gemv            Z = RMSNorm(U) Wzᵀ + bz, R = silu(RMSNorm(U) Wrᵀ + br),
 //                             H1 = RMSNorm(U) Wh1ᵀ + bh1, Vv = silu(T Wvᵀ + bv)
@@ -215,10 +215,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   make_norm("output.final_norm", *final_norm_);
   reset();
 
-  if (options.use_graph) {
-    const Stream stream = compute_stream(device_);
-    MGL_ON_CUDA(graph_ = cuda::capture_graph(stream, [this] { record_step(); }));
-  }
+  if (options.use_graph) MGL_ON_CUDA(graph_ = cuda::capture_graph(compute_stream(device_), [this] { record_step(); }));
 }
 
 CudaDecoder::~CudaDecoder() {
