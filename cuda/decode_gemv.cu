@@ -51,12 +51,15 @@ __device__ __forceinline__ void load_weights(const W* p, float (&out)[VEC]) {
     out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
   } else {
     static_assert(VEC == 8, "bf16 weights: 8 per 16-byte load");
+    // A bf16 is the upper half of an f32: each 32-bit word holds weights 2i (low half, little-endian)
+    // and 2i + 1 (high half), widened by moving them to the top. (No pointer casts of the loaded
+    // registers: those would break the compiler's aliasing rules.)
     const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(pairs[i]);
-      out[2 * i] = f.x, out[2 * i + 1] = f.y;
+      out[2 * i] = __uint_as_float(words[i] << 16);
+      out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
     }
   }
 }
