@@ -2,6 +2,9 @@
 // logits and the exported state follow forward() called token by token, on the GPU in the same dtype
 // and in f64 on the CPU, across several chunk boundaries; the captured graph and plain launches agree
 // bit for bit; a step allocates nothing.
+#include <algorithm>
+#include <cmath>
+
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
 #include "nn/cuda_decoder.h"
@@ -76,26 +79,23 @@ Tensor forward_token(const nn::Megalodon& model, const Tensor& column, nn::Model
 // Token t of every sequence of ids [B, L], as the decoder takes it: [B] i64 on the host.
 Tensor token(const Tensor& ids, int64_t t) { return contiguous(reshape(contiguous(slice(ids, 1, t, t + 1)), {ids.size(0)})); }
 
-void check_norm_state(const TimestepNormState& got, const TimestepNormState& want, double tolerance) {
-  CHECK(got.count.to_vector<int64_t>() == want.count.to_vector<int64_t>());
-  CHECK(relative_error(got.mean, want.mean) <= tolerance);
-  CHECK(relative_error(got.var, want.var) <= tolerance);
-}
-
-void check_state(const nn::ModelState& got, const nn::ModelState& want, double tolerance) {
-  REQUIRE(got.layers.size() == want.layers.size());
+// The largest relative error over the parts of a state (infinite when the counts or the cache
+// lengths differ: those must match exactly).
+double state_error(const nn::ModelState& got, const nn::ModelState& want) {
+  if (got.layers.size() != want.layers.size()) return INFINITY;
+  auto norm_error = [](const TimestepNormState& g, const TimestepNormState& w) {
+    if (g.count.to_vector<int64_t>() != w.count.to_vector<int64_t>()) return double(INFINITY);
+    return std::max(relative_error(g.mean, w.mean), relative_error(g.var, w.var));
+  };
+  double worst = norm_error(got.final_norm, want.final_norm);
   for (size_t i = 0; i < want.layers.size(); ++i) {
-    INFO("layer " << i);
     const nn::LayerState &g = got.layers[i], &w = want.layers[i];
-    check_norm_state(g.norm, w.norm, tolerance);
-    CHECK(relative_error(g.cema, w.cema) <= tolerance);
-    REQUIRE(g.cached_tokens() == w.cached_tokens());
-    if (w.cached_tokens() == 0) continue;
-    CHECK(relative_error(g.keys, w.keys) <= tolerance);
-    CHECK(relative_error(g.values, w.values) <= tolerance);
+    if (g.cached_tokens() != w.cached_tokens()) return INFINITY;
+    worst = std::max({worst, norm_error(g.norm, w.norm), relative_error(g.cema, w.cema)});
+    if (w.cached_tokens() > 0)
+      worst = std::max({worst, relative_error(g.keys, w.keys), relative_error(g.values, w.values)});
   }
-  INFO("final norm");
-  check_norm_state(got.final_norm, want.final_norm, tolerance);
+  return worst;
 }
 
 }  // namespace
@@ -128,15 +128,21 @@ TEST_CASE("CudaDecoder: every step follows Megalodon::forward on the GPU and the
       for (int64_t t = prefill; t < prefill + steps; ++t) {
         const Tensor column = contiguous(slice(ids, 1, t, t + 1));
         const Tensor want = forward_token(*model, to(column, gpu), state);
-        const Tensor want_reference = forward_token(*reference, column, reference_state);
+        const Tensor truth = forward_token(*reference, column, reference_state);
         const Tensor& got = decoder.step(token(ids, t));
+        const nn::ModelState decoded = decoder.export_state();
         INFO("token " << t << ", position in the chunk after it " << decoder.position());
-        CHECK(relative_error(got, want) <= tolerance);
-        CHECK(relative_error(got, want_reference) <= tolerance);
-        check_state(decoder.export_state(), state, tolerance);
+        // Against the f64 reference: the decoder's own error. Against forward() in the same dtype:
+        // in f32 both are within rounding of the truth; in bf16 forward() rounds every op's output
+        // (the decoder keeps f32 activations), so the two may differ by at most the sum of their
+        // distances to the truth.
+        CHECK(relative_error(got, truth) <= tolerance);
+        CHECK(state_error(decoded, reference_state) <= tolerance);
+        const bool exact = dtype == DType::f32;
+        CHECK(relative_error(got, want) <= tolerance + (exact ? 0.0 : relative_error(want, truth)));
+        CHECK(state_error(decoded, state) <= tolerance + (exact ? 0.0 : state_error(state, reference_state)));
       }
       CHECK(decoder.position() == 3);  // prefill + steps = 4 chunks + 3 tokens
-      check_state(decoder.export_state(), reference_state, tolerance);
     }
   }
 }
