@@ -15,6 +15,7 @@
 // the state that forward() gives for it, up to rounding (activations stay f32 between the kernels,
 // where forward() rounds each op's output to the compute dtype).
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/megalodon.h"
