@@ -1,0 +1,111 @@
+// bench_decode: decoding speed of a MEGALODON model (default mega200M, random weights) on one GPU:
+// tokens/s of nn::CudaDecoder with its captured CUDA graph and with plain launches, against the
+// baseline of Megalodon::forward called token by token with a ModelState, and against the ideal of a
+// step that only reads the weights once (weight bytes / HBM bandwidth).
+//
+//   build/bin/bench_decode [--config mega200M] [--dtype bf16|f32] [--batch 1] [--bandwidth 4.8e12]
+//
+// The decoder is timed over a whole attention chunk of steps (every KV-cache length 0 .. c-1 once),
+// so the figure includes the attention's growth within a chunk. Exits with status 0 and a message
+// when no GPU is present.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "apps/lib/timing.h"
+#include "autograd/grad_mode.h"
+#include "core/allocator.h"
+#include "core/cuda_context.h"
+#include "nn/cuda_decoder.h"
+#include "ops/ops.h"
+
+using namespace mgl;
+
+namespace {
+
+// Bytes of weights a step reads: every parameter once in the compute dtype, except the embedding
+// table, of which a step reads B rows (tied, it is read whole as the LM head).
+double weight_bytes(const nn::MegalodonConfig& c, DType dtype) {
+  const int64_t table = c.share_embedding ? 0 : c.vocab_size * c.model_dim;
+  return double(c.parameter_count() - table) * double(dtype_size(dtype));
+}
+
+int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth) {
+  if (!cuda_available()) {
+    std::printf("bench_decode: no GPU (%s)\n", cuda_unavailable_reason().c_str());
+    return 0;
+  }
+  const Device gpu = Device::cuda(0);
+  const nn::MegalodonConfig config = nn::MegalodonConfig::preset(preset);
+  nn::InitOptions options;
+  options.device = gpu;
+  nn::Megalodon model(config, options);
+  model.eval();
+  model.set_compute_dtype(dtype);
+  NoGradGuard no_grad;
+  const int64_t chunk = config.chunk_size;
+  std::printf("bench_decode: %s (%lld parameters), %s, batch %lld, chunk %lld, on %s\n", preset.c_str(),
+              static_cast<long long>(config.parameter_count()), dtype_name(dtype), static_cast<long long>(batch),
+              static_cast<long long>(chunk), gpu.str().c_str());
+
+  std::vector<int64_t> tokens(batch);
+  for (int64_t b = 0; b < batch; ++b) tokens[b] = (7919 * b + 17) % config.vocab_size;  // any tokens will do
+  const Tensor device_ids = Tensor::from_vector(tokens, {batch, 1}, DType::i64, gpu);
+
+  // Baseline: forward() on one token per call, carrying the state.
+  nn::ModelState state;
+  const int kBaselineTokens = 32;
+  const double baseline_ms = apps::mean_ms(gpu, 2, kBaselineTokens, [&] {
+    nn::ModelState next;
+    model.forward(device_ids, &state, &next);
+    state = std::move(next);
+  });
+
+  auto decoder_ms = [&](bool use_graph, int64_t& bytes) {
+    const int64_t before = memory_stats(gpu).current_bytes;
+    nn::CudaDecoder decoder(model, batch, dtype, nn::DecoderOptions{gpu, use_graph});
+    bytes = memory_stats(gpu).current_bytes - before;
+    copy_(decoder.ids(), reshape(device_ids, {batch}));
+    // Warm up over 16 tokens, then time one chunk: positions 16 .. c-1, then 0 .. 15.
+    for (int i = 0; i < 16; ++i) decoder.step();
+    return apps::mean_ms(gpu, 0, int(chunk), [&] { decoder.step(); });
+  };
+  int64_t decoder_bytes = 0;
+  const double graph_ms = decoder_ms(true, decoder_bytes);
+  const double plain_ms = decoder_ms(false, decoder_bytes);
+  const double ideal_ms = weight_bytes(config, dtype) / bandwidth * 1e3;
+
+  auto line = [&](const char* what, double ms) {
+    std::printf("  %-34s %9.3f ms/token %10.0f tokens/s %8.2fx baseline %6.1f%% of ideal\n", what, ms,
+                double(batch) / (ms * 1e-3), baseline_ms / ms, 100.0 * ideal_ms / ms);
+  };
+  line("Megalodon::forward token by token", baseline_ms);
+  line("CudaDecoder, plain launches", plain_ms);
+  line("CudaDecoder, CUDA graph", graph_ms);
+  std::printf("  ideal (%.0f MB of weights / %.2f TB/s) %7.3f ms/token %10.0f tokens/s\n",
+              weight_bytes(config, dtype) / 1e6, bandwidth / 1e12, ideal_ms, double(batch) / (ideal_ms * 1e-3));
+  std::printf("  decoder memory: %.1f MB (weights in %s, state and buffers; independent of the context length)\n",
+              double(decoder_bytes) / 1e6, dtype_name(dtype));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_decode: tokens/s of CudaDecoder vs Megalodon::forward token by token"};
+  std::string preset = "mega200M", dtype = "bf16";
+  int64_t batch = 1;
+  double bandwidth = 4.8e12;  // H200 HBM3e, bytes/s
+  app.add_option("--config", preset, "model preset");
+  app.add_option("--dtype", dtype, "compute dtype: bf16 or f32");
+  app.add_option("--batch", batch, "sequences decoded together");
+  app.add_option("--bandwidth", bandwidth, "HBM bandwidth in bytes/s for the ideal bound");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(preset, dtype_from_name(dtype), batch, bandwidth);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,95 @@
+#pragma once
+// CudaDecoder: token-by-token generation with a MEGALODON model on one GPU, for a fixed batch of B
+// sequences (docs/decode.md). Megalodon::forward can decode too (one token per call with a
+// ModelState), but it allocates every intermediate and launches hundreds of small kernels per token;
+// this class instead
+//   * copies the weights once, in the compute dtype (bf16 weights for bf16 decoding),
+//   * preallocates every buffer of a step: per layer the streaming state (TimestepNorm statistics,
+//     CEMA state [B, D, N, 2] f32, the keys and values of one chunk [B, c, H, dz] / [B, c, H, dv]),
+//     one step's activations (f32), the logits [B, vocab] f32 and the input ids [B] — so memory does
+//     not depend on the context length and a step allocates nothing;
+//   * runs a step as a few fused kernels per layer (cuda/decode_*.h) that read the per-token values
+//     (ids, the position in the chunk) from device memory, so the whole step is captured once as a
+//     CUDA graph and replayed per token with one launch and no host synchronisation.
+// The math is Megalodon::forward's, in eval mode (no dropout): a decoded token gives the logits and
+// the state that forward() gives for it, up to rounding (activations stay f32 between the kernels,
+// where forward() rounds each op's output to the compute dtype).
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "nn/megalodon.h"
+
+namespace mgl::cuda {
+struct DecodeGraph;
+}
+
+namespace mgl::nn {
+
+struct DecoderOptions {
+  Device device = Device::cuda(0);
+  // Replay one captured CUDA graph per step; false: launch the kernels one by one (for debugging
+  // and profiling; the results are identical).
+  bool use_graph = true;
+};
+
+class CudaDecoder {
+ public:
+  // Copies the parameters of `model` (found by their state_dict names, on any device) and starts
+  // with an empty state (as before a sequence's first token). compute_dtype: f32 or bf16.
+  CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dtype, const DecoderOptions& options = {});
+  ~CudaDecoder();
+  CudaDecoder(const CudaDecoder&) = delete;
+  CudaDecoder& operator=(const CudaDecoder&) = delete;
+
+  // Back to the empty state: TimestepNorm priors, zero CEMA states, empty KV caches.
+  void reset();
+  // Continues sequences from a state of Megalodon::forward (e.g. after a prefill over the prompt);
+  // an empty state is reset(). Synchronises (it is not part of the per-token path).
+  void import_state(const ModelState& state);
+  // The current state, as Megalodon::forward would return it (on the decoder's device; keys and
+  // values in the compute dtype). Synchronises.
+  ModelState export_state() const;
+
+  // The device buffer of token ids [B] (i64) the next step reads: a sampler on the device may write
+  // it directly.
+  const Tensor& ids() const { return ids_; }
+  // Decodes one token per sequence from ids(): returns the logits [B, vocab] (f32, a view of the
+  // decoder's buffer, overwritten by the next step). Enqueued on the device's compute stream; nothing
+  // waits for it.
+  const Tensor& step();
+  // Copies `ids` [B] (i64, host or device) into ids() asynchronously, then step().
+  const Tensor& step(const Tensor& ids);
+  const Tensor& logits() const { return logits_; }
+
+  // Tokens of the current, incomplete attention chunk (the KV cache length), in [0, chunk_size).
+  int64_t position() const { return position_; }
+  int64_t batch() const { return batch_; }
+  DType compute_dtype() const { return dtype_; }
+  const Device& device() const { return device_; }
+  bool uses_graph() const { return graph_ != nullptr; }
+
+ private:
+  struct NormState;
+  struct Layer;
+  void record_step() const;  // the launches of one step, on the compute stream
+  void import_norm(NormState& norm, const TimestepNormState& state);
+  TimestepNormState export_norm(const NormState& norm) const;
+
+  MegalodonConfig config_;
+  int64_t batch_;
+  DType dtype_;
+  Device device_;
+  float embed_scale_ = 1.0f;
+  Tensor embed_, head_;  // [vocab, D] in the compute dtype (the same tensor when tied)
+  std::vector<Layer> layers_;
+  std::unique_ptr<NormState> final_norm_;
+  // One step's activations, shared by the layers (they run one after the other), all f32.
+  Tensor x_, t_, u_, z_, r_, h1_, v_, scores_, partial_, a_, y_hat_, g_, logits_;
+  Tensor ids_;       // [B] i64
+  Tensor position_device_;  // [1] i32: the position the kernels read
+  int64_t position_ = 0;    // its host copy (advanced in step(), never read back)
+  cuda::DecodeGraph* graph_ = nullptr;
+};
+
+}  // namespace mgl::nn
