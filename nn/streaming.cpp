@@ -52,6 +52,29 @@ StreamingSession::StreamingSession(const Megalodon& model, int64_t batch, const 
   options_.validate();
 }
 
+const ModelState& StreamingSession::state() const {
+  take_state_from_decoder();
+  return state_;
+}
+
+void StreamingSession::take_state_from_decoder() const {
+  if (!state_in_decoder_) return;
+  state_ = decoder_->export_state();
+  state_in_decoder_ = false;
+  if (decoded_ids_.empty()) return;
+  std::vector<int64_t> rows(static_cast<size_t>(batch_) * decoded_ids_.size());  // [B, tokens]
+  for (size_t t = 0; t < decoded_ids_.size(); ++t)
+    for (int64_t b = 0; b < batch_; ++b) rows[b * decoded_ids_.size() + t] = decoded_ids_[t][b];
+  decoded_ids_.clear();
+  remember_recent(to(Tensor::from_vector(rows, {batch_, static_cast<int64_t>(rows.size()) / batch_}), device_));
+}
+
+void StreamingSession::remember_recent(const Tensor& tokens) const {
+  const Tensor joined = recent_.defined() ? concat({recent_, tokens}, 1) : tokens;
+  const int64_t keep = std::min(joined.size(1), options_.norm_window_chunks * model_.config().chunk_size);
+  recent_ = contiguous(slice(joined, 1, joined.size(1) - keep, joined.size(1)));
+}
+
 Tensor StreamingSession::prefill(const Tensor& ids, const LogitsObserver& observe) {
   MGL_CHECK(ids.defined() && ids.dim() == 2 && is_integer(ids.dtype()) && ids.size(0) == batch_ && ids.size(1) >= 1,
             "streaming prefill: expected token ids [", batch_, ", n >= 1] of an integer dtype, got ",
@@ -75,23 +98,35 @@ Tensor StreamingSession::decode(const Tensor& ids) {
   MGL_CHECK(ids.defined() && ids.dim() == 1 && is_integer(ids.dtype()) && ids.size(0) == batch_,
             "streaming decode: expected one token id per sequence, [", batch_, "] of an integer dtype, got ",
             ids.defined() ? ids.describe() : "an undefined tensor");
+  if (options_.cuda_decoder && device_.is_cuda()) {
+    NoGradGuard no_grad;
+    if (!decoder_) decoder_ = std::make_unique<CudaDecoder>(model_, batch_, model_.compute_dtype(), DecoderOptions{device_});
+    if (!state_in_decoder_) {
+      decoder_->import_state(state_);
+      state_in_decoder_ = true;
+    }
+    if (options_.timestep_norm_mode == "windowed") {
+      decoded_ids_.push_back(to(ids, Device::cpu()).to_vector<int64_t>());
+      const auto window = static_cast<size_t>(options_.norm_window_chunks * model_.config().chunk_size);
+      if (decoded_ids_.size() > window) decoded_ids_.pop_front();
+    }
+    position_ += 1;
+    return decoder_->step(ids);
+  }
   const Tensor logits = step(reshape(ids, {batch_, 1}));  // m + 1 <= c: always a legal step
   return reshape(logits, {batch_, logits.size(2)});
 }
 
 Tensor StreamingSession::step(const Tensor& ids) {
   NoGradGuard no_grad;
+  take_state_from_decoder();
   const Tensor tokens = Tensor::empty(ids.shape(), DType::i64, device_);  // i64 on the model's device
   copy_(tokens, ids);
   ModelState next;
   const Tensor logits = model_.forward(tokens, &state_, &next);
   state_ = std::move(next);
   position_ += tokens.size(1);
-  if (options_.timestep_norm_mode == "windowed") {
-    const Tensor joined = recent_.defined() ? concat({recent_, tokens}, 1) : tokens;
-    const int64_t keep = std::min(joined.size(1), options_.norm_window_chunks * model_.config().chunk_size);
-    recent_ = contiguous(slice(joined, 1, joined.size(1) - keep, joined.size(1)));
-  }
+  if (options_.timestep_norm_mode == "windowed") remember_recent(tokens);
   return logits;
 }
 
@@ -104,6 +139,9 @@ void StreamingSession::reestimate_if_due() {
   model_.reestimate_norm_states(recent_, state_);  // recent_ holds exactly the last window
 }
 
-int64_t StreamingSession::state_bytes() const { return model_state_bytes(state_) + tensor_bytes(recent_); }
+int64_t StreamingSession::state_bytes() const {
+  take_state_from_decoder();
+  return model_state_bytes(state_) + tensor_bytes(recent_);
+}
 
 }  // namespace mgl::nn

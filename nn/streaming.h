@@ -19,10 +19,20 @@
 //               norm_window_chunks chunks (Megalodon::reestimate_norm_states). As in generation.py,
 //               decode() never re-estimates. The session keeps those last tokens for it (a bounded
 //               window, not the history).
+//
+// On CUDA, decode() runs through a CudaDecoder (nn/cuda_decoder.h): preallocated buffers and one
+// replayed CUDA graph per token, no allocation and no host synchronisation inside a step. The state
+// moves into the decoder at the first decode() after a prefill and back (export_state) when prefill()
+// or state() needs it; StreamingOptions::cuda_decoder = false keeps every call in Megalodon::forward.
 #include <cstdint>
 #include <functional>
 #include <string>
 
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "nn/cuda_decoder.h"
 #include "nn/megalodon.h"
 
 namespace mgl::nn {
@@ -31,6 +41,7 @@ struct StreamingOptions {
   std::string timestep_norm_mode = "windowed";  // "exact" or "windowed"
   int64_t norm_window_chunks = 6;
   int64_t norm_window_after_chunks = 8;
+  bool cuda_decoder = true;  // decode() through CudaDecoder when the model is on a GPU
 
   // The inference settings of a model config (timestep_norm_mode, norm_window_*).
   static StreamingOptions from_config(const MegalodonConfig& config);
@@ -53,29 +64,40 @@ class StreamingSession {
   // Feeds ids [B, n] (n >= 1, integer, any device) and returns the logits of the last position,
   // [B, vocab] f32 on the model's device. `observe`, when given, sees the logits of every call.
   Tensor prefill(const Tensor& ids, const LogitsObserver& observe = {});
-  // Feeds one token per sequence, ids [B], and returns its logits [B, vocab].
+  // Feeds one token per sequence, ids [B], and returns its logits [B, vocab]. Through the CUDA decoder
+  // the result is a view of its buffer: valid until the session's next call.
   Tensor decode(const Tensor& ids);
 
   int64_t batch() const { return batch_; }
   int64_t position() const { return position_; }  // tokens processed per sequence
   const StreamingOptions& options() const { return options_; }
-  const ModelState& state() const { return state_; }
+  const ModelState& state() const;
   // Bytes held between calls: the ModelState and the token window of the windowed mode. Constant
   // in the context length (it varies only with the fill of the current chunk's KV cache).
   int64_t state_bytes() const;
+  // Whether decode() has been running through the CUDA decoder.
+  bool uses_cuda_decoder() const { return decoder_ != nullptr; }
 
  private:
   // One model call of n <= what §6.2 allows; advances the state and the position.
   Tensor step(const Tensor& ids);
   void reestimate_if_due();
+  // Brings the state (and the decoded tokens of the windowed mode) back from the CUDA decoder.
+  void take_state_from_decoder() const;
+  void remember_recent(const Tensor& tokens) const;  // windowed mode: keep the newest window of ids
 
   const Megalodon& model_;
   int64_t batch_;
   StreamingOptions options_;
   Device device_;
-  ModelState state_;
   int64_t position_ = 0;
-  Tensor recent_;  // [B, <= norm_window_chunks * c] i64: the newest tokens (windowed mode only)
+  mutable ModelState state_;
+  mutable Tensor recent_;  // [B, <= norm_window_chunks * c] i64: the newest tokens (windowed mode only)
+  std::unique_ptr<CudaDecoder> decoder_;
+  mutable bool state_in_decoder_ = false;
+  // Ids decoded by the CUDA decoder since the state was last taken back (one [B] row per token, on the
+  // host, at most one window): the windowed mode's token window without a device concat per token.
+  mutable std::deque<std::vector<int64_t>> decoded_ids_;
 };
 
 // Bytes of every tensor of a ModelState.
