@@ -111,7 +111,11 @@ Tensor StreamingSession::decode(const Tensor& ids) {
       if (decoded_ids_.size() > window) decoded_ids_.pop_front();
     }
     position_ += 1;
-    return decoder_->step(ids);
+    // A copy: the decoder's buffer is overwritten by the next step (one small stream-ordered copy).
+    const Tensor& logits = decoder_->step(ids);
+    const Tensor result = Tensor::empty(logits.shape(), logits.dtype(), device_);
+    copy_(result, logits);
+    return result;
   }
   const Tensor logits = step(reshape(ids, {batch_, 1}));  // m + 1 <= c: always a legal step
   return reshape(logits, {batch_, logits.size(2)});

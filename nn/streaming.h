@@ -64,8 +64,7 @@ class StreamingSession {
   // Feeds ids [B, n] (n >= 1, integer, any device) and returns the logits of the last position,
   // [B, vocab] f32 on the model's device. `observe`, when given, sees the logits of every call.
   Tensor prefill(const Tensor& ids, const LogitsObserver& observe = {});
-  // Feeds one token per sequence, ids [B], and returns its logits [B, vocab]. Through the CUDA decoder
-  // the result is a view of its buffer: valid until the session's next call.
+  // Feeds one token per sequence, ids [B], and returns its logits [B, vocab].
   Tensor decode(const Tensor& ids);
 
   int64_t batch() const { return batch_; }
