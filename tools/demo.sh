@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh
-tools/build.sh
+MGL_BUILD_TARGETS="train generate prepare" tools/build.sh
 run=runs/demo-tiny
 rm -rf "$run"
 build/bin/train --config tiny --out "$run" "$@"
