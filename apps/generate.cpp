@@ -39,6 +39,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "apps/lib/files.h"
 #include "apps/lib/sampling.h"
 #include "apps/lib/scoring.h"
 #include "apps/lib/text_stream.h"
@@ -80,12 +81,6 @@ struct Throughput {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MGL_CHECK(in.good(), "cannot open '", path, "'");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // The checkpoint file a --checkpoint argument names (see the header).
@@ -271,13 +266,13 @@ int run(const Settings& s) {
     }
     MGL_CHECK(!prompts.empty(), "--prompts-file '", *s.prompts_file, "' holds no prompts");
   } else if (s.score) {
-    texts.push_back(read_text(*s.score));
+    texts.push_back(read_file(*s.score, "text file"));
     MGL_CHECK(texts.back().size() >= 2, "--score file '", *s.score, "' holds ", texts.back().size(),
               " bytes; scoring needs at least two");
     prompts.push_back(encode_prompt(*tokenizer, texts.back(), " of --score", vocab));
   } else {
     texts.push_back(s.prompt        ? *s.prompt
-                    : s.prompt_file ? read_text(*s.prompt_file)
+                    : s.prompt_file ? read_file(*s.prompt_file, "prompt file")
                                     : std::string(std::istreambuf_iterator<char>(std::cin), {}));
     prompts.push_back(encode_prompt(*tokenizer, texts.back(), "", vocab));
   }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "apps/lib/files.h"
 #include "core/error.h"
 
 namespace mgl::apps {
@@ -14,21 +15,15 @@ namespace fs = std::filesystem;
 
 MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
   if (fs::exists(path)) {
-    const std::string temporary = path + ".tmp";
-    {
-      std::ifstream in(path);
-      std::ofstream out(temporary);
-      std::string line;
-      while (std::getline(in, line)) {
-        const auto object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-        // A line cut by a kill (not valid JSON) or from beyond the resumed step is dropped.
-        if (object.is_discarded() || !object.contains("step") || object["step"].get<int64_t>() > resume_step) continue;
-        out << line << "\n";
-      }
-      out.close();
-      MGL_CHECK(out.good(), "cannot rewrite the metrics file '", temporary, "'");
+    std::ifstream in(path);
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      const auto object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      // A line cut by a kill (not valid JSON) or from beyond the resumed step is dropped.
+      if (object.is_discarded() || !object.contains("step") || object["step"].get<int64_t>() > resume_step) continue;
+      kept += line + "\n";
     }
-    fs::rename(temporary, path);
+    write_file_atomically(path, kept);
   }
   file_ = std::fopen(path.c_str(), "a");
   MGL_CHECK(file_, "cannot open the metrics file '", path, "' for writing");

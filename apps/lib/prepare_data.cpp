@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "apps/lib/files.h"
 #include "apps/lib/token_shards.h"
 #include "core/error.h"
 
@@ -77,17 +77,6 @@ std::unique_ptr<Tokenizer> tokenizer_for(const PrepareOptions& o) {
   return load_sentencepiece(trained);
 }
 
-void write_json_atomically(const fs::path& path, const json& document) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << document.dump(2) << "\n";
-    out.close();
-    MGL_CHECK(out.good(), "writing '", temporary.string(), "' failed");
-  }
-  fs::rename(temporary, path);
-}
-
 int64_t decoded_bytes(const Tokenizer& tokenizer, const std::vector<uint32_t>& tokens) {
   if (tokenizer.identity() == "bytes") return static_cast<int64_t>(tokens.size());
   const std::vector<int32_t> ids(tokens.begin(), tokens.end());
@@ -103,10 +92,7 @@ std::string default_corpus_path() {
 
 std::string read_text_file(const std::string& path) {
   MGL_CHECK(fs::is_regular_file(path), "input file '", path, "' not found");
-  if (is_gzip_name(path)) return read_gzip(path);
-  std::ifstream in(path, std::ios::binary);
-  MGL_CHECK(in.good(), "cannot open input file '", path, "'");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return is_gzip_name(path) ? read_gzip(path) : read_file(path, "input file");
 }
 
 std::string PreparedData::train_path() const { return (fs::path(directory) / "train.bin").string(); }
@@ -165,7 +151,7 @@ PreparedData prepare_data(const PrepareOptions& o) {
       {"inputs", o.inputs},
   };
   if (o.tokenizer == "sentencepiece") meta["tokenizer_model"] = "tokenizer.model";
-  write_json_atomically(fs::path(o.out) / "meta.json", meta);
+  write_file_atomically((fs::path(o.out) / "meta.json").string(), meta.dump(2) + "\n");
   std::printf("prepare: %s, vocab %lld: %zu train + %zu val tokens -> %s\n", tokenizer->identity().c_str(),
               static_cast<long long>(tokenizer->vocab_size()), train.size(), val.size(), o.out.c_str());
   return read_prepared_data(o.out);

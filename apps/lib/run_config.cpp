@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "apps/lib/files.h"
 #include "core/error.h"
 #include "nn/lr_schedule.h"
 
@@ -83,12 +82,6 @@ void apply_model(RunConfig& c, json model) {
     model.erase("preset");
   }
   c.model = nn::MegalodonConfig::from_json(model.dump(), c.model);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  MGL_CHECK(in.good(), "cannot read config file '", path, "'");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::vector<fs::path> config_directories() {
@@ -228,7 +221,7 @@ RunConfig RunConfig::load(const std::string& name_or_path) {
     MGL_FAIL("config '", name_or_path, "' is neither a file nor a known config (known: ", known, ")");
   }
   try {
-    RunConfig c = from_json(read_text(path.string()));
+    RunConfig c = from_json(read_file(path.string(), "config file"));
     if (c.name == "custom") c.name = path.stem().string();
     return c;
   } catch (const Error& e) {

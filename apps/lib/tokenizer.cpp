@@ -4,9 +4,9 @@
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <unordered_map>
 
+#include "apps/lib/files.h"
 #include "apps/lib/fnv1a.h"
 #include "core/error.h"
 
@@ -140,10 +140,8 @@ class FileLines final : public sentencepiece::SentenceIterator {
 bool sentencepiece_available() { return true; }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
-  std::ifstream in(model_path, std::ios::binary);
-  MGL_CHECK(in.good(), "sentencepiece: cannot open model file '", model_path, "'");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return std::make_unique<SentencePieceTokenizer>(std::move(bytes), "model file '" + model_path + "'");
+  return std::make_unique<SentencePieceTokenizer>(read_file(model_path, "SentencePiece model file"),
+                                                  "model file '" + model_path + "'");
 }
 
 std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes) {

@@ -5,10 +5,9 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "apps/lib/files.h"
 #include "apps/lib/scoring.h"
 #include "apps/lib/token_shards.h"
 #include "autograd/engine.h"
@@ -57,17 +56,6 @@ class StopOnSignal {
   void (*previous_term_)(int);
 };
 
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << text << "\n";
-    out.close();
-    MGL_CHECK(out.good(), "cannot write '", temporary.string(), "'");
-  }
-  fs::rename(temporary, path);
-}
-
 DType training_dtype(const std::string& setting, const Device& device) {
   if (setting == "auto") return device.is_cuda() ? DType::bf16 : DType::f32;
   return dtype_from_name(setting);
@@ -77,10 +65,7 @@ DType training_dtype(const std::string& setting, const Device& device) {
 // generate needs nothing but the checkpoint. Read as a file, so no SentencePiece library is needed here.
 std::string read_tokenizer_model(const PreparedData& data) {
   const std::string path = data.tokenizer_model_path();
-  if (path.empty()) return {};
-  std::ifstream in(path, std::ios::binary);
-  MGL_CHECK(in.good(), "cannot read the tokenizer model '", path, "'");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return path.empty() ? std::string() : read_file(path, "the tokenizer model");
 }
 
 bool all_finite(const Tensor& t) {
@@ -186,7 +171,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
     train_loader_->set_step(stored.data_position);
     log("resumed from " + *resume_from + " at step " + std::to_string(stored.step));
   }
-  write_text_atomically(fs::path(options_.out) / "config.json", state_.run_config);
+  write_file_atomically((fs::path(options_.out) / "config.json").string(), state_.run_config + "\n");
   metrics_ = std::make_unique<MetricsLog>((fs::path(options_.out) / "metrics.jsonl").string(), state_.step);
 }
 
@@ -302,7 +287,7 @@ std::vector<LongContextPoint> Trainer::evaluate_long_context() {
     log(line);
     metrics_->write(json{{"step", state_.step}, {"long_context", p.context}, {"long_context_nll", p.mean_nll}}.dump());
   }
-  write_text_atomically(fs::path(options_.out) / "long_context.tsv", table);
+  write_file_atomically((fs::path(options_.out) / "long_context.tsv").string(), table);
   return curve;
 }
 
