@@ -73,10 +73,7 @@ TEST_CASE("trainer: a run resumed from a checkpoint replays the uninterrupted ru
   Trainer uninterrupted(options_for(c, data, dir / "a"));
   uninterrupted.run();
 
-  // The interruption: a copy of the run as it stood when step 10's checkpoint was the newest (steps 11, 12
-  // and the final validation half-logged, as a SIGKILL would leave them).
-  fs::copy(dir / "a", dir / "b", fs::copy_options::recursive);
-  fs::remove(dir / "b" / "checkpoints" / "step_00000012.h5");
+  copy_as_interrupted(dir / "a", dir / "b", 10);
   Trainer resumed(options_for(c, data, dir / "b", /*resume=*/true));
   REQUIRE(resumed.step() == 10);
   resumed.run();

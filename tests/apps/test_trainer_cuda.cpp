@@ -38,8 +38,7 @@ TEST_CASE("trainer cuda: a resumed run follows the uninterrupted one", "[apps][t
   c.train.keep_checkpoints = 5;
   Trainer uninterrupted(options_for(c, data, dir / "a", false, Device::cuda(0)));
   uninterrupted.run();
-  fs::copy(dir / "a", dir / "b", fs::copy_options::recursive);
-  fs::remove(dir / "b" / "checkpoints" / "step_00000012.h5");
+  copy_as_interrupted(dir / "a", dir / "b", 10);
   Trainer resumed(options_for(c, data, dir / "b", true, Device::cuda(0)));
   REQUIRE(resumed.step() == 10);
   resumed.run();

@@ -66,6 +66,14 @@ inline apps::TrainerOptions options_for(const apps::RunConfig& c, const apps::Pr
   return o;
 }
 
+// Copies the finished run `from` to `to` as a SIGKILL right after step `step`'s checkpoint would have left
+// it: the later checkpoints gone, the later steps (and the final validation) still in the metrics file.
+inline void copy_as_interrupted(const std::filesystem::path& from, const std::filesystem::path& to, int64_t step) {
+  std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+  for (const auto& [saved, path] : nn::CheckpointDirectory((to / "checkpoints").string(), 1000).list())
+    if (saved > step) std::filesystem::remove(path);
+}
+
 inline std::vector<nlohmann::json> read_metrics(const std::filesystem::path& run) {
   std::vector<nlohmann::json> lines;
   std::ifstream in(run / "metrics.jsonl");
