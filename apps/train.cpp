@@ -39,13 +39,16 @@ struct Arguments {
   bool print_config = false;
 };
 
+// The pieces of the SentencePiece model train prepares: data.vocab_size, or the model's vocabulary.
+int64_t sentencepiece_pieces(const RunConfig& c) { return c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size; }
+
 PrepareOptions prepare_options(const RunConfig& c, std::vector<std::string> inputs, std::string out) {
   PrepareOptions o;
   o.inputs = std::move(inputs);
   o.out = std::move(out);
   o.tokenizer = c.data.tokenizer;
   if (c.data.tokenizer == "sentencepiece")
-    o.vocab_size = static_cast<int>(c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size);
+    o.vocab_size = static_cast<int>(sentencepiece_pieces(c));
   o.val_fraction = c.data.val_fraction;
   o.seq_len = c.train.seq_len;
   return o;
@@ -55,7 +58,7 @@ PrepareOptions prepare_options(const RunConfig& c, std::vector<std::string> inpu
 PreparedData resolve_data(const Arguments& a, const RunConfig& c, const std::string& out) {
   if (a.data.empty()) {
     std::string name = std::string(kDefaultCorpusName) + "-" + c.data.tokenizer;
-    if (c.data.tokenizer == "sentencepiece") name += std::to_string(c.data.vocab_size > 0 ? c.data.vocab_size : c.model.vocab_size);
+    if (c.data.tokenizer == "sentencepiece") name += std::to_string(sentencepiece_pieces(c));
     const fs::path directory = fs::path("data") / name;
     if (fs::exists(directory / "meta.json")) return read_prepared_data(directory.string());
     const std::string corpus = default_corpus_path();
