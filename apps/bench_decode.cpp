@@ -4,6 +4,10 @@
 // step that only reads the weights once (weight bytes / HBM bandwidth).
 //
 //   build/bin/bench_decode [--config mega200M] [--dtype bf16|f32] [--batch 1] [--bandwidth 4.8e12]
+//                          [--baseline-tokens 32] [--graph-only] [--breakdown]
+//
+// --breakdown also times each kind of launch of a step on its own: a CUDA graph of that launch for
+// every layer (so the weights come from HBM as in a real step), replayed many times.
 //
 // The decoder is timed over a whole attention chunk of steps (every KV-cache length 0 .. c-1 once),
 // so the figure includes the attention's growth within a chunk. Exits with status 0 and a message
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "apps/lib/timing.h"
+#include "cuda/decode_graph.h"
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
 #include "core/cuda_context.h"
@@ -31,7 +36,30 @@ double weight_bytes(const nn::MegalodonConfig& c, DType dtype) {
   return double(c.parameter_count() - table) * double(dtype_size(dtype));
 }
 
-int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth) {
+// Microseconds per launch of each kind, from graphs of that kind alone; their sum against the step.
+void print_breakdown(const nn::Megalodon& model, int64_t batch, DType dtype, const Device& gpu, double step_ms) {
+  nn::CudaDecoder decoder(model, batch, dtype, nn::DecoderOptions{gpu, false});
+  const int64_t layers = model.config().num_layers;
+  // Half a chunk of keys in the cache: the attention's average load over a chunk.
+  while (decoder.position() < model.config().chunk_size / 2) decoder.step();
+  std::printf("  per launch, each kind alone in a graph of all %lld layers (%lld keys cached):\n",
+              static_cast<long long>(layers), static_cast<long long>(decoder.position()));
+  double sum_us = 0.0;
+  for (const nn::CudaDecoder::Launch kind : nn::CudaDecoder::kLaunches) {
+    cuda::DecodeGraph* graph =
+        cuda::capture_graph(compute_stream(gpu), [&] { decoder.record_launches(kind); });
+    const double ms = apps::mean_ms(gpu, 3, 200, [&] { cuda::launch_graph(graph, compute_stream(gpu)); });
+    cuda::destroy_graph(graph);
+    const int64_t launches = kind == nn::CudaDecoder::Launch::head ? 1 : layers;
+    sum_us += ms * 1e3;
+    std::printf("    %-28s %8.2f us x %2lld = %8.1f us\n", nn::CudaDecoder::launch_name(kind), ms * 1e3 / double(launches),
+                static_cast<long long>(launches), ms * 1e3);
+  }
+  std::printf("    %-28s %22.1f us (the whole step: %.1f us)\n", "sum", sum_us, step_ms * 1e3);
+}
+
+int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth, int baseline_tokens, bool graph_only,
+        bool breakdown) {
   if (!cuda_available()) {
     std::printf("bench_decode: no GPU (%s)\n", cuda_unavailable_reason().c_str());
     return 0;
@@ -54,9 +82,9 @@ int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth)
   const Tensor device_ids = Tensor::from_vector(tokens, {batch, 1}, DType::i64, gpu);
 
   // Baseline: forward() on one token per call, carrying the state.
+  // (--baseline-tokens 0 skips it, e.g. under a profiler that should see the decoder's kernels only.)
   nn::ModelState state;
-  const int kBaselineTokens = 32;
-  const double baseline_ms = apps::mean_ms(gpu, 2, kBaselineTokens, [&] {
+  const double baseline_ms = baseline_tokens <= 0 ? 0.0 : apps::mean_ms(gpu, 2, baseline_tokens, [&] {
     nn::ModelState next;
     model.forward(device_ids, &state, &next);
     state = std::move(next);
@@ -73,10 +101,11 @@ int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth)
   };
   int64_t decoder_bytes = 0;
   const double graph_ms = decoder_ms(true, decoder_bytes);
-  const double plain_ms = decoder_ms(false, decoder_bytes);
+  const double plain_ms = graph_only ? 0.0 : decoder_ms(false, decoder_bytes);
   const double ideal_ms = weight_bytes(config, dtype) / bandwidth * 1e3;
 
   auto line = [&](const char* what, double ms) {
+    if (ms <= 0.0) return;  // not measured
     std::printf("  %-34s %9.3f ms/token %10.0f tokens/s %8.2fx baseline %6.1f%% of ideal\n", what, ms,
                 double(batch) / (ms * 1e-3), baseline_ms / ms, 100.0 * ideal_ms / ms);
   };
@@ -85,6 +114,7 @@ int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth)
   line("CudaDecoder, CUDA graph", graph_ms);
   std::printf("  ideal (%.0f MB of weights / %.2f TB/s) %7.3f ms/token %10.0f tokens/s\n",
               weight_bytes(config, dtype) / 1e6, bandwidth / 1e12, ideal_ms, double(batch) / (ideal_ms * 1e-3));
+  if (breakdown) print_breakdown(model, batch, dtype, gpu, graph_ms);
   std::printf("  decoder memory: %.1f MB (weights in %s, state and buffers; independent of the context length)\n",
               double(decoder_bytes) / 1e6, dtype_name(dtype));
   return 0;
@@ -96,14 +126,19 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_decode: tokens/s of CudaDecoder vs Megalodon::forward token by token"};
   std::string preset = "mega200M", dtype = "bf16";
   int64_t batch = 1;
+  int baseline_tokens = 32;
+  bool graph_only = false, breakdown = false;
   double bandwidth = 4.8e12;  // H200 HBM3e, bytes/s
   app.add_option("--config", preset, "model preset");
   app.add_option("--dtype", dtype, "compute dtype: bf16 or f32");
   app.add_option("--batch", batch, "sequences decoded together");
   app.add_option("--bandwidth", bandwidth, "HBM bandwidth in bytes/s for the ideal bound");
+  app.add_option("--baseline-tokens", baseline_tokens, "tokens of the forward() baseline (0: skip it)");
+  app.add_flag("--graph-only", graph_only, "time the decoder with its graph only (not with plain launches)");
+  app.add_flag("--breakdown", breakdown, "also time each kind of launch of a step on its own");
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(preset, dtype_from_name(dtype), batch, bandwidth);
+    return run(preset, dtype_from_name(dtype), batch, bandwidth, baseline_tokens, graph_only, breakdown);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_decode: %s\n", e.what());
     return 1;

@@ -10,20 +10,30 @@
 //   s_j = q · keys[j],  p = softmax(s_0 .. s_m)               (scale 1, f32)
 //   out_h = (sum_j p_j values[j]) ⊙ gate_h                   (O ⊙ R)
 //
-// Three kernels: scores (which also forms q and k and appends k, v to the cache), the weighted sum
-// of values over key splits (flash-decoding: splits run in parallel, partial sums in `partial`), and
-// the sum of the splits times the gate. The launch sizes depend only on the chunk size, never on m,
-// so one captured graph serves every position; blocks past position m return at once.
+// One kernel (flash-decoding): the chunk's keys are cut into splits of 64 and the value channels into
+// groups of 256, and one block per (split, group, sequence and head) forms q (and, in the split that
+// holds position m, k, which it appends with v to the cache), scores its keys, and sums its keys'
+// values weighted by exp(s_j - max of its split). It writes that partial sum and its split's (max,
+// sum of exponentials); the last block of a (group, sequence and head) to finish merges the splits:
+//   M = max over splits of max_s,  L = sum_s sum_s e^(max_s - M),  out = gate ⊙ sum_s e^(max_s - M) partial_s / L
+// in split order (so the result does not depend on which block finishes last). The launch size
+// depends only on the chunk size, never on m, so one captured graph serves every position; blocks
+// past position m return at once.
 #include <cstdint>
 
 #include "cuda/layout.h"
 
 namespace mgl::cuda {
 
-// Keys per split of the weighted sum of values; `partial` holds decode_attention_splits(c) splits.
+// Keys per split and value channels per group; the scratch buffers hold decode_attention_splits(c)
+// splits and decode_attention_groups(dv) groups.
 constexpr int64_t kDecodeKeysPerSplit = 64;
+constexpr int64_t kDecodeChannelsPerGroup = 256;
 inline int64_t decode_attention_splits(int64_t chunk_size) {
   return (chunk_size + kDecodeKeysPerSplit - 1) / kDecodeKeysPerSplit;
+}
+inline int64_t decode_attention_groups(int64_t dv) {
+  return (dv + kDecodeChannelsPerGroup - 1) / kDecodeChannelsPerGroup;
 }
 
 struct DecodeAttentionArgs {
@@ -36,15 +46,17 @@ struct DecodeAttentionArgs {
   int64_t z_ld = 0;
   const float* qk_scale = nullptr;   // [2, H * dz]: (gamma + 1)/sqrt(dz), queries then keys
   const float* qk_offset = nullptr;  // [2, H * dz]: beta
+  const float* rope_frequencies = nullptr;  // [dz / 2]: base^(-2i/dz) (rope_frequency<float>)
   const float* v = nullptr;          // [B, v_ld]: the H * dv values silu(T Wvᵀ + bv)
   int64_t v_ld = 0;
   const float* gate = nullptr;  // [B, gate_ld]: R = silu(M Wrᵀ + br)
   int64_t gate_ld = 0;
   void* keys = nullptr;     // [B, c, H, dz] of dtype
   void* values = nullptr;   // [B, c, H, dv] of dtype
-  float* scores = nullptr;   // [B, H, c]
-  float* partial = nullptr;  // [splits, B, H, dv]
-  float* out = nullptr;      // [B, H * dv]
+  float* partial = nullptr;      // [splits, B, H, dv]: each split's weighted sum of values
+  float* split_stats = nullptr;  // [splits, B, H, groups, 2]: each split's (max, sum of exponentials)
+  int32_t* arrivals = nullptr;   // [B, H, groups]: blocks finished this step; zero between steps
+  float* out = nullptr;          // [B, H * dv]
 };
 
 void decode_attention(const DecodeAttentionArgs& args, Stream stream);

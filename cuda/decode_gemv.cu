@@ -1,23 +1,33 @@
 // Decoding matrix-vector products; cuda/decode_gemv.h has the math.
 //
-// Launch: blocks of 8 warps; each warp owns 2 adjacent rows of one problem (16 rows per block, so a
-// row pair (2i, 2i + 1) of swiglu_pairs always meets in one warp). The blocks of the launch's problems
-// follow each other: problem p owns blocks [first[p], first[p + 1]). A lane reads 16 bytes of each
-// of its 2 rows per iteration (8 bf16 or 4 f32 weights: a warp reads 512 contiguous bytes per row)
-// and the matching f32 inputs of up to BT token rows, accumulates in f32, and the warp adds up its
-// lanes with shuffles. When an input row is normalised, the whole block first computes its mean and
-// scale (block reductions over the row, which then sits in L1/L2 for the products). With B > BT the
-// block repeats the product per tile of BT token rows (the weights then come from L2).
+// Launch: blocks of 4 warps that never synchronise; each warp owns 2 adjacent rows of one problem
+// (8 rows per block, so a row pair (2i, 2i + 1) of swiglu_pairs always meets in one warp). The
+// blocks of the launch's problems follow each other: problem p owns blocks [first[p], first[p + 1]).
+// A lane reads 16 bytes of each of its 2 rows per load (8 bf16 or 4 f32 weights: a warp reads 512
+// contiguous bytes per row) and holds a tile of 4 or 8 such loads per row in registers (1024 or 2048
+// bf16 columns), so that all of a tile's loads are in flight at once. It multiplies them with the
+// matching f32 inputs of up to BT token rows, accumulates in f32, and the warp adds up its lanes
+// with shuffles.
+//
+// The weights are constant, so the first tile is loaded before the kernel waits for its predecessor
+// (cuda/dependent_launch.cuh) and the rest of the rows is prefetched into L2: with the overlapped
+// launch the weight stream starts while the previous kernel is still running. When an input row is
+// normalised, each warp then computes its mean and scale itself (warp reductions over the row, which
+// then sits in L1 for the products). With B > BT the warp repeats the product per tile of BT token
+// rows (the weights then come from registers when a row fits in one tile, else from L2).
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/decode_gemv.h"
-#include "cuda/row_reduce.cuh"
+#include "cuda/dependent_launch.cuh"
+#include "cuda/packed_load.cuh"
+#include "cuda/row_reduce.cuh"  // shuffle_xor
 
 namespace mgl::cuda {
 
 namespace {
 
-constexpr int kGemvWarps = 8;
+constexpr int kGemvWarps = 4;
 constexpr int kRowsPerWarp = 2;
 constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
 
@@ -25,67 +35,59 @@ struct BlockStarts {
   int64_t first[kMaxGemvProblems + 1];
 };
 
-// ---- loads of VEC consecutive values into f32 registers (16-byte loads when VEC > 1) --------------
-
-template <int VEC>
-__device__ __forceinline__ void load_floats(const float* p, float (&out)[VEC]) {
-  if constexpr (VEC == 1) {
-    out[0] = *p;
-  } else {
+// The warp's rows, columns [tile_begin, tile_begin + 32 TILE VEC): load i of a lane holds columns
+// tile_begin + (32 i + lane) VEC ... + VEC - 1 (past the end of the row: not loaded). TILE is 4
+// (rows of up to 1024 bf16) or 8: the smaller tile needs half the registers, so more blocks fit.
+template <class W, int VEC, int TILE>
+__device__ __forceinline__ void load_tile(const W* const* rows, int64_t tile_begin, int64_t cols, int lane,
+                                          Packed<W, VEC> (&tile)[kRowsPerWarp][TILE]) {
 #pragma unroll
-    for (int i = 0; i < VEC; i += 4) {
-      const float4 v = *reinterpret_cast<const float4*>(p + i);
-      out[i] = v.x, out[i + 1] = v.y, out[i + 2] = v.z, out[i + 3] = v.w;
-    }
-  }
-}
-
-// Weights are read once per step: through the read-only path.
-template <class W, int VEC>
-__device__ __forceinline__ void load_weights(const W* p, float (&out)[VEC]) {
-  if constexpr (VEC == 1) {
-    out[0] = to_float(*p);
-  } else if constexpr (std::is_same_v<W, float>) {
-    static_assert(VEC == 4, "f32 weights: 4 per 16-byte load");
-    const float4 v = __ldg(reinterpret_cast<const float4*>(p));
-    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-  } else {
-    static_assert(VEC == 8, "bf16 weights: 8 per 16-byte load");
-    // A bf16 is the upper half of an f32: each 32-bit word holds weights 2i (low half, little-endian)
-    // and 2i + 1 (high half), widened by moving them to the top. (No pointer casts of the loaded
-    // registers: those would break the compiler's aliasing rules.)
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+  for (int i = 0; i < TILE; ++i) {
+    const int64_t k = tile_begin + (int64_t(i) * 32 + lane) * VEC;
+    if (k >= cols) break;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      out[2 * i] = __uint_as_float(words[i] << 16);
-      out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-    }
+    for (int r = 0; r < kRowsPerWarp; ++r) tile[r][i] = load_packed<W, VEC>(rows[r] + k);
   }
 }
 
 __device__ __forceinline__ float silu(float a) { return a / (1.0f + expf(-a)); }
 
+// The sum of `value` over the warp, the same bits in every lane (lane 0's total, broadcast).
+__device__ __forceinline__ float warp_sum(float value) {
+  for (int mask = 16; mask > 0; mask /= 2) value += shuffle_xor(value, mask);
+  return __shfl_sync(0xffffffffu, value, 0);
+}
+
 // x̂ = (x - shift) * scale for each token row of the tile (then * (norm_weight + 1) + norm_bias):
 // shift = mean (layer) or 0, scale = 1 / sqrt(var + eps) with var the variance (layer) or the mean
-// square (rms). Every thread of the block calls this (block reductions).
-template <int BT>
-__device__ __forceinline__ void input_stats(const GemvProblem& P, int64_t b0, int64_t batch, float (&shift)[BT],
-                                            float (&scale)[BT]) {
-  const auto plus = [](float l, float r) { return l + r; };
+// square (rms). Each warp computes them on its own (lanes take VEC-wide slices of the row, from L1 or
+// L2, and shuffles add them up): no block-wide synchronisation between the weights and the products.
+template <int VEC, int BT>
+__device__ __forceinline__ void input_stats(const GemvProblem& P, int64_t b0, int64_t batch, int lane,
+                                            float (&shift)[BT], float (&scale)[BT]) {
 #pragma unroll
   for (int t = 0; t < BT; ++t) {
     shift[t] = 0.0f, scale[t] = 1.0f;
-    if (P.norm == GemvNorm::none || b0 + t >= batch) continue;  // uniform over the block
+    if (P.norm == GemvNorm::none || b0 + t >= batch) continue;
     const float* x = P.x + (b0 + t) * P.cols;
     if (P.norm == GemvNorm::layer) {
       float sum = 0.0f;
-      for (int64_t k = threadIdx.x; k < P.cols; k += blockDim.x) sum += x[k];
-      shift[t] = block_reduce(sum, plus) / float(P.cols);
+      for (int64_t k = int64_t(lane) * VEC; k < P.cols; k += 32 * VEC) {
+        float v[VEC];
+        load_floats<VEC>(x + k, v);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) sum += v[e];
+      }
+      shift[t] = warp_sum(sum) / float(P.cols);
     }
     float squares = 0.0f;
-    for (int64_t k = threadIdx.x; k < P.cols; k += blockDim.x) squares += (x[k] - shift[t]) * (x[k] - shift[t]);
-    scale[t] = 1.0f / sqrtf(block_reduce(squares, plus) / float(P.cols) + P.eps);
+    for (int64_t k = int64_t(lane) * VEC; k < P.cols; k += 32 * VEC) {
+      float v[VEC];
+      load_floats<VEC>(x + k, v);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) squares += (v[e] - shift[t]) * (v[e] - shift[t]);
+    }
+    scale[t] = 1.0f / sqrtf(warp_sum(squares) / float(P.cols) + P.eps);
   }
 }
 
@@ -98,7 +100,7 @@ __device__ __forceinline__ void store_output(const GemvProblem& P, int64_t b, in
 }
 
 // The rows of `block` (relative to the problem's first block) for every token row.
-template <class W, int VEC, int BT>
+template <class W, int VEC, int TILE, int BT>
 __device__ __forceinline__ void gemv_block(const GemvProblem& P, int64_t block, int64_t batch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t row0 = block * kRowsPerBlock + int64_t(warp) * kRowsPerWarp;
@@ -106,54 +108,77 @@ __device__ __forceinline__ void gemv_block(const GemvProblem& P, int64_t block, 
   const W* rows[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) rows[r] = weight + min(row0 + r, P.rows - 1) * P.cols;  // a row past the end reads the last
+  constexpr int64_t tile_cols = int64_t(TILE) * 32 * VEC;
+  const int64_t tiles = (P.cols + tile_cols - 1) / tile_cols;
+
+  // Prologue, before the previous kernel has finished: the first tile into registers, the rest of
+  // the rows towards L2.
+  Packed<W, VEC> tile[kRowsPerWarp][TILE];
+  load_tile<W, VEC, TILE>(rows, 0, P.cols, lane, tile);
+  if (tiles > 1) {
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const char* rest = reinterpret_cast<const char*>(rows[r] + tile_cols);
+      const int64_t bytes = (P.cols - tile_cols) * int64_t(sizeof(W));
+      for (int64_t offset = int64_t(lane) * 128; offset < bytes; offset += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(rest + offset));
+    }
+  }
+  wait_for_previous_kernel();
+  allow_next_kernel();
 
   for (int64_t b0 = 0; b0 < batch; b0 += BT) {
+    if (row0 >= P.rows) return;
     float shift[BT], scale[BT];
-    input_stats<BT>(P, b0, batch, shift, scale);
-    if (row0 >= P.rows) continue;  // (not return: the next tile's input_stats needs every thread)
+    input_stats<VEC, BT>(P, b0, batch, lane, shift, scale);
 
     float acc[kRowsPerWarp][BT] = {};
-#pragma unroll 4
-    for (int64_t k = int64_t(lane) * VEC; k < P.cols; k += 32 * VEC) {
-      float w[kRowsPerWarp][VEC];
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t tile_begin = t * tile_cols;
+      if (t > 0 || (b0 > 0 && tiles > 1)) load_tile<W, VEC, TILE>(rows, tile_begin, P.cols, lane, tile);
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) load_weights<W, VEC>(rows[r] + k, w[r]);
-      float gain[VEC], offset[VEC];
+      for (int i = 0; i < TILE; ++i) {
+        const int64_t k = tile_begin + (int64_t(i) * 32 + lane) * VEC;
+        if (k >= P.cols) break;
+        float w[kRowsPerWarp][VEC];
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) gain[i] = 1.0f, offset[i] = 0.0f;
-      if (P.norm_weight) {
-        load_floats<VEC>(P.norm_weight + k, gain);
+        for (int r = 0; r < kRowsPerWarp; ++r) unpack<W, VEC>(tile[r][i], w[r]);
+        float gain[VEC], offset[VEC];
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) gain[i] += 1.0f;
-      }
-      if (P.norm_bias) load_floats<VEC>(P.norm_bias + k, offset);
+        for (int e = 0; e < VEC; ++e) gain[e] = 1.0f, offset[e] = 0.0f;
+        if (P.norm_weight) {
+          load_floats<VEC>(P.norm_weight + k, gain);
 #pragma unroll
-      for (int t = 0; t < BT; ++t) {
-        if (b0 + t >= batch) break;
-        float x[VEC];
-        load_floats<VEC>(P.x + (b0 + t) * P.cols + k, x);
+          for (int e = 0; e < VEC; ++e) gain[e] += 1.0f;
+        }
+        if (P.norm_bias) load_floats<VEC>(P.norm_bias + k, offset);
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) {
-          const float xhat = (x[i] - shift[t]) * scale[t] * gain[i] + offset[i];
+        for (int bt = 0; bt < BT; ++bt) {
+          if (b0 + bt >= batch) break;
+          float x[VEC];
+          load_floats<VEC>(P.x + (b0 + bt) * P.cols + k, x);
 #pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += w[r][i] * xhat;
+          for (int e = 0; e < VEC; ++e) {
+            const float xhat = (x[e] - shift[bt]) * scale[bt] * gain[e] + offset[e];
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][bt] += w[r][e] * xhat;
+          }
         }
       }
     }
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
-      for (int t = 0; t < BT; ++t)
-        for (int mask = 16; mask > 0; mask /= 2) acc[r][t] += shuffle_xor(acc[r][t], mask);
+      for (int bt = 0; bt < BT; ++bt)
+        for (int mask = 16; mask > 0; mask /= 2) acc[r][bt] += shuffle_xor(acc[r][bt], mask);
 
     if (lane != 0) continue;
 #pragma unroll
-    for (int t = 0; t < BT; ++t) {
-      const int64_t b = b0 + t;
+    for (int bt = 0; bt < BT; ++bt) {
+      const int64_t b = b0 + bt;
       if (b >= batch) break;
       if (P.activation == GemvActivation::swiglu_pairs) {  // rows row0, row0 + 1 = fc1 row i, fc3 row i
-        const float gate = acc[0][t] + (P.bias ? P.bias[row0] : 0.0f);
-        const float up = acc[1][t] + (P.bias ? P.bias[row0 + 1] : 0.0f);
+        const float gate = acc[0][bt] + (P.bias ? P.bias[row0] : 0.0f);
+        const float up = acc[1][bt] + (P.bias ? P.bias[row0 + 1] : 0.0f);
         store_output(P, b, row0 / 2, silu(gate) * up);
         continue;
       }
@@ -161,7 +186,7 @@ __device__ __forceinline__ void gemv_block(const GemvProblem& P, int64_t block, 
       for (int r = 0; r < kRowsPerWarp; ++r) {
         const int64_t row = row0 + r;
         if (row >= P.rows) break;
-        float a = acc[r][t] + (P.bias ? P.bias[row] : 0.0f);
+        float a = acc[r][bt] + (P.bias ? P.bias[row] : 0.0f);
         if (P.activation == GemvActivation::silu) a = silu(a);
         store_output(P, b, row, a);
       }
@@ -169,27 +194,34 @@ __device__ __forceinline__ void gemv_block(const GemvProblem& P, int64_t block, 
   }
 }
 
-template <class W, int VEC, int BT>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvLaunch launch, BlockStarts starts) {
+template <class W, int VEC, int TILE, int BT>
+__global__ void __launch_bounds__(kGemvWarps * 32, TILE == 4 ? 6 : 2) gemv_kernel(GemvLaunch launch, BlockStarts starts) {
   // Constant indices into the parameter struct (a dynamic index would copy it to local memory).
   const int64_t block = blockIdx.x;
   const int64_t* first = starts.first;
-  if (block < first[1]) gemv_block<W, VEC, BT>(launch.problems[0], block - first[0], launch.batch);
-  else if (block < first[2]) gemv_block<W, VEC, BT>(launch.problems[1], block - first[1], launch.batch);
-  else if (block < first[3]) gemv_block<W, VEC, BT>(launch.problems[2], block - first[2], launch.batch);
-  else gemv_block<W, VEC, BT>(launch.problems[3], block - first[3], launch.batch);
+  if (block < first[1]) gemv_block<W, VEC, TILE, BT>(launch.problems[0], block - first[0], launch.batch);
+  else if (block < first[2]) gemv_block<W, VEC, TILE, BT>(launch.problems[1], block - first[1], launch.batch);
+  else if (block < first[3]) gemv_block<W, VEC, TILE, BT>(launch.problems[2], block - first[2], launch.batch);
+  else gemv_block<W, VEC, TILE, BT>(launch.problems[3], block - first[3], launch.batch);
 }
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <class W, int VEC>
+template <class W, int VEC, int TILE>
 void run(const GemvLaunch& launch, const BlockStarts& starts, Stream stream) {
   const unsigned blocks = unsigned(starts.first[kMaxGemvProblems]);
   constexpr unsigned threads = kGemvWarps * 32;
-  if (launch.batch == 1) gemv_kernel<W, VEC, 1><<<blocks, threads, 0, stream>>>(launch, starts);
-  else if (launch.batch == 2) gemv_kernel<W, VEC, 2><<<blocks, threads, 0, stream>>>(launch, starts);
-  else gemv_kernel<W, VEC, 4><<<blocks, threads, 0, stream>>>(launch, starts);
-  MGL_CUDA_CHECK_LAUNCH();
+  if (launch.batch == 1) launch_overlapped(gemv_kernel<W, VEC, TILE, 1>, blocks, threads, 0, stream, launch, starts);
+  else if (launch.batch == 2) launch_overlapped(gemv_kernel<W, VEC, TILE, 2>, blocks, threads, 0, stream, launch, starts);
+  else launch_overlapped(gemv_kernel<W, VEC, TILE, 4>, blocks, threads, 0, stream, launch, starts);
+}
+
+template <class W, int VEC>
+void dispatch_tile(const GemvLaunch& launch, const BlockStarts& starts, Stream stream) {
+  int64_t widest = 0;
+  for (int p = 0; p < launch.count; ++p) widest = std::max(widest, launch.problems[p].cols);
+  if (widest <= 4 * 32 * VEC) run<W, VEC, 4>(launch, starts, stream);
+  else run<W, VEC, 8>(launch, starts, stream);
 }
 
 template <class W>
@@ -201,8 +233,8 @@ void dispatch_vector_width(const GemvLaunch& launch, const BlockStarts& starts, 
     vector = vector && P.cols % kVec == 0 && aligned16(P.weight) && aligned16(P.x) && aligned16(P.norm_weight) &&
              aligned16(P.norm_bias);
   }
-  if (vector) run<W, kVec>(launch, starts, stream);
-  else run<W, 1>(launch, starts, stream);
+  if (vector) dispatch_tile<W, kVec>(launch, starts, stream);
+  else dispatch_tile<W, 1>(launch, starts, stream);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cuda/decode_step.h"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/row_reduce.cuh"
 
 namespace mgl::cuda {
@@ -17,6 +18,8 @@ using C32 = Complex<float>;
 template <class T>
 __global__ void embed_kernel(const T* table, int64_t vocab, int64_t dim, const int64_t* ids, float scale, float* x) {
   const int64_t b = blockIdx.x;
+  wait_for_previous_kernel();
+  allow_next_kernel();
   const int64_t id = ids[b];
   const bool valid = id >= 0 && id < vocab;
   for (int64_t k = threadIdx.x; k < dim; k += blockDim.x)
@@ -27,68 +30,101 @@ __global__ void embed_kernel(const T* table, int64_t vocab, int64_t dim, const i
 
 // Launch: grid (G, B), one block per (group, sequence), threads over the group's channels and, for
 // the CEMA step, over its (channel, mode) pairs (a thread per pair: the pairs' coefficients and states
-// are contiguous, so the loads coalesce and none waits on another). The group's moments are block
-// reductions (two passes: mean, then squared deviations); every thread folds the state the same way
-// and thread 0 stores it. Shared memory: the group's normalised values [dg] and the per-mode terms
-// Re(gamma h) [dg, N], which one thread per channel then adds up in mode order.
+// are contiguous, so the loads coalesce and none waits on another). Shared memory: the group's
+// normalised values [dg] and the per-mode terms Re(gamma h) [dg, N], which one thread per channel
+// then adds up in mode order.
+//
+// Everything but x is this kernel's own (parameters, the running statistics and the CEMA state,
+// which only this kernel writes), so the prologue (cuda/dependent_launch.cuh) loads each thread's
+// first channel and pair of them into registers while the previous kernel finishes. After the wait
+// each warp computes the group's moments itself (two passes over the dg values: mean, then squared
+// deviations; warp shuffles, no block reduction), and every thread folds the state the same way;
+// thread 0 stores it.
 __global__ void norm_cema_kernel(DecodeNormArgs a) {
   extern __shared__ float shared[];
-  float* y_group = shared;                         // [dg]
-  float* mode_terms = shared + a.dim / a.groups;  // [dg, N]
-  const int64_t g = blockIdx.x, b = blockIdx.y;
-  const int64_t dg = a.dim / a.groups, first = g * dg;
-  const float* x = a.x + b * a.dim + first;
-  const auto plus = [](float l, float r) { return l + r; };
+  const int64_t dg = a.dim / a.groups, N = a.modes;
+  float* y_group = shared;      // [dg]
+  float* mode_terms = shared + dg;  // [dg, N]
+  const int64_t g = blockIdx.x, b = blockIdx.y, first = g * dg, at = b * a.groups + g;
+  const int64_t pairs = a.cema_h ? dg * N : 0;
+  const int64_t t = threadIdx.x;
 
-  float sum = 0.0f;
-  for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) sum += x[k];
-  const float step_mean = block_reduce(sum, plus) / float(dg);
-  float squares = 0.0f;
-  for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) squares += (x[k] - step_mean) * (x[k] - step_mean);
-  const float step_var = block_reduce(squares, plus) / float(dg);
-
-  const int64_t at = b * a.groups + g;
+  // Prologue: the state and the parameters of the thread's channel t and pair t.
   const int64_t n = a.count[at];
+  const float old_mean = a.mean[at], old_var = a.var[at];
+  float gain = 0.0f, shift = 0.0f, omega = 0.0f;
+  if (t < dg) {
+    gain = a.weight[first + t] + 1.0f, shift = a.bias[first + t];
+    if (a.cema_h) omega = a.cema.omega[first + t];
+  }
+  C32* h = a.cema_h ? a.cema_h + (b * a.dim + first) * N : nullptr;  // the group's [dg, N] states
+  C32 h_t{}, q_t{}, gamma_t{};
+  float p_t = 0.0f;
+  if (t < pairs) h_t = h[t], q_t = a.cema.q[first * N + t], p_t = a.cema.p[first * N + t], gamma_t = a.cema.gamma[first * N + t];
+  wait_for_previous_kernel();
+  allow_next_kernel();
+
+  const float* x = a.x + b * a.dim + first;
+  const int lane = threadIdx.x % 32;
+  float sum = 0.0f;
+  for (int64_t k = lane; k < dg; k += 32) sum += x[k];
+  for (int mask = 16; mask > 0; mask /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, mask);
+  const float step_mean = __shfl_sync(0xffffffffu, sum, 0) / float(dg);
+  float squares = 0.0f;
+  for (int64_t k = lane; k < dg; k += 32) squares += (x[k] - step_mean) * (x[k] - step_mean);
+  for (int mask = 16; mask > 0; mask /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, mask);
+  const float step_var = __shfl_sync(0xffffffffu, squares, 0) / float(dg);
+
   float mean = step_mean, var = step_var;
   if (n > 0) {
     const float wa = float(n) / float(n + 1), wb = 1.0f / float(n + 1);
-    const float d = step_mean - a.mean[at];
-    var = a.var[at] + wb * ((step_var - a.var[at]) + wa * d * d);
-    mean = a.mean[at] + wb * d;
-  }
-  __syncthreads();  // every thread has read the old state before thread 0 replaces it
-  if (threadIdx.x == 0) {
-    a.count[at] = n + 1;
-    a.mean[at] = mean;
-    a.var[at] = var;
+    const float d = step_mean - old_mean;
+    var = old_var + wb * ((step_var - old_var) + wa * d * d);
+    mean = old_mean + wb * d;
   }
   const float rstd = 1.0f / sqrtf(var + a.eps);
-  for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) {
+  float y_t = 0.0f;
+  if (t < dg) {
+    y_t = (x[t] - mean) * rstd * gain + shift;
+    a.y[b * a.dim + first + t] = y_t;
+    y_group[t] = y_t;
+  }
+  for (int64_t k = t + blockDim.x; k < dg; k += blockDim.x) {  // channels beyond the first per thread
     const int64_t c = first + k;
     const float y = (x[k] - mean) * rstd * (a.weight[c] + 1.0f) + a.bias[c];
     a.y[b * a.dim + c] = y;
     y_group[k] = y;
   }
-  if (a.cema_h == nullptr) return;
-  __syncthreads();
+  __syncthreads();  // y_group is complete, and every thread has read the old state (prologue)
+  if (t == 0) {
+    a.count[at] = n + 1;
+    a.mean[at] = mean;
+    a.var[at] = var;
+  }
+  if (!a.cema_h) return;
 
-  const int64_t N = a.modes;
-  C32* h = a.cema_h + (b * a.dim + first) * N;  // the group's [dg, N] states
-  for (int64_t i = threadIdx.x; i < dg * N; i += blockDim.x) {
+  // h <- q h + p y;  term = Re(gamma h)
+  for (int64_t i = t; i < pairs; i += blockDim.x) {
     const int64_t mode = first * N + i;  // (channel first + i / N, mode i % N) of the [D, N] coefficients
-    const C32 next = a.cema.q[mode] * h[i] + a.cema.p[mode] * y_group[i / N];
+    const bool mine = i == t;            // the pair whose values the prologue loaded
+    const C32 next = (mine ? q_t : a.cema.q[mode]) * (mine ? h_t : h[i]) + (mine ? p_t : a.cema.p[mode]) * y_group[i / N];
     h[i] = next;
-    mode_terms[i] = a.cema.gamma[mode].re * next.re - a.cema.gamma[mode].im * next.im;
+    const C32 gamma = mine ? gamma_t : a.cema.gamma[mode];
+    mode_terms[i] = gamma.re * next.re - gamma.im * next.im;
   }
   __syncthreads();
-  for (int64_t k = threadIdx.x; k < dg; k += blockDim.x) {
-    float u = a.cema.omega[first + k] * y_group[k];
-    for (int64_t m = 0; m < N; ++m) u += mode_terms[k * N + m];
+  for (int64_t k = t; k < dg; k += blockDim.x) {
+    float u = (k == t ? omega : a.cema.omega[first + k]) * y_group[k];
+    for (int64_t mode = 0; mode < N; ++mode) u += mode_terms[k * N + mode];
     a.cema_y[b * a.dim + first + k] = u;
   }
 }
 
-__global__ void advance_kernel(int32_t* position, int32_t chunk_size) { *position = (*position + 1) % chunk_size; }
+__global__ void advance_kernel(int32_t* position, int32_t chunk_size) {
+  wait_for_previous_kernel();
+  allow_next_kernel();
+  *position = (*position + 1) % chunk_size;
+}
 
 }  // namespace
 
@@ -97,11 +133,12 @@ void decode_embed(DType dtype, const void* table, int64_t vocab, int64_t dim, co
   const unsigned threads = row_threads(dim);
   switch (dtype) {
     case DType::f32:
-      embed_kernel<<<unsigned(batch), threads, 0, stream>>>(static_cast<const float*>(table), vocab, dim, ids, scale, x);
+      launch_overlapped(embed_kernel<float>, unsigned(batch), threads, 0, stream, static_cast<const float*>(table), vocab,
+                        dim, ids, scale, x);
       break;
     case DType::bf16:
-      embed_kernel<<<unsigned(batch), threads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
-                                                            scale, x);
+      launch_overlapped(embed_kernel<__nv_bfloat16>, unsigned(batch), threads, 0, stream,
+                        static_cast<const __nv_bfloat16*>(table), vocab, dim, ids, scale, x);
       break;
     default: MGL_FAIL("decode_embed: tables are f32 or bf16, got ", dtype_name(dtype));
   }
@@ -118,13 +155,11 @@ void decode_timestep_norm(const DecodeNormArgs& args, Stream stream) {
   const size_t shared = (dg + pairs) * sizeof(float);
   MGL_CHECK(shared <= 48 * 1024, "decode_timestep_norm: a group of ", dg, " channels and ", args.modes,
             " CEMA modes needs ", shared, " bytes of shared memory (48 KiB available)");
-  norm_cema_kernel<<<grid, row_threads(pairs > dg ? pairs : dg), shared, stream>>>(args);
-  MGL_CUDA_CHECK_LAUNCH();
+  launch_overlapped(norm_cema_kernel, grid, row_threads(pairs > dg ? pairs : dg), shared, stream, args);
 }
 
 void decode_advance(int32_t* position, int64_t chunk_size, Stream stream) {
-  advance_kernel<<<1, 1, 0, stream>>>(position, int32_t(chunk_size));
-  MGL_CUDA_CHECK_LAUNCH();
+  launch_overlapped(advance_kernel, 1, 1, 0, stream, position, int32_t(chunk_size));
 }
 
 }  // namespace mgl::cuda

@@ -1,15 +1,17 @@
 // CudaDecoder (nn/cuda_decoder.h): weights and buffers set up once, then one step per token. Per
-// layer a step is six calls into cuda/ (eight kernels: the attention is three; docs/decode.md):
+// layer a step is six kernels (docs/decode.md), each launched to overlap the end of the one before
+// (cuda/dependent_launch.cuh):
 //   1. decode_timestep_norm   T = TimestepNorm step of X; U = CEMA step of T
 //   2. decode_gemv            Z = RMSNorm(U) Wzᵀ + bz, R = silu(RMSNorm(U) Wrᵀ + br),
 //                             H1 = RMSNorm(U) Wh1ᵀ + bh1, Vv = silu(T Wvᵀ + bv)
-//   3. decode_attention       A = attention of q over the chunk's keys (k, v appended) ⊙ R  (3 kernels)
+//   3. decode_attention       A = attention of q over the chunk's keys (k, v appended) ⊙ R
 //   4. decode_gemv            Ŷ = A Wh2ᵀ + H1 + X
 //   5. decode_gemv            G = swiglu(LayerNorm(Ŷ) [fc1; fc3]ᵀ)   (or silu(LayerNorm(Ŷ) fc1ᵀ))
 //   6. decode_gemv            X = alpha ⊙ (G fc2ᵀ) + X
 // then the final TimestepNorm step, the LM head, and the advance of the chunk position.
 #include "nn/cuda_decoder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <string>
@@ -20,6 +22,7 @@
 #include "cuda/decode_gemv.h"
 #include "cuda/decode_graph.h"
 #include "cuda/decode_step.h"
+#include "cuda/rope.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -107,8 +110,13 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   x_ = activation({B, D}), t_ = activation({B, D}), u_ = activation({B, D}), h1_ = activation({B, D});
   y_hat_ = activation({B, D}), z_ = activation({B, Z}), r_ = activation({B, V}), v_ = activation({B, V});
   a_ = activation({B, V}), g_ = activation({B, F}), logits_ = activation({B, vocab});
-  scores_ = activation({B, H, chunk});
-  partial_ = activation({cuda::decode_attention_splits(chunk), B, H, dv});
+  const int64_t splits = cuda::decode_attention_splits(chunk), groups = cuda::decode_attention_groups(dv);
+  partial_ = activation({splits, B, H, dv});
+  split_stats_ = activation({splits, B, H, groups, 2});
+  arrivals_ = Tensor::zeros({B, H, groups}, DType::i32, device_);
+  std::vector<float> frequencies(dz / 2);
+  for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = cuda::rope_frequency<float>(i, dz, c.rope_base);
+  rope_frequencies_ = to(Tensor::from_vector(frequencies, {dz / 2}), device_);
   ids_ = Tensor::zeros({B}, DType::i64, device_);
   position_device_ = Tensor::zeros({1}, DType::i32, device_);
 
@@ -185,7 +193,9 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
     at.z = z_.data<float>(), at.z_ld = Z, at.qk_scale = L.qk_scale.data<float>(), at.qk_offset = L.qk_offset.data<float>();
     at.v = v_.data<float>(), at.v_ld = V, at.gate = r_.data<float>(), at.gate_ld = V;
     at.keys = L.keys.raw_data(), at.values = L.values.raw_data();
-    at.scores = scores_.data<float>(), at.partial = partial_.data<float>(), at.out = a_.data<float>();
+    at.rope_frequencies = rope_frequencies_.data<float>();
+    at.partial = partial_.data<float>(), at.split_stats = split_stats_.data<float>();
+    at.arrivals = arrivals_.data<int32_t>(), at.out = a_.data<float>();
 
     // 4. Ŷ = A Wh2ᵀ + H1 + X.
     cuda::GemvLaunch& o = L.attention_out;
@@ -213,6 +223,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   }
   final_norm_ = std::make_unique<NormState>();
   make_norm("output.final_norm", *final_norm_);
+
   reset();
 
   if (options.use_graph) MGL_ON_CUDA(graph_ = cuda::capture_graph(compute_stream(device_), [this] { record_step(); }));
@@ -238,14 +249,52 @@ void CudaDecoder::record_step() const {
       cuda::decode_gemv(L.ffn_in, stream);
       cuda::decode_gemv(L.ffn_out, stream);
     }
+    record_head();
+    cuda::decode_advance(position_device_.data<int32_t>(), c.chunk_size, stream);
+  });
+}
+
+void CudaDecoder::record_head() const {
+  [[maybe_unused]] const Stream stream = compute_stream(device_);
+  MGL_ON_CUDA({
     cuda::decode_timestep_norm(final_norm_->args, stream);
     cuda::GemvLaunch head;
     head.dtype = dtype_, head.batch = batch_, head.count = 1;
     cuda::GemvProblem& h = head.problems[0];
-    h.weight = head_.raw_data(), h.rows = c.vocab_size, h.cols = c.model_dim, h.x = t_.data<float>();
-    h.y = logits_.data<float>(), h.y_ld = c.vocab_size;
+    h.weight = head_.raw_data(), h.rows = config_.vocab_size, h.cols = config_.model_dim, h.x = t_.data<float>();
+    h.y = logits_.data<float>(), h.y_ld = config_.vocab_size;
     cuda::decode_gemv(head, stream);
-    cuda::decode_advance(position_device_.data<int32_t>(), c.chunk_size, stream);
+  });
+}
+
+const char* CudaDecoder::launch_name(Launch kind) {
+  switch (kind) {
+    case Launch::norm_cema: return "TimestepNorm + CEMA";
+    case Launch::projections: return "projections Z, R, H1, V";
+    case Launch::attention: return "attention";
+    case Launch::attention_out: return "attention output Wh2";
+    case Launch::ffn_in: return "FFN in (LayerNorm, fc1)";
+    case Launch::ffn_out: return "FFN out (fc2, residual)";
+    case Launch::head: return "final norm + LM head";
+  }
+  return "?";
+}
+
+void CudaDecoder::record_launches(Launch kind) const {
+  [[maybe_unused]] const Stream stream = compute_stream(device_);
+  if (kind == Launch::head) return record_head();
+  MGL_ON_CUDA({
+    for (const Layer& L : layers_) {
+      switch (kind) {
+        case Launch::norm_cema: cuda::decode_timestep_norm(L.norm.args, stream); break;
+        case Launch::projections: cuda::decode_gemv(L.projections, stream); break;
+        case Launch::attention: cuda::decode_attention(L.attention, stream); break;
+        case Launch::attention_out: cuda::decode_gemv(L.attention_out, stream); break;
+        case Launch::ffn_in: cuda::decode_gemv(L.ffn_in, stream); break;
+        case Launch::ffn_out: cuda::decode_gemv(L.ffn_out, stream); break;
+        case Launch::head: break;
+      }
+    }
   });
 }
 

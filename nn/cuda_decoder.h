@@ -69,10 +69,21 @@ class CudaDecoder {
   const Device& device() const { return device_; }
   bool uses_graph() const { return graph_ != nullptr; }
 
+  // The kinds of launch in a step, for timing them one kind at a time (bench_decode --breakdown).
+  enum class Launch { norm_cema, projections, attention, attention_out, ffn_in, ffn_out, head };
+  static constexpr Launch kLaunches[] = {Launch::norm_cema, Launch::projections, Launch::attention,
+                                         Launch::attention_out, Launch::ffn_in, Launch::ffn_out, Launch::head};
+  static const char* launch_name(Launch kind);
+  // Launches of one kind for every layer (head: the final norm and the LM head), on the compute
+  // stream, without the rest of the step. For benchmarks only: the buffers and the state then hold
+  // meaningless values, so reset() or import_state() before decoding again.
+  void record_launches(Launch kind) const;
+
  private:
   struct NormState;
   struct Layer;
   void record_step() const;  // the launches of one step, on the compute stream
+  void record_head() const;  // the final TimestepNorm step and the LM head
   void import_norm(NormState& norm, const TimestepNormState& state);
   TimestepNormState export_norm(const NormState& norm) const;
 
@@ -85,7 +96,9 @@ class CudaDecoder {
   std::vector<Layer> layers_;
   std::unique_ptr<NormState> final_norm_;
   // One step's activations, shared by the layers (they run one after the other), all f32.
-  Tensor x_, t_, u_, z_, r_, h1_, v_, scores_, partial_, a_, y_hat_, g_, logits_;
+  Tensor x_, t_, u_, z_, r_, h1_, v_, a_, y_hat_, g_, logits_;
+  // The attention's scratch (cuda/decode_attention.h) and RoPE frequencies [dz / 2].
+  Tensor partial_, split_stats_, arrivals_, rope_frequencies_;
   Tensor ids_;       // [B] i64
   Tensor position_device_;  // [1] i32: the position the kernels read
   int64_t position_ = 0;    // its host copy (advanced in step(), never read back)

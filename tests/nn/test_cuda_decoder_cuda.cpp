@@ -4,6 +4,8 @@
 // bit for bit; a step allocates nothing.
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
@@ -79,23 +81,50 @@ Tensor forward_token(const nn::Megalodon& model, const Tensor& column, nn::Model
 // Token t of every sequence of ids [B, L], as the decoder takes it: [B] i64 on the host.
 Tensor token(const Tensor& ids, int64_t t) { return contiguous(reshape(contiguous(slice(ids, 1, t, t + 1)), {ids.size(0)})); }
 
-// The largest relative error over the parts of a state (infinite when the counts or the cache
-// lengths differ: those must match exactly).
-double state_error(const nn::ModelState& got, const nn::ModelState& want) {
-  if (got.layers.size() != want.layers.size()) return INFINITY;
-  auto norm_error = [](const TimestepNormState& g, const TimestepNormState& w) {
-    if (g.count.to_vector<int64_t>() != w.count.to_vector<int64_t>()) return double(INFINITY);
-    return std::max(relative_error(g.mean, w.mean), relative_error(g.var, w.var));
+// The largest relative error over the parts of a state, and the part it is in (infinite when the
+// counts or the cache lengths differ: those must match exactly).
+struct StateError {
+  double worst = 0.0;
+  std::string where;
+  void add(double error, const std::string& part) {
+    if (error > worst || std::isnan(error)) worst = error, where = part;
+  }
+};
+
+// The error of the running group means in units of the groups' standard deviations,
+// ‖mean - mean_ref‖ / ‖sqrt(var_ref)‖: a group's values are normalised as (x - mean) / sqrt(var), so
+// that is the scale on which an error in the mean matters. (Relative to the means themselves, which
+// are differences of nearly equal values, bf16 rounding over dozens of steps can exceed 1% for
+// forward() too.)
+double mean_error(const TimestepNormState& got, const TimestepNormState& want) {
+  const std::vector<double> g = got.mean.to_vector<double>(), w = want.mean.to_vector<double>(),
+                            v = want.var.to_vector<double>();
+  double difference = 0.0, scale = 0.0;
+  for (size_t i = 0; i < w.size(); ++i) difference += (g[i] - w[i]) * (g[i] - w[i]), scale += v[i];
+  return std::sqrt(difference / scale);
+}
+
+StateError state_error(const nn::ModelState& got, const nn::ModelState& want) {
+  StateError e;
+  if (got.layers.size() != want.layers.size()) return {INFINITY, "layer count"};
+  auto add_norm = [&](const TimestepNormState& g, const TimestepNormState& w, const std::string& part) {
+    e.add(g.count.to_vector<int64_t>() == w.count.to_vector<int64_t>() ? 0.0 : INFINITY, part + " count");
+    e.add(mean_error(g, w), part + " mean");
+    e.add(relative_error(g.var, w.var), part + " var");
   };
-  double worst = norm_error(got.final_norm, want.final_norm);
+  add_norm(got.final_norm, want.final_norm, "final norm");
   for (size_t i = 0; i < want.layers.size(); ++i) {
     const nn::LayerState &g = got.layers[i], &w = want.layers[i];
-    if (g.cached_tokens() != w.cached_tokens()) return INFINITY;
-    worst = std::max({worst, norm_error(g.norm, w.norm), relative_error(g.cema, w.cema)});
-    if (w.cached_tokens() > 0)
-      worst = std::max({worst, relative_error(g.keys, w.keys), relative_error(g.values, w.values)});
+    const std::string layer = "layer " + std::to_string(i);
+    if (g.cached_tokens() != w.cached_tokens()) return {INFINITY, layer + " cache length"};
+    add_norm(g.norm, w.norm, layer + " norm");
+    e.add(relative_error(g.cema, w.cema), layer + " CEMA");
+    if (w.cached_tokens() > 0) {
+      e.add(relative_error(g.keys, w.keys), layer + " keys");
+      e.add(relative_error(g.values, w.values), layer + " values");
+    }
   }
-  return worst;
+  return e;
 }
 
 }  // namespace
@@ -132,15 +161,23 @@ TEST_CASE("CudaDecoder: every step follows Megalodon::forward on the GPU and the
         const Tensor& got = decoder.step(token(ids, t));
         const nn::ModelState decoded = decoder.export_state();
         INFO("token " << t << ", position in the chunk after it " << decoder.position());
-        // Against the f64 reference: the decoder's own error. Against forward() in the same dtype:
-        // in f32 both are within rounding of the truth; in bf16 forward() rounds every op's output
-        // (the decoder keeps f32 activations), so the two may differ by at most the sum of their
-        // distances to the truth.
-        CHECK(relative_error(got, truth) <= tolerance);
-        CHECK(state_error(decoded, reference_state) <= tolerance);
+        // Against the f64 reference: the decoder's logits within the dtype's tolerance. Its state
+        // carries dozens of steps of bf16 weights and caches, over which forward() itself drifts
+        // past 1% of the truth (e.g. in the keys): the decoder's state may be off by the dtype's
+        // tolerance plus forward()'s own error. Against forward() in the same dtype: in f32 both are
+        // within rounding of the truth; in bf16 forward() rounds every op's output (the decoder
+        // keeps f32 activations), so the two may differ by at most the sum of their distances to
+        // the truth.
+        const StateError decoder_error = state_error(decoded, reference_state);
+        const StateError forward_error = state_error(state, reference_state);
+        const StateError between = state_error(decoded, state);
+        INFO("state: decoder vs f64 " << decoder_error.worst << " (" << decoder_error.where << "), forward() vs f64 "
+                                      << forward_error.worst << " (" << forward_error.where << ")");
         const bool exact = dtype == DType::f32;
+        CHECK(relative_error(got, truth) <= tolerance);
+        CHECK(decoder_error.worst <= tolerance + (exact ? 0.0 : forward_error.worst));
         CHECK(relative_error(got, want) <= tolerance + (exact ? 0.0 : relative_error(want, truth)));
-        CHECK(state_error(decoded, state) <= tolerance + (exact ? 0.0 : state_error(state, reference_state)));
+        CHECK(between.worst <= tolerance + (exact ? 0.0 : forward_error.worst));
       }
       CHECK(decoder.position() == 3);  // prefill + steps = 4 chunks + 3 tokens
     }
