@@ -31,4 +31,4 @@ for bytes in 16000 256000 4200000; do
   [ $status -eq 0 ] || echo "generate failed with status $status" | tee -a "$out/generate.log"
 done
 echo "== bench_decode" | tee -a "$out/generate.log"
-timeout 300 build-gpu/bin/bench_decode 2>&1 | tee -a "$out/generate.log" | tail -20
+timeout 300 build-gpu/bin/bench_decode --breakdown 2>&1 | tee -a "$out/generate.log" | tail -20
