@@ -106,8 +106,9 @@ int run(const std::string& preset, DType dtype, int64_t batch, double bandwidth,
 
   auto line = [&](const char* what, double ms) {
     if (ms <= 0.0) return;  // not measured
-    std::printf("  %-34s %9.3f ms/token %10.0f tokens/s %8.2fx baseline %6.1f%% of ideal\n", what, ms,
-                double(batch) / (ms * 1e-3), baseline_ms / ms, 100.0 * ideal_ms / ms);
+    std::printf("  %-34s %9.3f ms/token %10.0f tokens/s", what, ms, double(batch) / (ms * 1e-3));
+    if (baseline_ms > 0.0) std::printf(" %8.2fx baseline", baseline_ms / ms);
+    std::printf(" %6.1f%% of ideal\n", 100.0 * ideal_ms / ms);
   };
   line("Megalodon::forward token by token", baseline_ms);
   line("CudaDecoder, plain launches", plain_ms);

@@ -43,12 +43,6 @@ inline size_t shared_floats(const DecodeAttentionArgs& a) {
                 decode_attention_splits(a.chunk_size));
 }
 
-// The sum of `value` over the warp, the same bits in every lane (lane 0's total, broadcast).
-__device__ __forceinline__ float warp_sum(float value) {
-  for (int mask = 16; mask > 0; mask /= 2) value += shuffle_xor(value, mask);
-  return __shfl_sync(0xffffffffu, value, 0);
-}
-
 template <class T, int VEC>
 __global__ void __launch_bounds__(kThreadsPerBlock) attention_kernel(DecodeAttentionArgs a) {
   constexpr int kValueLoads = kChannelsPerLane / VEC;
@@ -171,8 +165,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) attention_kernel(DecodeAtten
   // c0 + (32 l + lane) VEC + x of load l.
   MaxSum<float> stats{-INFINITY, 0.0f};
   for (int i = lane; i < kDecodeKeysPerSplit; i += 32) stats = fold(stats, scores[i]);
-  for (int mask = 16; mask > 0; mask /= 2) stats = merge(stats, shuffle_xor(stats, mask));
-  stats = {__shfl_sync(0xffffffffu, stats.max, 0), __shfl_sync(0xffffffffu, stats.sum, 0)};
+  stats = warp_reduce(stats, [](MaxSum<float> l, MaxSum<float> r) { return merge(l, r); });
   float acc[kChannelsPerLane] = {};
 #pragma unroll
   for (int i = 0; i < kKeysPerWarp; ++i) {
@@ -197,20 +190,17 @@ __global__ void __launch_bounds__(kThreadsPerBlock) attention_kernel(DecodeAtten
   const int64_t live_splits = m / kDecodeKeysPerSplit + 1;
   const float* gate = a.gate + b * a.gate_ld + h * a.dv + c0;
   float* out = a.out + b * a.heads * a.dv + h * a.dv + c0;
+  auto block_sum = [&](int64_t e) {  // the 8 warps' sums of channel e
+    float o = 0.0f;
+    for (int w = 0; w < kWarps; ++w) o += sums[w * kDecodeChannelsPerGroup + e];
+    return o;
+  };
   if (live_splits == 1) {  // the only split: normalise and gate directly
-    for (int64_t e = threadIdx.x; e < channels; e += blockDim.x) {
-      float o = 0.0f;
-      for (int w = 0; w < kWarps; ++w) o += sums[w * kDecodeChannelsPerGroup + e];
-      out[e] = o / stats.sum * gate[e];
-    }
+    for (int64_t e = threadIdx.x; e < channels; e += blockDim.x) out[e] = block_sum(e) / stats.sum * gate[e];
     return;
   }
   float* partial = a.partial + (split * BH + bh) * a.dv + c0;
-  for (int64_t e = threadIdx.x; e < channels; e += blockDim.x) {
-    float o = 0.0f;
-    for (int w = 0; w < kWarps; ++w) o += sums[w * kDecodeChannelsPerGroup + e];
-    partial[e] = o;
-  }
+  for (int64_t e = threadIdx.x; e < channels; e += blockDim.x) partial[e] = block_sum(e);
   auto stats_of = [&](int64_t s) { return a.split_stats + ((s * BH + bh) * groups + group) * 2; };
   if (threadIdx.x == 0) stats_of(split)[0] = stats.max, stats_of(split)[1] = stats.sum;
 
@@ -235,8 +225,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) attention_kernel(DecodeAtten
       split_weight[s] = part.max;
       total = merge(total, part);
     }
-    for (int mask = 16; mask > 0; mask /= 2) total = merge(total, shuffle_xor(total, mask));
-    total = {__shfl_sync(0xffffffffu, total.max, 0), __shfl_sync(0xffffffffu, total.sum, 0)};
+    total = warp_reduce(total, [](MaxSum<float> l, MaxSum<float> r) { return merge(l, r); });
     for (int64_t s = lane; s < live_splits; s += 32) split_weight[s] = expf(split_weight[s] - total.max) / total.sum;
   }
   __syncthreads();

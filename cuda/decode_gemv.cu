@@ -21,7 +21,7 @@
 #include "cuda/decode_gemv.h"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/packed_load.cuh"
-#include "cuda/row_reduce.cuh"  // shuffle_xor
+#include "cuda/row_reduce.cuh"  // warp_sum
 
 namespace mgl::cuda {
 
@@ -51,12 +51,6 @@ __device__ __forceinline__ void load_tile(const W* const* rows, int64_t tile_beg
 }
 
 __device__ __forceinline__ float silu(float a) { return a / (1.0f + expf(-a)); }
-
-// The sum of `value` over the warp, the same bits in every lane (lane 0's total, broadcast).
-__device__ __forceinline__ float warp_sum(float value) {
-  for (int mask = 16; mask > 0; mask /= 2) value += shuffle_xor(value, mask);
-  return __shfl_sync(0xffffffffu, value, 0);
-}
 
 // x̂ = (x - shift) * scale for each token row of the tile (then * (norm_weight + 1) + norm_bias):
 // shift = mean (layer) or 0, scale = 1 / sqrt(var + eps) with var the variance (layer) or the mean
@@ -116,12 +110,8 @@ __device__ __forceinline__ void gemv_block(const GemvProblem& P, int64_t block, 
   Packed<W, VEC> tile[kRowsPerWarp][TILE];
   load_tile<W, VEC, TILE>(rows, 0, P.cols, lane, tile);
   if (tiles > 1) {
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const char* rest = reinterpret_cast<const char*>(rows[r] + tile_cols);
-      const int64_t bytes = (P.cols - tile_cols) * int64_t(sizeof(W));
-      for (int64_t offset = int64_t(lane) * 128; offset < bytes; offset += 32 * 128)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(rest + offset));
-    }
+    for (int r = 0; r < kRowsPerWarp; ++r)
+      prefetch_to_l2(rows[r] + tile_cols, (P.cols - tile_cols) * int64_t(sizeof(W)), lane, 32);
   }
   wait_for_previous_kernel();
   allow_next_kernel();
@@ -226,7 +216,7 @@ void dispatch_tile(const GemvLaunch& launch, const BlockStarts& starts, Stream s
 
 template <class W>
 void dispatch_vector_width(const GemvLaunch& launch, const BlockStarts& starts, Stream stream) {
-  constexpr int kVec = 16 / int(sizeof(W));
+  constexpr int kVec = kPackedWidth<W>;
   bool vector = true;
   for (int p = 0; p < launch.count; ++p) {
     const GemvProblem& P = launch.problems[p];

@@ -68,12 +68,10 @@ __global__ void norm_cema_kernel(DecodeNormArgs a) {
   const int lane = threadIdx.x % 32;
   float sum = 0.0f;
   for (int64_t k = lane; k < dg; k += 32) sum += x[k];
-  for (int mask = 16; mask > 0; mask /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, mask);
-  const float step_mean = __shfl_sync(0xffffffffu, sum, 0) / float(dg);
+  const float step_mean = warp_sum(sum) / float(dg);
   float squares = 0.0f;
   for (int64_t k = lane; k < dg; k += 32) squares += (x[k] - step_mean) * (x[k] - step_mean);
-  for (int mask = 16; mask > 0; mask /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, mask);
-  const float step_var = __shfl_sync(0xffffffffu, squares, 0) / float(dg);
+  const float step_var = warp_sum(squares) / float(dg);
 
   float mean = step_mean, var = step_var;
   if (n > 0) {
@@ -83,15 +81,10 @@ __global__ void norm_cema_kernel(DecodeNormArgs a) {
     mean = old_mean + wb * d;
   }
   const float rstd = 1.0f / sqrtf(var + a.eps);
-  float y_t = 0.0f;
-  if (t < dg) {
-    y_t = (x[t] - mean) * rstd * gain + shift;
-    a.y[b * a.dim + first + t] = y_t;
-    y_group[t] = y_t;
-  }
-  for (int64_t k = t + blockDim.x; k < dg; k += blockDim.x) {  // channels beyond the first per thread
+  for (int64_t k = t; k < dg; k += blockDim.x) {
     const int64_t c = first + k;
-    const float y = (x[k] - mean) * rstd * (a.weight[c] + 1.0f) + a.bias[c];
+    const bool mine = k == t;  // the channel whose parameters the prologue loaded
+    const float y = (x[k] - mean) * rstd * (mine ? gain : a.weight[c] + 1.0f) + (mine ? shift : a.bias[c]);
     a.y[b * a.dim + c] = y;
     y_group[k] = y;
   }

@@ -35,12 +35,14 @@ __device__ __forceinline__ void allow_next_kernel() {
 #endif
 }
 
-// Asks the memory system to bring [begin, begin + bytes) into L2 without waiting for it (one
-// request per 128-byte line, spread over the block's threads). For prologues: the data is on its way
-// while the kernel waits for its predecessor.
-__device__ __forceinline__ void prefetch_to_l2(const void* begin, int64_t bytes) {
+// Asks the memory system to bring [begin, begin + bytes) into L2 without waiting for it: one request
+// per 128-byte line, spread over `threads` threads of which the caller is number `thread` (by default
+// the block's threads). For prologues: the data is on its way while the kernel waits for its
+// predecessor.
+__device__ __forceinline__ void prefetch_to_l2(const void* begin, int64_t bytes, int64_t thread = threadIdx.x,
+                                               int64_t threads = blockDim.x) {
   const char* p = static_cast<const char*>(begin);
-  for (int64_t offset = int64_t(threadIdx.x) * 128; offset < bytes; offset += int64_t(blockDim.x) * 128)
+  for (int64_t offset = thread * 128; offset < bytes; offset += threads * 128)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p + offset));
 }
 

@@ -72,6 +72,24 @@ template <class M>
 __device__ __forceinline__ MaxSum<M> shuffle_xor(MaxSum<M> v, int mask) {
   return {shuffle_xor(v.max, mask), shuffle_xor(v.sum, mask)};
 }
+__device__ __forceinline__ float shuffle_from(float v, int lane) { return __shfl_sync(0xffffffffu, v, lane); }
+__device__ __forceinline__ double shuffle_from(double v, int lane) { return __shfl_sync(0xffffffffu, v, lane); }
+template <class M>
+__device__ __forceinline__ MaxSum<M> shuffle_from(MaxSum<M> v, int lane) {
+  return {shuffle_from(v.max, lane), shuffle_from(v.sum, lane)};
+}
+
+// Combines the `value` of every lane of the warp with `combine` (a butterfly of xor shuffles) and
+// returns lane 0's result to every lane, so all lanes hold identical bits. No shared memory and no
+// block synchronisation: for kernels whose warps work independently.
+template <class V, class Combine>
+__device__ __forceinline__ V warp_reduce(V value, Combine combine) {
+  for (int mask = 16; mask > 0; mask /= 2) value = combine(value, shuffle_xor(value, mask));
+  return shuffle_from(value, 0);
+}
+__device__ __forceinline__ float warp_sum(float value) {
+  return warp_reduce(value, [](float l, float r) { return l + r; });
+}
 
 // Combines every thread's `value` with `combine` (associative and commutative) and returns the
 // result to every thread: a butterfly (xor) shuffle inside each warp, then each thread folds the

@@ -241,16 +241,26 @@ void CudaDecoder::record_step() const {
   MGL_ON_CUDA({
     cuda::decode_embed(dtype_, embed_.raw_data(), c.vocab_size, c.model_dim, ids_.data<int64_t>(), batch_, embed_scale_,
                        x_.data<float>(), stream);
-    for (const Layer& L : layers_) {
-      cuda::decode_timestep_norm(L.norm.args, stream);
-      cuda::decode_gemv(L.projections, stream);
-      cuda::decode_attention(L.attention, stream);
-      cuda::decode_gemv(L.attention_out, stream);
-      cuda::decode_gemv(L.ffn_in, stream);
-      cuda::decode_gemv(L.ffn_out, stream);
-    }
+    for (const Layer& L : layers_)
+      for (const Launch kind : kLaunches)
+        if (kind != Launch::head) record_launch(L, kind);
     record_head();
     cuda::decode_advance(position_device_.data<int32_t>(), c.chunk_size, stream);
+  });
+}
+
+void CudaDecoder::record_launch(const Layer& L, Launch kind) const {
+  [[maybe_unused]] const Stream stream = compute_stream(device_);
+  MGL_ON_CUDA({
+    switch (kind) {
+      case Launch::norm_cema: cuda::decode_timestep_norm(L.norm.args, stream); break;
+      case Launch::projections: cuda::decode_gemv(L.projections, stream); break;
+      case Launch::attention: cuda::decode_attention(L.attention, stream); break;
+      case Launch::attention_out: cuda::decode_gemv(L.attention_out, stream); break;
+      case Launch::ffn_in: cuda::decode_gemv(L.ffn_in, stream); break;
+      case Launch::ffn_out: cuda::decode_gemv(L.ffn_out, stream); break;
+      case Launch::head: MGL_FAIL("CudaDecoder: the LM head is not a per-layer launch");
+    }
   });
 }
 
@@ -281,21 +291,8 @@ const char* CudaDecoder::launch_name(Launch kind) {
 }
 
 void CudaDecoder::record_launches(Launch kind) const {
-  [[maybe_unused]] const Stream stream = compute_stream(device_);
   if (kind == Launch::head) return record_head();
-  MGL_ON_CUDA({
-    for (const Layer& L : layers_) {
-      switch (kind) {
-        case Launch::norm_cema: cuda::decode_timestep_norm(L.norm.args, stream); break;
-        case Launch::projections: cuda::decode_gemv(L.projections, stream); break;
-        case Launch::attention: cuda::decode_attention(L.attention, stream); break;
-        case Launch::attention_out: cuda::decode_gemv(L.attention_out, stream); break;
-        case Launch::ffn_in: cuda::decode_gemv(L.ffn_in, stream); break;
-        case Launch::ffn_out: cuda::decode_gemv(L.ffn_out, stream); break;
-        case Launch::head: break;
-      }
-    }
-  });
+  for (const Layer& L : layers_) record_launch(L, kind);
 }
 
 const Tensor& CudaDecoder::step() {

@@ -69,7 +69,8 @@ class CudaDecoder {
   const Device& device() const { return device_; }
   bool uses_graph() const { return graph_ != nullptr; }
 
-  // The kinds of launch in a step, for timing them one kind at a time (bench_decode --breakdown).
+  // The kinds of launch in a step, in the order a step runs them (per layer, then the head); also for
+  // timing them one kind at a time (bench_decode --breakdown).
   enum class Launch { norm_cema, projections, attention, attention_out, ffn_in, ffn_out, head };
   static constexpr Launch kLaunches[] = {Launch::norm_cema, Launch::projections, Launch::attention,
                                          Launch::attention_out, Launch::ffn_in, Launch::ffn_out, Launch::head};
@@ -83,6 +84,7 @@ class CudaDecoder {
   struct NormState;
   struct Layer;
   void record_step() const;  // the launches of one step, on the compute stream
+  void record_launch(const Layer& layer, Launch kind) const;  // one per-layer launch (not the head)
   void record_head() const;  // the final TimestepNorm step and the LM head
   void import_norm(NormState& norm, const TimestepNormState& state);
   TimestepNormState export_norm(const NormState& norm) const;
