@@ -10,15 +10,15 @@
 //   s_j = q · keys[j],  p = softmax(s_0 .. s_m)               (scale 1, f32)
 //   out_h = (sum_j p_j values[j]) ⊙ gate_h                   (O ⊙ R)
 //
-// One kernel (flash-decoding): the chunk's keys are cut into splits of 64 and the value channels into
-// groups of 256, and one block per (split, group, sequence and head) forms q (and, in the split that
-// holds position m, k, which it appends with v to the cache), scores its keys, and sums its keys'
-// values weighted by exp(s_j - max of its split). It writes that partial sum and its split's (max,
-// sum of exponentials); the last block of a (group, sequence and head) to finish merges the splits:
+// Flash-decoding in two kernels: the chunk's keys are cut into splits of 64 and the value channels
+// into groups of 256, and one block per (split, group, sequence and head) forms q (and, in the split
+// that holds position m, k, which it appends with v to the cache), scores its keys, and sums its
+// keys' values weighted by exp(s_j - max of its split). It writes that partial sum and its split's
+// (max, sum of exponentials); a second kernel, one block per (group, sequence and head), merges the
+// splits:
 //   M = max over splits of max_s,  L = sum_s sum_s e^(max_s - M),  out = gate ⊙ sum_s e^(max_s - M) partial_s / L
-// in split order (so the result does not depend on which block finishes last). The launch size
-// depends only on the chunk size, never on m, so one captured graph serves every position; blocks
-// past position m return at once.
+// in split order. The launch sizes depend only on the chunk size, never on m, so one captured graph
+// serves every position; blocks past position m return at once.
 #include <cstdint>
 
 #include "cuda/layout.h"
@@ -55,7 +55,6 @@ struct DecodeAttentionArgs {
   void* values = nullptr;   // [B, c, H, dv] of dtype
   float* partial = nullptr;      // [splits, B, H, dv]: each split's weighted sum of values
   float* split_stats = nullptr;  // [splits, B, H, groups, 2]: each split's (max, sum of exponentials)
-  int32_t* arrivals = nullptr;   // [B, H, groups]: blocks finished this step; zero between steps
   float* out = nullptr;          // [B, H * dv]
 };
 

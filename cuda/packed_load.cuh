@@ -2,17 +2,27 @@
 // 16-byte loads of f32 or bf16 data widened to f32 registers, for bandwidth-bound kernels: a lane
 // that reads 16 bytes at a time (8 bf16 or 4 f32 values) lets a warp read 512 contiguous bytes per
 // instruction. The load and the widening are separate steps so that a kernel can issue many loads
-// (say, a whole tile of weights) before it needs any of the values. VEC = 1 is the scalar fallback
-// for rows whose length or alignment does not allow vectors.
+// (say, a whole tile of weights) before it needs any of the values. Other widths (1, or the 2 of a
+// RoPE pair) are the scalar fallback for rows whose length or alignment does not allow vectors.
 #include <type_traits>
 
 #include "cuda/common.cuh"
 
 namespace mgl::cuda {
 
-// VEC values as loaded: the raw 16 bytes when VEC > 1, else one value.
+// VEC values loaded one by one: the fallback for widths that are not 16 bytes.
 template <class T, int VEC>
-using Packed = std::conditional_t<(VEC > 1), uint4, T>;
+struct Values {
+  T value[VEC];
+};
+
+// Whether VEC values of T fill one 16-byte load.
+template <class T, int VEC>
+constexpr bool kIsPacked = VEC * sizeof(T) == 16;
+
+// VEC values as loaded: the raw 16 bytes of a vector load, one value, or VEC values.
+template <class T, int VEC>
+using Packed = std::conditional_t<kIsPacked<T, VEC>, uint4, std::conditional_t<VEC == 1, T, Values<T, VEC>>>;
 
 // Values per 16-byte load of T.
 template <class T>
@@ -21,15 +31,25 @@ constexpr int kPackedWidth = 16 / int(sizeof(T));
 // Through the read-only path: for data no kernel writes while this one runs (weights, caches).
 template <class T, int VEC>
 __device__ __forceinline__ Packed<T, VEC> load_packed(const T* p) {
-  static_assert(VEC == 1 || VEC * sizeof(T) == 16, "vector loads are 16 bytes");
-  if constexpr (VEC == 1) return *p;
-  else return __ldg(reinterpret_cast<const uint4*>(p));
+  if constexpr (kIsPacked<T, VEC>) {
+    return __ldg(reinterpret_cast<const uint4*>(p));
+  } else if constexpr (VEC == 1) {
+    return *p;
+  } else {
+    Values<T, VEC> values;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) values.value[i] = p[i];
+    return values;
+  }
 }
 
 template <class T, int VEC>
 __device__ __forceinline__ void unpack(const Packed<T, VEC>& packed, float (&out)[VEC]) {
   if constexpr (VEC == 1) {
     out[0] = to_float(packed);
+  } else if constexpr (!kIsPacked<T, VEC>) {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) out[i] = to_float(packed.value[i]);
   } else {
     const unsigned words[4] = {packed.x, packed.y, packed.z, packed.w};
 #pragma unroll

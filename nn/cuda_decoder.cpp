@@ -1,10 +1,11 @@
 // CudaDecoder (nn/cuda_decoder.h): weights and buffers set up once, then one step per token. Per
-// layer a step is six kernels (docs/decode.md), each launched to overlap the end of the one before
+// layer a step is seven kernels (docs/decode.md), each launched to overlap the end of the one before
 // (cuda/dependent_launch.cuh):
 //   1. decode_timestep_norm   T = TimestepNorm step of X; U = CEMA step of T
 //   2. decode_gemv            Z = RMSNorm(U) Wzᵀ + bz, R = silu(RMSNorm(U) Wrᵀ + br),
 //                             H1 = RMSNorm(U) Wh1ᵀ + bh1, Vv = silu(T Wvᵀ + bv)
-//   3. decode_attention       A = attention of q over the chunk's keys (k, v appended) ⊙ R
+//   3. decode_attention       A = attention of q over the chunk's keys (k, v appended) ⊙ R, in two
+//                             kernels: per split of the keys, then the merge of the splits
 //   4. decode_gemv            Ŷ = A Wh2ᵀ + H1 + X
 //   5. decode_gemv            G = swiglu(LayerNorm(Ŷ) [fc1; fc3]ᵀ)   (or silu(LayerNorm(Ŷ) fc1ᵀ))
 //   6. decode_gemv            X = alpha ⊙ (G fc2ᵀ) + X
@@ -113,7 +114,6 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   const int64_t splits = cuda::decode_attention_splits(chunk), groups = cuda::decode_attention_groups(dv);
   partial_ = activation({splits, B, H, dv});
   split_stats_ = activation({splits, B, H, groups, 2});
-  arrivals_ = Tensor::zeros({B, H, groups}, DType::i32, device_);
   std::vector<float> frequencies(dz / 2);
   for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = cuda::rope_frequency<float>(i, dz, c.rope_base);
   rope_frequencies_ = to(Tensor::from_vector(frequencies, {dz / 2}), device_);
@@ -194,8 +194,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
     at.v = v_.data<float>(), at.v_ld = V, at.gate = r_.data<float>(), at.gate_ld = V;
     at.keys = L.keys.raw_data(), at.values = L.values.raw_data();
     at.rope_frequencies = rope_frequencies_.data<float>();
-    at.partial = partial_.data<float>(), at.split_stats = split_stats_.data<float>();
-    at.arrivals = arrivals_.data<int32_t>(), at.out = a_.data<float>();
+    at.partial = partial_.data<float>(), at.split_stats = split_stats_.data<float>(), at.out = a_.data<float>();
 
     // 4. Ŷ = A Wh2ᵀ + H1 + X.
     cuda::GemvLaunch& o = L.attention_out;

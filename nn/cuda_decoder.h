@@ -100,7 +100,7 @@ class CudaDecoder {
   // One step's activations, shared by the layers (they run one after the other), all f32.
   Tensor x_, t_, u_, z_, r_, h1_, v_, a_, y_hat_, g_, logits_;
   // The attention's scratch (cuda/decode_attention.h) and RoPE frequencies [dz / 2].
-  Tensor partial_, split_stats_, arrivals_, rope_frequencies_;
+  Tensor partial_, split_stats_, rope_frequencies_;
   Tensor ids_;       // [B] i64
   Tensor position_device_;  // [1] i32: the position the kernels read
   int64_t position_ = 0;    // its host copy (advanced in step(), never read back)

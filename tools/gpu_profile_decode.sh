@@ -20,9 +20,9 @@ build-gpu/bin/bench_decode --config "$config" --dtype "$dtype" --breakdown 2>&1 
 
 [ "${MGL_NCU:-0}" = 1 ] || exit 0
 # The decoder's kernels only: no baseline, graph only; one step is the kernels between two advances.
-kernels='regex:^(embed_kernel|norm_cema_kernel|gemv_kernel|attention_kernel|advance_kernel)'
+kernels='regex:^(embed_kernel|norm_cema_kernel|gemv_kernel|attention_kernel|merge_kernel|advance_kernel)'
 steps_skipped=20
-per_step=$(( 12 * 6 + 4 ))  # mega200M: 6 launches per layer, 12 layers, + embed, final norm, head, advance
+per_step=$(( 12 * 7 + 4 ))  # mega200M: 7 launches per layer, 12 layers, + embed, final norm, head, advance
 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum -k "$kernels" \
   --launch-skip $(( steps_skipped * per_step )) --launch-count "$per_step" --csv --print-units base \
   build-gpu/bin/bench_decode --config "$config" --dtype "$dtype" --baseline-tokens 0 --graph-only \
