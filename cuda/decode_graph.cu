@@ -47,4 +47,39 @@ void copy_async(void* destination, const void* source, size_t bytes, Stream stre
   MGL_CUDA_CHECK(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDefault, stream));
 }
 
+struct HostMirror {
+  void* host = nullptr;
+  size_t bytes = 0;
+  cudaEvent_t filled = nullptr;
+};
+
+HostMirror* create_host_mirror(size_t bytes) {
+  auto* mirror = new HostMirror{nullptr, bytes, nullptr};
+  const cudaError_t host = cudaMallocHost(&mirror->host, bytes);
+  const cudaError_t event = host == cudaSuccess ? cudaEventCreateWithFlags(&mirror->filled, cudaEventDisableTiming)
+                                                : host;
+  if (event != cudaSuccess) {
+    destroy_host_mirror(mirror);
+    MGL_FAIL("create_host_mirror: ", cudaGetErrorString(event));
+  }
+  return mirror;
+}
+
+void destroy_host_mirror(HostMirror* mirror) {
+  if (!mirror) return;
+  if (mirror->filled) cudaEventDestroy(mirror->filled);
+  if (mirror->host) cudaFreeHost(mirror->host);
+  delete mirror;
+}
+
+void mirror_async(HostMirror* mirror, const void* source, Stream stream) {
+  MGL_CUDA_CHECK(cudaMemcpyAsync(mirror->host, source, mirror->bytes, cudaMemcpyDeviceToHost, stream));
+  MGL_CUDA_CHECK(cudaEventRecord(mirror->filled, stream));
+}
+
+const void* wait_for_mirror(HostMirror* mirror) {
+  MGL_CUDA_CHECK(cudaEventSynchronize(mirror->filled));
+  return mirror->host;
+}
+
 }  // namespace mgl::cuda

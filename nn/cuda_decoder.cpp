@@ -9,7 +9,8 @@
 //   4. decode_gemv            Ŷ = A Wh2ᵀ + H1 + X
 //   5. decode_gemv            G = swiglu(LayerNorm(Ŷ) [fc1; fc3]ᵀ)   (or silu(LayerNorm(Ŷ) fc1ᵀ))
 //   6. decode_gemv            X = alpha ⊙ (G fc2ᵀ) + X
-// then the final TimestepNorm step, the LM head, and the advance of the chunk position.
+// then the final TimestepNorm step, the LM head, with select_greedily() the choice of the next token
+// (cuda/decode_greedy.h), and the advance of the chunk position.
 #include "nn/cuda_decoder.h"
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "cuda/decode_attention.h"
 #include "cuda/decode_gemv.h"
 #include "cuda/decode_graph.h"
+#include "cuda/decode_greedy.h"
 #include "cuda/decode_step.h"
 #include "cuda/rope.h"
 #include "ops/ops.h"
@@ -224,14 +226,67 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   make_norm("output.final_norm", *final_norm_);
 
   reset();
-
-  if (options.use_graph) MGL_ON_CUDA(graph_ = cuda::capture_graph(compute_stream(device_), [this] { record_step(); }));
+  use_graph_ = options.use_graph;
+  capture();
 }
 
 CudaDecoder::~CudaDecoder() {
 #ifdef MGL_WITH_CUDA
   cuda::destroy_graph(graph_);
+  cuda::destroy_host_mirror(ids_mirror_);
 #endif
+}
+
+void CudaDecoder::capture() {
+  if (!use_graph_) return;
+  MGL_ON_CUDA({
+    cuda::destroy_graph(graph_);
+    graph_ = nullptr;
+    graph_ = cuda::capture_graph(compute_stream(device_), [this] { record_step(); });
+  });
+}
+
+void CudaDecoder::select_greedily(double repetition_penalty, int64_t choices, const std::vector<std::vector<int32_t>>& seen) {
+  const int64_t vocab = config_.vocab_size;
+  MGL_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0.0,
+            "CudaDecoder::select_greedily: the repetition penalty must be > 0, got ", repetition_penalty);
+  MGL_CHECK(choices >= 0 && choices <= vocab, "CudaDecoder::select_greedily: choices must be in [0, ", vocab,
+            "], got ", choices);
+  MGL_CHECK(static_cast<int64_t>(seen.size()) == batch_, "CudaDecoder::select_greedily: seen ids for ", seen.size(),
+            " sequences, the batch is ", batch_);
+  std::vector<int32_t> marks(static_cast<size_t>(batch_ * vocab), 0);
+  for (int64_t b = 0; b < batch_; ++b)
+    for (int32_t id : seen[b]) {
+      MGL_CHECK(id >= 0 && id < vocab, "CudaDecoder::select_greedily: seen id ", id, " of sequence ", b,
+                " is outside the vocabulary [0, ", vocab, ")");
+      marks[b * vocab + id] = 1;
+    }
+  DeviceGuard guard(device_);
+  if (!seen_.defined()) seen_ = Tensor::empty({batch_, vocab}, DType::i32, device_);
+  copy_(seen_, Tensor::from_vector(marks, {batch_, vocab}));
+  repetition_penalty_ = repetition_penalty;
+  choices_ = choices == 0 ? vocab : choices;
+  selects_greedily_ = true;
+  synchronize(device_);  // the host marks must outlive the copy; no replay may be running
+  capture();
+}
+
+void CudaDecoder::copy_ids_to_host() {
+  DeviceGuard guard(device_);
+  MGL_ON_CUDA({
+    if (!ids_mirror_) ids_mirror_ = cuda::create_host_mirror(batch_ * sizeof(int64_t));
+    cuda::mirror_async(ids_mirror_, ids_.raw_data(), compute_stream(device_));
+  });
+}
+
+std::vector<int64_t> CudaDecoder::ids_on_host() const {
+  MGL_CHECK(ids_mirror_ != nullptr, "CudaDecoder::ids_on_host: no copy_ids_to_host() before");
+  std::vector<int64_t> ids(batch_);
+  MGL_ON_CUDA({
+    const auto* host = static_cast<const int64_t*>(cuda::wait_for_mirror(ids_mirror_));
+    std::copy(host, host + batch_, ids.begin());
+  });
+  return ids;
 }
 
 void CudaDecoder::record_step() const {
@@ -244,6 +299,10 @@ void CudaDecoder::record_step() const {
       for (const Launch kind : kLaunches)
         if (kind != Launch::head) record_launch(L, kind);
     record_head();
+    if (selects_greedily_)
+      cuda::decode_greedy({batch_, c.vocab_size, choices_, logits_.data<float>(), repetition_penalty_,
+                           seen_.data<int32_t>(), ids_.data<int64_t>()},
+                          stream);
     cuda::decode_advance(position_device_.data<int32_t>(), c.chunk_size, stream);
   });
 }

@@ -22,6 +22,7 @@
 
 namespace mgl::cuda {
 struct DecodeGraph;
+struct HostMirror;
 }
 
 namespace mgl::nn {
@@ -62,6 +63,19 @@ class CudaDecoder {
   const Tensor& step(const Tensor& ids);
   const Tensor& logits() const { return logits_; }
 
+  // Greedy selection on the device (cuda/decode_greedy.h): from now on every step also chooses the
+  // next token of each sequence, the arg max of its logits after the repetition penalty (as
+  // apps::Sampler's greedy choice), and writes it to ids(), so that the next step() continues from it
+  // without the host. seen[b] lists the ids the penalty starts with (the prompt); each choice is added
+  // as it is made. Only ids [0, choices) may be chosen (0: the whole vocabulary). Re-captures the
+  // graph; synchronises.
+  void select_greedily(double repetition_penalty, int64_t choices, const std::vector<std::vector<int32_t>>& seen);
+  bool selects_greedily() const { return selects_greedily_; }
+  // Enqueues a copy of ids() into pinned host memory (after the steps enqueued so far);
+  // ids_on_host() waits for the newest such copy only, not for later steps, and returns it.
+  void copy_ids_to_host();
+  std::vector<int64_t> ids_on_host() const;
+
   // Tokens of the current, incomplete attention chunk (the KV cache length), in [0, chunk_size).
   int64_t position() const { return position_; }
   int64_t batch() const { return batch_; }
@@ -86,6 +100,7 @@ class CudaDecoder {
   void record_step() const;  // the launches of one step, on the compute stream
   void record_launch(const Layer& layer, Launch kind) const;  // one per-layer launch (not the head)
   void record_head() const;  // the final TimestepNorm step and the LM head
+  void capture();           // (re)captures the graph of record_step()
   void import_norm(NormState& norm, const TimestepNormState& state);
   TimestepNormState export_norm(const NormState& norm) const;
 
@@ -104,6 +119,12 @@ class CudaDecoder {
   Tensor ids_;       // [B] i64
   Tensor position_device_;  // [1] i32: the position the kernels read
   int64_t position_ = 0;    // its host copy (advanced in step(), never read back)
+  bool selects_greedily_ = false;
+  double repetition_penalty_ = 1.0;
+  int64_t choices_ = 0;
+  Tensor seen_;  // [B, vocab] i32: the ids the repetition penalty applies to (greedy selection)
+  cuda::HostMirror* ids_mirror_ = nullptr;
+  bool use_graph_ = true;
   cuda::DecodeGraph* graph_ = nullptr;
 };
 

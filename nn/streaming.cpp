@@ -100,25 +100,61 @@ Tensor StreamingSession::decode(const Tensor& ids) {
             ids.defined() ? ids.describe() : "an undefined tensor");
   if (options_.cuda_decoder && device_.is_cuda()) {
     NoGradGuard no_grad;
-    if (!decoder_) decoder_ = std::make_unique<CudaDecoder>(model_, batch_, model_.compute_dtype(), DecoderOptions{device_});
-    if (!state_in_decoder_) {
-      decoder_->import_state(state_);
-      state_in_decoder_ = true;
-    }
-    if (options_.timestep_norm_mode == "windowed") {
-      decoded_ids_.push_back(to(ids, Device::cpu()).to_vector<int64_t>());
-      const auto window = static_cast<size_t>(options_.norm_window_chunks * model_.config().chunk_size);
-      if (decoded_ids_.size() > window) decoded_ids_.pop_front();
-    }
-    position_ += 1;
     // A copy: the decoder's buffer is overwritten by the next step (one small stream-ordered copy).
-    const Tensor& logits = decoder_->step(ids);
+    const Tensor& logits = decoder_with_state().step(ids);
+    count_decoded(options_.timestep_norm_mode == "windowed" ? to(ids, Device::cpu()).to_vector<int64_t>()
+                                                             : std::vector<int64_t>{});
     const Tensor result = Tensor::empty(logits.shape(), logits.dtype(), device_);
     copy_(result, logits);
     return result;
   }
   const Tensor logits = step(reshape(ids, {batch_, 1}));  // m + 1 <= c: always a legal step
   return reshape(logits, {batch_, logits.size(2)});
+}
+
+CudaDecoder& StreamingSession::decoder_with_state() {
+  if (!decoder_) decoder_ = std::make_unique<CudaDecoder>(model_, batch_, model_.compute_dtype(), DecoderOptions{device_});
+  if (!state_in_decoder_) {
+    decoder_->import_state(state_);
+    state_in_decoder_ = true;
+  }
+  return *decoder_;
+}
+
+void StreamingSession::count_decoded(std::vector<int64_t> ids) {
+  position_ += 1;
+  if (options_.timestep_norm_mode != "windowed") return;
+  decoded_ids_.push_back(std::move(ids));
+  const auto window = static_cast<size_t>(options_.norm_window_chunks * model_.config().chunk_size);
+  if (decoded_ids_.size() > window) decoded_ids_.pop_front();
+}
+
+bool StreamingSession::can_decode_greedily_on_device() const { return options_.cuda_decoder && device_.is_cuda(); }
+
+void StreamingSession::start_greedy(const std::vector<int64_t>& ids, double repetition_penalty, int64_t choices,
+                                    const std::vector<std::vector<int32_t>>& context) {
+  MGL_CHECK(can_decode_greedily_on_device(), "streaming: greedy decoding on the device needs the CUDA decoder (the model is on ",
+            device_.str(), ")");
+  MGL_CHECK(static_cast<int64_t>(ids.size()) == batch_, "streaming start_greedy: ", ids.size(), " ids for a batch of ",
+            batch_);
+  NoGradGuard no_grad;
+  CudaDecoder& decoder = decoder_with_state();
+  decoder.select_greedily(repetition_penalty, choices, context);
+  decoder.step(Tensor::from_vector(ids, {batch_}, DType::i64));
+  count_decoded(ids);
+}
+
+std::vector<int64_t> StreamingSession::next_greedy(bool feed) {
+  MGL_CHECK(decoder_ && state_in_decoder_ && decoder_->selects_greedily(),
+            "streaming next_greedy: call start_greedy() first (and no prefill() since)");
+  decoder_->copy_ids_to_host();
+  if (feed) decoder_->step();  // from the choice the copy is taking, enqueued before waiting for it
+  std::vector<int64_t> ids = decoder_->ids_on_host();
+  for (int64_t b = 0; b < batch_; ++b)
+    MGL_CHECK(ids[b] >= 0, "streaming next_greedy: the logits of sequence ", b, " hold NaN or +inf at position ",
+              position_);
+  if (feed) count_decoded(ids);
+  return ids;
 }
 
 Tensor StreamingSession::step(const Tensor& ids) {

@@ -67,6 +67,18 @@ class StreamingSession {
   // Feeds one token per sequence, ids [B], and returns its logits [B, vocab].
   Tensor decode(const Tensor& ids);
 
+  // Greedy decoding with the choice made on the device, for the CUDA decoder
+  // (can_decode_greedily_on_device()). start_greedy() feeds `ids` [B] and sets the repetition penalty
+  // and its starting context per sequence (ids [0, choices) may be chosen; 0: all). Each
+  // next_greedy() then returns the next token of every sequence, the greedy choice after the last
+  // token fed (equal to decode() followed by apps::Sampler's greedy choice), and with `feed` also
+  // feeds it. The feed is enqueued before the host waits for the choice, so the device computes the
+  // following token while the caller handles this one.
+  bool can_decode_greedily_on_device() const;
+  void start_greedy(const std::vector<int64_t>& ids, double repetition_penalty, int64_t choices,
+                    const std::vector<std::vector<int32_t>>& context);
+  std::vector<int64_t> next_greedy(bool feed);
+
   int64_t batch() const { return batch_; }
   int64_t position() const { return position_; }  // tokens processed per sequence
   const StreamingOptions& options() const { return options_; }
@@ -84,6 +96,10 @@ class StreamingSession {
   // Brings the state (and the decoded tokens of the windowed mode) back from the CUDA decoder.
   void take_state_from_decoder() const;
   void remember_recent(const Tensor& tokens) const;  // windowed mode: keep the newest window of ids
+  // The CUDA decoder holding the current state (created at the first use).
+  CudaDecoder& decoder_with_state();
+  // Counts a decoder step of `ids` (host): the position, and the windowed mode's token window.
+  void count_decoded(std::vector<int64_t> ids);
 
   const Megalodon& model_;
   int64_t batch_;

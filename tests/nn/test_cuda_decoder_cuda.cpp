@@ -1,7 +1,7 @@
 // CudaDecoder against Megalodon::forward: after a prefill through forward(), every decoded token's
 // logits and the exported state follow forward() called token by token, on the GPU in the same dtype
 // and in f64 on the CPU, across several chunk boundaries; the captured graph and plain launches agree
-// bit for bit; a step allocates nothing.
+// bit for bit; a step allocates nothing; the greedy choice on the device is the host's.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -9,6 +9,8 @@
 
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
+#include "core/cuda_context.h"
+#include "cuda/decode_greedy.h"
 #include "nn/cuda_decoder.h"
 #include "ops/ops.h"
 #include "support/testing.h"
@@ -256,3 +258,70 @@ TEST_CASE("CudaDecoder: bad inputs are reported", "[cuda][nn][decoder]") {
   model->forward(to(random_ids({3, 4}, config.vocab_size, 1), gpu), nullptr, &other_batch);
   CHECK(contains(error_message([&] { decoder.import_state(other_batch); }), "do not fit batch 2"));
 }
+
+TEST_CASE("CudaDecoder: bad greedy selections are reported", "[cuda][nn][decoder]") {
+  const MegalodonConfig config = scalar_config();
+  const auto model = clone(*noisy_model(config, fresh_seed()), DType::f32, Device::cuda(0), DType::f32);
+  NoGradGuard no_grad;
+  nn::CudaDecoder decoder(*model, 2, DType::f32);
+  CHECK(contains(error_message([&] { decoder.select_greedily(0.0, 0, {{}, {}}); }), "penalty must be > 0"));
+  CHECK(contains(error_message([&] { decoder.select_greedily(1.0, config.vocab_size + 1, {{}, {}}); }), "choices must be"));
+  CHECK(contains(error_message([&] { decoder.select_greedily(1.0, 0, {{}}); }), "the batch is 2"));
+  CHECK(contains(error_message([&] { decoder.select_greedily(1.0, 0, {{1}, {-1}}); }), "outside the vocabulary"));
+  CHECK(contains(error_message([&] { decoder.ids_on_host(); }), "no copy_ids_to_host()"));
+}
+
+#ifdef MGL_WITH_CUDA
+// The greedy kernel against the rule of cuda/decode_greedy.h on rows built to hit every branch: a
+// tie (the lower id wins), a larger logit past `choices` (ignored), the penalty on positive and on
+// negative logits, and rows with a NaN or +inf logit (reported as -1).
+TEST_CASE("decode_greedy: first maximum after the repetition penalty, in double", "[cuda][nn][decoder]") {
+  const Device gpu = Device::cuda(0);
+  const int64_t B = 5, vocab = 3000, choices = 2900;
+  const double penalty = 1.7;
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::vector<float> logits = random_tensor({B, vocab}, seed, DType::f32, -4.0, 4.0).to_vector<float>();
+  std::vector<int32_t> seen(B * vocab, 0);
+  const std::vector<float> marks = random_tensor({B, vocab}, seed + 1, DType::f32).to_vector<float>();
+  for (int64_t i = 0; i < B * vocab; ++i) seen[i] = marks[i] > 0.5f;  // about a quarter of the ids
+  auto at = [&](int64_t b, int64_t i) -> float& { return logits[b * vocab + i]; };
+  at(0, 2950) = 100.0f;                            // past the choices
+  at(0, 1234) = at(0, 77) = 9.0f, seen[77] = seen[1234] = 0;  // a tie: 77
+  at(1, 500) = 9.0f, seen[vocab + 500] = 1;        // 9 / 1.7 = 5.29 loses to
+  at(1, 2001) = 6.0f, seen[vocab + 2001] = 0;      // 6
+  for (int64_t i = 0; i < vocab; ++i) at(2, i) = -5.0f - 0.001f * float(i % 7);
+  at(2, 10) = -0.01f, seen[2 * vocab + 10] = 1;    // -0.01 x 1.7 = -0.017 loses to
+  at(2, 20) = -0.015f, seen[2 * vocab + 20] = 0;   // -0.015
+  at(3, 1700) = NAN;
+  at(4, 3) = INFINITY;
+  auto expected = [&](int64_t b) -> int64_t {
+    if (b >= 3) return -1;
+    int64_t best = 0;
+    double best_score = -INFINITY;
+    for (int64_t i = 0; i < choices; ++i) {
+      double s = at(b, i);
+      if (seen[b * vocab + i]) s = s > 0 ? s / penalty : s * penalty;
+      if (i == 0 || s > best_score) best = i, best_score = s;
+    }
+    return best;
+  };
+  Tensor logits_gpu = to(Tensor::from_vector(logits, {B, vocab}), gpu);
+  Tensor seen_gpu = to(Tensor::from_vector(seen, {B, vocab}), gpu);
+  Tensor ids = Tensor::zeros({B}, DType::i64, gpu);
+  cuda::decode_greedy({B, vocab, choices, logits_gpu.data<float>(), penalty, seen_gpu.data<int32_t>(), ids.data<int64_t>()},
+                      compute_stream(gpu));
+  const std::vector<int64_t> got = to(ids, Device::cpu()).to_vector<int64_t>();
+  const std::vector<int32_t> seen_after = to(seen_gpu, Device::cpu()).to_vector<int32_t>();
+  CHECK(got[0] == 77);
+  CHECK(got[1] == 2001);
+  CHECK(got[2] == 20);
+  for (int64_t b = 0; b < B; ++b) {
+    INFO("row " << b);
+    CHECK(got[b] == expected(b));
+    for (int64_t i = 0; i < vocab; ++i)
+      if (seen_after[b * vocab + i] != seen[b * vocab + i]) CHECK((got[b] == i && seen_after[b * vocab + i] == 1));
+    if (got[b] >= 0) CHECK(seen_after[b * vocab + got[b]] == 1);
+  }
+}
+#endif

@@ -1,9 +1,11 @@
 // Streaming inference on CUDA (nn/streaming.h) against the f64 CPU reference: a prefill across two
 // chunk boundaries and decoding across two more, in the exact mode against one whole forward and in
-// the windowed mode against the CPU session, in f32 and bf16; the state stays constant on the GPU.
+// the windowed mode against the CPU session, in f32 and bf16; the state stays constant on the GPU;
+// greedy decoding on the device chooses the tokens the host would.
 // Tolerance rule of the model tests (test_megalodon_cuda.cpp): the GPU's error against f64 may not
 // exceed twice that of our CPU ops in the same dtype, or the per-kernel tolerance, whichever is larger.
 #include <algorithm>
+#include <cmath>
 
 #include "autograd/grad_mode.h"
 #include "nn/megalodon_models.h"
@@ -72,4 +74,55 @@ TEST_CASE("streaming: the CUDA state does not grow with the context", "[cuda][nn
   for (int64_t t = 0; t < 20; ++t) session.decode(random_ids({2}, config.vocab_size, seed + 3 + uint64_t(t)));
   session.prefill(random_ids({2, 12}, config.vocab_size, seed + 30));  // back to the same phase: 5 + 20 + 12 = 37 = 2c + 5
   CHECK(session.state_bytes() == small);
+}
+
+TEST_CASE("streaming: greedy decoding on the device chooses the host's tokens", "[cuda][nn][streaming]") {
+  const nn::MegalodonConfig config = small_config();  // chunk 16
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const auto model = copy_model(*reference_model(config, seed), Device::cuda(0), DType::bf16);
+  model->eval();
+  NoGradGuard no_grad;
+  const int64_t B = 2, prompt_length = 37, steps = 40, choices = config.vocab_size - 5;
+  const double penalty = 1.3;
+  const Tensor prompt = random_ids({B, prompt_length}, config.vocab_size, seed + 1);
+  const std::vector<int64_t> prompt_ids = prompt.to_vector<int64_t>();
+  std::vector<std::vector<int32_t>> context(B);  // what the repetition penalty sees
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < prompt_length; ++t) context[b].push_back(static_cast<int32_t>(prompt_ids[b * prompt_length + t]));
+  // The host's greedy choice (the rule of apps/lib/sampling.h), which adds the choice to the context.
+  auto choose = [&](const Tensor& logits) {
+    const std::vector<float> values = to(logits, Device::cpu()).to_vector<float>();
+    std::vector<int64_t> ids(B);
+    for (int64_t b = 0; b < B; ++b) {
+      double best_score = -INFINITY;
+      for (int64_t i = 0; i < choices; ++i) {
+        double s = values[b * config.vocab_size + i];
+        if (std::find(context[b].begin(), context[b].end(), int32_t(i)) != context[b].end())
+          s = s > 0 ? s / penalty : s * penalty;
+        if (i == 0 || s > best_score) ids[b] = i, best_score = s;
+      }
+      context[b].push_back(static_cast<int32_t>(ids[b]));
+    }
+    return ids;
+  };
+  StreamingSession host(*model, B, windowed(2, 3)), device(*model, B, windowed(2, 3));
+  std::vector<int64_t> fed = choose(host.prefill(prompt));
+  device.prefill(prompt);
+  CHECK(device.can_decode_greedily_on_device());
+  std::vector<std::vector<int32_t>> seen = context;  // the prompt and the first token
+  device.start_greedy(fed, penalty, choices, seen);
+  for (int64_t t = 0; t < steps; ++t) {
+    const std::vector<int64_t> want = choose(host.decode(Tensor::from_vector(fed, {B}, DType::i64)));
+    const bool feed = t + 1 < steps;
+    CHECK(device.next_greedy(feed) == want);
+    fed = want;
+  }
+  CHECK(device.position() == host.position());
+  CHECK(relative_error(device.state().layers[0].cema, host.state().layers[0].cema) == 0.0);
+  // The decoded tokens joined the windowed mode's token window: the same re-estimation after the next
+  // prefill (77 + 3 = 80 = 5 chunks: re-estimated from the last two).
+  const Tensor more = random_ids({B, 16}, config.vocab_size, seed + 2);
+  CHECK(relative_error(device.prefill(more), host.prefill(more)) == 0.0);
+  CHECK(contains(error_message([&] { device.next_greedy(true); }), "call start_greedy() first"));
 }
