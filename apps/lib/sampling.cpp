@@ -2,8 +2,8 @@
 #include "apps/lib/sampling.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
-#include <numeric>
 
 #include "core/error.h"
 #include "core/philox.h"
@@ -39,11 +39,19 @@ Sampler::Sampler(const SamplingOptions& options, uint64_t seed) : options_(optio
 
 std::vector<double> Sampler::distribution(const std::vector<float>& logits,
                                           const std::unordered_set<int32_t>& context) const {
+  return probabilities(logits, context);
+}
+
+// Into the sampler's own buffers: a vocabulary's worth of doubles allocated anew per token costs more
+// in page faults than the arithmetic.
+const std::vector<double>& Sampler::probabilities(const std::vector<float>& logits,
+                                                  const std::unordered_set<int32_t>& context) const {
   MGL_CHECK(!logits.empty(), "sampling: empty logits");
   const size_t V = logits.size();
   for (size_t i = 0; i < V; ++i)
     MGL_CHECK(!std::isnan(logits[i]) && logits[i] != INFINITY, "sampling: logit ", i, " is ", logits[i]);
-  std::vector<double> scores(logits.begin(), logits.end());
+  std::vector<double>& scores = scratch_.scores;
+  scores.assign(logits.begin(), logits.end());
   if (options_.repetition_penalty != 1.0) {
     for (int32_t id : context) {
       MGL_CHECK(id >= 0 && static_cast<size_t>(id) < V, "sampling: context token ", id, " is outside the vocabulary [0, ",
@@ -52,7 +60,8 @@ std::vector<double> Sampler::distribution(const std::vector<float>& logits,
       s = s > 0 ? s / options_.repetition_penalty : s * options_.repetition_penalty;
     }
   }
-  std::vector<double> p(V, 0.0);
+  std::vector<double>& p = scratch_.p;
+  p.assign(V, 0.0);
   if (options_.is_greedy()) {
     p[arg_max(scores)] = 1.0;
     return p;
@@ -64,22 +73,33 @@ std::vector<double> Sampler::distribution(const std::vector<float>& logits,
   for (size_t i = 0; i < V; ++i) total += p[i] = std::exp((scores[i] - top) / options_.temperature);
   for (double& x : p) x /= total;
 
-  std::vector<size_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
-  std::vector<bool> keep(V, true);
+  // Neither filter sorts the vocabulary: top-k needs only the k-th largest probability (a selection),
+  // top-p only the most likely tokens up to mass p, taken from a heap one by one. "Descending order"
+  // is that of a stable sort by probability: equal probabilities by increasing id.
+  std::vector<char>& keep = scratch_.keep;
+  keep.assign(V, 1);
   if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < V) {
-    const double kth = p[order[static_cast<size_t>(options_.top_k) - 1]];
-    for (size_t i = 0; i < V; ++i) keep[i] = p[i] >= kth;
+    std::vector<double>& sorted = scratch_.scores;  // the scores are no longer needed
+    sorted.assign(p.begin(), p.end());
+    const auto kth = sorted.begin() + (options_.top_k - 1);
+    std::nth_element(sorted.begin(), kth, sorted.end(), std::greater<>());
+    for (size_t i = 0; i < V; ++i) keep[i] = p[i] >= *kth;
   }
   if (options_.top_p < 1.0) {
-    // The mass before each token in descending order, over the tokens top-k kept (renormalised).
+    // Kept while the mass before it, over the tokens top-k kept (renormalised), is below p.
     double kept_mass = 0;
-    for (size_t i = 0; i < V; ++i) kept_mass += keep[i] ? p[i] : 0.0;
-    double before = 0;
-    for (size_t i : order) {
-      if (!keep[i]) continue;
-      keep[i] = before < options_.top_p;
+    std::vector<size_t>& heap = scratch_.heap;
+    heap.clear();
+    for (size_t i = 0; i < V; ++i)
+      if (keep[i]) kept_mass += p[i], heap.push_back(i);
+    const auto after = [&](size_t a, size_t b) { return p[a] < p[b] || (p[a] == p[b] && a > b); };
+    std::make_heap(heap.begin(), heap.end(), after);
+    std::fill(keep.begin(), keep.end(), 0);
+    for (double before = 0; !heap.empty() && before < options_.top_p;) {
+      std::pop_heap(heap.begin(), heap.end(), after);
+      const size_t i = heap.back();
+      heap.pop_back();
+      keep[i] = 1;
       before += p[i] / kept_mass;
     }
   }
@@ -90,7 +110,7 @@ std::vector<double> Sampler::distribution(const std::vector<float>& logits,
 }
 
 int32_t Sampler::next(const std::vector<float>& logits, const std::unordered_set<int32_t>& context) {
-  const std::vector<double> p = distribution(logits, context);
+  const std::vector<double>& p = probabilities(logits, context);
   if (options_.is_greedy()) return static_cast<int32_t>(arg_max(p));
   const double u = uniform53(generator_.take());
   double cumulative = 0;

@@ -48,8 +48,18 @@ class Sampler {
   const SamplingOptions& options() const { return options_; }
 
  private:
+  // distribution() in buffers reused from token to token (valid until the next call).
+  const std::vector<double>& probabilities(const std::vector<float>& logits,
+                                           const std::unordered_set<int32_t>& context) const;
+
   SamplingOptions options_;
   Generator generator_;
+  struct Scratch {
+    std::vector<double> scores, p;
+    std::vector<char> keep;
+    std::vector<size_t> heap;
+  };
+  mutable Scratch scratch_;
 };
 
 }  // namespace mgl::apps

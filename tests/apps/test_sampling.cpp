@@ -1,6 +1,7 @@
 // Next-token sampling (apps/lib/sampling.h): greedy and temperature 0 are the arg max; top-k and
 // top-p never pick outside the set they allow (computed here independently); a seed reproduces the
-// draws; the drawn frequencies match softmax(l / T) within 5 standard errors; the repetition penalty
+// draws; ties at the k-th probability are kept and ties in top-p's order go by increasing id; the drawn
+// frequencies match softmax(l / T) within 5 standard errors; the repetition penalty
 // divides positive and multiplies negative logits; bad parameters are named.
 #include <algorithm>
 #include <cmath>
@@ -104,6 +105,25 @@ TEST_CASE("sampling: top-k and top-p never pick outside the set they allow", "[a
       CHECK((dp[i] > 0) == (nucleus.count(static_cast<int32_t>(i)) == 1));
     }
   }
+}
+
+TEST_CASE("sampling: ties at the k-th probability are kept, ties in top-p go by increasing id", "[apps][sampling]") {
+  // Three equal logits: each has p = e^2 / (3 e^2 + e^0 + e^-1) ~ 0.314.
+  const std::vector<float> logits = {0.0f, 2.0f, -1.0f, 2.0f, 2.0f};
+  auto kept = [&](const SamplingOptions& options) {
+    const std::vector<double> p = Sampler(options, 1).distribution(logits, {});
+    std::vector<int> ids;
+    for (size_t i = 0; i < p.size(); ++i)
+      if (p[i] > 0) ids.push_back(static_cast<int>(i));
+    return ids;
+  };
+  CHECK(kept(with(1.0, 2, 1.0)) == std::vector<int>{1, 3, 4});  // the 2nd largest ties with the 3rd
+  CHECK(kept(with(1.0, 4, 1.0)) == std::vector<int>{0, 1, 3, 4});
+  CHECK(kept(with(1.0, 0, 0.5)) == std::vector<int>{1, 3});     // mass before id 4: 0.628 >= 0.5
+  CHECK(kept(with(1.0, 0, 0.95)) == std::vector<int>{0, 1, 3, 4});
+  CHECK(kept(with(1.0, 0, 0.3)) == std::vector<int>{1});
+  // Top-p renormalises over what top-k kept: of {1, 3, 4} (1/3 each), 0.5 keeps two.
+  CHECK(kept(with(1.0, 2, 0.5)) == std::vector<int>{1, 3});
 }
 
 TEST_CASE("sampling: a seed reproduces the draws, another seed does not", "[apps][sampling]") {
