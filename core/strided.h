@@ -12,17 +12,29 @@ namespace mgl {
 
 // Calls f(offsets) for every element of `shape` in row-major order, where offsets[k] is the
 // element offset into operand k (whose strides are strides[k], already broadcast to `shape`).
-// Offsets are updated incrementally, like an odometer, so the loop costs O(1) per element.
+// Offsets are updated incrementally, like an odometer, so the loop costs O(1) per element; the last
+// dimension is a plain inner loop (one addition per operand and element), where the time goes.
 template <size_t N, class F>
 void for_each_offset(const Shape& shape, const std::array<std::vector<int64_t>, N>& strides, F&& f) {
   const int64_t total = numel(shape);
   if (total == 0) return;
-  const size_t rank = shape.size();
-  std::vector<int64_t> index(rank, 0);
   std::array<int64_t, N> offsets{};
-  for (int64_t n = 0; n < total; ++n) {
+  if (shape.empty()) {  // a scalar
     f(offsets);
-    for (size_t d = rank; d-- > 0;) {
+    return;
+  }
+  const size_t outer_rank = shape.size() - 1;
+  const int64_t inner = shape[outer_rank];
+  std::array<int64_t, N> inner_stride{};
+  for (size_t k = 0; k < N; ++k) inner_stride[k] = strides[k][outer_rank];
+  std::vector<int64_t> index(outer_rank, 0);
+  for (int64_t row = 0; row < total / inner; ++row) {
+    std::array<int64_t, N> at = offsets;
+    for (int64_t j = 0; j < inner; ++j) {
+      f(at);
+      for (size_t k = 0; k < N; ++k) at[k] += inner_stride[k];
+    }
+    for (size_t d = outer_rank; d-- > 0;) {
       if (++index[d] < shape[d]) {
         for (size_t k = 0; k < N; ++k) offsets[k] += strides[k][d];
         break;
