@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 2) attention_kernel(DecodeAt
   auto channel_of = [&](int l) { return (int64_t(l) * 32 + lane) * VVEC; };
   const bool owns_new = (m - j0) % kWarps == warp && m < j0 + kDecodeKeysPerSplit;  // warp holds key m
 
-  // Prologue: cached keys and values of the warp's keys j < m, the q (and k) constants of the lane's
-  // dims, and the rotations of its pairs at position m.
+  // Prologue: cached keys and values of the warp's keys j < m, the q constants of the lane's dims (the
+  // k constants towards L2), and the rotations of its pairs at position m.
   Packed<T, KVEC> key_raw[kKeysPerWarp][KLOADS];
   Packed<T, VVEC> value_raw[kKeysPerWarp][VLOADS];
 #pragma unroll
@@ -117,10 +117,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 2) attention_kernel(DecodeAt
 #pragma unroll
   for (int l = 0; l < KLOADS; ++l) {
     if (dim_of(l) >= a.dz) continue;
-    if constexpr (KVEC % 4 == 0) load_floats<KVEC>(z + dim_of(l), z_lane[l]);
-    else
-#pragma unroll
-      for (int x = 0; x < KVEC; ++x) z_lane[l][x] = z[dim_of(l) + x];
+    load_floats<KVEC>(z + dim_of(l), z_lane[l]);
 #pragma unroll
     for (int x = 0; x < KVEC; ++x) squares += z_lane[l][x] * z_lane[l][x];
   }
@@ -216,8 +213,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 2) attention_kernel(DecodeAt
   for (int w = 0; w < kWarps; ++w) block_stats = merge(block_stats, warp_stats[w]);
   float block_sum = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w)
-    if (warp_stats[w].sum > 0.0f) block_sum += warp_sums[w][e] * expf(warp_stats[w].max - block_stats.max);
+  for (int w = 0; w < kWarps; ++w) block_sum += warp_sums[w][e] * rescale(warp_stats[w].max, block_stats.max);
 
   const int64_t live_splits = m / kDecodeKeysPerSplit + 1;
   const float* gate = a.gate + b * a.gate_ld + h * a.dv + c0;

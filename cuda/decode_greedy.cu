@@ -1,14 +1,15 @@
 // Greedy choice of the next token on the device; cuda/decode_greedy.h has the math.
 //
 // One block of 1024 threads per sequence: thread t scans ids t, t + 1024, ... in increasing order and
-// keeps its best (score, id); the warps then combine pairs with shuffles and the block through shared
-// memory. "Better" is a higher score, or an equal score and a lower id, so the result is the first
-// maximum whatever the order of the combination.
+// keeps its best (score, id); block_reduce (cuda/row_reduce.cuh) then combines the threads. "Better"
+// is a higher score, or an equal score and a lower id, so the result is the first maximum whatever
+// the order of the combination.
 #include <cmath>
 
 #include "core/cuda_check.h"
 #include "cuda/decode_greedy.h"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/row_reduce.cuh"
 
 namespace mgl::cuda {
 
@@ -28,13 +29,13 @@ __device__ __forceinline__ Best better(const Best& a, const Best& b) {
   return r;
 }
 
+// For block_reduce's shuffles.
 __device__ __forceinline__ Best shuffle_xor(const Best& v, int mask) {
   return {__shfl_xor_sync(0xffffffffu, v.score, mask), __shfl_xor_sync(0xffffffffu, v.id, mask),
           __shfl_xor_sync(0xffffffffu, v.invalid, mask)};
 }
 
 __global__ void __launch_bounds__(kThreadsPerRow) greedy_kernel(DecodeGreedyArgs a) {
-  __shared__ Best warp_best[kThreadsPerRow / 32];
   const int64_t b = blockIdx.x;
   const float* logits = a.logits + b * a.vocab;
   int32_t* seen = a.seen + b * a.vocab;
@@ -49,11 +50,8 @@ __global__ void __launch_bounds__(kThreadsPerRow) greedy_kernel(DecodeGreedyArgs
     if (seen[i]) s = s > 0 ? s / a.repetition_penalty : s * a.repetition_penalty;
     if (best.id < 0 || s > best.score) best = {s, i, best.invalid};
   }
-  for (int mask = 16; mask > 0; mask /= 2) best = better(best, shuffle_xor(best, mask));
-  if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;
-  __syncthreads();
+  best = block_reduce(best, [](const Best& l, const Best& r) { return better(l, r); });
   if (threadIdx.x != 0) return;
-  for (int w = 1; w < kThreadsPerRow / 32; ++w) best = better(best, warp_best[w]);
   if (best.invalid || best.id < 0) {
     a.ids[b] = -1;
     return;

@@ -67,12 +67,13 @@ __device__ __forceinline__ void unpack(const Packed<T, VEC>& packed, float (&out
   }
 }
 
-// VEC consecutive f32 values (16-byte loads when VEC > 1) through the ordinary path: for
-// activations, which the previous kernel may just have written.
+// VEC consecutive f32 values (16-byte loads when VEC is a multiple of 4, else one by one) through the
+// ordinary path: for activations, which the previous kernel may just have written.
 template <int VEC>
 __device__ __forceinline__ void load_floats(const float* p, float (&out)[VEC]) {
-  if constexpr (VEC == 1) {
-    out[0] = *p;
+  if constexpr (VEC % 4 != 0) {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) out[i] = p[i];
   } else {
 #pragma unroll
     for (int i = 0; i < VEC; i += 4) {

@@ -262,11 +262,10 @@ void CudaDecoder::select_greedily(double repetition_penalty, int64_t choices, co
       marks[b * vocab + id] = 1;
     }
   DeviceGuard guard(device_);
-  if (!seen_.defined()) seen_ = Tensor::empty({batch_, vocab}, DType::i32, device_);
-  copy_(seen_, Tensor::from_vector(marks, {batch_, vocab}));
   repetition_penalty_ = repetition_penalty;
   choices_ = choices == 0 ? vocab : choices;
-  selects_greedily_ = true;
+  if (!seen_.defined()) seen_ = Tensor::empty({batch_, vocab}, DType::i32, device_);
+  copy_(seen_, Tensor::from_vector(marks, {batch_, vocab}));
   synchronize(device_);  // the host marks must outlive the copy; no replay may be running
   capture();
 }
@@ -299,7 +298,7 @@ void CudaDecoder::record_step() const {
       for (const Launch kind : kLaunches)
         if (kind != Launch::head) record_launch(L, kind);
     record_head();
-    if (selects_greedily_)
+    if (selects_greedily())
       cuda::decode_greedy({batch_, c.vocab_size, choices_, logits_.data<float>(), repetition_penalty_,
                            seen_.data<int32_t>(), ids_.data<int64_t>()},
                           stream);

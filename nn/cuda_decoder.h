@@ -70,7 +70,7 @@ class CudaDecoder {
   // as it is made. Only ids [0, choices) may be chosen (0: the whole vocabulary). Re-captures the
   // graph; synchronises.
   void select_greedily(double repetition_penalty, int64_t choices, const std::vector<std::vector<int32_t>>& seen);
-  bool selects_greedily() const { return selects_greedily_; }
+  bool selects_greedily() const { return seen_.defined(); }
   // Enqueues a copy of ids() into pinned host memory (after the steps enqueued so far);
   // ids_on_host() waits for the newest such copy only, not for later steps, and returns it.
   void copy_ids_to_host();
@@ -119,10 +119,9 @@ class CudaDecoder {
   Tensor ids_;       // [B] i64
   Tensor position_device_;  // [1] i32: the position the kernels read
   int64_t position_ = 0;    // its host copy (advanced in step(), never read back)
-  bool selects_greedily_ = false;
   double repetition_penalty_ = 1.0;
   int64_t choices_ = 0;
-  Tensor seen_;  // [B, vocab] i32: the ids the repetition penalty applies to (greedy selection)
+  Tensor seen_;  // [B, vocab] i32: the ids the repetition penalty applies to; defined once selecting greedily
   cuda::HostMirror* ids_mirror_ = nullptr;
   bool use_graph_ = true;
   cuda::DecodeGraph* graph_ = nullptr;

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
+#include "apps/lib/sampling.h"
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
 #include "core/cuda_context.h"
@@ -295,16 +297,16 @@ TEST_CASE("decode_greedy: first maximum after the repetition penalty, in double"
   at(2, 20) = -0.015f, seen[2 * vocab + 20] = 0;   // -0.015
   at(3, 1700) = NAN;
   at(4, 3) = INFINITY;
+  // apps::Sampler's greedy choice among the first `choices` ids (rows 3 and 4 are invalid: -1).
+  apps::SamplingOptions greedy;
+  greedy.greedy = true, greedy.repetition_penalty = penalty;
   auto expected = [&](int64_t b) -> int64_t {
     if (b >= 3) return -1;
-    int64_t best = 0;
-    double best_score = -INFINITY;
-    for (int64_t i = 0; i < choices; ++i) {
-      double s = at(b, i);
-      if (seen[b * vocab + i]) s = s > 0 ? s / penalty : s * penalty;
-      if (i == 0 || s > best_score) best = i, best_score = s;
-    }
-    return best;
+    std::unordered_set<int32_t> context;  // the marks the penalty can matter for
+    for (int64_t i = 0; i < choices; ++i)
+      if (seen[b * vocab + i]) context.insert(static_cast<int32_t>(i));
+    const auto row = logits.begin() + b * vocab;
+    return apps::Sampler(greedy, seed).next(std::vector<float>(row, row + choices), context);
   };
   Tensor logits_gpu = to(Tensor::from_vector(logits, {B, vocab}), gpu);
   Tensor seen_gpu = to(Tensor::from_vector(seen, {B, vocab}), gpu);

@@ -5,8 +5,9 @@
 // Tolerance rule of the model tests (test_megalodon_cuda.cpp): the GPU's error against f64 may not
 // exceed twice that of our CPU ops in the same dtype, or the per-kernel tolerance, whichever is larger.
 #include <algorithm>
-#include <cmath>
+#include <unordered_set>
 
+#include "apps/lib/sampling.h"
 #include "autograd/grad_mode.h"
 #include "nn/megalodon_models.h"
 #include "nn/streaming.h"
@@ -87,22 +88,23 @@ TEST_CASE("streaming: greedy decoding on the device chooses the host's tokens", 
   const double penalty = 1.3;
   const Tensor prompt = random_ids({B, prompt_length}, config.vocab_size, seed + 1);
   const std::vector<int64_t> prompt_ids = prompt.to_vector<int64_t>();
-  std::vector<std::vector<int32_t>> context(B);  // what the repetition penalty sees
+  std::vector<std::unordered_set<int32_t>> context(B);  // what the repetition penalty sees
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < prompt_length; ++t) context[b].push_back(static_cast<int32_t>(prompt_ids[b * prompt_length + t]));
-  // The host's greedy choice (the rule of apps/lib/sampling.h), which adds the choice to the context.
+    for (int64_t t = 0; t < prompt_length; ++t) context[b].insert(static_cast<int32_t>(prompt_ids[b * prompt_length + t]));
+  // The host's greedy choice (apps::Sampler) among the first `choices` ids, added to the context.
+  apps::SamplingOptions greedy;
+  greedy.greedy = true, greedy.repetition_penalty = penalty;
+  apps::Sampler sampler(greedy, seed);
   auto choose = [&](const Tensor& logits) {
     const std::vector<float> values = to(logits, Device::cpu()).to_vector<float>();
     std::vector<int64_t> ids(B);
     for (int64_t b = 0; b < B; ++b) {
-      double best_score = -INFINITY;
-      for (int64_t i = 0; i < choices; ++i) {
-        double s = values[b * config.vocab_size + i];
-        if (std::find(context[b].begin(), context[b].end(), int32_t(i)) != context[b].end())
-          s = s > 0 ? s / penalty : s * penalty;
-        if (i == 0 || s > best_score) ids[b] = i, best_score = s;
-      }
-      context[b].push_back(static_cast<int32_t>(ids[b]));
+      const auto row = values.begin() + b * config.vocab_size;
+      std::unordered_set<int32_t> within;  // the context ids among the choices: the others cannot be chosen
+      for (int32_t id : context[b])
+        if (id < choices) within.insert(id);
+      ids[b] = sampler.next(std::vector<float>(row, row + choices), within);
+      context[b].insert(static_cast<int32_t>(ids[b]));
     }
     return ids;
   };
@@ -110,7 +112,8 @@ TEST_CASE("streaming: greedy decoding on the device chooses the host's tokens", 
   std::vector<int64_t> fed = choose(host.prefill(prompt));
   device.prefill(prompt);
   CHECK(device.can_decode_greedily_on_device());
-  std::vector<std::vector<int32_t>> seen = context;  // the prompt and the first token
+  std::vector<std::vector<int32_t>> seen;  // the prompt and the first token
+  for (const auto& ids : context) seen.emplace_back(ids.begin(), ids.end());
   device.start_greedy(fed, penalty, choices, seen);
   for (int64_t t = 0; t < steps; ++t) {
     const std::vector<int64_t> want = choose(host.decode(Tensor::from_vector(fed, {B}, DType::i64)));
