@@ -1,4 +1,5 @@
-// train: trains a MEGALODON model on one CPU or one GPU (also as `mpirun -np 1 build/bin/train ...`).
+// train: trains a MEGALODON model on one CPU or GPU, or on many under mpirun (docs/parallelism.md):
+//   mpirun -np 4 build/bin/train --config tiny --set parallel.data=2 --set parallel.chunk=2
 //
 //   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--device auto|cpu|cuda]
 //         [--seed N] [--set section.key=value]... [--print-config]
@@ -7,17 +8,22 @@
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
-// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1; an interruption by
-// SIGINT/SIGTERM saves a checkpoint and exits with 130.
+// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1 (under mpirun, the
+// error ends every rank: rank 0's message is printed, or the failing rank's own when rank 0 is well);
+// an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
 #include "apps/lib/trainer.h"
 #include "core/allocator.h"
+#include "dist/mpi_world.h"
+#include "dist/parallel_state.h"
 
 using namespace mgl;
 using namespace mgl::apps;
@@ -83,31 +89,65 @@ PreparedData resolve_data(const Arguments& a, const RunConfig& c, const std::str
   return prepare_data(prepare_options(c, inputs, directory.string()));
 }
 
-int run(const Arguments& a) {
+// The grid of the run: parallel.* sizes over the processes mpirun started (a plain run: one).
+std::shared_ptr<dist::ParallelState> make_parallel_state(const RunConfig& c, const std::string& device) {
+  dist::ParallelOptions p;
+  p.sizes = {c.parallel.data, c.parallel.chunk, c.parallel.tensor};
+  p.backend = c.parallel.backend;
+  p.timeout_s = c.parallel.timeout_s;
+  return dist::ParallelState::create(p, device);
+}
+
+int run(const Arguments& a, bool& is_rank0) {
   RunConfig config = RunConfig::load(a.config);
   for (const std::string& assignment : a.overrides) config.set(assignment);
   if (a.steps) config.train.steps = *a.steps;
   if (a.seed) config.train.seed = *a.seed;
   config.validate();
-  std::printf("train: resolved config\n%s\n", config.to_json().c_str());
+  const std::shared_ptr<dist::ParallelState> parallel = make_parallel_state(config, a.device);
+  is_rank0 = parallel->is_logging_rank();
+  // Every rank must train the same thing with the same code: a mismatch is an error, not a wrong result.
+  parallel->require_same_everywhere("binary", dist::build_id());
+  parallel->require_same_everywhere("resolved config", config.to_json());
+  auto say = [&](const std::string& text) {
+    if (is_rank0) std::printf("%s\n", text.c_str());
+  };
+  say("train: resolved config\n" + config.to_json());
   if (a.print_config) return 0;
 
   TrainerOptions options;
   options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
-  options.data = resolve_data(a, config, options.out);
-  options.device = resolve_device(a.device);
+  // Rank 0 prepares the data (when it must be); the others read what it wrote.
+  if (is_rank0) options.data = resolve_data(a, config, options.out);
+  if (parallel->distributed()) parallel->world().on(Device::cpu()).barrier();
+  if (!is_rank0) options.data = resolve_data(a, config, options.out);
+  options.parallel = parallel;
+  options.device = parallel->device();
   options.resume = a.resume;
   options.config = config;
-  std::printf("train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s\n",
-              static_cast<long long>(config.model.parameter_count()), options.data.directory.c_str(),
-              static_cast<long long>(options.data.train_tokens), static_cast<long long>(options.data.val_tokens),
-              options.data.tokenizer_identity.c_str(), options.device.str().c_str(), options.out.c_str());
+  char line[400];
+  std::snprintf(line, sizeof(line), "train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s",
+                static_cast<long long>(config.model.parameter_count()), options.data.directory.c_str(),
+                static_cast<long long>(options.data.train_tokens), static_cast<long long>(options.data.val_tokens),
+                options.data.tokenizer_identity.c_str(), options.device.str().c_str(), options.out.c_str());
+  say(line);
+  const std::string grid = parallel->describe_grid();
+  if (parallel->distributed())
+    say("train: grid " + parallel->sizes().str() + " over " + std::to_string(parallel->world_size()) + " processes\n" + grid);
   Trainer trainer(options);
   const TrainingSummary s = trainer.run();
-  std::printf("train: steps %lld..%lld, last loss %.4f, %.0f tokens/s", static_cast<long long>(s.first_step),
-              static_cast<long long>(s.last_step), s.last_loss, s.tokens_per_s);
-  if (options.device.is_cuda()) std::printf(", peak device memory %.2f GiB", s.peak_device_bytes / 1073741824.0);
-  std::printf("\n");
+  std::snprintf(line, sizeof(line), "train: steps %lld..%lld, last loss %.4f, %.0f tokens/s",
+                static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.last_loss, s.tokens_per_s);
+  std::string summary = line;
+  if (parallel->distributed()) {
+    std::snprintf(line, sizeof(line), " (%.0f per device)", s.tokens_per_s / parallel->world_size());
+    summary += line;
+  }
+  if (options.device.is_cuda()) {
+    std::snprintf(line, sizeof(line), ", peak device memory %.2f GiB", s.peak_device_bytes / 1073741824.0);
+    summary += line;
+  }
+  say(summary);
   return s.interrupted ? 130 : 0;
 }
 
@@ -129,15 +169,23 @@ int main(int argc, char** argv) {
   for (const std::string& n : RunConfig::known_config_names()) known += " " + n;
   app.footer("Configs:" + known + "\n\n" + RunConfig::describe_keys());
   CLI11_PARSE(app, argc, argv);
+  bool is_rank0 = dist::launcher_rank() == 0;
   try {
-    return run(a);
+    return run(a, is_rank0);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     const std::string message = e.what();
     const bool out_of_memory = message.find("out of memory") != std::string::npos;
-    std::fprintf(stderr, "\ntrain: error: %s%s\n", message.c_str(),
+    const bool mpi = dist::launched_by_mpi();
+    // Under mpirun an error usually strikes every rank alike (a bad config): rank 0 speaks for all and
+    // ends the job at once. Another rank waits a moment, so that rank 0 can do so first if it failed
+    // too, then reports its own error and ends the job: one message, and no rank left hanging.
+    if (mpi && !is_rank0) std::this_thread::sleep_for(std::chrono::seconds(2));
+    std::fprintf(stderr, "\ntrain: error: %s%s%s\n", mpi && !is_rank0 ? "(this rank) " : "", message.c_str(),
                  out_of_memory ? " (lower train.batch_size or train.seq_len, or set model.activation_checkpointing=true)"
                                : "");
+    std::fflush(stderr);
+    if (mpi) dist::abort_mpi_job(1);
     return 1;
   }
 }

@@ -84,9 +84,9 @@ Edge gradient_edge(const Tensor& t) {
   return {grad_accumulator(t), 0};
 }
 
-bool record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            BackwardFunction backward) {
-  if (!needs_grad(inputs)) return false;
+namespace {
+void attach_node(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+                 BackwardFunction backward) {
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
   node->num_outputs = static_cast<int>(outputs.size());
   node->next_edges.reserve(inputs.size());
@@ -98,6 +98,19 @@ bool record(const std::string& name, const std::vector<Tensor>& inputs, const st
     impl->output_nr = static_cast<int>(k);
     impl->requires_grad = true;
   }
+}
+}  // namespace
+
+bool record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            BackwardFunction backward) {
+  if (!needs_grad(inputs)) return false;
+  attach_node(name, inputs, outputs, std::move(backward));
+  return true;
+}
+
+bool record_source(const std::string& name, const std::vector<Tensor>& outputs, BackwardFunction backward) {
+  if (!grad_enabled()) return false;
+  attach_node(name, {}, outputs, std::move(backward));
   return true;
 }
 

@@ -92,6 +92,11 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 bool record(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
             BackwardFunction backward);
 
+// Records an op without inputs whose backward matters for what it does rather than what it returns:
+// chunk parallelism's receive (dist/mappings.h) sends the gradient of what it received back to the
+// rank it came from. When grad mode is on, the outputs require grad and get the node as grad_fn.
+bool record_source(const std::string& name, const std::vector<Tensor>& outputs, BackwardFunction backward);
+
 // The edge a gradient for `t` must take (its grad_fn output, its AccumulateGrad, or none).
 Edge gradient_edge(const Tensor& t);
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "cuda/adamw.h"
 #include "nn/optimizer.h"
 
 namespace mgl::nn {
@@ -20,6 +21,15 @@ struct AdamWOptions {
   // exempt them. Unset: every parameter decays, as in MEGALODON's recipe (spec §5.1).
   std::function<bool(const std::string& name)> no_weight_decay;
 };
+
+// The per-step scalars of the update (cuda/adamw.h) for one parameter at its step `step` (1-based).
+cuda::AdamWScalars adamw_scalars(const AdamWOptions& options, double weight_decay, int64_t step);
+// Applies the update to `count` contiguous f32 values in place, on the CPU or, for device pointers,
+// on `device`'s compute stream: the one loop/kernel both AdamW and ZeroAdamW (nn/zero_adamw.h) use.
+void adamw_update_span(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t count,
+                       const cuda::AdamWScalars& scalars, const Device& device);
+// Throws mgl::Error naming the first bad option.
+void check_adamw_options(const AdamWOptions& options);
 
 class AdamW : public Optimizer {
  public:

@@ -163,9 +163,6 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
 CheckpointDirectory::CheckpointDirectory(std::string directory, int64_t keep_last)
     : directory_(std::move(directory)), keep_last_(keep_last) {
   MGL_CHECK(keep_last_ >= 1, "checkpoint directory: keep_last must be >= 1, got ", keep_last_);
-  std::error_code error;
-  std::filesystem::create_directories(directory_, error);
-  MGL_CHECK(!error, "checkpoint directory '", directory_, "' cannot be created: ", error.message());
 }
 
 std::string CheckpointDirectory::path_for(int64_t step) const {
@@ -178,6 +175,7 @@ std::string CheckpointDirectory::path_for(int64_t step) const {
 std::vector<std::pair<int64_t, std::string>> CheckpointDirectory::list() const {
   static const std::regex pattern(R"(step_(\d{8,})\.h5)");
   std::vector<std::pair<int64_t, std::string>> out;
+  if (!std::filesystem::is_directory(directory_)) return out;
   for (const auto& entry : std::filesystem::directory_iterator(directory_)) {
     std::smatch match;
     const std::string name = entry.path().filename().string();
@@ -189,6 +187,9 @@ std::vector<std::pair<int64_t, std::string>> CheckpointDirectory::list() const {
 }
 
 std::string CheckpointDirectory::save(const Megalodon& model, const AdamW& optimizer, const TrainingState& state) const {
+  std::error_code error;
+  std::filesystem::create_directories(directory_, error);
+  MGL_CHECK(!error, "checkpoint directory '", directory_, "' cannot be created: ", error.message());
   const std::string path = path_for(state.step);
   save_checkpoint(path, model, optimizer, state);
   const auto all = list();

@@ -71,7 +71,7 @@ std::optional<std::string> first_config_difference(const std::string& stored_jso
 // A directory of checkpoints named step_<8 digits>.h5 that keeps the newest `keep_last`.
 class CheckpointDirectory {
  public:
-  CheckpointDirectory(std::string directory, int64_t keep_last);  // creates the directory if needed
+  CheckpointDirectory(std::string directory, int64_t keep_last);  // save() creates the directory
 
   std::string path_for(int64_t step) const;
   // (step, path) of every checkpoint file in the directory, oldest first.

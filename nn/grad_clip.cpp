@@ -10,47 +10,54 @@
 
 namespace mgl::nn {
 
-namespace {
-
-// sum_k g[k]^2 of every parameter that has a gradient (0 for those without), in list order.
-std::vector<double> squared_norms(const std::vector<Parameter>& parameters) {
+std::vector<double> squared_norms(const std::vector<Tensor>& tensors, const std::vector<std::string>& names) {
+  auto name_of = [&](size_t i) { return i < names.size() ? "'" + names[i] + "'" : "tensor " + std::to_string(i); };
   std::optional<Device> device;
-  for (const Parameter& p : parameters) {
-    const Tensor g = p.tensor.grad();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& g = tensors[i];
     if (!g.defined()) continue;
     if (!device) device = g.device();
-    MGL_CHECK(g.device() == *device, "grad_norm: gradient of '", p.name, "' is on ", g.device().str(),
+    MGL_CHECK(g.device() == *device, "grad_norm: gradient of ", name_of(i), " is on ", g.device().str(),
               ", the others on ", device->str(), "; the global norm needs them on one device");
   }
-  std::vector<double> sums(parameters.size(), 0.0);
+  std::vector<double> sums(tensors.size(), 0.0);
   if (!device) return sums;
   if (device->is_cpu()) {
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const Tensor g = parameters[i].tensor.grad();
-      if (!g.defined()) continue;
-      for (const double v : g.to_vector<double>()) sums[i] += v * v;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (!tensors[i].defined()) continue;
+      for (const double v : tensors[i].to_vector<double>()) sums[i] += v * v;
     }
     return sums;
   }
-  // One f64 slot per parameter on the device, filled by one sum_of_squares each, read back at once.
-  const Tensor slots = Tensor::zeros({static_cast<int64_t>(parameters.size())}, DType::f64, *device);
+  // One f64 slot per tensor on the device, filled by one sum_of_squares each, read back at once.
+  const Tensor slots = Tensor::zeros({static_cast<int64_t>(tensors.size())}, DType::f64, *device);
   const Tensor partials = Tensor::empty({cuda::kSumOfSquaresBlocks}, DType::f64, *device);
   DeviceGuard guard(*device);
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    const Tensor g = parameters[i].tensor.grad();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& g = tensors[i];
     if (!g.defined()) continue;
-    MGL_CHECK(g.is_contiguous() && (g.dtype() == DType::f32 || g.dtype() == DType::bf16), "grad_norm: gradient of '",
-              parameters[i].name, "' is ", g.describe(), "; expected contiguous f32 or bf16");
+    MGL_CHECK(g.is_contiguous() && (g.dtype() == DType::f32 || g.dtype() == DType::bf16), "grad_norm: gradient of ",
+              name_of(i), " is ", g.describe(), "; expected contiguous f32 or bf16");
     MGL_ON_CUDA(cuda::sum_of_squares(g.raw_data(), g.dtype(), g.numel(), partials.data<double>(),
                                      slots.data<double>() + i, compute_stream(*device)));
   }
   return slots.to_vector<double>();
 }
 
-}  // namespace
+void scale_(const std::vector<Tensor>& tensors, double coefficient) {
+  NoGradGuard no_grad;
+  for (const Tensor& g : tensors)
+    if (g.defined()) copy_(g, mul(g, coefficient));
+}
 
 GradNorm grad_norm(const std::vector<Parameter>& parameters) {
-  const std::vector<double> sums = squared_norms(parameters);
+  std::vector<Tensor> grads;
+  std::vector<std::string> names;
+  for (const Parameter& p : parameters) {
+    grads.push_back(p.tensor.grad());
+    names.push_back(p.name);
+  }
+  const std::vector<double> sums = squared_norms(grads, names);
   GradNorm result;
   double total = 0;
   for (size_t i = 0; i < sums.size(); ++i) {
@@ -71,11 +78,9 @@ double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm
   const GradNorm n = grad_norm(parameters);
   const double coefficient = max_norm / (n.norm + 1e-6);
   if (!n.finite() || coefficient >= 1) return n.norm;
-  NoGradGuard no_grad;
-  for (const Parameter& p : parameters) {
-    const Tensor g = p.tensor.grad();
-    if (g.defined()) copy_(g, mul(g, coefficient));
-  }
+  std::vector<Tensor> grads;
+  for (const Parameter& p : parameters) grads.push_back(p.tensor.grad());
+  scale_(grads, coefficient);
   return n.norm;
 }
 

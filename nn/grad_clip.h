@@ -17,6 +17,12 @@ struct GradNorm {
   bool finite() const { return first_nonfinite.empty(); }
 };
 
+// sum_k t[k]^2 of each tensor (0 for undefined ones), in f64, one read from the device for all of them.
+// `names` (optional, parallel to `tensors`) name them in errors.
+std::vector<double> squared_norms(const std::vector<Tensor>& tensors, const std::vector<std::string>& names = {});
+// t <- t * coefficient for every defined tensor.
+void scale_(const std::vector<Tensor>& tensors, double coefficient);
+
 // The global norm of the gradients of `parameters`; parameters without a gradient are skipped. Every
 // gradient must be on the same device (CPU: any floating dtype; CUDA: contiguous f32 or bf16).
 GradNorm grad_norm(const std::vector<Parameter>& parameters);

@@ -28,7 +28,8 @@ MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& 
   beta_ = register_parameter("beta", init::zeros({2, Z}, options));
 }
 
-Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing) const {
+Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing,
+                                            const StateHandoff* handoff) const {
   MGL_CHECK(x.dim() == 3 && x.size(2) == config_.model_dim, "MovingAverageGatedAttention: expected x [B, L, ",
             config_.model_dim, "], got ", x.describe());
   const int64_t B = x.size(0), L = x.size(1), H = config_.num_heads;
@@ -36,7 +37,11 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* i
   const bool training = is_training();
 
   const Tensor t = timenorm_->forward(x, incoming ? &incoming->norm : nullptr, outgoing ? &outgoing->norm : nullptr);
-  const Tensor u = cema_->forward(t, incoming ? incoming->cema : Tensor(), outgoing ? &outgoing->cema : nullptr);
+  Tensor u = cema_->forward(t, incoming ? incoming->cema : Tensor(), outgoing ? &outgoing->cema : nullptr);
+  if (handoff) {
+    MGL_CHECK(outgoing, "MovingAverageGatedAttention: a state handoff needs the outgoing state");
+    u = (*handoff)(*outgoing, u);
+  }
   Tensor m = rms_norm(u, rmsnorm_weight_.defined() ? cast(add(rmsnorm_weight_, 1.0), u.dtype()) : Tensor(),
                       config_.norm_eps);
   m = dropout(m, config_.hidden_dropout, training);

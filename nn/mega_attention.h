@@ -18,7 +18,9 @@ class MovingAverageGatedAttention : public Module {
   MovingAverageGatedAttention(const MegalodonConfig& config, const InitOptions& options = {});
   // x [B, L, D]. With `incoming` the call continues a sequence (norm statistics, CEMA state, the
   // keys and values of the partial chunk); with `outgoing` it returns the state after its last token.
-  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr) const;
+  // `handoff` (with `outgoing`) sees the norm and CEMA state as soon as they are formed.
+  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr,
+                 const StateHandoff* handoff = nullptr) const;
 
  private:
   // Chunk-wise causal attention over this call's tokens, continuing the partial chunk of `incoming`

@@ -1,6 +1,7 @@
 #include "nn/megalodon.h"
 
 #include <cmath>
+#include <optional>
 
 #include "autograd/recompute.h"
 #include "ops/ops.h"
@@ -12,8 +13,9 @@ MegalodonBlock::MegalodonBlock(const MegalodonConfig& config, int64_t layer_inde
   nffn_ = register_module("nffn", std::make_shared<NormalizedFeedForward>(config, layer_index, options));
 }
 
-Tensor MegalodonBlock::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing) const {
-  return nffn_->forward(mega_->forward(x, incoming, outgoing), x);
+Tensor MegalodonBlock::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing,
+                               const StateHandoff* handoff) const {
+  return nffn_->forward(mega_->forward(x, incoming, outgoing, handoff), x);
 }
 
 OutputLayer::OutputLayer(const MegalodonConfig& config, const InitOptions& options) {
@@ -37,17 +39,14 @@ Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options) 
 }
 
 Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
-  MGL_CHECK(ids.dim() == 2 && is_integer(ids.dtype()), "Megalodon: expected token ids [B, L] of an integer dtype, got ",
-            ids.describe());
+  check_ids(ids);
   MGL_CHECK(!incoming || incoming->empty() || static_cast<int64_t>(incoming->layers.size()) == config_.num_layers,
             "Megalodon: the incoming state has ", incoming ? incoming->layers.size() : 0, " layers, the model ",
             config_.num_layers);
   const bool carry = incoming && !incoming->empty();
   if (outgoing) outgoing->layers.assign(config_.num_layers, LayerState());
 
-  Tensor x = cast(embed_->forward(ids), compute_dtype_);
-  if (config_.scale_embedding) x = mul(x, std::sqrt(double(config_.model_dim)));
-  x = dropout(x, config_.dropout, is_training());
+  Tensor x = embed_tokens(ids);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const std::shared_ptr<MegalodonBlock> block = layers_->begin()[i];
     if (config_.activation_checkpointing && !carry && !outgoing) {
@@ -63,6 +62,45 @@ Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelSt
     }
   }
   x = output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr, outgoing ? &outgoing->final_norm : nullptr);
+  return project(x);
+}
+
+Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
+  check_ids(ids);
+  Tensor x = embed_tokens(ids);
+  // Block i (i == num_layers: the final norm) starts from the state received from the previous rank
+  // and, unless this is the last rank, hands its own on as soon as TimestepNorm + CEMA have formed it.
+  auto incoming = [&](int64_t i, bool with_cema) {
+    return relay.receives() ? std::optional<LayerState>(relay.receive(i, with_cema)) : std::nullopt;
+  };
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const std::optional<LayerState> in = incoming(i, true);
+    LayerState out;
+    const StateHandoff handoff = [&relay, i](const LayerState& state, const Tensor& cema_output) {
+      return relay.send(i, state, cema_output, true);
+    };
+    x = layers_->begin()[i]->forward(x, in ? &*in : nullptr, relay.sends() ? &out : nullptr,
+                                     relay.sends() ? &handoff : nullptr);
+  }
+  const std::optional<LayerState> in = incoming(config_.num_layers, false);
+  LayerState out;
+  x = output_->final_norm->forward(x, in ? &in->norm : nullptr, relay.sends() ? &out.norm : nullptr);
+  if (relay.sends()) x = relay.send(config_.num_layers, out, x, false);
+  return project(x);
+}
+
+void Megalodon::check_ids(const Tensor& ids) const {
+  MGL_CHECK(ids.dim() == 2 && is_integer(ids.dtype()), "Megalodon: expected token ids [B, L] of an integer dtype, got ",
+            ids.describe());
+}
+
+Tensor Megalodon::embed_tokens(const Tensor& ids) const {
+  Tensor x = cast(embed_->forward(ids), compute_dtype_);
+  if (config_.scale_embedding) x = mul(x, std::sqrt(double(config_.model_dim)));
+  return dropout(x, config_.dropout, is_training());
+}
+
+Tensor Megalodon::project(const Tensor& x) const {
   const Tensor logits = output_->output ? output_->output->forward(x) : linear(x, cast(embed_->weight(), x.dtype()));
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
 }

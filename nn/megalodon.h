@@ -2,6 +2,7 @@
 // The MEGALODON language model (spec §1, §3): embedding → blocks → final TimestepNorm → LM head.
 // Parameter names and shapes equal the official implementation's state_dict, so weights move between
 // the two without a mapping table (embed.weight, layers.3.mega.cema.alpha, output.output.weight, ...).
+#include "nn/chunk_parallel.h"
 #include "nn/embedding.h"
 #include "nn/mega_attention.h"
 #include "nn/normalized_ffn.h"
@@ -12,7 +13,8 @@ namespace mgl::nn {
 class MegalodonBlock : public Module {
  public:
   MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options = {});
-  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr) const;
+  Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr,
+                 const StateHandoff* handoff = nullptr) const;
 
  private:
   std::shared_ptr<MovingAverageGatedAttention> mega_;
@@ -34,6 +36,10 @@ class Megalodon : public Module {
   // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32. `incoming`/`outgoing` carry the streaming
   // state between calls (see megalodon_state.h); pass neither to process independent sequences.
   Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
+  // The forward of piece r of sequences split over a chunk group (nn/chunk_parallel.h): every block
+  // and the final norm start from the state `relay` receives from rank r-1 and hand theirs to rank
+  // r+1. ids [B, L] are this rank's L tokens of each sequence. Returns this piece's logits.
+  Tensor forward(const Tensor& ids, ChunkRelay& relay) const;
   // The windowed TimestepNorm mode of the official inference code (spec §6.3): replaces every norm
   // state in `state` (each block's and the final norm's) by the statistics of a fresh, cache-less
   // forward over `recent_ids` [B, W] — the last norm_window_chunks chunks — keeping the CEMA states
@@ -49,6 +55,10 @@ class Megalodon : public Module {
   DType compute_dtype() const { return compute_dtype_; }
 
  private:
+  void check_ids(const Tensor& ids) const;
+  Tensor embed_tokens(const Tensor& ids) const;  // embedding (scaled), in the compute dtype, dropout
+  Tensor project(const Tensor& x) const;         // the LM head: f32 logits
+
   MegalodonConfig config_;
   DType compute_dtype_ = DType::f32;
   std::shared_ptr<Embedding> embed_;

@@ -32,8 +32,8 @@ void for_each_setting(Config& c, F&& f) {
   f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate at step 0 / peak");
   f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, "final learning rate / peak");
   f("train", "steps", c.train.steps, "optimizer steps");
-  f("train", "batch_size", c.train.batch_size, "sequences per micro-batch");
-  f("train", "seq_len", c.train.seq_len, "tokens per sequence");
+  f("train", "batch_size", c.train.batch_size, "sequences per micro-batch, over all data-parallel ranks");
+  f("train", "seq_len", c.train.seq_len, "tokens per sequence, split over the chunk-parallel ranks");
   f("train", "grad_accum", c.train.grad_accum, "micro-batches per optimizer step");
   f("train", "dtype", c.train.dtype, "auto (bf16 on CUDA, f32 on CPU) | f32 | bf16");
   f("train", "seed", c.train.seed, "seed of initialisation, data order and dropout");
@@ -47,6 +47,13 @@ void for_each_setting(Config& c, F&& f) {
   f("data", "tokenizer", c.data.tokenizer, "bytes | sentencepiece, for data prepared by train");
   f("data", "vocab_size", c.data.vocab_size, "SentencePiece pieces to train (0: model.vocab_size)");
   f("data", "val_fraction", c.data.val_fraction, "held-out tail of the corpus");
+  f("parallel", "data", c.parallel.data, "data-parallel ranks (DP)");
+  f("parallel", "chunk", c.parallel.chunk, "chunk-parallel ranks (CP): each holds seq_len / CP tokens of a sequence");
+  f("parallel", "tensor", c.parallel.tensor, "tensor-parallel ranks (TP; 1 until tensor parallelism is built)");
+  f("parallel", "zero", c.parallel.zero, "1: ZeRO-1, optimizer moments sharded over the data x chunk ranks");
+  f("parallel", "bucket_mb", c.parallel.bucket_mb, "gradient reduction bucket size in MiB");
+  f("parallel", "timeout_s", c.parallel.timeout_s, "seconds a communication may take before the job is ended");
+  f("parallel", "backend", c.parallel.backend, "CUDA tensors: auto | nccl | mpi (staged through pinned host memory)");
 }
 
 template <class T>
@@ -130,6 +137,22 @@ void RunConfig::validate() const {
             "config: data.tokenizer must be bytes or sentencepiece, got '", data.tokenizer, "'");
   MGL_CHECK(data.vocab_size >= 0, "config: data.vocab_size must be >= 0");
   MGL_CHECK(data.val_fraction > 0 && data.val_fraction < 1, "config: data.val_fraction must be in (0, 1)");
+  const ParallelSettings& p = parallel;
+  MGL_CHECK(p.data >= 1 && p.chunk >= 1 && p.tensor >= 1, "config: parallel.data, parallel.chunk and parallel.tensor ",
+            "must be >= 1, got ", p.data, ", ", p.chunk, ", ", p.tensor);
+  MGL_CHECK(p.tensor == 1, "config: parallel.tensor = ", p.tensor,
+            ": tensor parallelism is not built yet (data and chunk parallelism are); set parallel.tensor=1");
+  MGL_CHECK(p.zero == 0 || p.zero == 1, "config: parallel.zero must be 0 or 1, got ", p.zero);
+  MGL_CHECK(p.bucket_mb > 0, "config: parallel.bucket_mb must be > 0");
+  MGL_CHECK(p.timeout_s > 0, "config: parallel.timeout_s must be > 0");
+  MGL_CHECK(p.backend == "auto" || p.backend == "nccl" || p.backend == "mpi",
+            "config: parallel.backend must be auto, nccl or mpi, got '", p.backend, "'");
+  MGL_CHECK(train.batch_size % p.data == 0, "config: train.batch_size (", train.batch_size,
+            ") must divide over the parallel.data = ", p.data, " data-parallel ranks");
+  if (p.chunk > 1)
+    MGL_CHECK(train.seq_len % (p.chunk * model.chunk_size) == 0, "config: train.seq_len (", train.seq_len,
+              ") must be a multiple of parallel.chunk * model.chunk_size = ", p.chunk, " * ", model.chunk_size,
+              " for chunk parallelism (each rank holds whole attention chunks)");
 }
 
 std::string RunConfig::to_json() const {

@@ -36,8 +36,8 @@ struct ScheduleSettings {
 
 struct TrainSettings {
   int64_t steps = 1000;           // optimizer steps
-  int64_t batch_size = 8;         // sequences per micro-batch
-  int64_t seq_len = 1024;         // tokens per sequence
+  int64_t batch_size = 8;         // sequences per micro-batch, over all data-parallel ranks
+  int64_t seq_len = 1024;         // tokens per sequence (split over the chunk-parallel ranks)
   int64_t grad_accum = 1;         // micro-batches per optimizer step
   std::string dtype = "auto";     // auto (bf16 on CUDA, f32 on CPU) | f32 | bf16
   int64_t seed = 1234;
@@ -58,6 +58,18 @@ struct DataSettings {
   double val_fraction = 0.01;
 };
 
+// How the run is spread over processes (docs/parallelism.md). data * chunk * tensor must equal the
+// number of processes mpirun starts; a plain run is 1 x 1 x 1.
+struct ParallelSettings {
+  int64_t data = 1;             // DP: ranks that each train on their share of the global batch
+  int64_t chunk = 1;            // CP: ranks that each hold a contiguous piece of every sequence
+  int64_t tensor = 1;           // TP: ranks that each hold a slice of every layer (not built yet: must be 1)
+  int64_t zero = 0;             // 1: ZeRO-1, AdamW moments sharded over the data x chunk ranks
+  double bucket_mb = 25;        // gradient all-reduce bucket size, MiB
+  double timeout_s = 60;        // a communication that takes longer ends the job
+  std::string backend = "auto"; // CUDA tensors: auto | nccl | mpi (staged through host memory)
+};
+
 struct RunConfig {
   std::string name = "custom";
   nn::MegalodonConfig model = nn::MegalodonConfig::preset("tiny");
@@ -66,6 +78,7 @@ struct RunConfig {
   TrainSettings train;
   EvalSettings eval;
   DataSettings data;
+  ParallelSettings parallel;
 
   // Throws mgl::Error naming the first bad setting.
   void validate() const;

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <limits>
 
-#include "apps/lib/fnv1a.h"
+#include "core/fnv1a.h"
 #include "core/error.h"
 
 namespace mgl::apps {

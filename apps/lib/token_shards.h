@@ -8,7 +8,7 @@
 //        8     4  version   u32, 1
 //       12     4  dtype     u32 token type code: 1 = uint16 (vocabularies up to 65536), 2 = uint32
 //       16     8  count     u64, number of tokens
-//       24     8  checksum  u64, FNV-1a 64 (apps/lib/fnv1a.h) over the count * token-size bytes below
+//       24     8  checksum  u64, FNV-1a 64 (core/fnv1a.h) over the count * token-size bytes below
 //       32     -  tokens    count tokens of the dtype, in stream order
 //
 // The file length must be exactly 32 + count * token size. Writers write <path>.tmp and rename it to

@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "apps/lib/files.h"
-#include "apps/lib/fnv1a.h"
+#include "core/fnv1a.h"
 #include "core/error.h"
 
 #ifdef MGL_WITH_SENTENCEPIECE

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
+#include <thread>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +17,7 @@
 #include "core/allocator.h"
 #include "core/cuda_context.h"
 #include "core/random.h"
+#include "nn/chunk_parallel.h"
 #include "nn/grad_clip.h"
 #include "ops/ops.h"
 
@@ -27,9 +30,11 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // Settings that may change between an interrupted run and its resumption (they do not change the math).
+// The parallel.* keys may change too: a checkpoint holds whole tensors and resumes under any grid.
 const std::vector<std::string> kResumableKeys = {
     "name", "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "eval.every", "eval.batches", "eval.long_context_tokens"};
+    "eval.every", "eval.batches", "eval.long_context_tokens", "parallel.data", "parallel.chunk",
+    "parallel.tensor", "parallel.zero", "parallel.bucket_mb", "parallel.timeout_s", "parallel.backend"};
 
 // The data order gets its own Philox key, so that its numbers are not the initialisation's.
 constexpr uint64_t kDataSeedSalt = 0x9E3779B97F4A7C15ull;
@@ -68,6 +73,17 @@ std::string read_tokenizer_model(const PreparedData& data) {
   return path.empty() ? std::string() : read_file(path, "the tokenizer model");
 }
 
+// A test-only stall (MGL_TEST_STALL="rank:step"): that rank stops taking part at that step, as a hung
+// process would, so the tests can check that the others end the job within parallel.timeout_s.
+void stall_if_asked(int rank, int64_t step) {
+  const char* spec = std::getenv("MGL_TEST_STALL");
+  if (!spec) return;
+  int stall_rank = -1;
+  long long stall_step = -1;
+  if (std::sscanf(spec, "%d:%lld", &stall_rank, &stall_step) == 2 && stall_rank == rank && stall_step == step)
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
 bool all_finite(const Tensor& t) {
   NoGradGuard no_grad;
   const Tensor x = cast(t, DType::f32);
@@ -83,9 +99,17 @@ Device resolve_device(const std::string& name) {
   return device;
 }
 
-Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
+Trainer::Trainer(TrainerOptions options)
+    : options_(std::move(options)),
+      parallel_(options_.parallel ? options_.parallel : dist::ParallelState::single_process(options_.device)) {
   const RunConfig& c = options_.config;
   c.validate();
+  options_.device = parallel_->device();
+  if (!parallel_->is_logging_rank()) options_.console = nullptr;
+  const dist::GridSizes& grid = parallel_->sizes();
+  MGL_CHECK(grid.data == c.parallel.data && grid.chunk == c.parallel.chunk && grid.tensor == c.parallel.tensor,
+            "the process grid (", grid.str(), ") is not the config's (data ", c.parallel.data, " x chunk ",
+            c.parallel.chunk, " x tensor ", c.parallel.tensor, ")");
   const PreparedData& data = options_.data;
   MGL_CHECK(data.vocab_size <= c.model.vocab_size, "the data's tokenizer (", data.tokenizer_identity, ") has ",
             data.vocab_size, " ids but model.vocab_size is ", c.model.vocab_size,
@@ -94,7 +118,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
             "train.seq_len (", c.train.seq_len, ") must be a multiple of model.chunk_size (", c.model.chunk_size,
             ") or shorter than one chunk");
 
-  fs::create_directories(options_.out);
+  if (parallel_->is_logging_rank()) fs::create_directories(options_.out);
   checkpoints_ = std::make_unique<nn::CheckpointDirectory>((fs::path(options_.out) / "checkpoints").string(),
                                                            c.train.keep_checkpoints);
   std::optional<std::string> resume_from;
@@ -116,7 +140,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   model_->train();
   parameters_ = model_->named_parameters();
 
-  nn::AdamWOptions adamw;
+  nn::AdamWOptions& adamw = adamw_;
   adamw.lr = c.optimizer.lr;
   adamw.beta1 = c.optimizer.beta1;
   adamw.beta2 = c.optimizer.beta2;
@@ -129,7 +153,17 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
       return false;
     };
   }
-  optimizer_ = std::make_unique<nn::AdamW>(parameters_, adamw);
+  const bool zero = c.parallel.zero == 1;
+  if (parallel_->distributed()) {
+    // Every parameter is replicated over the data x chunk ranks: their gradients are summed there.
+    buckets_ = std::make_unique<nn::GradBuckets>(parameters_, parallel_->data_chunk(),
+                                                 static_cast<int64_t>(c.parallel.bucket_mb * 1048576.0), zero);
+  }
+  if (zero && buckets_) {
+    zero_ = std::make_unique<nn::ZeroAdamW>(*buckets_, adamw);
+  } else {
+    optimizer_ = std::make_unique<nn::AdamW>(parameters_, adamw);
+  }
 
   schedule_.decay = nn::lr_decay_from_string(c.schedule.decay);
   schedule_.peak_lr = c.optimizer.lr;
@@ -139,8 +173,12 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   schedule_.min_lr_ratio = c.schedule.min_lr_ratio;
   schedule_.validate();
 
+  // Data-parallel rank d draws its B / DP windows of every step (apps/lib/data_loader.h); the chunk
+  // ranks of one d draw the same windows and keep their own piece of each.
   DataLoaderOptions loader;
-  loader.batch_size = c.train.batch_size;
+  loader.batch_size = c.train.batch_size / grid.data;
+  loader.rank = parallel_->coordinates().data;
+  loader.world_size = grid.data;
   loader.seq_len = c.train.seq_len;
   loader.vocab_size = c.model.vocab_size;
   loader.seed = static_cast<uint64_t>(c.train.seed) ^ kDataSeedSalt;
@@ -157,8 +195,16 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   state_.tokenizer = data.tokenizer_identity;
   state_.tokenizer_model = read_tokenizer_model(data);
   state_.run_config = c.to_json();
+  if (resume_from) parallel_->require_same_everywhere("checkpoint to resume from", *resume_from);
   if (resume_from) {
-    const nn::TrainingState stored = nn::load_checkpoint(*resume_from, *model_, *optimizer_);
+    nn::TrainingState stored;
+    if (optimizer_) {
+      stored = nn::load_checkpoint(*resume_from, *model_, *optimizer_);
+    } else {  // ZeRO-1: the whole moments, then this rank's pieces of them
+      nn::AdamW full(parameters_, adamw_);
+      stored = nn::load_checkpoint(*resume_from, *model_, full);
+      zero_->import_state(full);
+    }
     const std::string difference = first_run_config_difference(stored.run_config, state_.run_config, kResumableKeys);
     MGL_CHECK(difference.empty(), "cannot resume from '", *resume_from, "': its run config differs in '", difference,
               "' (only ", kResumableKeys.size(), " bookkeeping keys such as train.steps may change)");
@@ -171,8 +217,28 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
     train_loader_->set_step(stored.data_position);
     log("resumed from " + *resume_from + " at step " + std::to_string(stored.step));
   }
-  write_file_atomically((fs::path(options_.out) / "config.json").string(), state_.run_config + "\n");
-  metrics_ = std::make_unique<MetricsLog>((fs::path(options_.out) / "metrics.jsonl").string(), state_.step);
+  if (parallel_->is_logging_rank()) {
+    write_file_atomically((fs::path(options_.out) / "config.json").string(), state_.run_config + "\n");
+    metrics_ = std::make_unique<MetricsLog>((fs::path(options_.out) / "metrics.jsonl").string(), state_.step);
+  }
+}
+
+void Trainer::write_metrics(const std::string& json_object) const {
+  if (metrics_) metrics_->write(json_object);
+}
+
+nn::AdamWOptions& Trainer::adam_options() { return zero_ ? zero_->options() : optimizer_->options(); }
+
+void Trainer::zero_grad() {
+  if (buckets_) buckets_->zero_grad();
+  else model_->zero_grad();
+}
+
+double Trainer::sum_over_data_ranks(double value) const {
+  if (!parallel_->distributed()) return value;
+  const Tensor t = Tensor::from_vector(std::vector<double>{value}, {1});
+  parallel_->data_chunk().on(Device::cpu()).all_reduce(t, dist::ReduceOp::sum)->wait();
+  return t.item();
 }
 
 void Trainer::log(const std::string& message) const {
@@ -190,23 +256,54 @@ void Trainer::fail_nonfinite_loss(double loss) const {
 
 double Trainer::accumulate_gradients() {
   const TrainSettings& t = options_.config.train;
+  const dist::ParallelState& ps = *parallel_;
+  const int64_t cp = ps.sizes().chunk, piece = t.seq_len / cp, start = ps.coordinates().chunk * piece;
+  // Every rank holds the same number of tokens, so its share of the global mean loss is its own mean
+  // times 1 / (DP * CP), and the sum over the ranks of the gradients is the single-process gradient.
+  const double share = 1.0 / static_cast<double>(ps.sizes().data * cp * t.grad_accum);
   double loss_sum = 0;
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+    if (buckets_) buckets_->set_sync(micro + 1 == t.grad_accum);  // only the last micro-batch communicates
     const Batch batch = train_loader_->next();
-    const Tensor logits = model_->forward(to(batch.inputs, options_.device));
-    const Tensor loss = nn::Megalodon::loss(logits, to(batch.targets, options_.device));
+    Tensor inputs = batch.inputs, targets = batch.targets;
+    std::optional<nn::ChunkRelay> relay;
+    Tensor logits;
+    if (cp > 1) {
+      inputs = contiguous(slice(inputs, 1, start, start + piece));
+      targets = contiguous(slice(targets, 1, start, start + piece));
+      const nn::MegalodonConfig& m = options_.config.model;
+      relay.emplace(ps, inputs.size(0), piece, m.model_dim, m.norm_num_groups, m.cema_ndim,
+                    timestep_norm_state_dtype(model_->compute_dtype()), options_.device);
+      logits = model_->forward(to(inputs, options_.device), *relay);
+    } else {
+      logits = model_->forward(to(inputs, options_.device));
+    }
+    const Tensor loss = nn::Megalodon::loss(logits, to(targets, options_.device));
     const double value = loss.item();
     if (!std::isfinite(value)) fail_nonfinite_loss(value);
-    loss_sum += value;
-    backward(t.grad_accum == 1 ? loss : mul(loss, 1.0 / static_cast<double>(t.grad_accum)));
+    loss_sum += value * share;
+    backward(share == 1.0 ? loss : mul(loss, share));
+    if (relay) relay->finish();
   }
-  return loss_sum / static_cast<double>(t.grad_accum);
+  if (buckets_) buckets_->finish();
+  return sum_over_data_ranks(loss_sum);
+}
+
+double Trainer::clip_gradients() {
+  const double max_norm = options_.config.optimizer.clip_grad_norm;
+  if (!zero_) return max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm) : nn::grad_norm(parameters_).norm;
+  // ZeRO-1: each rank holds its pieces of the summed gradient; the norm sums them over the group.
+  const double norm = zero_->grad_norm();
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (max_norm > 0 && std::isfinite(norm) && coefficient < 1) zero_->scale_grads(coefficient);
+  return norm;
 }
 
 double Trainer::train_step() {
+  parallel_->monitor().set_step(state_.step + 1);
+  stall_if_asked(parallel_->world_rank(), state_.step + 1);
   const double loss = accumulate_gradients();
-  const double max_norm = options_.config.optimizer.clip_grad_norm;
-  last_grad_norm_ = max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm) : nn::grad_norm(parameters_).norm;
+  last_grad_norm_ = clip_gradients();
   if (!std::isfinite(last_grad_norm_)) {
     try {
       nn::check_grads_finite(parameters_);
@@ -214,9 +311,10 @@ double Trainer::train_step() {
       MGL_FAIL("step ", state_.step + 1, ": ", e.what(), " (the last good checkpoint is kept)");
     }
   }
-  optimizer_->options().lr = schedule_.lr(state_.step);
-  optimizer_->step();
-  model_->zero_grad();
+  adam_options().lr = schedule_.lr(state_.step);
+  if (zero_) zero_->step();
+  else optimizer_->step();
+  zero_grad();
   state_.step += 1;
   state_.data_position = train_loader_->step();
   return loss;
@@ -230,19 +328,25 @@ ValidationResult Trainer::validate() {
   const int64_t L = t.seq_len;
   const int64_t available = (static_cast<int64_t>(val_tokens_.size()) - 1) / L;
   const int64_t windows = std::min(available, options_.config.eval.batches * t.batch_size);
+  // Under data and chunk parallelism the windows are dealt out over the data x chunk ranks (window w
+  // to rank w mod size), each scored whole on one rank, and the sums of their losses added up.
+  const dist::ProcessGroup& group = parallel_->data_chunk();
+  std::vector<int64_t> mine;
+  for (int64_t w = group.rank(); w < windows; w += group.size()) mine.push_back(w);
   double nll_sum = 0;
-  for (int64_t first = 0; first < windows; first += t.batch_size) {
-    const int64_t rows = std::min(t.batch_size, windows - first);
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(t.batch_size)) {
+    const int64_t rows = std::min<int64_t>(t.batch_size, static_cast<int64_t>(mine.size() - first));
     std::vector<int64_t> inputs(rows * L), targets(rows * L);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < L; ++i) {
-        inputs[r * L + i] = val_tokens_[(first + r) * L + i];
-        targets[r * L + i] = val_tokens_[(first + r) * L + i + 1];
+        inputs[r * L + i] = val_tokens_[mine[first + r] * L + i];
+        targets[r * L + i] = val_tokens_[mine[first + r] * L + i + 1];
       }
     const Tensor logits = model_->forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
     const double loss = nn::Megalodon::loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
     nll_sum += loss * static_cast<double>(rows * L);
   }
+  nll_sum = sum_over_data_ranks(nll_sum);
   model_->train();
   ValidationResult r;
   r.tokens = windows * L;
@@ -285,7 +389,7 @@ std::vector<LongContextPoint> Trainer::evaluate_long_context() {
     table += line;
     std::snprintf(line, sizeof(line), "  context %7lld: ppl %.3f", static_cast<long long>(p.context), std::exp(p.mean_nll));
     log(line);
-    metrics_->write(json{{"step", state_.step}, {"long_context", p.context}, {"long_context_nll", p.mean_nll}}.dump());
+    write_metrics(json{{"step", state_.step}, {"long_context", p.context}, {"long_context_nll", p.mean_nll}}.dump());
   }
   write_file_atomically((fs::path(options_.out) / "long_context.tsv").string(), table);
   return curve;
@@ -300,7 +404,17 @@ double Trainer::bytes_per_token() const {
 void Trainer::save_checkpoint() {
   state_.rng_seed = default_generator().seed;
   state_.rng_offset = default_generator().offset;
-  checkpoints_->save(*model_, *optimizer_, state_);
+  // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first.
+  if (zero_) {
+    std::optional<nn::AdamW> full;
+    full.emplace(parameters_, adamw_);
+    zero_->export_state(*full);
+    if (parallel_->is_logging_rank()) checkpoints_->save(*model_, *full, state_);
+  } else if (parallel_->is_logging_rank()) {
+    checkpoints_->save(*model_, *optimizer_, state_);
+  }
+  // No rank runs ahead of a checkpoint that is still being written.
+  if (parallel_->distributed()) parallel_->world().on(Device::cpu()).barrier();
 }
 
 TrainingSummary Trainer::run() {
@@ -311,14 +425,15 @@ TrainingSummary Trainer::run() {
   summary.first_step = state_.step;
   if (options_.device.is_cuda()) reset_peak_memory(options_.device);
 
-  const int64_t tokens_per_step = c.train.batch_size * c.train.seq_len * c.train.grad_accum;
+  const int64_t tokens_per_step = c.train.batch_size * c.train.seq_len * c.train.grad_accum;  // all ranks
+  const double devices = static_cast<double>(parallel_->world_size());
   const auto start = Clock::now();
   auto window_start = start;
   int64_t window_steps = 0;
   double loss = 0;
   auto validate_and_log = [&] {
     const ValidationResult v = validate();
-    metrics_->write(json{{"step", state_.step},
+    write_metrics(json{{"step", state_.step},
                          {"val_loss", v.loss},
                          {"val_ppl", v.perplexity},
                          {"val_bpb", v.bits_per_byte},
@@ -337,22 +452,26 @@ TrainingSummary Trainer::run() {
     loss = train_step();
     const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     window_steps += 1;
-    metrics_->write(json{{"step", state_.step},
+    write_metrics(json{{"step", state_.step},
                          {"loss", loss},
-                         {"lr", optimizer_->options().lr},
+                         {"lr", adam_options().lr},
                          {"grad_norm", last_grad_norm_},
                          {"tokens", state_.step * tokens_per_step},
                          {"tokens_per_s", tokens_per_step / step_seconds},
+                         {"tokens_per_s_per_device", tokens_per_step / step_seconds / devices},
                          {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}}
                         .dump());
     if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
       const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
       const double eta = (c.train.steps - state_.step) * window_seconds / window_steps;
-      char line[200];
-      std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
+      char line[240];
+      char per_device[48] = "";
+      if (parallel_->distributed())
+        std::snprintf(per_device, sizeof(per_device), " (%.0f per device)", tokens_per_s / devices);
+      std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s%s | ETA %s",
                     static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
-                    optimizer_->options().lr, last_grad_norm_, tokens_per_s, format_duration(eta).c_str());
+                    adam_options().lr, last_grad_norm_, tokens_per_s, per_device, format_duration(eta).c_str());
       if (options_.console) progress.update(line);
       window_start = Clock::now();
       window_steps = 0;
@@ -369,7 +488,8 @@ TrainingSummary Trainer::run() {
     // Validation before the final checkpoint: a run killed in between repeats both, never logs twice.
     summary.validation = validate_and_log();
     save_checkpoint();
-    if (c.eval.long_context_tokens > 0) summary.long_context = evaluate_long_context();
+    // The curve streams one long text through one model: rank 0 alone (no rank waits for it).
+    if (c.eval.long_context_tokens > 0 && parallel_->is_logging_rank()) summary.long_context = evaluate_long_context();
   } else {
     log("the run is already complete at step " + std::to_string(state_.step));
   }

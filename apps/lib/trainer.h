@@ -7,6 +7,13 @@
 // with every random draw (initialisation, data order, dropout) a pure function of the seed and the step,
 // so that a run saved at step s and resumed replays steps s+1, ... exactly (bitwise on the CPU).
 //
+// Under mpirun (docs/parallelism.md) every rank builds the same Trainer over one ParallelState: each
+// data-parallel rank draws its share of the global batch, each chunk-parallel rank runs its piece of
+// every sequence (nn/chunk_parallel.h), gradients are summed over the data x chunk ranks in buckets
+// overlapped with backward (nn/grad_buckets.h), and the loss each rank differentiates is its share of
+// the global mean, so every grid computes the single-process step. Only world rank 0 prints and writes
+// the run directory.
+//
 // The run directory (`out`) holds config.json (the resolved config), metrics.jsonl (one object per step;
 // validation results on their own lines), checkpoints/step_<8 digits>.h5 (nn/checkpoint.h), and
 // long_context.tsv when the long-context evaluation runs.
@@ -20,9 +27,12 @@
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
 #include "nn/adamw.h"
+#include "dist/parallel_state.h"
 #include "nn/checkpoint.h"
+#include "nn/grad_buckets.h"
 #include "nn/lr_schedule.h"
 #include "nn/megalodon.h"
+#include "nn/zero_adamw.h"
 
 namespace mgl::apps {
 
@@ -32,7 +42,9 @@ struct TrainerOptions {
   std::string out;                   // the run directory (created)
   Device device = Device::cpu();
   bool resume = false;               // continue from the newest valid checkpoint in out/checkpoints
-  std::FILE* console = stdout;       // progress line and messages (nullptr: silent)
+  std::FILE* console = stdout;       // progress line and messages (nullptr: silent; rank 0 only)
+  // The process grid; null: a plain single-process run on `device`. Its device wins over `device`.
+  std::shared_ptr<dist::ParallelState> parallel;
 };
 
 struct ValidationResult {
@@ -55,7 +67,7 @@ struct TrainingSummary {
   double last_loss = 0;
   std::optional<ValidationResult> validation;  // at the end
   std::vector<LongContextPoint> long_context;  // at the end, when eval.long_context_tokens > 0
-  double tokens_per_s = 0;    // over the steps of this process
+  double tokens_per_s = 0;    // over the steps of this process, all ranks together
   int64_t peak_device_bytes = 0;
   bool interrupted = false;   // stopped early by SIGINT/SIGTERM after saving a checkpoint
 };
@@ -73,26 +85,37 @@ class Trainer {
 
   ValidationResult validate();
   // The first half of a step: forward and backward over grad_accum micro-batches, leaving the mean
-  // gradient in the parameters' .grad; returns the mean loss. (train_step adds clipping and the update.)
+  // gradient in the parameters' .grad (summed over the ranks; with ZeRO-1, in this rank's bucket
+  // pieces); returns the mean loss over the global batch. (train_step adds clipping and the update.)
   double accumulate_gradients();
   // The loss of the same held-out target tokens with contexts of growing length (the paper's Figure 5),
   // written to <out>/long_context.tsv; see the definition for the exact windows.
   std::vector<LongContextPoint> evaluate_long_context();
   int64_t step() const { return state_.step; }
   const nn::Megalodon& model() const { return *model_; }
+  const dist::ParallelState& parallel() const { return *parallel_; }
   DType compute_dtype() const { return model_->compute_dtype(); }
 
  private:
   double train_step();        // one optimizer step; returns the mean loss of its micro-batches
+  double clip_gradients();    // the global gradient norm, clipping to optimizer.clip_grad_norm
+  nn::AdamWOptions& adam_options();
+  void zero_grad();
+  double sum_over_data_ranks(double value) const;  // all-reduce over the data x chunk group
   void save_checkpoint();
+  void write_metrics(const std::string& json_object) const;
   double bytes_per_token() const;  // of the held-out text, for bits per byte
   void log(const std::string& message) const;
   [[noreturn]] void fail_nonfinite_loss(double loss) const;
 
   TrainerOptions options_;
+  std::shared_ptr<dist::ParallelState> parallel_;
   std::shared_ptr<nn::Megalodon> model_;
   std::vector<nn::Parameter> parameters_;
-  std::unique_ptr<nn::AdamW> optimizer_;
+  nn::AdamWOptions adamw_;
+  std::unique_ptr<nn::GradBuckets> buckets_;  // distributed runs
+  std::unique_ptr<nn::AdamW> optimizer_;      // all but ZeRO-1 runs
+  std::unique_ptr<nn::ZeroAdamW> zero_;       // ZeRO-1 runs
   nn::LrSchedule schedule_;
   std::unique_ptr<DataLoader> train_loader_;
   std::vector<uint32_t> val_tokens_;

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/lib/fnv1a.h"
+#include "core/fnv1a.h"
 #include "apps/lib/token_shards.h"
 #include "core/philox.h"
 #include "support/testing.h"

@@ -1,11 +1,12 @@
 #pragma once
 // FNV-1a, 64-bit (Fowler, Noll, Vo): hash = offset basis; for each byte b: hash = (hash ^ b) * prime.
-// A fast, simple checksum for token shards and a fingerprint for tokenizer model files. It detects
-// corruption and accidental mix-ups, not tampering (it is not cryptographic).
+// A fast, simple checksum for token shards, and a fingerprint for tokenizer model files and for the
+// configs ranks compare at start. It detects corruption and accidental mix-ups, not tampering (it is
+// not cryptographic).
 #include <cstddef>
 #include <cstdint>
 
-namespace mgl::apps {
+namespace mgl {
 
 constexpr uint64_t kFnv1aOffsetBasis = 14695981039346656037ull;
 constexpr uint64_t kFnv1aPrime = 1099511628211ull;
@@ -17,4 +18,4 @@ inline uint64_t fnv1a64(const void* data, size_t size, uint64_t hash = kFnv1aOff
   return hash;
 }
 
-}  // namespace mgl::apps
+}  // namespace mgl

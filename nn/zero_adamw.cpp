@@ -1,0 +1,117 @@
+#include "nn/zero_adamw.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nn/grad_clip.h"
+#include "ops/ops.h"
+
+namespace mgl::nn {
+
+ZeroAdamW::ZeroAdamW(GradBuckets& buckets, const AdamWOptions& options)
+    : buckets_(buckets), options_(options), steps_(buckets.parameters().size(), 0) {
+  check_adamw_options(options_);
+  MGL_CHECK(buckets_.sharded(), "ZeroAdamW needs buckets built with sharded = true");
+  for (const GradBucket& b : buckets_.buckets()) {
+    exp_avg_.push_back(Tensor::zeros(b.shard.shape(), DType::f32, b.shard.device()));
+    exp_avg_sq_.push_back(Tensor::zeros(b.shard.shape(), DType::f32, b.shard.device()));
+  }
+}
+
+bool ZeroAdamW::decays(size_t i) const {
+  return !options_.no_weight_decay || !options_.no_weight_decay(buckets_.parameters()[i].name);
+}
+
+double ZeroAdamW::grad_norm() const {
+  std::vector<Tensor> shards;
+  for (const GradBucket& b : buckets_.buckets()) shards.push_back(b.shard);
+  double local = 0;
+  for (double s : squared_norms(shards)) local += s;
+  const Tensor total = Tensor::from_vector(std::vector<double>{local}, {1});
+  buckets_.group().on(Device::cpu()).all_reduce(total, dist::ReduceOp::sum)->wait();
+  return std::sqrt(total.item());
+}
+
+void ZeroAdamW::scale_grads(double coefficient) {
+  std::vector<Tensor> shards;
+  for (const GradBucket& b : buckets_.buckets()) shards.push_back(b.shard);
+  scale_(shards, coefficient);
+}
+
+void ZeroAdamW::step() {
+  check_adamw_options(options_);
+  for (int64_t& s : steps_) ++s;  // under data parallelism every parameter has a (possibly zero) gradient
+  const dist::ProcessGroup& g = buckets_.group();
+  std::vector<GradBucket>& buckets = buckets_.buckets();
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    GradBucket& b = buckets[k];
+    const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
+    float* values = static_cast<float*>(b.values.raw_data());
+    float* grad = static_cast<float*>(b.shard.raw_data());
+    float* m = static_cast<float*>(exp_avg_[k].raw_data());
+    float* v = static_cast<float*>(exp_avg_sq_[k].raw_data());
+    // Each member parameter's part of this rank's piece, with that parameter's decay and step.
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      const size_t i = b.members[j];
+      const int64_t lo = std::max(begin, b.offsets[j]);
+      const int64_t hi = std::min(end, b.offsets[j] + buckets_.parameters()[i].tensor.numel());
+      if (lo >= hi) continue;
+      const cuda::AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, steps_[i]);
+      adamw_update_span(values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars,
+                        b.values.device());
+    }
+  }
+  // Every rank's updated piece to every rank, in place in the flat parameter buffers.
+  std::vector<dist::WorkHandle> gathers;
+  for (GradBucket& b : buckets) {
+    const int64_t begin = b.shard_begin(g.rank(), g.size());
+    const Tensor piece = contiguous(slice(b.values, 0, begin, begin + b.shard_size(g.size())));
+    const Tensor mine = Tensor::empty(piece.shape(), DType::f32, piece.device());
+    copy_(mine, piece);
+    gathers.push_back(g.on(b.values.device()).all_gather(mine, b.values));
+  }
+  for (dist::WorkHandle& w : gathers) w->wait();
+}
+
+void ZeroAdamW::export_state(AdamW& full) const {
+  const dist::ProcessGroup& g = buckets_.group();
+  const std::vector<GradBucket>& buckets = buckets_.buckets();
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    const GradBucket& b = buckets[k];
+    Tensor m = Tensor::empty({b.numel}, DType::f32, b.grad.device());
+    Tensor v = Tensor::empty({b.numel}, DType::f32, b.grad.device());
+    g.on(m.device()).all_gather(exp_avg_[k], m)->wait();
+    g.on(v.device()).all_gather(exp_avg_sq_[k], v)->wait();
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      const size_t i = b.members[j];
+      const Tensor& p = buckets_.parameters()[i].tensor;
+      const int64_t o = b.offsets[j];
+      full.set_state(full.index_of(buckets_.parameters()[i].name), steps_[i],
+                     reshape(slice(m, 0, o, o + p.numel()), p.shape()), reshape(slice(v, 0, o, o + p.numel()), p.shape()));
+    }
+  }
+}
+
+void ZeroAdamW::import_state(const AdamW& full) {
+  const dist::ProcessGroup& g = buckets_.group();
+  const std::vector<GradBucket>& buckets = buckets_.buckets();
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    const GradBucket& b = buckets[k];
+    const Device device = b.grad.device();
+    Tensor m = Tensor::zeros({b.numel}, DType::f32, device);
+    Tensor v = Tensor::zeros({b.numel}, DType::f32, device);
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      const size_t i = b.members[j];
+      const size_t f = full.index_of(buckets_.parameters()[i].name);
+      const int64_t o = b.offsets[j], n = buckets_.parameters()[i].tensor.numel();
+      copy_(slice(m, 0, o, o + n), reshape(full.exp_avg(f), {n}));
+      copy_(slice(v, 0, o, o + n), reshape(full.exp_avg_sq(f), {n}));
+      steps_[i] = full.step_count(f);
+    }
+    const int64_t begin = b.shard_begin(g.rank(), g.size()), size = b.shard_size(g.size());
+    copy_(exp_avg_[k], slice(m, 0, begin, begin + size));
+    copy_(exp_avg_sq_[k], slice(v, 0, begin, begin + size));
+  }
+}
+
+}  // namespace mgl::nn

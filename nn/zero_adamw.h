@@ -1,0 +1,41 @@
+#pragma once
+// ZeroAdamW: AdamW with its moments sharded over the data-parallel group (ZeRO stage 1, Rajbhandari et
+// al. 2020; docs/parallelism.md). It works on the flat buckets of nn/grad_buckets.h built with
+// sharded = true: after GradBuckets::finish() rank k holds piece k of each bucket's summed gradient;
+// step() updates piece k of the flat parameter buffer with piece k of the moments (the same per-element
+// update as AdamW, cuda/adamw.h, with each parameter's own weight decay and step count), then
+// all-gathers the pieces so every rank holds all the updated parameters. Optimizer memory per rank is
+// 1 / (group size) of AdamW's.
+#include <vector>
+
+#include "nn/adamw.h"
+#include "nn/grad_buckets.h"
+
+namespace mgl::nn {
+
+class ZeroAdamW {
+ public:
+  ZeroAdamW(GradBuckets& buckets, const AdamWOptions& options);
+
+  AdamWOptions& options() { return options_; }
+  // The global L2 norm of the summed gradient: this rank's pieces, squared and summed over the group.
+  double grad_norm() const;
+  // Scales this rank's gradient pieces (global-norm clipping).
+  void scale_grads(double coefficient);
+  void step();
+
+  // Checkpoints hold whole moments: export_state gathers them into `full` (an AdamW over the same
+  // parameters; collective over the group), import_state takes this rank's pieces from `full`.
+  void export_state(AdamW& full) const;
+  void import_state(const AdamW& full);
+
+ private:
+  bool decays(size_t parameter) const;
+
+  GradBuckets& buckets_;
+  AdamWOptions options_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;  // per bucket: this rank's piece
+  std::vector<int64_t> steps_;                // per parameter
+};
+
+}  // namespace mgl::nn
