@@ -27,6 +27,7 @@ LayerState ChunkRelay::receive(int64_t layer, bool with_cema) {
   MGL_CHECK(receives(), "ChunkRelay::receive on the first rank of the chunk group");
   const Tensor flat = dist::receive_state({flat_size(with_cema)}, dtype_, device_, group_, prev_,
                                           static_cast<int>(layer), pending_);
+  received_.push_back(flat);
   const int64_t bg = batch_ * groups_;
   LayerState s;
   // Every sequence has absorbed the r * L tokens of the pieces before this one.

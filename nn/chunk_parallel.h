@@ -38,6 +38,9 @@ class ChunkRelay {
   Tensor send(int64_t layer, const LayerState& state, const Tensor& carrier, bool with_cema);
   // Waits for every send of this step (forward states, backward gradients): call after backward.
   void finish() { pending_.wait_all(); }
+  // The flat state buffers received so far, by layer ([mean | var | h], see receive()); each requires
+  // grad in training, so a hook on it sees the gradient this rank sends back.
+  const std::vector<Tensor>& received() const { return received_; }
 
  private:
   int64_t flat_size(bool with_cema) const;
@@ -49,6 +52,7 @@ class ChunkRelay {
   DType dtype_;
   Device device_;
   dist::PendingWork pending_;
+  std::vector<Tensor> received_;
 };
 
 }  // namespace mgl::nn

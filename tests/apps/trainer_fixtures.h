@@ -86,6 +86,7 @@ inline std::vector<nlohmann::json> deterministic_metrics(const std::filesystem::
   std::vector<nlohmann::json> lines = read_metrics(run);
   for (nlohmann::json& line : lines) {
     line.erase("tokens_per_s");
+    line.erase("tokens_per_s_per_device");
     line.erase("elapsed_s");
   }
   return lines;
