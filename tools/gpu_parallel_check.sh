@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# On the GPU machine (one H200 is enough): the parallel code paths with CUDA tensors.
+#   tools/gpu_parallel_check.sh [--bench]
+# Builds the parallel tests for sm_90 and runs them under mpirun with 2 and 4 ranks sharing the GPU
+# (the staged MPI backend; NCCL refuses two ranks on one GPU) and NCCL on one rank, in f32 and bf16:
+# the communicators (dist_test_communicator_mpi_cuda), the trainer's step under every grid against the
+# single-process GPU step (apps_test_trainer_parallel_mpi_cuda), and the CPU parallel tests. With
+# --bench it then runs tools/gpu_parallel_bench.sh for the one-GPU baselines. Needs dict-gcide (carry
+# .deps from ../shared/device/fetch-debs dict-gcide). Logs under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-$PWD/gpu_parallel_out}"
+mkdir -p "$out"
+[ -f .deps/unpack ] && source .deps/unpack
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+[ -f /opt/deps/usr/share/dictd/gcide.dict.dz ] && export MGL_DEFAULT_CORPUS=/opt/deps/usr/share/dictd/gcide.dict.dz
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
+targets="train prepare dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda dist_test_communicator_mpi
+         dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi"
+start=$(date +%s)
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 &&
+  cmake --build build-gpu -j "$(nproc)" --target $targets > "$out/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$out/build.log" | head -40; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+
+status=0
+summary=()
+for test in dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda dist_test_communicator_mpi \
+            dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi; do
+  for ranks in 2 4; do
+    t0=$(date +%s)
+    timeout 500 mpirun -np "$ranks" --oversubscribe --bind-to none build-gpu/tests/$test --use-colour no \
+      > "$out/$test.np$ranks.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && status=1
+    result=$(grep -E "All tests passed|test cases:" "$out/$test.np$ranks.log" | sort | uniq -c | tr '\n' ' ')
+    summary+=("| $test | $ranks | $rc | $(( $(date +%s) - t0 )) s | $result |")
+    grep -E "worst|FAILED" -A2 "$out/$test.np$ranks.log" | grep -vE "^--$" | sort -u | head -20
+  done
+done
+cat "$out"/*.log > /dev/null
+echo
+echo "| test | ranks | exit | time | result |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${summary[@]}"
+if [ "${1:-}" = "--bench" ]; then
+  tools/gpu_parallel_bench.sh --skip-longest --budget 200 2>&1 | tail -20
+fi
+exit $status
