@@ -30,16 +30,18 @@ for test in dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda 
             dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi; do
   for ranks in 2 4; do
     t0=$(date +%s)
-    timeout 500 mpirun -np "$ranks" --oversubscribe --bind-to none build-gpu/tests/$test --use-colour no \
+    timeout 500 mpirun -np "$ranks" --oversubscribe --bind-to none build-gpu/tests/$test \
       > "$out/$test.np$ranks.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && status=1
-    result=$(grep -E "All tests passed|test cases:" "$out/$test.np$ranks.log" | sort | uniq -c | tr '\n' ' ')
+    result=$(sed 's/\x1b\[[0-9;]*m//g' "$out/$test.np$ranks.log" | grep -E "All tests passed|test cases:|SKIPPED" |
+             sort | uniq -c | tr '\n' ' ')
     summary+=("| $test | $ranks | $rc | $(( $(date +%s) - t0 )) s | $result |")
-    grep -E "worst|FAILED" -A2 "$out/$test.np$ranks.log" | grep -vE "^--$" | sort -u | head -20
+    sed 's/\x1b\[[0-9;]*m//g' "$out/$test.np$ranks.log" | grep -E "worst|FAILED" -A2 | grep -vE "^--$" | sort -u | head -20
   done
 done
-cat "$out"/*.log > /dev/null
+# One log for all (what comes back from the machine is a few files).
+for f in "$out"/*.np*.log; do echo "=== $f"; cat "$f"; done > "$out/tests.log" && rm -f "$out"/*.np*.log
 echo
 echo "| test | ranks | exit | time | result |"
 echo "|---|---|---|---|---|"

@@ -8,7 +8,7 @@
 #include "apps/lib/trainer.h"
 #include "dist/communicator_suite.h"
 #include "dist/mpi_world.h"
-#include "trainer_fixtures.h"
+#include "parallel_runs.h"
 
 using namespace mgl;
 using namespace mgl::testing;
@@ -16,79 +16,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::shared_ptr<dist::ParallelState> make_grid(int64_t data, int64_t chunk) {
-  dist::ParallelOptions o;
-  o.sizes = {data, chunk, 1};
-  o.timeout_s = 300;
-  return dist::ParallelState::create(o, "cpu");
-}
-
-// The tiny model on sequences of 128 tokens in chunks of 16, so that up to 4 chunk ranks hold whole
-// chunks, and a global batch of 4 that splits over up to 4 data ranks. No dropout: its masks are drawn
-// per rank (docs/parallelism.md).
-apps::RunConfig grid_run(int64_t steps, int64_t data, int64_t chunk, int64_t zero = 0) {
-  apps::RunConfig c = small_run(steps);
-  c.model.chunk_size = 16;
-  c.model.dropout = c.model.hidden_dropout = c.model.attention_dropout = 0;
-  c.schedule.warmup_steps = 2;
-  c.parallel.data = data;
-  c.parallel.chunk = chunk;
-  c.parallel.zero = zero;
-  c.parallel.bucket_mb = 0.25;  // several buckets, so their ordering is exercised
-  return c;
-}
-
-// Every (data, chunk) whose product is the world size.
-std::vector<std::pair<int64_t, int64_t>> grids(int world) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t d = 1; d <= world; ++d)
-    if (world % d == 0) out.emplace_back(d, world / d);
-  return out;
-}
-
-std::vector<Tensor> gradients_of(const apps::Trainer& t) {
-  std::vector<Tensor> out;
-  for (const nn::Parameter& p : t.model().named_parameters()) out.push_back(cast(p.tensor.grad(), DType::f64));
-  return out;
-}
-std::vector<Tensor> parameters_of(const apps::Trainer& t) {
-  std::vector<Tensor> out;
-  for (const nn::Parameter& p : t.model().named_parameters()) out.push_back(cast(p.tensor, DType::f64));
-  return out;
-}
-
-// A directory every rank names alike (rank 0's scratch), created by rank 0.
-fs::path shared_directory(const dist::ParallelState& ps, const std::string& name, uint64_t seed) {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_test_trainer_parallel_" + std::to_string(seed)) / name;
-  if (ps.world_rank() == 0) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ps.world().on(Device::cpu()).barrier();
-  return dir;
-}
-
-double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+std::shared_ptr<dist::ParallelState> cpu_grid(int64_t data, int64_t chunk) { return make_grid(data, chunk, "cpu"); }
 
 }  // namespace
 
 TEST_CASE("trainer: one step under every grid equals the single-process step", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(make_grid(world, 1)->world());
+  const uint64_t seed = shared_seed(cpu_grid(world, 1)->world());
   const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
   apps::Trainer reference(options_for(grid_run(5, 1, 1), data, scratch("reference")));
   const double loss_ref = reference.accumulate_gradients();
-  const std::vector<Tensor> grads_ref = gradients_of(reference);
+  const std::vector<Tensor> grads_ref = host_f64(reference, true);
 
   for (const auto& [d, c] : grids(world)) {
     INFO("grid data " << d << " x chunk " << c);
-    const auto ps = make_grid(d, c);
+    const auto ps = cpu_grid(d, c);
     apps::TrainerOptions o = options_for(grid_run(5, d, c), data, shared_directory(*ps, "one_step", seed));
     o.parallel = ps;
     apps::Trainer trainer(o);
     const double loss = trainer.accumulate_gradients();
     CHECK(relative_difference(loss, loss_ref) <= 1e-6);
-    const std::vector<Tensor> grads = gradients_of(trainer);
+    const std::vector<Tensor> grads = host_f64(trainer, true);
     const auto names = trainer.model().named_parameters();
     double worst = 0;
     for (size_t k = 0; k < grads.size(); ++k) {
@@ -104,28 +52,31 @@ TEST_CASE("trainer: one step under every grid equals the single-process step", "
 
 TEST_CASE("trainer: five steps under every grid track the single-process run; ZeRO-1 equals plain DP",
           "[apps][trainer][mpi]") {
+  // The loss and gradient norm of every step, and the validation, against the single process (f32:
+  // only the summation order differs). Parameters are compared between ZeRO-1 and plain DP of the same
+  // grid, not against the single process: AdamW divides each update by the gradient's own running
+  // size, so an element whose gradient is at rounding level moves by up to lr per step whatever its
+  // rounding; parameters of two summation orders are not close in norm, while the losses are.
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(make_grid(world, 1)->world());
+  const uint64_t seed = shared_seed(cpu_grid(world, 1)->world());
   const apps::PreparedData data = gcide_sample(scratch("data5"), 400000);
-  apps::Trainer reference(options_for(grid_run(5, 1, 1), data, scratch("reference5")));
-  const apps::TrainingSummary summary_ref = reference.run();
-  const std::vector<Tensor> params_ref = parameters_of(reference);
+  const fs::path reference_run = scratch("reference5");
+  apps::Trainer reference(options_for(grid_run(5, 1, 1), data, reference_run));
+  reference.run();
 
   for (const auto& [d, c] : grids(world)) {
     std::vector<Tensor> plain;
     for (int64_t zero : {0, 1}) {
       INFO("grid data " << d << " x chunk " << c << ", zero " << zero);
-      const auto ps = make_grid(d, c);
-      apps::TrainerOptions o = options_for(grid_run(5, d, c, zero), data,
-                                           shared_directory(*ps, "five_" + std::to_string(zero), seed));
+      const auto ps = cpu_grid(d, c);
+      const fs::path run = shared_directory(*ps, "five_" + std::to_string(zero), seed);
+      apps::TrainerOptions o = options_for(grid_run(5, d, c, zero), data, run);
       o.parallel = ps;
       apps::Trainer trainer(o);
-      const apps::TrainingSummary s = trainer.run();
-      CHECK(relative_difference(s.last_loss, summary_ref.last_loss) <= 1e-5);
-      REQUIRE(s.validation);
-      CHECK(relative_difference(s.validation->loss, summary_ref.validation->loss) <= 1e-5);
-      const std::vector<Tensor> params = parameters_of(trainer);
-      for (size_t k = 0; k < params.size(); ++k) CHECK(relative_error(params[k], params_ref[k]) <= 1e-4);
+      trainer.run();
+      if (ps->world_rank() == 0)
+        for (const char* key : {"loss", "grad_norm", "val_loss"}) CHECK(worst_metric_difference(run, reference_run, key) <= 1e-5);
+      const std::vector<Tensor> params = host_f64(trainer, false);
       if (zero == 0) plain = params;
       else
         for (size_t k = 0; k < params.size(); ++k) CHECK(relative_error(params[k], plain[k]) <= 1e-6);
@@ -135,7 +86,7 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
 
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
-  const auto first = make_grid(world, 1);
+  const auto first = cpu_grid(world, 1);
   const uint64_t seed = shared_seed(first->world());
   const apps::PreparedData data = gcide_sample(scratch("data_resume"), 400000);
   apps::RunConfig single = grid_run(6, 1, 1);
@@ -143,7 +94,6 @@ TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[
   const fs::path reference_run = scratch("reference_resume");
   apps::Trainer reference(options_for(single, data, reference_run));
   reference.run();
-  const std::vector<nlohmann::json> curve_ref = deterministic_metrics(reference_run);
 
   // Steps 1-3 with ZeRO-1 over all ranks as data parallelism, then 4-6 as chunk parallelism (DP x CP
   // when the world allows both), and in a single process from the same checkpoint.
@@ -156,7 +106,7 @@ TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[
     apps::Trainer(o).run();
   }
   const int64_t d = world >= 4 ? 2 : 1, c = world / d;
-  const auto second = make_grid(d, c);
+  const auto second = cpu_grid(d, c);
   apps::RunConfig resumed = grid_run(6, d, c);
   resumed.train.checkpoint_every = 3;
   if (second->world_rank() == 0) fs::copy(run, run.parent_path() / "resume_single", fs::copy_options::recursive);
@@ -172,21 +122,7 @@ TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[
   apps::Trainer alone(options_for(grid_run(6, 1, 1), data, run.parent_path() / "resume_single", /*resume=*/true));
   CHECK(alone.step() == 3);
   alone.run();
-  for (const fs::path& path : {run, run.parent_path() / "resume_single"}) {
-    INFO(path);
-    const std::vector<nlohmann::json> curve = deterministic_metrics(path);
-    // Steps 1..6 (the first run logged 1..3 and a validation; the resumed run cut nothing it had logged).
-    for (const std::string key : {"loss", "grad_norm"}) {
-      std::vector<double> got, want;
-      for (const auto& line : curve)
-        if (line.contains(key)) got.push_back(line[key].get<double>());
-      for (const auto& line : curve_ref)
-        if (line.contains(key)) want.push_back(line[key].get<double>());
-      REQUIRE(got.size() == want.size());
-      for (size_t i = 0; i < got.size(); ++i) {
-        INFO(key << " of step " << i + 1);
-        CHECK(relative_difference(got[i], want[i]) <= 1e-5);
-      }
-    }
-  }
+  // Steps 1..6 (the first run's validation at step 3 is an extra line the reference does not have).
+  for (const fs::path& path : {run, run.parent_path() / "resume_single"})
+    for (const char* key : {"loss", "grad_norm"}) CHECK(worst_metric_difference(path, reference_run, key) <= 1e-5);
 }

@@ -1,0 +1,88 @@
+#pragma once
+// Shared by the trainer tests under mpirun (CPU and CUDA): the grids a world allows, a small run for
+// any of them, a run directory every rank names alike, and the per-step record of a run.
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dist/parallel_state.h"
+#include "trainer_fixtures.h"
+
+namespace mgl::testing {
+
+inline std::shared_ptr<dist::ParallelState> make_grid(int64_t data, int64_t chunk, const std::string& device) {
+  dist::ParallelOptions o;
+  o.sizes = {data, chunk, 1};
+  o.timeout_s = 300;
+  return dist::ParallelState::create(o, device);
+}
+
+// The tiny model on sequences of 128 tokens in chunks of 16, so that up to 4 chunk ranks hold whole
+// chunks, and a global batch of 4 that splits over up to 4 data ranks. No dropout: its masks are drawn
+// per rank (docs/parallelism.md).
+inline apps::RunConfig grid_run(int64_t steps, int64_t data, int64_t chunk, int64_t zero = 0,
+                                const std::string& dtype = "auto") {
+  apps::RunConfig c = small_run(steps);
+  c.model.chunk_size = 16;
+  c.model.dropout = c.model.hidden_dropout = c.model.attention_dropout = 0;
+  c.schedule.warmup_steps = 2;
+  c.train.dtype = dtype;
+  c.parallel.data = data;
+  c.parallel.chunk = chunk;
+  c.parallel.zero = zero;
+  c.parallel.bucket_mb = 0.25;  // several buckets, so their ordering is exercised
+  return c;
+}
+
+// Every (data, chunk) whose product is the world size.
+inline std::vector<std::pair<int64_t, int64_t>> grids(int world) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t d = 1; d <= world; ++d)
+    if (world % d == 0) out.emplace_back(d, world / d);
+  return out;
+}
+
+// A directory every rank names alike, emptied by rank 0.
+inline std::filesystem::path shared_directory(const dist::ParallelState& ps, const std::string& name, uint64_t seed) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("mgl_test_trainer_parallel_" + std::to_string(seed)) / name;
+  if (ps.world_rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  ps.world().on(Device::cpu()).barrier();
+  return dir;
+}
+
+// The parameters (or their gradients) of a trainer's model, in f64 on the host.
+inline std::vector<Tensor> host_f64(const apps::Trainer& t, bool gradients) {
+  std::vector<Tensor> out;
+  for (const nn::Parameter& p : t.model().named_parameters())
+    out.push_back(cast(to(gradients ? p.tensor.grad() : p.tensor, Device::cpu()), DType::f64));
+  return out;
+}
+
+inline double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+
+// The largest relative difference of `key` (loss, grad_norm, val_loss) over the steps two runs logged;
+// fails the test when they logged different numbers of steps.
+inline double worst_metric_difference(const std::filesystem::path& run, const std::filesystem::path& reference,
+                                      const std::string& key) {
+  auto values = [&](const std::filesystem::path& p) {
+    std::vector<double> v;
+    for (const auto& line : read_metrics(p))
+      if (line.contains(key)) v.push_back(line[key].get<double>());
+    return v;
+  };
+  const std::vector<double> got = values(run), want = values(reference);
+  INFO(key << " of " << run << " against " << reference);
+  REQUIRE(got.size() == want.size());
+  REQUIRE(!got.empty());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, relative_difference(got[i], want[i]));
+  return worst;
+}
+
+}  // namespace mgl::testing
