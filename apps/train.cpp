@@ -104,6 +104,10 @@ int run(const Arguments& a, bool& is_rank0) {
   if (a.steps) config.train.steps = *a.steps;
   if (a.seed) config.train.seed = *a.seed;
   config.validate();
+  if (a.print_config) {  // before the grid: no mpirun needed to see what a parallel config resolves to
+    if (is_rank0) std::printf("train: resolved config\n%s\n", config.to_json().c_str());
+    return 0;
+  }
   const std::shared_ptr<dist::ParallelState> parallel = make_parallel_state(config, a.device);
   is_rank0 = parallel->is_logging_rank();
   // Every rank must train the same thing with the same code: a mismatch is an error, not a wrong result.
@@ -113,13 +117,12 @@ int run(const Arguments& a, bool& is_rank0) {
     if (is_rank0) std::printf("%s\n", text.c_str());
   };
   say("train: resolved config\n" + config.to_json());
-  if (a.print_config) return 0;
 
   TrainerOptions options;
   options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
   // Rank 0 prepares the data (when it must be); the others read what it wrote.
   if (is_rank0) options.data = resolve_data(a, config, options.out);
-  if (parallel->distributed()) parallel->world().on(Device::cpu()).barrier();
+  parallel->barrier_after_long_work();
   if (!is_rank0) options.data = resolve_data(a, config, options.out);
   options.parallel = parallel;
   options.device = parallel->device();

@@ -23,20 +23,36 @@ class FaultMonitor {
   // The training step reported in messages (the trainer sets it as it goes; -1: before training).
   void set_step(int64_t step) { step_.store(step); }
   int64_t step() const { return step_.load(); }
-  double timeout_s() const { return timeout_s_; }
+  double timeout_s() const { return timeout_s_.load(); }
   int world_rank() const { return world_rank_; }
 
   // Polls `done` (with a short sleep once the operation has taken a while) until it returns true;
   // past the deadline, fail(what). `what` names the operation ("chunk recv from rank 0").
   void wait_until(const std::function<bool()>& done, const std::string& what) const;
-  // Prints the one-line message and ends the job; does not return.
-  [[noreturn]] void fail(const std::string& what) const;
+  // Prints the one-line message and ends the job; does not return. Off the main thread (the NCCL
+  // watchdog), MPI may not be called: this process exits, and the launcher ends the others.
+  [[noreturn]] void fail(const std::string& what, bool main_thread = true) const;
   // Called before the job is aborted (NCCL registers ncclCommAbort of its communicators here).
   void on_abort(std::function<void()> action);
 
+  // For the waits of a whole group on one rank's long work (rank 0 preparing the data or writing a
+  // checkpoint): the timeout is at least `seconds` while the guard lives. Such waits are still
+  // bounded, by the longer time.
+  class LongWait {
+   public:
+    LongWait(FaultMonitor& monitor, double seconds);
+    ~LongWait();
+    LongWait(const LongWait&) = delete;
+    LongWait& operator=(const LongWait&) = delete;
+
+   private:
+    FaultMonitor& monitor_;
+    double previous_;
+  };
+
  private:
   int world_rank_;
-  double timeout_s_;
+  std::atomic<double> timeout_s_;
   std::function<void(int)> abort_job_;
   std::vector<std::function<void()>> before_abort_;
   std::atomic<int64_t> step_{-1};

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstdlib>
+#include <vector>
 #include <utility>
 
 #include "dist/mpi_check.h"
@@ -96,6 +97,25 @@ MpiWorld initialize_mpi() {
   MGL_MPI_CHECK(MPI_Comm_size(local, &w.local_size));
   MPI_Comm_free(&local);
   return w;
+}
+
+bool gpu_shared_on_node(int device_index) {
+  MPI_Comm local = MPI_COMM_NULL;
+  MGL_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
+  int size = 0;
+  MGL_MPI_CHECK(MPI_Comm_size(local, &size));
+  std::vector<int> devices(size);
+  MGL_MPI_CHECK(MPI_Allgather(&device_index, 1, MPI_INT, devices.data(), 1, MPI_INT, local));
+  MPI_Comm_free(&local);
+  int shared = 0;
+  for (int d : devices) shared += d == device_index;
+  return on_any_rank(shared > 1);
+}
+
+bool on_any_rank(bool flag) {
+  int mine = flag ? 1 : 0, any = 0;
+  MGL_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD));
+  return any != 0;
 }
 
 void abort_mpi_job(int code) {

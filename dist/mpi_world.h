@@ -44,6 +44,10 @@ int launcher_rank();
 // return codes instead of aborting (every call is checked and throws mgl::Error naming it), and
 // finalises at exit. Returns the world's numbering.
 MpiWorld initialize_mpi();
+// Whether another rank on this node uses the same GPU `device_index` (collective over the world).
+bool gpu_shared_on_node(int device_index);
+// Whether `flag` is true on any rank (collective over the world).
+bool on_any_rank(bool flag);
 // Ends every rank of the job with `code` (MPI_Abort; before MPI is initialised, this process exits and
 // the launcher ends the others); used by the fault monitor and by apps on error.
 [[noreturn]] void abort_mpi_job(int code);

@@ -68,7 +68,7 @@ class NcclWatchdog {
       if (!async.empty()) failure = "NCCL reported '" + async + "'; " + (pending_.empty() ? "" : pending_.front().what);
       if (!failure.empty()) {
         lock.unlock();
-        monitor_->fail(failure);  // aborts the communicators (on_abort) and ends the job
+        monitor_->fail(failure, /*main_thread=*/false);  // aborts the communicators (on_abort), ends the job
       }
     }
   }

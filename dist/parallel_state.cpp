@@ -1,6 +1,7 @@
 #include "dist/parallel_state.h"
 
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -32,7 +33,21 @@ Communicator& ProcessGroup::on(const Device& device) const {
   return *cuda_;
 }
 
-const char* build_id() { return "megalodon.cpp built " __DATE__ " " __TIME__; }
+std::string build_id() {
+  // Read once: the bytes of the running executable (Linux exposes it as /proc/self/exe).
+  static const std::string id = [] {
+    std::ifstream in("/proc/self/exe", std::ios::binary);
+    MGL_CHECK(in.good(), "cannot read /proc/self/exe to fingerprint this binary");
+    uint64_t hash = kFnv1aOffsetBasis, size = 0;
+    std::vector<char> buffer(1 << 20);
+    while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+      hash = fnv1a64(buffer.data(), static_cast<size_t>(in.gcount()), hash);
+      size += static_cast<uint64_t>(in.gcount());
+    }
+    return "executable of " + std::to_string(size) + " bytes, FNV-1a " + std::to_string(hash);
+  }();
+  return id;
+}
 
 namespace {
 
@@ -51,15 +66,20 @@ Device pick_device(const std::string& name, int local_rank) {
   return Device::cuda(local_rank % cuda_device_count());
 }
 
+// Every rank must make the same choice (the groups are built alike everywhere), so whether any GPU is
+// shared is agreed over the world. Collective over the world for CUDA runs.
 CudaBackend pick_backend(const std::string& backend, const Device& device, const MpiWorld& w) {
   MGL_CHECK(backend == "auto" || backend == "nccl" || backend == "mpi", "parallel.backend must be auto, nccl or mpi, got '",
             backend, "'");
-  if (!device.is_cuda()) return CudaBackend::none;
+  const bool cuda = on_any_rank(device.is_cuda());
+  if (!cuda) return CudaBackend::none;
+  MGL_CHECK(device.is_cuda(), "this rank runs on ", device.str(), " while others use CUDA: every rank needs the same kind of device");
   // NCCL refuses two ranks of one communicator on the same GPU.
-  const bool shared_gpu = w.local_size > cuda_device_count();
+  const bool shared_gpu = gpu_shared_on_node(device.index);
   if (backend == "nccl") {
-    MGL_CHECK(!shared_gpu, "parallel.backend=nccl: ", w.local_size, " ranks on this node share ", cuda_device_count(),
-              " GPU(s), which NCCL refuses; use parallel.backend=mpi (staged through host memory) or one rank per GPU");
+    MGL_CHECK(!shared_gpu, "parallel.backend=nccl: ranks on one node share a GPU (", w.local_size, " ranks, ",
+              cuda_device_count(), " GPU(s) on this node), which NCCL refuses; use parallel.backend=mpi (staged ",
+              "through host memory) or one rank per GPU");
     return CudaBackend::nccl;
   }
   if (backend == "mpi" || shared_gpu || w.size == 1) return CudaBackend::staged_mpi;
@@ -135,6 +155,12 @@ std::shared_ptr<ParallelState> ParallelState::create(const ParallelOptions& opti
   s->data_ = group("data", c.chunk * g.tensor + c.tensor, c.data);
   s->data_chunk_ = group("data_chunk", c.tensor, c.data * g.chunk + c.chunk);
   return s;
+}
+
+void ParallelState::barrier_after_long_work() const {
+  if (!distributed()) return;
+  FaultMonitor::LongWait wait(*monitor_, kLongWorkTimeout_s);
+  world_->on(Device::cpu()).barrier();
 }
 
 void ParallelState::require_same_everywhere(const std::string& what, const std::string& text) const {

@@ -87,6 +87,11 @@ class ParallelState {
     return coordinates_.chunk + 1 < sizes_.chunk ? static_cast<int>(coordinates_.chunk + 1) : -1;
   }
 
+  // A barrier of the world after work that some ranks do alone (rank 0 preparing the data or writing
+  // a checkpoint), bounded by kLongWorkTimeout_s rather than the communication timeout.
+  static constexpr double kLongWorkTimeout_s = 3600;
+  void barrier_after_long_work() const;
+
   // Throws mgl::Error unless every rank passes the same `text` (compared by a 64-bit hash), naming
   // the first rank that differs from rank 0: e.g. the resolved config and the binary's build id.
   void require_same_everywhere(const std::string& what, const std::string& text) const;
@@ -105,7 +110,8 @@ class ParallelState {
   std::unique_ptr<ProcessGroup> world_, data_, chunk_, tensor_, data_chunk_;
 };
 
-// A string that differs between differently built binaries (compile date and time of dist/).
-const char* build_id();
+// A fingerprint of this process's executable (its size and FNV-1a hash of its bytes), so that ranks
+// running different builds are told apart at start.
+std::string build_id();
 
 }  // namespace mgl::dist

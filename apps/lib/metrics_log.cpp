@@ -38,7 +38,7 @@ void MetricsLog::write(const std::string& json_object) {
             "cannot write to the metrics file '", path_, "'");
 }
 
-ProgressLine::ProgressLine(std::FILE* out) : out_(out), terminal_(isatty(fileno(out)) != 0) {}
+ProgressLine::ProgressLine(std::FILE* out, bool in_place) : out_(out), terminal_(in_place && isatty(fileno(out)) != 0) {}
 
 void ProgressLine::update(const std::string& text) {
   if (!terminal_) {

@@ -27,7 +27,9 @@ class MetricsLog {
 // The progress line: on a terminal it is rewritten in place ("\r"), otherwise each update is a line.
 class ProgressLine {
  public:
-  explicit ProgressLine(std::FILE* out);
+  // Rewrites one line in place on a terminal (unless `in_place` is false); prints a line per update
+  // otherwise.
+  explicit ProgressLine(std::FILE* out, bool in_place = true);
   void update(const std::string& text);
   // Ends the in-place line (before other output, or at the end).
   void finish();

@@ -223,6 +223,14 @@ Trainer::Trainer(TrainerOptions options)
   }
 }
 
+bool Trainer::stop_requested() const {
+  if (!parallel_->distributed()) return g_stop_requested != 0;
+  // A signal may reach the ranks between two of their checks: they agree, so all stop after the same step.
+  const Tensor flag = Tensor::from_vector(std::vector<int32_t>{g_stop_requested ? 1 : 0}, {1});
+  parallel_->world().on(Device::cpu()).all_reduce(flag, dist::ReduceOp::max)->wait();
+  return flag.item() != 0;
+}
+
 void Trainer::write_metrics(const std::string& json_object) const {
   if (metrics_) metrics_->write(json_object);
 }
@@ -310,6 +318,11 @@ double Trainer::train_step() {
     } catch (const Error& e) {
       MGL_FAIL("step ", state_.step + 1, ": ", e.what(), " (the last good checkpoint is kept)");
     }
+    // Every gradient this rank holds is finite, yet the norm is not: the squares overflowed, or (ZeRO-1,
+    // whose .grad are this rank's unreduced gradients) the sum over the ranks is not finite.
+    MGL_FAIL("step ", state_.step + 1, ": the global gradient norm is ", last_grad_norm_,
+             parallel_->distributed() ? " (over the gradients summed across the ranks)" : "",
+             " (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
   }
   adam_options().lr = schedule_.lr(state_.step);
   if (zero_) zero_->step();
@@ -333,9 +346,10 @@ ValidationResult Trainer::validate() {
   const dist::ProcessGroup& group = parallel_->data_chunk();
   std::vector<int64_t> mine;
   for (int64_t w = group.rank(); w < windows; w += group.size()) mine.push_back(w);
+  const int64_t batch = t.batch_size / parallel_->sizes().data;  // a training micro-batch's sequences per rank
   double nll_sum = 0;
-  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(t.batch_size)) {
-    const int64_t rows = std::min<int64_t>(t.batch_size, static_cast<int64_t>(mine.size() - first));
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(batch)) {
+    const int64_t rows = std::min<int64_t>(batch, static_cast<int64_t>(mine.size() - first));
     std::vector<int64_t> inputs(rows * L), targets(rows * L);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < L; ++i) {
@@ -414,13 +428,14 @@ void Trainer::save_checkpoint() {
     checkpoints_->save(*model_, *optimizer_, state_);
   }
   // No rank runs ahead of a checkpoint that is still being written.
-  if (parallel_->distributed()) parallel_->world().on(Device::cpu()).barrier();
+  parallel_->barrier_after_long_work();
 }
 
 TrainingSummary Trainer::run() {
   const RunConfig& c = options_.config;
   StopOnSignal stop_on_signal;
-  ProgressLine progress(options_.console ? options_.console : stdout);
+  // Under mpirun stdout is a pipe to the launcher even when it looks like a terminal: one line per update.
+  ProgressLine progress(options_.console ? options_.console : stdout, !parallel_->distributed());
   TrainingSummary summary;
   summary.first_step = state_.step;
   if (options_.device.is_cuda()) reset_peak_memory(options_.device);
@@ -447,7 +462,7 @@ TrainingSummary Trainer::run() {
     return v;
   };
 
-  while (state_.step < c.train.steps && !g_stop_requested) {
+  while (state_.step < c.train.steps && !stop_requested()) {
     const auto step_start = Clock::now();
     loss = train_step();
     const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();

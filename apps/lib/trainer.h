@@ -102,6 +102,7 @@ class Trainer {
   nn::AdamWOptions& adam_options();
   void zero_grad();
   double sum_over_data_ranks(double value) const;  // all-reduce over the data x chunk group
+  bool stop_requested() const;                      // SIGINT/SIGTERM seen (on any rank)
   void save_checkpoint();
   void write_metrics(const std::string& json_object) const;
   double bytes_per_token() const;  // of the held-out text, for bits per byte
