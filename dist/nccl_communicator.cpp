@@ -112,8 +112,11 @@ NcclCommunicator::NcclCommunicator(std::string name, int rank, int size, const c
   require_cuda(device, "NcclCommunicator");
   DeviceGuard guard(device);
   MGL_ON_CUDA(comm_ = cuda::nccl_init(id, size, rank); stream_ = cuda::create_stream(); ready_ = cuda::create_event());
-  void* comm = comm_;
-  monitor->on_abort([comm] { MGL_ON_CUDA(cuda::nccl_abort(comm)); });
+  // The monitor may outlive this communicator: its abort action checks that the communicator still exists.
+  live_ = std::make_shared<std::atomic<void*>>(comm_);
+  monitor->on_abort([live = live_] {
+    if (void* comm = live->exchange(nullptr)) MGL_ON_CUDA(cuda::nccl_abort(comm));
+  });
   watchdog_ = std::make_shared<NcclWatchdog>(comm_, std::move(monitor));
 }
 
@@ -121,7 +124,8 @@ NcclCommunicator::~NcclCommunicator() {
   DeviceGuard guard(device_);
   MGL_ON_CUDA(cuda::synchronize_stream(stream_));
   watchdog_.reset();
-  MGL_ON_CUDA(cuda::destroy_event(ready_); cuda::destroy_stream(stream_); cuda::nccl_destroy(comm_));
+  if (live_->exchange(nullptr)) MGL_ON_CUDA(cuda::nccl_destroy(comm_));  // unless the monitor aborted it
+  MGL_ON_CUDA(cuda::destroy_event(ready_); cuda::destroy_stream(stream_));
 }
 
 void NcclCommunicator::require(const char* op, const Tensor& t) const {

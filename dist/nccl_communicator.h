@@ -11,6 +11,7 @@
 // Faults. A watchdog thread polls every pending "done" event and the communicator's asynchronous
 // error; an operation older than the timeout, or an NCCL error, makes it print one line (rank, step,
 // operation), abort the NCCL communicators (ncclCommAbort) and end the job.
+#include <atomic>
 #include <memory>
 
 #include "cuda/comm.h"
@@ -47,6 +48,7 @@ class NcclCommunicator final : public Communicator {
   cuda::Stream stream_ = nullptr;
   cuda::Event ready_ = nullptr;
   std::shared_ptr<NcclWatchdog> watchdog_;
+  std::shared_ptr<std::atomic<void*>> live_;  // comm_ until destroyed or aborted
 };
 
 }  // namespace mgl::dist

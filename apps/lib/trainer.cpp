@@ -195,7 +195,7 @@ Trainer::Trainer(TrainerOptions options)
   state_.tokenizer = data.tokenizer_identity;
   state_.tokenizer_model = read_tokenizer_model(data);
   state_.run_config = c.to_json();
-  if (resume_from) parallel_->require_same_everywhere("checkpoint to resume from", *resume_from);
+  if (options_.resume) parallel_->require_same_everywhere("checkpoint to resume from", resume_from.value_or("(none)"));
   if (resume_from) {
     nn::TrainingState stored;
     if (optimizer_) {
