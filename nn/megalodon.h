@@ -48,6 +48,15 @@ class Megalodon : public Module {
   // Mean cross-entropy of the logits against targets [B, L] (ignore_index -100).
   static Tensor loss(const Tensor& logits, const Tensor& targets);
 
+  // The model's parts, in order, for callers that run it layer by layer (apps/lib/parallel_scoring.h
+  // pipelines a long text over ranks that way): the scaled embedding in the compute dtype, the
+  // blocks, the final TimestepNorm, and the LM head (f32 logits).
+  Tensor embed_tokens(const Tensor& ids) const;
+  int64_t num_blocks() const { return config_.num_layers; }
+  const MegalodonBlock& block(int64_t i) const { return (*layers_)[static_cast<size_t>(i)]; }
+  const TimestepNorm& final_norm() const { return *output_->final_norm; }
+  Tensor project(const Tensor& x) const;
+
   const MegalodonConfig& config() const { return config_; }
   // The activations' dtype (f32 by default, bf16 for mixed precision); parameters stay as they are
   // (f32 masters) and are cast at use, CEMA's and the norms' statistics stay f32.
@@ -56,8 +65,6 @@ class Megalodon : public Module {
 
  private:
   void check_ids(const Tensor& ids) const;
-  Tensor embed_tokens(const Tensor& ids) const;  // embedding (scaled), in the compute dtype, dropout
-  Tensor project(const Tensor& x) const;         // the LM head: f32 logits
 
   MegalodonConfig config_;
   DType compute_dtype_ = DType::f32;

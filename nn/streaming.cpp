@@ -82,10 +82,7 @@ Tensor StreamingSession::prefill(const Tensor& ids, const LogitsObserver& observ
   const int64_t c = model_.config().chunk_size, n = ids.size(1);
   Tensor logits;
   for (int64_t t = 0; t < n;) {
-    const int64_t cached = position_ % c, left = n - t;
-    const int64_t take = cached > 0    ? std::min(left, c - cached)  // finish the started chunk
-                         : left >= c   ? std::min(left / c, kChunksPerCall) * c
-                                       : left;  // the tail
+    const int64_t take = call_length(position_, n - t, c);
     logits = step(slice(ids, 1, t, t + take));
     if (observe) observe(position_ - take, logits);
     reestimate_if_due();
@@ -170,11 +167,19 @@ Tensor StreamingSession::step(const Tensor& ids) {
   return logits;
 }
 
+int64_t StreamingSession::call_length(int64_t position, int64_t left, int64_t c) {
+  const int64_t cached = position % c;
+  return cached > 0    ? std::min(left, c - cached)  // finish the started chunk
+         : left >= c   ? std::min(left / c, kChunksPerCall) * c
+                       : left;  // the tail
+}
+
+bool StreamingSession::reestimates_at(const StreamingOptions& options, int64_t position, int64_t c) {
+  return options.timestep_norm_mode == "windowed" && position % c == 0 && position >= options.norm_window_after_chunks * c;
+}
+
 void StreamingSession::reestimate_if_due() {
-  const int64_t c = model_.config().chunk_size;
-  if (options_.timestep_norm_mode != "windowed" || position_ % c != 0 ||
-      position_ < options_.norm_window_after_chunks * c)
-    return;
+  if (!reestimates_at(options_, position_, model_.config().chunk_size)) return;
   NoGradGuard no_grad;
   model_.reestimate_norm_states(recent_, state_);  // recent_ holds exactly the last window
 }

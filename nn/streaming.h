@@ -55,6 +55,9 @@ using LogitsObserver = std::function<void(int64_t first_position, const Tensor& 
 class StreamingSession {
  public:
   static constexpr int64_t kChunksPerCall = 2;  // whole chunks per prefill call (official: 2)
+  // How many of `left` tokens prefill() gives its next model call at stream position `position`
+  // (chunk size c): the rest of a started chunk, else up to kChunksPerCall whole chunks, else the tail.
+  static int64_t call_length(int64_t position, int64_t left, int64_t c);
 
   // `model` must be in evaluation mode (model.eval()) and outlive the session; calls run without
   // gradients on the model's device, in its compute dtype.
@@ -82,6 +85,8 @@ class StreamingSession {
   int64_t batch() const { return batch_; }
   int64_t position() const { return position_; }  // tokens processed per sequence
   const StreamingOptions& options() const { return options_; }
+  // Whether the windowed mode re-estimates the norm states after a call that ends at `position`.
+  static bool reestimates_at(const StreamingOptions& options, int64_t position, int64_t c);
   const ModelState& state() const;
   // Bytes held between calls: the ModelState and the token window of the windowed mode. Constant
   // in the context length (it varies only with the fill of the current chunk's KV cache).

@@ -38,8 +38,8 @@ void add_to_curve(std::vector<PositionBucket>& curve, int64_t position, int64_t 
 
 }  // namespace
 
-ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
-                           const ScoringOptions& options) {
+void check_scoring_inputs(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
+                          const ScoringOptions& options) {
   MGL_CHECK(options.buckets == "log2" || options.buckets == "linear",
             "scoring: buckets must be \"log2\" or \"linear\", got \"", options.buckets, "\"");
   MGL_CHECK(options.buckets != "linear" || options.bucket_width >= 1, "scoring: bucket_width must be >= 1, got ",
@@ -51,25 +51,41 @@ ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t
   for (size_t i = 0; i < tokens.size(); ++i)
     MGL_CHECK(tokens[i] >= 0 && tokens[i] < vocab, "scoring: token ", tokens[i], " at position ", i,
               " is outside the model's vocabulary [0, ", vocab, ")");
+}
 
+// The logits of stream position i predict token i + 1: each call's rows are scored bucket by bucket
+// with the training loss (the mean cross-entropy of a row range, times its length).
+void add_call_scores(const std::vector<int32_t>& tokens, int64_t first, const Tensor& logits,
+                     const ScoringOptions& options, ScoringResult& result) {
+  const int64_t n = logits.size(1);
+  const Tensor rows = reshape(logits, {n, logits.size(2)});
+  for (int64_t r = 0; r < n;) {
+    const int64_t position = first + 1 + r;
+    const int64_t count = std::min(n - r, bucket_of(position, options).second - position);
+    const std::vector<int32_t> targets(tokens.begin() + position, tokens.begin() + position + count);
+    const Tensor target = Tensor::from_vector(targets, {count}, DType::i64, logits.device());
+    const double nll = cross_entropy(slice(rows, 0, r, r + count), target).item() * static_cast<double>(count);
+    result.total_nll += nll;
+    add_to_curve(result.curve, position, count, nll, options);
+    r += count;
+  }
+}
+
+void finish_scoring(ScoringResult& result, const ScoringOptions& options) {
+  result.mean_nll = result.total_nll / static_cast<double>(result.tokens);
+  result.perplexity = std::exp(result.mean_nll);
+  result.bits_per_token = result.mean_nll / std::log(2.0);
+  if (options.byte_count > 0) result.bits_per_byte = result.total_nll / std::log(2.0) / double(options.byte_count);
+}
+
+ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
+                           const ScoringOptions& options) {
+  check_scoring_inputs(model, tokens, options);
   nn::StreamingSession session(model, 1, options.streaming.value_or(nn::StreamingOptions::from_config(model.config())));
   ScoringResult result;
   result.tokens = static_cast<int64_t>(tokens.size()) - 1;
-  // The logits of stream position i predict token i + 1: score each call's rows bucket by bucket
-  // with the training loss (the mean cross-entropy of a row range, times its length).
   const nn::LogitsObserver score = [&](int64_t first, const Tensor& logits) {
-    const int64_t n = logits.size(1);
-    const Tensor rows = reshape(logits, {n, logits.size(2)});
-    for (int64_t r = 0; r < n;) {
-      const int64_t position = first + 1 + r;
-      const int64_t count = std::min(n - r, bucket_of(position, options).second - position);
-      const std::vector<int32_t> targets(tokens.begin() + position, tokens.begin() + position + count);
-      const Tensor target = Tensor::from_vector(targets, {count}, DType::i64, logits.device());
-      const double nll = cross_entropy(slice(rows, 0, r, r + count), target).item() * static_cast<double>(count);
-      result.total_nll += nll;
-      add_to_curve(result.curve, position, count, nll, options);
-      r += count;
-    }
+    add_call_scores(tokens, first, logits, options, result);
   };
   // Two chunks per piece, so that every prefill is one call of whole chunks (the official batching).
   NoGradGuard no_grad;
@@ -80,10 +96,7 @@ ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t
     session.prefill(Tensor::from_vector(ids, {1, end - start}, DType::i64), score);
     if (options.progress) options.progress(end, result.tokens);
   }
-  result.mean_nll = result.total_nll / static_cast<double>(result.tokens);
-  result.perplexity = std::exp(result.mean_nll);
-  result.bits_per_token = result.mean_nll / std::log(2.0);
-  if (options.byte_count > 0) result.bits_per_byte = result.total_nll / std::log(2.0) / double(options.byte_count);
+  finish_scoring(result, options);
   return result;
 }
 

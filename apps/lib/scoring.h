@@ -50,6 +50,15 @@ struct ScoringResult {
 ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
                            const ScoringOptions& options = {});
 
+// The pieces score_tokens is made of, shared with the chunk-parallel scoring (parallel_scoring.h):
+// the checks of its inputs; the scores of one model call's logits [1, n, vocab] for stream positions
+// [first, first + n), added to result.total_nll and result.curve; and the summary statistics from
+// result.tokens and result.total_nll.
+void check_scoring_inputs(const nn::Megalodon& model, const std::vector<int32_t>& tokens, const ScoringOptions& options);
+void add_call_scores(const std::vector<int32_t>& tokens, int64_t first, const Tensor& logits,
+                     const ScoringOptions& options, ScoringResult& result);
+void finish_scoring(ScoringResult& result, const ScoringOptions& options);
+
 // The result as JSON (every field and the curve), and the curve as a TSV table with a header
 // (begin, end, tokens, mean_nll, perplexity).
 std::string scoring_json(const ScoringResult& result);
