@@ -5,8 +5,14 @@
 //            [--max-new-tokens 256] [--greedy] [--temperature 1] [--top-k 0] [--top-p 1]
 //            [--repetition-penalty 1] [--seed 1234] [--stop TEXT]... [--device cpu|cuda]
 //            [--dtype f32|bf16] [--norm-mode windowed|exact] [--tokenizer-model FILE]
-//   generate --checkpoint FILE|DIR --score FILE [--score-curve FILE] [--score-buckets log2|linear]
+//   generate --checkpoint FILE|DIR --score FILE... [--score-curve FILE] [--score-buckets log2|linear]
 //            [--score-bucket-width N] [--device ...] [--dtype ...] [--norm-mode ...]
+//
+// Under mpirun (docs/generate.md, "Under mpirun") each rank loads the checkpoint on its own device:
+// --prompts-file deals the batches to the ranks (balanced by their tokens) and rank 0 prints every
+// result in input order (or writes them to --output FILE.jsonl); --score splits one text into
+// contiguous pieces scored as a pipeline over the ranks (apps/lib/parallel_scoring.h), or scores
+// several files whole, one per rank, when there are at least as many files as ranks.
 //
 // The checkpoint holds everything: the model config, the parameters and the tokenizer (its identity
 // and, for SentencePiece, the model bytes). A DIR means its newest valid step_<N>.h5, looked for in
@@ -39,7 +45,10 @@
 #include <optional>
 #include <unordered_set>
 
+#include "apps/lib/app_errors.h"
 #include "apps/lib/files.h"
+#include "apps/lib/parallel_scoring.h"
+#include "apps/lib/rank_shares.h"
 #include "apps/lib/sampling.h"
 #include "apps/lib/scoring.h"
 #include "apps/lib/text_stream.h"
@@ -47,6 +56,8 @@
 #include "core/allocator.h"
 #include "core/cuda_context.h"
 #include "core/error.h"
+#include "dist/mpi_world.h"
+#include "dist/parallel_state.h"
 #include "nn/checkpoint.h"
 #include "nn/streaming.h"
 
@@ -67,7 +78,8 @@ struct Settings {
   std::string dtype = "f32";
   std::optional<std::string> norm_mode;
   std::string tokenizer_model;
-  std::optional<std::string> score, score_curve;
+  std::vector<std::string> score;  // files to score
+  std::optional<std::string> score_curve, output;
   std::string score_buckets = "log2";
   int64_t score_bucket_width = 1024;
 };
@@ -222,8 +234,21 @@ std::vector<Completion> generate_batch(const nn::Megalodon& model, const nn::Str
   return out;
 }
 
-// The closing report on stderr: throughput of each phase that ran, and peak memory.
-void report(const Throughput& t, const Device& device) {
+// The closing report on stderr (rank 0): throughput of each phase that ran, over every rank (tokens
+// summed, seconds the longest rank's), and this rank's peak memory.
+void report(Throughput t, const Device& device, const dist::ParallelState& parallel) {
+  if (parallel.distributed()) {
+    const Tensor sums = Tensor::from_vector(
+        std::vector<double>{double(t.prefill_tokens), double(t.decode_tokens)}, {2});
+    const Tensor longest = Tensor::from_vector(
+        std::vector<double>{t.prefill_seconds, t.decode_seconds, t.setup_seconds}, {3});
+    parallel.world().on(Device::cpu()).all_reduce(sums, dist::ReduceOp::sum)->wait();
+    parallel.world().on(Device::cpu()).all_reduce(longest, dist::ReduceOp::max)->wait();
+    const std::vector<double> a = sums.to_vector<double>(), b = longest.to_vector<double>();
+    t.prefill_tokens = static_cast<int64_t>(a[0]), t.decode_tokens = static_cast<int64_t>(a[1]);
+    t.prefill_seconds = b[0], t.decode_seconds = b[1], t.setup_seconds = b[2];
+    if (!parallel.is_logging_rank()) return;
+  }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   auto phase = [](const char* name, int64_t tokens, double seconds) {
@@ -233,14 +258,15 @@ void report(const Throughput& t, const Device& device) {
   std::string phases = phase(t.scoring ? "scored" : "prefill", t.prefill_tokens, t.prefill_seconds);
   if (!t.scoring) phases += ", " + phase("decode", t.decode_tokens, t.decode_seconds);
   if (t.setup_seconds > 0) phases += " after a decoder set-up of " + std::to_string(t.setup_seconds) + " s";
-  std::fprintf(stderr, "generate: %s; peak host memory %.1f MiB, peak %s memory %.1f MiB\n", phases.c_str(),
-               double(usage.ru_maxrss) / 1024.0, device.str().c_str(),
+  const std::string ranks = parallel.distributed() ? " over " + std::to_string(parallel.world_size()) + " ranks" : "";
+  std::fprintf(stderr, "generate: %s%s; peak host memory %.1f MiB, peak %s memory %.1f MiB\n", phases.c_str(),
+               ranks.c_str(), double(usage.ru_maxrss) / 1024.0, device.str().c_str(),
                double(memory_stats(device).peak_bytes) / (1024.0 * 1024.0));
 }
 
-// Scores `tokens`, the encoding of `text` (the --score file), and prints the result as JSON.
-void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, const Tokenizer& tokenizer,
-           const std::string& text, const std::vector<int32_t>& tokens, const Settings& s, Throughput& throughput) {
+// The scoring options of the --score file `text` (encoded as `tokens`).
+ScoringOptions scoring_options(const nn::StreamingOptions& streaming, const Tokenizer& tokenizer, const std::string& text,
+                               const std::vector<int32_t>& tokens, const Settings& s) {
   ScoringOptions options;
   options.streaming = streaming;
   options.buckets = s.score_buckets;
@@ -249,24 +275,125 @@ void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, co
   // otherwise all but the first token's.
   options.byte_count = static_cast<int64_t>(text.size()) -
                        (tokenizer.eos_id() ? 0 : static_cast<int64_t>(tokenizer.decode({tokens[0]}).size()));
-  const bool terminal = isatty(STDERR_FILENO);
-  if (terminal)
-    options.progress = [](int64_t done, int64_t total) {
-      std::fprintf(stderr, "\rscored %lld / %lld tokens", static_cast<long long>(done), static_cast<long long>(total));
-    };
-  const auto start = std::chrono::steady_clock::now();
-  const ScoringResult result = score_tokens(model, tokens, options);
-  throughput.prefill_seconds += seconds_since(start);
-  throughput.prefill_tokens += result.tokens;
-  if (terminal) std::fprintf(stderr, "\n");
-  std::printf("%s", scoring_json(result).c_str());
-  if (s.score_curve) write_scoring_curve(result, *s.score_curve);
+  return options;
 }
 
-int run(const Settings& s) {
+// Scores the --score files and prints the results (rank 0): one file as one JSON object, several as
+// one JSON line each, with its "file". One file, or fewer files than ranks: each file split over the
+// ranks in turn; otherwise each file whole on one rank, the files dealt by length.
+void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, const Tokenizer& tokenizer,
+           const std::vector<std::string>& texts, const std::vector<std::vector<int32_t>>& tokens, const Settings& s,
+           const dist::ParallelState& parallel, Throughput& throughput) {
+  const dist::ProcessGroup& world = parallel.world();
+  const bool whole_files = texts.size() > 1 && static_cast<int>(texts.size()) >= world.size();
+  std::vector<int> rank_of(texts.size(), world.rank());  // split: every rank takes part in every file
+  if (whole_files) {
+    std::vector<int64_t> lengths;
+    for (const auto& t : tokens) lengths.push_back(static_cast<int64_t>(t.size()));
+    rank_of = assign_by_cost(lengths, world.size());
+  }
+  const bool terminal = isatty(STDERR_FILENO) && parallel.is_logging_rank() && texts.size() == 1;
+  std::vector<std::string> mine;  // "index\tJSON" of the results this rank reports
+  for (size_t f = 0; f < texts.size(); ++f) {
+    if (rank_of[f] != world.rank()) continue;
+    ScoringOptions options = scoring_options(streaming, tokenizer, texts[f], tokens[f], s);
+    if (terminal)
+      options.progress = [](int64_t done, int64_t total) {
+        std::fprintf(stderr, "\rscored %lld / %lld tokens", static_cast<long long>(done), static_cast<long long>(total));
+      };
+    const auto start = std::chrono::steady_clock::now();
+    const ScoringResult result = whole_files ? score_tokens(model, tokens[f], options)
+                                             : score_tokens_parallel(model, tokens[f], options, world);
+    throughput.prefill_seconds += seconds_since(start);
+    throughput.prefill_tokens += whole_files || world.rank() == 0 ? result.tokens : 0;
+    if (terminal) std::fprintf(stderr, "\n");
+    if (!whole_files && world.rank() != 0) continue;  // the split result is the same on every rank
+    if (texts.size() == 1) {
+      mine.push_back("0\t" + scoring_json(result));
+      if (s.score_curve) write_scoring_curve(result, *s.score_curve);
+    } else {
+      nlohmann::ordered_json line = {{"file", s.score[f]}};
+      const nlohmann::ordered_json fields = nlohmann::ordered_json::parse(scoring_json(result));
+      for (const auto& [key, value] : fields.items()) line[key] = value;
+      mine.push_back(std::to_string(f) + "\t" + line.dump() + "\n");
+    }
+  }
+  std::vector<std::string> all = gather_strings(mine, world);
+  std::sort(all.begin(), all.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  for (const std::string& r : all) std::printf("%s", r.substr(r.find('\t') + 1).c_str());
+}
+
+// --prompts-file: a batch per prompt length, in the order lengths first appear; prompt i samples with
+// seed + i, so its text does not depend on which rank runs its batch. One rank without --output
+// prints each batch's results as the batch ends (in batch order); otherwise each rank runs the batches
+// dealt to it (balanced by tokens) and rank 0 prints or writes every result in input order.
+void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& streaming, const Tokenizer& tokenizer,
+                      const std::vector<std::string>& texts, const std::vector<std::vector<int32_t>>& prompts,
+                      const Settings& s, const dist::ParallelState& parallel, Throughput& throughput) {
+  std::vector<int64_t> length_order;
+  std::map<int64_t, std::vector<size_t>> by_length;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto& group = by_length[static_cast<int64_t>(prompts[i].size())];
+    if (group.empty()) length_order.push_back(static_cast<int64_t>(prompts[i].size()));
+    group.push_back(i);
+  }
+  const bool streamed = !parallel.distributed() && !s.output;
+  std::vector<int64_t> costs;  // the tokens a batch processes
+  for (int64_t length : length_order)
+    costs.push_back(static_cast<int64_t>(by_length[length].size()) * (length + s.max_new_tokens));
+  const std::vector<int> rank_of = assign_by_cost(costs, parallel.world_size());
+  std::vector<std::string> mine;  // "index\tJSON line"
+  for (size_t k = 0; k < length_order.size(); ++k) {
+    if (rank_of[k] != parallel.world_rank()) continue;
+    const std::vector<size_t>& group = by_length[length_order[k]];
+    std::vector<std::vector<int32_t>> batch;
+    std::vector<uint64_t> seeds;
+    for (size_t i : group) batch.push_back(prompts[i]), seeds.push_back(s.seed + i);
+    const auto start = std::chrono::steady_clock::now();
+    const Throughput before = throughput;
+    const std::vector<Completion> done = generate_batch(model, streaming, tokenizer, batch, seeds, s, false, throughput);
+    const double seconds = seconds_since(start);
+    for (size_t j = 0; j < group.size(); ++j) {
+      nlohmann::ordered_json line = {{"index", group[j]},
+                                     {"prompt", texts[group[j]]},
+                                     {"completion", done[j].text},
+                                     {"ids", done[j].ids},
+                                     {"finish_reason", done[j].finish_reason}};
+      if (s.output) {  // the record of a run: tokens and timings too (the batch's, shared by its prompts)
+        line["prompt_tokens"] = prompts[group[j]].size();
+        line["tokens"] = done[j].ids.size();
+        line["batch_size"] = group.size();
+        line["prefill_s"] = throughput.prefill_seconds - before.prefill_seconds;
+        line["decode_s"] = throughput.decode_seconds - before.decode_seconds;
+        line["seconds"] = seconds;
+        line["rank"] = parallel.world_rank();
+      }
+      const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      if (streamed) std::printf("%s", text.c_str());
+      else mine.push_back(std::to_string(group[j]) + "\t" + text);
+    }
+    std::fflush(stdout);
+  }
+  if (streamed) return;
+  std::vector<std::string> all = gather_strings(mine, parallel.world());
+  if (!parallel.is_logging_rank()) return;
+  std::sort(all.begin(), all.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  std::string lines;
+  for (const std::string& r : all) lines += r.substr(r.find('\t') + 1);
+  if (s.output) write_file_atomically(*s.output, lines);
+  else std::printf("%s", lines.c_str());
+}
+
+int run(const Settings& s, bool& is_rank0) {
   MGL_CHECK(s.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got ", s.max_new_tokens);
   s.sampling.validate();
-  const Device device = Device::parse(s.device);
+  MGL_CHECK(!s.score_curve || s.score.size() == 1, "--score-curve takes one --score file, got ", s.score.size());
+  // Every process is one rank of a data-parallel world (a plain run: one); "cuda" picks the local rank's GPU.
+  dist::ParallelOptions grid;
+  grid.sizes.data = dist::launched_by_mpi() ? dist::initialize_mpi().size : 1;
+  const std::shared_ptr<dist::ParallelState> parallel = dist::ParallelState::create(grid, s.device);
+  is_rank0 = parallel->is_logging_rank();
+  const Device device = parallel->device();
   MGL_CHECK(device.is_cpu() || cuda_available(), "--device ", s.device, ": ", cuda_unavailable_reason());
 
   const std::string path = resolve_checkpoint(s.checkpoint);
@@ -293,54 +420,37 @@ int run(const Settings& s) {
       texts.push_back(line);
     }
     MGL_CHECK(!prompts.empty(), "--prompts-file '", *s.prompts_file, "' holds no prompts");
-  } else if (s.score) {
-    texts.push_back(read_file(*s.score, "text file"));
-    MGL_CHECK(texts.back().size() >= 2, "--score file '", *s.score, "' holds ", texts.back().size(),
-              " bytes; scoring needs at least two");
-    prompts.push_back(encode_prompt(*tokenizer, texts.back(), " of --score", vocab));
-  } else {
+  } else if (!s.score.empty()) {
+    for (const std::string& file : s.score) {
+      texts.push_back(read_file(file, "text file"));
+      MGL_CHECK(texts.back().size() >= 2, "--score file '", file, "' holds ", texts.back().size(),
+                " bytes; scoring needs at least two");
+      prompts.push_back(encode_prompt(*tokenizer, texts.back(), " of --score file '" + file + "'", vocab));
+    }
+  } else if (is_rank0) {  // one prompt: rank 0 generates it (stdin reaches rank 0 only under mpirun)
     texts.push_back(s.prompt        ? *s.prompt
                     : s.prompt_file ? read_file(*s.prompt_file, "prompt file")
                                     : std::string(std::istreambuf_iterator<char>(std::cin), {}));
     prompts.push_back(encode_prompt(*tokenizer, texts.back(), "", vocab));
   }
-  std::fprintf(stderr, "generate: %s (step %lld, %s, %s on %s, %s TimestepNorm)\n", path.c_str(),
-               static_cast<long long>(info.state.step), tokenizer->identity().c_str(), s.dtype.c_str(),
-               device.str().c_str(), streaming.timestep_norm_mode.c_str());
+  if (is_rank0)
+    std::fprintf(stderr, "generate: %s (step %lld, %s, %s on %s%s, %s TimestepNorm)\n", path.c_str(),
+                 static_cast<long long>(info.state.step), tokenizer->identity().c_str(), s.dtype.c_str(),
+                 device.str().c_str(),
+                 parallel->distributed() ? (" and " + std::to_string(parallel->world_size() - 1) + " more ranks").c_str()
+                                         : "",
+                 streaming.timestep_norm_mode.c_str());
 
   Throughput throughput;
-  throughput.scoring = s.score.has_value();
-  if (s.score) {
-    score(model, streaming, *tokenizer, texts[0], prompts[0], s, throughput);
-  } else if (!s.prompts_file) {
+  throughput.scoring = !s.score.empty();
+  if (!s.score.empty()) {
+    score(model, streaming, *tokenizer, texts, prompts, s, *parallel, throughput);
+  } else if (s.prompts_file) {
+    generate_prompts(model, streaming, *tokenizer, texts, prompts, s, *parallel, throughput);
+  } else if (is_rank0) {
     generate_batch(model, streaming, *tokenizer, prompts, {s.seed}, s, true, throughput);
-  } else {
-    // A batch per prompt length, in the order lengths first appear; prompt i samples with seed + i.
-    std::vector<int64_t> length_order;
-    std::map<int64_t, std::vector<size_t>> by_length;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      auto& group = by_length[static_cast<int64_t>(prompts[i].size())];
-      if (group.empty()) length_order.push_back(static_cast<int64_t>(prompts[i].size()));
-      group.push_back(i);
-    }
-    for (int64_t length : length_order) {
-      const std::vector<size_t>& group = by_length[length];
-      std::vector<std::vector<int32_t>> batch;
-      std::vector<uint64_t> seeds;
-      for (size_t i : group) batch.push_back(prompts[i]), seeds.push_back(s.seed + i);
-      const std::vector<Completion> done = generate_batch(model, streaming, *tokenizer, batch, seeds, s, false, throughput);
-      for (size_t k = 0; k < group.size(); ++k) {
-        const nlohmann::ordered_json line = {{"index", group[k]},
-                                             {"prompt", texts[group[k]]},
-                                             {"completion", done[k].text},
-                                             {"ids", done[k].ids},
-                                             {"finish_reason", done[k].finish_reason}};
-        std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-      }
-      std::fflush(stdout);
-    }
   }
-  report(throughput, device);
+  report(throughput, device, *parallel);
   return 0;
 }
 
@@ -354,7 +464,8 @@ int main(int argc, char** argv) {
   auto* prompt = app.add_option("--prompt", s.prompt, "the prompt text");
   auto* prompt_file = app.add_option("--prompt-file", s.prompt_file, "a file whose whole text is the prompt");
   auto* prompts_file = app.add_option("--prompts-file", s.prompts_file, "one prompt per line, generated in batches");
-  auto* score_file = app.add_option("--score", s.score, "score this text file instead of generating (JSON to stdout)");
+  auto* score_file = app.add_option("--score", s.score,
+                                    "score these text files instead of generating (JSON to stdout; several: a line each)");
   prompt->excludes(prompt_file, prompts_file, score_file);
   prompt_file->excludes(prompts_file, score_file);
   prompts_file->excludes(score_file);
@@ -374,6 +485,8 @@ int main(int argc, char** argv) {
                  "a SentencePiece .model to use (must be the checkpoint's tokenizer); default: the checkpoint's");
   app.add_option("--score-curve", s.score_curve, "write the loss-vs-position curve here (.json, else TSV)")
       ->needs(score_file);
+  app.add_option("--output", s.output, "write the --prompts-file results here, a JSON line each in input order")
+      ->needs(prompts_file);
   app.add_option("--score-buckets", s.score_buckets, "position buckets of the curve")
       ->check(CLI::IsMember({"log2", "linear"}));
   app.add_option("--score-bucket-width", s.score_bucket_width, "positions per bucket for --score-buckets linear");
@@ -384,11 +497,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate: %s\n", e.what());
     return 1;
   }
+  bool is_rank0 = dist::launcher_rank() == 0;
   try {
-    return run(s);
+    return run(s, is_rank0);
   } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "generate: %s\n", e.what());
-    return 1;
+    return report_fatal_error("generate: ", e.what(), is_rank0);
   }
 }

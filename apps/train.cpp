@@ -8,16 +8,15 @@
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
-// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1 (under mpirun, the
-// error ends every rank: rank 0's message is printed, or the failing rank's own when rank 0 is well);
+// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1 (under mpirun the
+// error ends every rank, apps/lib/app_errors.h);
 // an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
+#include "apps/lib/app_errors.h"
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
 #include "apps/lib/trainer.h"
@@ -176,19 +175,11 @@ int main(int argc, char** argv) {
   try {
     return run(a, is_rank0);
   } catch (const std::exception& e) {
-    std::fflush(stdout);
     const std::string message = e.what();
     const bool out_of_memory = message.find("out of memory") != std::string::npos;
-    const bool mpi = dist::launched_by_mpi();
-    // Under mpirun an error usually strikes every rank alike (a bad config): rank 0 speaks for all and
-    // ends the job at once. Another rank waits a moment, so that rank 0 can do so first if it failed
-    // too, then reports its own error and ends the job: one message, and no rank left hanging.
-    if (mpi && !is_rank0) std::this_thread::sleep_for(std::chrono::seconds(2));
-    std::fprintf(stderr, "\ntrain: error: %s%s%s\n", mpi && !is_rank0 ? "(this rank) " : "", message.c_str(),
-                 out_of_memory ? " (lower train.batch_size or train.seq_len, or set model.activation_checkpointing=true)"
-                               : "");
-    std::fflush(stderr);
-    if (mpi) dist::abort_mpi_job(1);
-    return 1;
+    return report_fatal_error(
+        "\ntrain: error: ",
+        message + (out_of_memory ? " (lower train.batch_size or train.seq_len, or set model.activation_checkpointing=true)" : ""),
+        is_rank0);
   }
 }
