@@ -140,10 +140,13 @@ Tensor receive_state(const Shape& shape, DType dtype, const Device& device, cons
   return state;
 }
 
-Tensor send_state(const Tensor& carrier, const Tensor& state, const ProcessGroup& g, int peer, int tag,
-                  PendingWork& pending) {
+void send_values(const Tensor& state, const ProcessGroup& g, int peer, int tag, PendingWork& pending) {
   checked_dim(state, 0, "send_state");
   pending.add(g.on(state.device()).send(contiguous(state.detach()), peer, tag));
+}
+
+Tensor receive_gradient(const Tensor& carrier, const Tensor& state, const ProcessGroup& g, int peer, int tag) {
+  checked_dim(state, 0, "send_state");
   Tensor y = carrier.detach();
   y = y.as_strided(carrier.shape(), carrier.strides(), carrier.offset());
   const Shape shape = state.shape();
@@ -156,6 +159,12 @@ Tensor send_state(const Tensor& carrier, const Tensor& state, const ProcessGroup
                      return std::vector<Tensor>{grads[0], dstate};
                    });
   return y;
+}
+
+Tensor send_state(const Tensor& carrier, const Tensor& state, const ProcessGroup& g, int peer, int tag,
+                  PendingWork& pending) {
+  send_values(state, g, peer, tag, pending);
+  return receive_gradient(carrier, state, g, peer, tag);
 }
 
 }  // namespace mgl::dist

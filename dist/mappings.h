@@ -51,5 +51,11 @@ Tensor receive_state(const Shape& shape, DType dtype, const Device& device, cons
 // peer's gradient comes exactly where backward needs it.
 Tensor send_state(const Tensor& carrier, const Tensor& state, const ProcessGroup& group, int peer, int tag,
                   PendingWork& pending);
+// send_state's two halves, for a state that is formed where no graph is recorded (activation
+// recomputation, nn/chunk_parallel.h): send_values sends `state`'s values (no autograd; kept in
+// `pending`); receive_gradient returns `carrier` unchanged and, with grad mode on, its backward first
+// receives the gradient of `state` from `peer` and passes it to `state`.
+void send_values(const Tensor& state, const ProcessGroup& group, int peer, int tag, PendingWork& pending);
+Tensor receive_gradient(const Tensor& carrier, const Tensor& state, const ProcessGroup& group, int peer, int tag);
 
 }  // namespace mgl::dist

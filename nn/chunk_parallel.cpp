@@ -23,11 +23,16 @@ int64_t ChunkRelay::flat_size(bool with_cema) const {
 }
 
 // One buffer per block and sequence batch: [mean (B*G) | var (B*G) | h (B*D*N*2)], in the state dtype.
-LayerState ChunkRelay::receive(int64_t layer, bool with_cema) {
-  MGL_CHECK(receives(), "ChunkRelay::receive on the first rank of the chunk group");
-  const Tensor flat = dist::receive_state({flat_size(with_cema)}, dtype_, device_, group_, prev_,
-                                          static_cast<int>(layer), pending_);
-  received_.push_back(flat);
+Tensor ChunkRelay::pack(const LayerState& state, bool with_cema) const {
+  std::vector<Tensor> parts = {reshape(state.norm.mean, {-1}), reshape(state.norm.var, {-1})};
+  if (with_cema) parts.push_back(reshape(state.cema, {-1}));
+  const Tensor flat = cast(concat(parts, 0), dtype_);
+  MGL_CHECK(flat.numel() == flat_size(with_cema), "ChunkRelay: a state of ", flat.numel(), " values, expected ",
+            flat_size(with_cema));
+  return flat;
+}
+
+LayerState ChunkRelay::unpack(const Tensor& flat, bool with_cema) const {
   const int64_t bg = batch_ * groups_;
   LayerState s;
   // Every sequence has absorbed the r * L tokens of the pieces before this one.
@@ -38,14 +43,29 @@ LayerState ChunkRelay::receive(int64_t layer, bool with_cema) {
   return s;
 }
 
+Tensor ChunkRelay::receive_flat(int64_t layer, bool with_cema) {
+  MGL_CHECK(receives(), "ChunkRelay::receive on the first rank of the chunk group");
+  const Tensor flat = dist::receive_state({flat_size(with_cema)}, dtype_, device_, group_, prev_,
+                                          static_cast<int>(layer), pending_);
+  received_.push_back(flat);
+  return flat;
+}
+
+LayerState ChunkRelay::receive(int64_t layer, bool with_cema) { return unpack(receive_flat(layer, with_cema), with_cema); }
+
 Tensor ChunkRelay::send(int64_t layer, const LayerState& state, const Tensor& carrier, bool with_cema) {
   MGL_CHECK(sends(), "ChunkRelay::send on the last rank of the chunk group");
-  std::vector<Tensor> parts = {reshape(state.norm.mean, {-1}), reshape(state.norm.var, {-1})};
-  if (with_cema) parts.push_back(reshape(state.cema, {-1}));
-  const Tensor flat = cast(concat(parts, 0), dtype_);
-  MGL_CHECK(flat.numel() == flat_size(with_cema), "ChunkRelay::send: layer ", layer, " state has ", flat.numel(),
-            " values, expected ", flat_size(with_cema));
-  return dist::send_state(carrier, flat, group_, next_, static_cast<int>(layer), pending_);
+  return dist::send_state(carrier, pack(state, with_cema), group_, next_, static_cast<int>(layer), pending_);
+}
+
+void ChunkRelay::send_values(int64_t layer, const Tensor& flat) {
+  MGL_CHECK(sends(), "ChunkRelay::send on the last rank of the chunk group");
+  dist::send_values(flat, group_, next_, static_cast<int>(layer), pending_);
+}
+
+Tensor ChunkRelay::attach_gradient(int64_t layer, const Tensor& flat, const Tensor& carrier) {
+  MGL_CHECK(sends(), "ChunkRelay::send on the last rank of the chunk group");
+  return dist::receive_gradient(carrier, flat, group_, next_, static_cast<int>(layer));
 }
 
 }  // namespace mgl::nn

@@ -36,6 +36,17 @@ class ChunkRelay {
   // Sends `state` (norm and, with_cema, CEMA) to the next rank and returns `carrier` (see
   // dist::send_state). Only when sends().
   Tensor send(int64_t layer, const LayerState& state, const Tensor& carrier, bool with_cema);
+
+  // The same exchange for a block under activation recomputation (Megalodon::forward), where the
+  // state is formed inside a recomputed function: the received state as one flat tensor (the
+  // function's input), a state's values sent from inside the function's first run, and the flat
+  // outgoing state (the function's output) tied to the block's output, whose backward receives that
+  // state's gradient from the next rank.
+  Tensor receive_flat(int64_t layer, bool with_cema);
+  LayerState unpack(const Tensor& flat, bool with_cema) const;
+  Tensor pack(const LayerState& state, bool with_cema) const;
+  void send_values(int64_t layer, const Tensor& flat);
+  Tensor attach_gradient(int64_t layer, const Tensor& flat, const Tensor& carrier);
   // Waits for every send of this step (forward states, backward gradients): call after backward.
   void finish() { pending_.wait_all(); }
   // The flat state buffers received so far, by layer ([mean | var | h], see receive()); each requires

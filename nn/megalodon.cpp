@@ -74,6 +74,10 @@ Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
     return relay.receives() ? std::optional<LayerState>(relay.receive(i, with_cema)) : std::nullopt;
   };
   for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (config_.activation_checkpointing) {
+      x = recomputed_block(i, x, relay);
+      continue;
+    }
     const std::optional<LayerState> in = incoming(i, true);
     LayerState out;
     const StateHandoff handoff = [&relay, i](const LayerState& state, const Tensor& cema_output) {
@@ -87,6 +91,38 @@ Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
   x = output_->final_norm->forward(x, in ? &in->norm : nullptr, relay.sends() ? &out.norm : nullptr);
   if (relay.sends()) x = relay.send(config_.num_layers, out, x, false);
   return project(x);
+}
+
+Tensor Megalodon::recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const {
+  // The block as one recomputed function of (x, the received state) returning (y, the state it hands
+  // on), both flat states being ordinary tensors of the recomputed graph. Its first run, under
+  // no-grad, sends the state's values as soon as TimestepNorm + CEMA have formed them; the rerun in
+  // backward sends nothing. The outgoing state's gradient comes from the next rank through
+  // attach_gradient on y (so this rank waits for it before the block's backward, a block's worth of
+  // skew instead of TimestepNorm + CEMA's: the price of not storing the block's activations).
+  const std::shared_ptr<MegalodonBlock> block = layers_->begin()[i];
+  std::vector<Tensor> inputs = {x};
+  if (relay.receives()) inputs.push_back(relay.receive_flat(i, true));
+  const bool sends = relay.sends();
+  const auto first_run = std::make_shared<bool>(true);
+  auto block_forward = [block, &relay, i, sends, first_run](const std::vector<Tensor>& in) {
+    const std::optional<LayerState> incoming =
+        in.size() > 1 ? std::optional<LayerState>(relay.unpack(in[1], true)) : std::nullopt;
+    LayerState out;
+    Tensor sent;
+    const StateHandoff handoff = [&](const LayerState& state, const Tensor& cema_output) {
+      sent = relay.pack(state, true);
+      if (*first_run) relay.send_values(i, sent);
+      return cema_output;
+    };
+    std::vector<Tensor> outputs = {
+        block->forward(in[0], incoming ? &*incoming : nullptr, sends ? &out : nullptr, sends ? &handoff : nullptr)};
+    if (sends) outputs.push_back(sent);
+    return outputs;
+  };
+  const std::vector<Tensor> outputs = autograd::recompute("MegalodonBlock", block_forward, inputs, block->parameters());
+  *first_run = false;
+  return sends ? relay.attach_gradient(i, outputs[1], outputs[0]) : outputs[0];
 }
 
 void Megalodon::check_ids(const Tensor& ids) const {

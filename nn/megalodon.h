@@ -38,7 +38,8 @@ class Megalodon : public Module {
   Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
   // The forward of piece r of sequences split over a chunk group (nn/chunk_parallel.h): every block
   // and the final norm start from the state `relay` receives from rank r-1 and hand theirs to rank
-  // r+1. ids [B, L] are this rank's L tokens of each sequence. Returns this piece's logits.
+  // r+1. ids [B, L] are this rank's L tokens of each sequence. Returns this piece's logits. With
+  // config().activation_checkpointing each block keeps only its input and recomputes in backward.
   Tensor forward(const Tensor& ids, ChunkRelay& relay) const;
   // The windowed TimestepNorm mode of the official inference code (spec §6.3): replaces every norm
   // state in `state` (each block's and the final norm's) by the statistics of a fresh, cache-less
@@ -65,6 +66,8 @@ class Megalodon : public Module {
 
  private:
   void check_ids(const Tensor& ids) const;
+  // Block i of forward(ids, relay) under activation recomputation.
+  Tensor recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const;
 
   MegalodonConfig config_;
   DType compute_dtype_ = DType::f32;

@@ -10,8 +10,7 @@
 #   3. 1 GPU, 1 x 32768 tokens, and N > 1: chunk parallelism, CP = N, 1 x 32768N tokens (32K per GPU);
 #   4. unless --skip-longest: the longest sequence that trains (3 steps each, batch 1), doubling from 32768
 #      tokens per GPU until out of memory or T per GPU (default 2^21): on 1 GPU without and with
-#      model.activation_checkpointing (--longest-ckpt), and N > 1: at CP = N (activation checkpointing is
-#      not applied to chunk-parallel forwards, so it is off there).
+#      model.activation_checkpointing (--longest-ckpt), and N > 1: at CP = N, likewise without and with it.
 # Efficiency = tokens/s per device / the 1-GPU tokens/s of the same tokens per GPU. bf16 (train.dtype auto),
 # no evaluation during the run, no checkpoint before the last step. Every run gets its own directory under
 # the work dir (default runs/parallel-bench; checkpoints are deleted after each run) and is bounded by
@@ -391,9 +390,18 @@ if [ "$skip_longest" -eq 0 ]; then
     longest_sweep 1gpu-ckpt 1 true "$start"
   fi
   if [ "$gpus" -gt 1 ]; then
-    KNOWN_LEN="" KNOWN_TPS="" KNOWN_PEAK="" start=32768
-    if [ "$cp_trained" -eq 1 ]; then KNOWN_LEN=32768 KNOWN_TPS="$cp_tps" KNOWN_PEAK="$cp_peak" start=65536; fi
-    longest_sweep "cp$gpus" "$gpus" false "$start"
+    best_cp=""
+    if [ "$longest_ckpt" != on ]; then
+      KNOWN_LEN="" KNOWN_TPS="" KNOWN_PEAK="" start=32768
+      if [ "$cp_trained" -eq 1 ]; then KNOWN_LEN=32768 KNOWN_TPS="$cp_tps" KNOWN_PEAK="$cp_peak" start=65536; fi
+      longest_sweep "cp$gpus" "$gpus" false "$start"
+      best_cp="$LONGEST_BEST"
+    fi
+    if [ "$longest_ckpt" != off ]; then
+      KNOWN_LEN="" KNOWN_TPS="" KNOWN_PEAK="" start=32768
+      [ -z "$best_cp" ] || { KNOWN_LEN="$best_cp"; start=$(( best_cp * 2 )); }
+      longest_sweep "cp$gpus-ckpt" "$gpus" true "$start"
+    fi
   fi
 fi
 

@@ -1,6 +1,7 @@
 // Chunk parallelism of the MEGALODON model (nn/chunk_parallel.h), under mpirun with 2 and 4 ranks, all
 // ranks in one chunk group: each rank runs its piece of the sequences and must reproduce, in f64, the
-// single-process forward over the whole sequences (which every rank also computes, as the reference):
+// single-process forward over the whole sequences (which every rank also computes, as the reference),
+// with and without activation recomputation on the chunk-parallel side:
 //   * its logits;
 //   * the state it receives at its boundary (every block's norm and CEMA state, the final norm's);
 //   * the gradient it sends back for that state, against the gradient of the whole loss with respect
@@ -44,7 +45,9 @@ Tensor leaf_copy(const Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("chunk-parallel forward and backward equal the single-process run") {
+// One chunk-parallel step against the single process, with or without activation recomputation in the
+// chunk-parallel model (the reference stores its activations; recomputation is bitwise the same).
+static void check_chunk_parallel_step(bool recompute) {
   dist::ParallelOptions o;
   const int cp = dist::initialize_mpi().size;
   o.sizes = {1, cp, 1};
@@ -56,6 +59,9 @@ TEST_CASE("chunk-parallel forward and backward equal the single-process run") {
 
   nn::MegalodonConfig config = nn::MegalodonConfig::preset("test");
   const auto model = f64_model(config, seed);
+  nn::MegalodonConfig recomputing = config;
+  recomputing.activation_checkpointing = recompute;
+  const auto cp_model = f64_model(recomputing, seed);  // the same parameters (the same seeds)
   const int64_t B = 2, piece = 2 * config.chunk_size, L = cp * piece, layers = config.num_layers;
   const Tensor tokens = random_ids({B, L + 1}, config.vocab_size, seed + 7);
   const Tensor ids = contiguous(slice(tokens, 1, 0, L)), targets = contiguous(slice(tokens, 1, 1, L + 1));
@@ -97,7 +103,7 @@ TEST_CASE("chunk-parallel forward and backward equal the single-process run") {
   // This rank's piece, the state passed along the chunk group.
   nn::ChunkRelay relay(*ps, B, piece, config.model_dim, config.norm_num_groups, config.cema_ndim, DType::f64,
                        Device::cpu());
-  const Tensor logits = model->forward(columns(ids, r * piece, (r + 1) * piece), relay);
+  const Tensor logits = cp_model->forward(columns(ids, r * piece, (r + 1) * piece), relay);
   CHECK(relative_error(logits, columns(logits_ref, r * piece, (r + 1) * piece)) <= 1e-12);
   std::vector<Tensor> sent_back(relay.received().size());
   for (size_t i = 0; i < relay.received().size(); ++i)
@@ -116,11 +122,17 @@ TEST_CASE("chunk-parallel forward and backward equal the single-process run") {
     CHECK(relative_error(sent_back[i], state_grad_ref[i]) <= 1e-10);
   }
   // Parameters are replicated over the chunk group: their gradients sum there.
-  const std::vector<nn::Parameter> params = model->named_parameters();
+  const std::vector<nn::Parameter> params = cp_model->named_parameters();
   for (size_t k = 0; k < params.size(); ++k) {
     INFO(params[k].name);
     const Tensor g = leaf_copy(params[k].tensor.grad()).detach();
     ps->chunk().on(Device::cpu()).all_reduce(g, dist::ReduceOp::sum)->wait();
     CHECK(relative_error(g, grads_ref[k]) <= 1e-10);
   }
+}
+
+TEST_CASE("chunk-parallel forward and backward equal the single-process run") { check_chunk_parallel_step(false); }
+
+TEST_CASE("chunk-parallel with activation recomputation equals the single-process run") {
+  check_chunk_parallel_step(true);
 }
