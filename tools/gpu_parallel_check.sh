@@ -5,7 +5,8 @@
 # (the staged MPI backend; NCCL refuses two ranks on one GPU) and NCCL on one rank, in f32 and bf16:
 # the communicators (dist_test_communicator_mpi_cuda), the trainer's step under every grid against the
 # single-process GPU step (apps_test_trainer_parallel_mpi_cuda), a text scored over the ranks against
-# the one-process score (apps_test_scoring_mpi_cuda), and the CPU parallel tests. With
+# the one-process score (apps_test_scoring_mpi_cuda), generate under mpirun on the GPU
+# (tests/apps/generate_parallel_cli.sh with --device cuda), and the CPU parallel tests. With
 # --bench it then runs tools/gpu_parallel_bench.sh for the one-GPU baselines. Needs dict-gcide (carry
 # .deps from ../shared/device/fetch-debs dict-gcide). Logs under $OUT.
 set -uo pipefail
@@ -17,7 +18,7 @@ export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 [ -f /opt/deps/usr/share/dictd/gcide.dict.dz ] && export MGL_DEFAULT_CORPUS=/opt/deps/usr/share/dictd/gcide.dict.dz
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
-targets="train prepare dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda apps_test_scoring_mpi_cuda
+targets="train prepare generate dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda apps_test_scoring_mpi_cuda
          dist_test_communicator_mpi dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi
          apps_test_scoring_mpi"
 start=$(date +%s)
@@ -43,6 +44,15 @@ for test in dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda 
     sed 's/\x1b\[[0-9;]*m//g' "$out/$test.np$ranks.log" | grep -E "worst|FAILED" -A2 | grep -vE "^--$" | sort -u | head -20
   done
 done
+# generate under mpirun with every rank on the GPU (the script's checks, through a wrapper adding --device cuda).
+printf '#!/bin/sh\nexec %s/build-gpu/bin/generate "$@" --device cuda\n' "$PWD" > "$out/generate_cuda"
+chmod +x "$out/generate_cuda"
+t0=$(date +%s)
+bash tests/apps/generate_parallel_cli.sh "$out/generate_cuda" "$PWD/build-gpu/bin/train" > "$out/generate_cli.np.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && status=1
+summary+=("| generate_parallel_cli.sh (--device cuda) | 2-4 | $rc | $(( $(date +%s) - t0 )) s | $(tail -1 "$out/generate_cli.np.log") |")
+rm -f "$out/generate_cuda"
 # One log for all (what comes back from the machine is a few files).
 for f in "$out"/*.np*.log; do echo "=== $f"; cat "$f"; done > "$out/tests.log" && rm -f "$out"/*.np*.log
 echo

@@ -41,8 +41,11 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
     for (const auto& [d, c] : grids(world)) {
       INFO(dtype << ", grid data " << d << " x chunk " << c);
       const auto ps = make_grid(d, c, "cuda");
-      {
-        apps::TrainerOptions o = options_for(grid_run(5, d, c, 0, dtype), data, shared_directory(*ps, "one", seed));
+      // One step, storing the activations and recomputing them (bitwise the same computation).
+      for (const bool recompute : {false, true}) {
+        apps::RunConfig config = grid_run(5, d, c, 0, dtype);
+        config.model.activation_checkpointing = recompute;
+        apps::TrainerOptions o = options_for(config, data, shared_directory(*ps, "one", seed));
         o.parallel = ps;
         apps::Trainer trainer(o);
         const double loss = trainer.accumulate_gradients();
@@ -51,8 +54,8 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
         double worst = 0;
         for (size_t k = 0; k < grads.size(); ++k) worst = std::max(worst, relative_error(grads[k], grads_ref[k]));
         CHECK(worst <= tolerance);
-        WARN(dtype << " grid data " << d << " x chunk " << c << ": loss " << loss << " vs " << loss_ref
-                   << ", worst gradient relative error " << worst);
+        WARN(dtype << " grid data " << d << " x chunk " << c << (recompute ? ", recomputing" : "") << ": loss " << loss
+                   << " vs " << loss_ref << ", worst gradient relative error " << worst);
       }
       // Five steps, plain and ZeRO-1: the loss curve tracks the single process; ZeRO-1 gives plain DP's
       // parameters (the same gradients, only the reduction differs). Parameters are not compared with
