@@ -1,5 +1,5 @@
-// bench_megalodon_block: forward and forward + backward time of one mega200M block (spec §4.1:
-// D 1024, Z 256, V 2048, F 2560, H 1, N 16, G 32, chunk 2048) on CUDA, at 4K and 32K tokens, in bf16
+// bench_megalodon_block: forward and forward + backward time of one mega200M block (docs/megalodon.md
+// §4.1: D 1024, Z 256, V 2048, F 2560, H 1, N 16, G 32, chunk 2048) on CUDA, at 4K and 32K tokens, in bf16
 // mixed precision (f32 parameters, bf16 activations), with the time of its three custom ops
 // (TimestepNorm, CEMA, chunk attention) measured alone at the same shapes, so the remainder is the
 // GEMMs, norms and elementwise work.

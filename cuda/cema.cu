@@ -1,4 +1,4 @@
-// CEMA kernels (spec §2.3): a chunked linear scan, forward and backward.
+// CEMA kernels (docs/megalodon.md §2.3): a chunked linear scan, forward and backward.
 //
 // Algorithm. For each (b, d, n) CEMA is the linear recurrence s_t = Q·s_{t-1} + P·u_t with a
 // constant complex Q (|Q| < 1). We split time into chunks of kChunk = 32 steps and run three passes:

@@ -1,9 +1,9 @@
 #pragma once
-// CEMA, the complex exponential moving average of MEGALODON (spec §2.3): the per-mode coefficient
+// CEMA, the complex exponential moving average of MEGALODON (docs/megalodon.md §2.3): the per-mode coefficient
 // math, written once for the CPU reference (ops/cema.cpp) and the kernels (cuda/cema.cu), and the
 // kernels' interface (raw pointers, sizes, stream).
 //
-// Per channel d and mode n (0-based; the spec's wavelet index is n + 1), from the raw parameters:
+// Per channel d and mode n (0-based; docs/megalodon.md §2.3.2 numbers it n + 1), from the raw parameters:
 //   α = σ(alpha), δ = σ(delta), s = σ(theta), φ = (n + 1)·s·2π/N, r = 1 − α·δ
 //   p = α (real input weight),  q = r·e^{iφ} (decay, |q| < 1),  log q = log r + iφ,
 //   γ = (gamma_re + i·gamma_im)/√N (output weight)
@@ -49,7 +49,7 @@ MGL_HOST_DEVICE inline CemaMode<T> cema_mode(T alpha, T delta, T theta, Complex<
 }
 
 // The gradient of the loss with respect to one mode's coefficients, summed over batch and time:
-// ∂ℓ/∂p (real) and the complex gradients G_q, G_γ (spec §0.3: G_z = ∂ℓ/∂Re z + i·∂ℓ/∂Im z).
+// ∂ℓ/∂p (real) and the complex gradients G_q, G_γ (docs/megalodon.md §0.3: G_z = ∂ℓ/∂Re z + i·∂ℓ/∂Im z).
 template <class T>
 struct CemaModeGrad {
   Complex<T> q;
@@ -57,7 +57,7 @@ struct CemaModeGrad {
   T p = T(0);
 };
 
-// That gradient carried to the raw parameters of the mode (spec §2.3.5 f). `theta` is this
+// That gradient carried to the raw parameters of the mode (docs/megalodon.md §2.3.5 f). `theta` is this
 // mode's share of d theta (the caller sums it over the channel's modes).
 template <class T>
 struct CemaRawGrad {

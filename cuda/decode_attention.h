@@ -1,7 +1,7 @@
 #pragma once
-// Attention of one new token per sequence over the current partial chunk (spec §2.5.2 steps 2-3 and 6-8,
-// §6.2), for decoding. With m = *position the number of keys already cached in the chunk, for every
-// sequence b and head h:
+// Attention of one new token per sequence over the current partial chunk (docs/megalodon.md §2.5.2
+// steps 2-3 and 6-8, §6.2), for decoding. With m = *position the number of keys already cached in the
+// chunk, for every sequence b and head h:
 //
 //   ẑ = z_h / sqrt(mean(z_h^2) + eps)                        (per-head RMS normalisation of M Wzᵀ + bz)
 //   q = RoPE_m(ẑ ⊙ qk_scale[0] + qk_offset[0]),  k = RoPE_m(ẑ ⊙ qk_scale[1] + qk_offset[1])

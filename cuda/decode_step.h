@@ -18,8 +18,8 @@ namespace mgl::cuda {
 void decode_embed(DType dtype, const void* table, int64_t vocab, int64_t dim, const int64_t* ids, int64_t batch,
                   float scale, float* x, Stream stream);
 
-// One TimestepNorm step for B tokens (spec §2.2.2), optionally followed by the CEMA step of its output
-// (spec §2.3.4). Per sequence b and group g of dg = D/G channels:
+// One TimestepNorm step for B tokens (docs/megalodon.md §2.2.2), optionally followed by the CEMA step of
+// its output (docs/megalodon.md §2.3.4). Per sequence b and group g of dg = D/G channels:
 //   m, s = mean and population variance of the group's dg values of x[b]
 //   (n, mu, v) <- Welford fold of the step into the running state: with n = 0 the step replaces the
 //       prior; else wa = n/(n+1), wb = 1/(n+1), d = m - mu, v += wb((s - v) + wa d^2), mu += wb d
@@ -47,7 +47,7 @@ struct DecodeNormArgs {
 void decode_timestep_norm(const DecodeNormArgs& args, Stream stream);
 
 // position <- (position + 1) mod chunk_size: the token just decoded joins the chunk; when the chunk
-// is complete the KV cache counts as empty again (spec §6.2).
+// is complete the KV cache counts as empty again (docs/megalodon.md §6.2).
 void decode_advance(int32_t* position, int64_t chunk_size, Stream stream);
 
 }  // namespace mgl::cuda

@@ -1,4 +1,4 @@
-// TimestepNorm on the GPU (MEGALODON §2.2.6): the time recurrences as parallel scans.
+// TimestepNorm on the GPU (docs/megalodon.md §2.2.6): the time recurrences as parallel scans.
 //
 // Forward. The Welford fold of §2.2.2 is an associative combine of (count, mean, variance), so the
 // running statistics are a prefix scan over time of every (b, g) column:

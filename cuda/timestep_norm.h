@@ -1,6 +1,6 @@
 #pragma once
-// TimestepNorm kernels (MEGALODON §2.2): the forward as a parallel scan over time, the backward as a
-// parallel scan of the affine adjoint recurrence. Plain C++ so ops/ can include it without CUDA.
+// TimestepNorm kernels (docs/megalodon.md §2.2): the forward as a parallel scan over time, the backward
+// as a parallel scan of the affine adjoint recurrence. Plain C++ so ops/ can include it without CUDA.
 //
 // Layouts (all contiguous, row-major): x, y, dy, dx [B, L, D]; per-step statistics [B, L, G];
 // states [B, G] (counts [B]). T is the dtype of x (f32, bf16 or f64); the statistics dtype S is f32,

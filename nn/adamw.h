@@ -18,7 +18,7 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 1e-2;  // applied as p <- p (1 - lr wd), never through the gradient
   // Parameters (by state_dict name) that get no weight decay, e.g. norms and biases in recipes that
-  // exempt them. Unset: every parameter decays, as in MEGALODON's recipe (spec §5.1).
+  // exempt them. Unset: every parameter decays, as in MEGALODON's recipe (docs/megalodon.md §5.1).
   std::function<bool(const std::string& name)> no_weight_decay;
 };
 

@@ -1,5 +1,5 @@
 #pragma once
-// CEMA as a module (spec §2.3): the raw parameters under their official names and shapes, with the
+// CEMA as a module (docs/megalodon.md §2.3): the raw parameters under their official names and shapes, with the
 // initialisation of §2.3.1; the math is the op in ops/cema.h.
 #include "nn/init.h"
 #include "nn/module.h"

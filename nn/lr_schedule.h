@@ -1,7 +1,7 @@
 #pragma once
-// Learning-rate schedules, the formulas of the official megalodon/optim/lr_scheduler.py (spec §5.1):
-// lr(s) is a pure function of the optimizer step s (0-based: the step about to be taken), warmup W,
-// total S, start = init_ratio * peak, floor = min_lr_ratio * peak, u = (s - W) / (S - W):
+// Learning-rate schedules, the formulas of the official megalodon/optim/lr_scheduler.py
+// (docs/megalodon.md §5.1): lr(s) is a pure function of the optimizer step s (0-based: the step about to
+// be taken), warmup W, total S, start = init_ratio * peak, floor = min_lr_ratio * peak, u = (s - W) / (S - W):
 //   warmup (s < W): lr = start + (peak - start) s / W           (every kind)
 //   constant:       lr = peak
 //   linear:         lr = floor + (peak - floor) (1 - u)          (the repository's default)

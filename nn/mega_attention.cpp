@@ -18,7 +18,7 @@ MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& 
     rmsnorm_weight_ = rmsnorm->register_parameter("weight", init::zeros({D}, options));
     register_module("rmsnorm", rmsnorm);
   }
-  // Linear's default init is normal(0, 1/sqrt(3 fan_in)), the spec's "He" init (§2.5.1).
+  // Linear's default init is normal(0, 1/sqrt(3 fan_in)), the "He" init of docs/megalodon.md §2.5.1.
   wz_ = register_module("wz", std::make_shared<Linear>(D, Z, true, options));
   wv_ = register_module("wv", std::make_shared<Linear>(D, V, true, options));
   wr_ = register_module("wr", std::make_shared<Linear>(D, V, true, options));

@@ -1,5 +1,5 @@
 #pragma once
-// The normalized attention unit of a MEGALODON block (spec §2.5, the official "mega" sub-layer):
+// The normalized attention unit of a MEGALODON block (docs/megalodon.md §2.5, the official "mega" sub-layer):
 //   T = TimestepNorm(X);  U = CEMA(T);  M = RMSNorm(U)
 //   Q, K = per-head RMS-normalised (M Wzᵀ + bz), scaled by (gamma + 1)/sqrt(dz), shifted by beta, RoPE
 //   Vv = silu(T Wvᵀ + bv);  R = silu(M Wrᵀ + br)

@@ -24,7 +24,7 @@ OutputLayer::OutputLayer(const MegalodonConfig& config, const InitOptions& optio
                                                                    config.norm_eps, options));
   if (!config.share_embedding) {
     output = register_module("output", std::make_shared<Linear>(config.model_dim, config.vocab_size, false, options));
-    // The untied head starts like the embedding: normal(0, 1/sqrt(D)) truncated at ±3 std (§2.7).
+    // The untied head starts like the embedding: normal(0, 1/sqrt(D)) truncated at ±3 std (docs/megalodon.md §2.7).
     const double std = 1.0 / std::sqrt(double(config.model_dim));
     copy_(output->weight(), init::truncated_normal(output->weight().shape(), std, 3.0 * std, options));
   }

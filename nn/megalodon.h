@@ -1,7 +1,7 @@
 #pragma once
-// The MEGALODON language model (spec §1, §3): embedding → blocks → final TimestepNorm → LM head.
-// Parameter names and shapes equal the official implementation's state_dict, so weights move between
-// the two without a mapping table (embed.weight, layers.3.mega.cema.alpha, output.output.weight, ...).
+// The MEGALODON language model (docs/megalodon.md §1, §3): embedding → blocks → final TimestepNorm →
+// LM head. Parameter names and shapes equal the official implementation's state_dict, so weights move
+// between the two without a mapping table (embed.weight, layers.3.mega.cema.alpha, output.output.weight, ...).
 #include "nn/chunk_parallel.h"
 #include "nn/embedding.h"
 #include "nn/mega_attention.h"
@@ -41,8 +41,8 @@ class Megalodon : public Module {
   // r+1. ids [B, L] are this rank's L tokens of each sequence. Returns this piece's logits. With
   // config().activation_checkpointing each block keeps only its input and recomputes in backward.
   Tensor forward(const Tensor& ids, ChunkRelay& relay) const;
-  // The windowed TimestepNorm mode of the official inference code (spec §6.3): replaces every norm
-  // state in `state` (each block's and the final norm's) by the statistics of a fresh, cache-less
+  // The windowed TimestepNorm mode of the official inference code (docs/megalodon.md §6.3): replaces every
+  // norm state in `state` (each block's and the final norm's) by the statistics of a fresh, cache-less
   // forward over `recent_ids` [B, W] — the last norm_window_chunks chunks — keeping the CEMA states
   // and KV caches. Without it (timestep_norm_mode "exact") a cached run equals one full forward.
   void reestimate_norm_states(const Tensor& recent_ids, ModelState& state) const;

@@ -176,8 +176,8 @@ std::vector<std::string> MegalodonConfig::preset_names() {
 }
 
 MegalodonConfig MegalodonConfig::preset(const std::string& name) {
-  // Official presets (XuezheMax/megalodon megalodon/model/mega.py ModelStore, spec §4.1): N = 16,
-  // chunk 2048, RoPE base 10000, vocab from the tokenizer (32000 for the Llama-2 tokenizer).
+  // Official presets (XuezheMax/megalodon megalodon/model/mega.py ModelStore, docs/megalodon.md §4.1):
+  // N = 16, chunk 2048, RoPE base 10000, vocab from the tokenizer (32000 for the Llama-2 tokenizer).
   if (name == "mega200M") return make(name, 12, 1024, 1, 256, 2048, 2560, false, 32);
   if (name == "mega1.3B") return make(name, 24, 2048, 2, 512, 4096, 4864, false, 64);
   if (name == "mega1.3B_pg19") {

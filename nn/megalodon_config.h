@@ -1,8 +1,8 @@
 #pragma once
-// The MEGALODON model configuration: every field of the spec's §4 (shared/MEGALODON.md), the presets of
-// the official repository (mega200M ... mega7.3B), the paper's 7B setting, and small ones for tests.
-// Where the paper and the official code disagree (spec §10) the field defaults to the code and the
-// paper's choice is one setting away (chunk_size, rope_base, attention_dropout_kind, ...).
+// The MEGALODON model configuration: every field of docs/megalodon.md §4, the presets of the official
+// repository (mega200M ... mega7.3B), the paper's 7B setting, and small ones for tests. Where the paper
+// and the official code disagree (docs/megalodon.md §10) the field defaults to the code and the paper's
+// choice is one setting away (chunk_size, rope_base, attention_dropout_kind, ...).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,9 +33,9 @@ struct MegalodonConfig {
   double attention_dropout = 0.0;
   std::string attention_dropout_kind = "dropout";  // "dropout" (unfused path) or "dropkey" (fused path)
   bool activation_checkpointing = false;           // recompute each block in backward
-  // Inference (spec §6.3): "exact" running TimestepNorm statistics, or the official "windowed" mode
-  // that, once `norm_window_after_chunks` chunks have been processed, re-estimates every norm state
-  // from a cache-less pass over the last `norm_window_chunks` chunks after each prefill batch.
+  // Inference (docs/megalodon.md §6.3): "exact" running TimestepNorm statistics, or the official
+  // "windowed" mode that, once `norm_window_after_chunks` chunks have been processed, re-estimates every
+  // norm state from a cache-less pass over the last `norm_window_chunks` chunks after each prefill batch.
   std::string timestep_norm_mode = "windowed";
   int64_t norm_window_chunks = 6;
   int64_t norm_window_after_chunks = 8;

@@ -1,7 +1,7 @@
 #pragma once
 // The streaming state of a MEGALODON model: what one call hands to the next so that a sequence can be
 // processed in pieces (generation, long-context scoring, chunk parallelism) with the same result as
-// one call over the whole sequence (spec §3.1, §6.1). Its size does not grow with the context.
+// one call over the whole sequence (docs/megalodon.md §3.1, §6.1). Its size does not grow with the context.
 #include <functional>
 #include <vector>
 

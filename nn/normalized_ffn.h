@@ -1,5 +1,5 @@
 #pragma once
-// The normalized feed-forward sub-layer (spec §2.6), with the two-hop residual:
+// The normalized feed-forward sub-layer (docs/megalodon.md §2.6), with the two-hop residual:
 //   n = LayerNorm(Ŷ);  g = silu(n fc1ᵀ) ⊙ (n fc3ᵀ)  (SwiGLU)  or  silu(n fc1ᵀ)  (SiLU)
 //   returns Y = dropout(g fc2ᵀ) [⊙ alpha] + X      — X is the block's input, not Ŷ
 #include "nn/linear.h"

@@ -1,7 +1,7 @@
 #pragma once
-// Streaming inference with unlimited context (spec §6): a StreamingSession feeds B sequences to a
-// MEGALODON model in pieces of any length, carrying the ModelState (TimestepNorm statistics, CEMA
-// states, the KV cache of the current chunk) from call to call. Its memory does not depend on how
+// Streaming inference with unlimited context (docs/megalodon.md §6): a StreamingSession feeds B
+// sequences to a MEGALODON model in pieces of any length, carrying the ModelState (TimestepNorm
+// statistics, CEMA states, the KV cache of the current chunk) from call to call. Its memory does not depend on how
 // many tokens it has processed.
 //
 // Every model call is a legal cached step (§6.2): prefill() splits its tokens into

@@ -1,6 +1,6 @@
 #pragma once
-// TimestepNorm as a module (spec §2.2): parameters `weight` (scale − 1) and `bias`, both [D], zero at
-// init; the math is the op in ops/timestep_norm.h.
+// TimestepNorm as a module (docs/megalodon.md §2.2): parameters `weight` (scale − 1) and `bias`, both
+// [D], zero at init; the math is the op in ops/timestep_norm.h.
 #include "nn/init.h"
 #include "nn/module.h"
 #include "ops/timestep_norm.h"

@@ -1,15 +1,16 @@
-// cema: MEGALODON's complex exponential moving average (spec §2.3) as one fused op.
+// cema: MEGALODON's complex exponential moving average (docs/megalodon.md §2.3) as one fused op.
 //
 // Forward, per batch b, channel d and mode n, with the coefficients p, q, γ of cuda/cema.h:
 //   h_t = q·h_{t-1} + p·x_t   (h_{-1} = h_in, or 0),
 //   y_t = Re(Σ_n γ_n·h_{t,n}) + omega·x_t,   h_out = h_{L-1}.
-// Backward (spec §0.3: G_z = ∂ℓ/∂Re z + i·∂ℓ/∂Im z for a complex z). The adjoint a_t = G_{h_t}
-// runs backwards in time:
+// Backward (docs/megalodon.md §0.3: G_z = ∂ℓ/∂Re z + i·∂ℓ/∂Im z for a complex z). The adjoint
+// a_t = G_{h_t} runs backwards in time:
 //   a_t = conj(γ)·dy_t + conj(q)·a_{t+1},   a_{L-1} = conj(γ)·dy_{L-1} + G_{h_out},
 // and gives dx_t = omega·dy_t + Σ_n p·Re a_t,  G_{h_in} = conj(q)·a_0, and (summed over b and t)
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  d omega = Σ dy_t·x_t,
 // which cema_mode_raw_grad (cuda/cema.h) carries to the raw alpha, delta, theta, gamma. This is
-// the gradient of spec §2.3.5 (whose convolution form sums the same terms in another order).
+// the gradient of docs/megalodon.md §2.3.5 (whose convolution form sums the same terms in another
+// order).
 //
 // The CPU code below is the reference: the recurrence and its adjoint, literally, in f64 (the
 // coefficients first rounded to the parameter dtype, as every implementation computes them). The

@@ -1,13 +1,13 @@
 #pragma once
-// CEMA, MEGALODON's complex exponential moving average (spec §2.3), as one differentiable op, plus
-// its one-token recurrent form for decoding. The math is in ops/cema.cpp and cuda/cema.h.
+// CEMA, MEGALODON's complex exponential moving average (docs/megalodon.md §2.3), as one differentiable op,
+// plus its one-token recurrent form for decoding. The math is in ops/cema.cpp and cuda/cema.h.
 //
 // Shapes (D channels, N modes per channel; the parameter shapes of the official state_dict):
 //   x [B, L, D] (token-major; f32, bf16 or f64), y like x
 //   alpha, delta [D, N, 1], theta [D, 1, 1], gamma [D, N, 2] (re, im), omega [D, 1]
 //   h_in, h_out [B, D, N, 2]: the complex state as (re, im) pairs
 // Parameters and states are f32 (f64 when x is f64): CEMA coefficients and states stay in full
-// precision even for bf16 activations (spec §2.10).
+// precision even for bf16 activations (docs/megalodon.md §2.10).
 #include "core/tensor.h"
 
 namespace mgl {
@@ -23,8 +23,9 @@ struct CemaOutput {
 CemaOutput cema(const Tensor& x, const Tensor& alpha, const Tensor& delta, const Tensor& theta, const Tensor& gamma,
                 const Tensor& omega, const Tensor& h_in, bool return_state);
 
-// The derived coefficients of spec §2.3.2, computed from the raw parameters (no autograd): each
-// call of cema() computes them afresh; decoding computes them once and reuses them every token.
+// The derived coefficients of docs/megalodon.md §2.3.2, computed from the raw parameters (no
+// autograd): each call of cema() computes them afresh; decoding computes them once and reuses them every
+// token.
 struct CemaCoefficients {
   Tensor p;      // [D, N] input weight α
   Tensor q;      // [D, N, 2] decay (1 − αδ)·e^{iφ}

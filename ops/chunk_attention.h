@@ -1,7 +1,7 @@
 #pragma once
-// MEGALODON's chunk-wise causal attention (spec §2.5.2 step 7, §2.5.4, §6.2): softmax attention
-// computed independently inside each chunk of c tokens (block-diagonal causal attention), as one
-// fused differentiable op.
+// MEGALODON's chunk-wise causal attention (docs/megalodon.md §2.5.2 step 7, §2.5.4, §6.2): softmax
+// attention computed independently inside each chunk of c tokens (block-diagonal causal attention), as
+// one fused differentiable op.
 #include <cstdint>
 
 #include "core/random.h"
@@ -9,7 +9,7 @@
 
 namespace mgl {
 
-// What attention dropout removes (spec §2.5.5, §2.8):
+// What attention dropout removes (docs/megalodon.md §2.5.5, §2.8):
 //   probabilities: inverted dropout after the softmax, P̃ = P ⊙ M / (1 - p) (the official unfused path);
 //   keys: DropKey (the official fused path): each logit is set to -inf with probability p before the
 //     softmax, no rescaling; the survivors' probabilities sum to 1, and a query whose every visible

@@ -1,5 +1,5 @@
 #pragma once
-// Rotary position embedding (RoPE) as MEGALODON applies it to queries and keys (spec §2.5.3):
+// Rotary position embedding (RoPE) as MEGALODON applies it to queries and keys (docs/megalodon.md §2.5.3):
 // interleaved pairs, positions that restart at 0 in every attention chunk.
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// timestep_norm: causal group normalisation with running statistics (MEGALODON §2.2).
+// timestep_norm: causal group normalisation with running statistics (docs/megalodon.md §2.2).
 //
 // Forward, per sequence b and group g of dg = D / G channels, from the incoming state (n, mu, v):
 //   step moments  m_t = mean_k x[t,k],   s_t = mean_k (x[t,k] - m_t)^2              (k in group g)

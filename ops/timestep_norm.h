@@ -1,5 +1,5 @@
 #pragma once
-// TimestepNorm (MEGALODON §2.2): a causal group norm whose statistics are the running mean and
+// TimestepNorm (docs/megalodon.md §2.2): a causal group norm whose statistics are the running mean and
 // variance of everything the sequence has shown so far, carried from call to call as a state.
 //
 // x is [B, L, D] with D split into G groups of dg = D / G contiguous channels. For each sequence b

@@ -2,7 +2,7 @@
 // parameter against finite differences (f64), processing a sequence in pieces with carried state =
 // processing it whole (outputs and gradients), token-by-token decoding across chunk boundaries =
 // the training forward, causality, DropKey attention dropout (reproducible; off in evaluation), the
-// initialisation of §2.9, bf16 mixed precision, and bad inputs.
+// initialisation of docs/megalodon.md §2.9, bf16 mixed precision, and bad inputs.
 #include <algorithm>
 #include <cmath>
 #include <map>

@@ -1,4 +1,4 @@
-// MEGALODON configuration: preset parameter counts equal the spec (§4.1), JSON round trip, overrides,
+// MEGALODON configuration: preset parameter counts equal docs/megalodon.md §4.1, JSON round trip, overrides,
 // and clear errors for bad configs.
 #include "core/error.h"
 #include "nn/megalodon_config.h"
@@ -8,7 +8,7 @@ using mgl::Error;
 using mgl::nn::MegalodonConfig;
 
 TEST_CASE("preset parameter counts equal the spec's table (vocab 32000)", "[nn][config]") {
-  // shared/MEGALODON.md §4.1
+  // docs/megalodon.md §4.1
   const std::pair<const char*, int64_t> expected[] = {{"mega200M", 220627968},       {"mega1.3B", 1342832640},
                                                       {"mega1.3B_pg19", 1327628288}, {"mega7.1B", 7117381632},
                                                       {"mega7.3B", 7385817088},      {"paper7b", 7385817088}};

@@ -1,6 +1,6 @@
 // CEMA (ops/cema.h) on the CPU: finite-difference gradients of every input (from y and from
-// h_out), the recurrence against the convolution form of spec §2.3.3 and against the one-token
-// step, a sequence split in two with carried state, causality, dtypes, and bad inputs.
+// h_out), the recurrence against the convolution form of docs/megalodon.md §2.3.3 and against
+// the one-token step, a sequence split in two with carried state, causality, dtypes, and bad inputs.
 #include <cmath>
 #include <complex>
 #include <string>
@@ -142,7 +142,7 @@ TEST_CASE("cema: the recurrence equals the convolution form and the one-token st
   const CemaOutput out = cema(in.x, in.alpha, in.delta, in.theta, in.gamma, in.omega, in.h_in, true);
   const CemaCoefficients c = cema_coefficients(in.alpha, in.delta, in.theta, in.gamma, in.omega);
 
-  // Spec §2.3.3 with std::complex and powers q^j = exp(j·log q):
+  // docs/megalodon.md §2.3.3 with std::complex and powers q^j = exp(j·log q):
   //   K_j = Re Σ_n p γ q^j,  bias_t = Re Σ_n γ q^{t+1} h_in,  y_t = Σ_{j<=t} K_j x_{t-j} + bias_t + omega x_t,
   //   h_out = p Σ_j q^{L-1-j} x_j + q^L h_in.
   using Z = std::complex<double>;

@@ -3,9 +3,10 @@
 Writes into --out-dir:
   config.json  the model config, every key of MegalodonConfig::to_json (what `debug_state --config` reads);
   W.h5         one float32 dataset per parameter, named by its official state_dict name, plus `input_ids`
-               and `targets` (int64, B × L). Parameters: §2.9 init, then N(0, 0.2²) added to everything
-               §2.9 initialises to a constant (norm scales/shifts, biases, q/k gamma/beta) and to the
-               imaginary part of CEMA gamma, so that every term and every gradient path is non-trivial;
+               and `targets` (int64, B × L). Parameters: docs/megalodon.md §2.9 init, then N(0, 0.2²)
+               added to everything §2.9 initialises to a constant (norm scales/shifts, biases, q/k
+               gamma/beta) and to the imaginary part of CEMA gamma, so that every term and every gradient
+               path is non-trivial;
   R.h5         the reference, computed by megalodon_ref.py in float64 from exactly the float32 values in W.h5:
                `logits` (B, L, vocab), `loss` (scalar, shape ()), `grads/<name>` for every parameter — the
                layout of the engine's S.h5, in float64. Attribute `parameter_names` keeps the order.

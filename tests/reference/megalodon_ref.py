@@ -1,9 +1,11 @@
-"""An independent PyTorch reference of the MEGALODON language model, written from shared/MEGALODON.md.
+"""An independent PyTorch reference of the MEGALODON language model, written from the MEGALODON
+specification, whose formulas and section numbers docs/megalodon.md restates: every §N.M below is a section
+of docs/megalodon.md.
 
 It is the agreement oracle for the C++ engine (in the spirit of llm.c's train_gpt2.py): plain PyTorch
 tensor arithmetic, no custom kernels, no torch.nn modules, every formula spelled out next to the section of
-the spec it comes from. Gradients are whatever torch.autograd derives from this forward, so the forward is
-the only thing that has to be right (test_reference_selfcheck.py checks it several independent ways).
+docs/megalodon.md it comes from. Gradients are whatever torch.autograd derives from this forward, so the
+forward is the only thing that has to be right (test_reference_selfcheck.py checks it several independent ways).
 
 The model is functional: parameters live in a dict keyed by the official state_dict names (the C++ engine
 uses the same names), `forward(params, cfg, input_ids)` returns logits, and the dtype of the parameters
@@ -59,8 +61,8 @@ def _preset(name, layers, d, h, z, v, f, swiglu, groups, **extra):
     return cfg
 
 
-# The presets of the C++ engine (official repo presets of spec §4.1, the paper's 7B of §4.2, and two small
-# ones). Vocabulary 32000 = the Llama-2 tokenizer.
+# The presets of the C++ engine (official repo presets of docs/megalodon.md §4.1, the paper's 7B of §4.2,
+# and two small ones). Vocabulary 32000 = the Llama-2 tokenizer.
 PRESETS = OrderedDict([
     ("mega200M", _preset("mega200M", 12, 1024, 1, 256, 2048, 2560, False, 32)),
     ("mega1.3B", _preset("mega1.3B", 24, 2048, 2, 512, 4096, 4864, False, 64)),
@@ -147,7 +149,7 @@ def config_to_json(cfg):
 
 
 # --------------------------------------------------------------------------------------------------------
-# Parameters: names, shapes, count, initialisation (spec §2.1–§2.7, §2.9)
+# Parameters: names, shapes, count, initialisation (docs/megalodon.md §2.1–§2.7, §2.9)
 # --------------------------------------------------------------------------------------------------------
 
 def parameter_shapes(cfg):
@@ -206,8 +208,8 @@ _LINEARS = ("wz", "wv", "wr", "wh1", "wh2", "fc1", "fc2", "fc3")
 
 
 def init_parameters(cfg, seed=0, dtype=torch.float64, device="cpu"):
-    """Fresh parameters per spec §2.9, drawn on the CPU in float64 from torch.Generator(seed), in the order of
-    parameter_shapes (so a seed always gives the same model), then cast to dtype/device."""
+    """Fresh parameters per docs/megalodon.md §2.9, drawn on the CPU in float64 from torch.Generator(seed), in the
+    order of parameter_shapes (so a seed always gives the same model), then cast to dtype/device."""
     gen = torch.Generator().manual_seed(seed)
     D = cfg["model_dim"]
 

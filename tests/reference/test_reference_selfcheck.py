@@ -7,7 +7,7 @@ Every check is in float64 on the CPU and compares two independent computations:
   (c) TimestepNorm == mean/variance of all scalars seen so far, computed from scratch (with a prior state);
   (d) a sequence processed in two pieces with carried state == the whole (TimestepNorm, CEMA, the model,
       including the gradients that flow back through the carried state);
-  (e) parameter counts of the presets == the spec's §4.1 table;
+  (e) parameter counts of the presets == the table of docs/megalodon.md §4.1;
   plus the initialisation of §2.9, RoPE and the chunked attention against direct formulations, causality.
 
 Usage: python3 tests/reference/test_reference_selfcheck.py [-v]   (or pytest on this file)
@@ -280,7 +280,7 @@ class SplitEqualsWhole(unittest.TestCase):
 
 
 class ParameterCounts(unittest.TestCase):
-    """(e) the spec's §4.1 table (vocabulary 32000), from shapes only."""
+    """(e) the table of docs/megalodon.md §4.1 (vocabulary 32000), from shapes only."""
 
     def test_presets(self):
         expected = {"mega200M": 220627968, "mega1.3B": 1342832640, "mega1.3B_pg19": 1327628288,
