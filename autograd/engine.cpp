@@ -84,7 +84,7 @@ std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, 
     Tensor& current = s.grads.at(slot);
     current = current.defined() ? sum_gradients(current, grad) : grad;
   };
-  for (auto& [edge, seed] : seeds) deliver(edge.node.get(), edge.input_nr, seed);
+  for (auto& [edge, seed] : seeds) deliver(edge.node.get(), edge.output_nr, seed);
 
   // 3. Run nodes whose dependencies are all satisfied.
   std::deque<Node*> ready;
@@ -129,7 +129,7 @@ std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, 
     for (size_t i = 0; i < node->next_edges.size() && i < outgoing.size(); ++i) {
       const Edge& next = node->next_edges[i];
       if (!next.node) continue;
-      if (outgoing[i].defined()) deliver(next.node.get(), next.input_nr, outgoing[i]);
+      if (outgoing[i].defined()) deliver(next.node.get(), next.output_nr, outgoing[i]);
       if (--state[next.node.get()].dependencies == 0) ready.push_back(next.node.get());
     }
   }

@@ -117,7 +117,7 @@ bool record_source(const std::string& name, const std::vector<Tensor>& outputs, 
 void register_hook(const Tensor& t, GradHook hook) {
   MGL_CHECK(t.requires_grad(), "register_hook: ", t.describe(), " does not require grad");
   Edge edge = gradient_edge(t);
-  edge.node->grad_hooks.emplace_back(edge.input_nr, std::move(hook));
+  edge.node->grad_hooks.emplace_back(edge.output_nr, std::move(hook));
 }
 
 }  // namespace mgl::autograd

@@ -19,11 +19,12 @@ namespace mgl::autograd {
 
 class Node;
 
-// Where a gradient flows: input slot `input_nr` of `node` (input_nr indexes the node's outputs,
-// i.e. which of its grad_outputs this gradient is).
+// Where a gradient flows: to output `output_nr` of `node`, i.e. it arrives as
+// node->apply()'s grad_outputs[output_nr] (the same number as TensorImpl::output_nr of the tensor
+// this edge leads back to).
 struct Edge {
   std::shared_ptr<Node> node;
-  int input_nr = 0;
+  int output_nr = 0;
 };
 
 // A hook sees the gradient of one tensor when it is final and may return a replacement

@@ -153,16 +153,31 @@ Dst convert(Src v) {
   else return static_cast<Dst>(v);
 }
 
-void cpu_copy(const Tensor& dst, const Tensor& src) {
+// The CPU loop shared by copy_ and add_: walks two same-shaped CPU tensors element by element
+// (any strides, any dtypes, dispatched once) and calls op(d, s) with a reference to each element
+// of `dst` and the value of the element of `src` at the same index, each in its stored type.
+template <class Op>
+void cpu_zip(const Tensor& dst, const Tensor& src, Op op) {
   dispatch_all(dst.dtype(), [&](auto dst_tag) {
     dispatch_all(src.dtype(), [&](auto src_tag) {
       using Dst = decltype(dst_tag);
       using Src = decltype(src_tag);
       Dst* d = static_cast<Dst*>(dst.raw_data());
       const Src* s = static_cast<const Src*>(src.raw_data());
-      for_each_offset<2>(dst.shape(), {dst.strides(), src.strides()},
-                         [&](const auto& o) { d[o[0]] = convert<Dst>(s[o[1]]); });
+      for_each_offset<2>(dst.shape(), {dst.strides(), src.strides()}, [&](const auto& o) { op(d[o[0]], s[o[1]]); });
     });
+  });
+}
+
+// dst = src, converted to dst's dtype.
+void cpu_copy(const Tensor& dst, const Tensor& src) {
+  cpu_zip(dst, src, [](auto& d, auto s) { d = convert<std::remove_reference_t<decltype(d)>>(s); });
+}
+
+// dst += src, summed in double and rounded once to dst's dtype.
+void cpu_add(const Tensor& dst, const Tensor& src) {
+  cpu_zip(dst, src, [](auto& d, auto s) {
+    d = convert<std::remove_reference_t<decltype(d)>>(convert<double>(d) + convert<double>(s));
   });
 }
 
@@ -241,20 +256,7 @@ void add_(const Tensor& dst, const Tensor& src) {
   MGL_CHECK(dst.shape() == src.shape() && dst.device() == src.device(), "add_: destination ", dst.describe(),
             " and source ", src.describe(), " differ in shape or device");
   if (dst.numel() == 0) return;
-  if (dst.is_cpu()) {
-    dispatch_all(dst.dtype(), [&](auto dst_tag) {
-      dispatch_all(src.dtype(), [&](auto src_tag) {
-        using Dst = decltype(dst_tag);
-        using Src = decltype(src_tag);
-        Dst* d = static_cast<Dst*>(dst.raw_data());
-        const Src* s = static_cast<const Src*>(src.raw_data());
-        for_each_offset<2>(dst.shape(), {dst.strides(), src.strides()}, [&](const auto& o) {
-          d[o[0]] = convert<Dst>(convert<double>(d[o[0]]) + convert<double>(s[o[1]]));
-        });
-      });
-    });
-    return;
-  }
+  if (dst.is_cpu()) return cpu_add(dst, src);
   DeviceGuard guard(dst.device());
   MGL_ON_CUDA(cuda::accumulate(dst.raw_data(), dst.dtype(), layout_of(dst), src.raw_data(), src.dtype(),
                                layout_of(src), dst.numel(), compute_stream(dst.device())));

@@ -9,7 +9,7 @@
 // without a copy. A batch stride of 0 shares one matrix across the whole batch.
 //
 // Plain C++: ops/ builds a Gemm from tensors, and the same description drives the CPU GEMM
-// (ops/cpu_gemm.h) and the cuBLAS call below.
+// (ops/detail/cpu_gemm.h) and the cuBLAS call below.
 #include <cstdint>
 
 #include "cuda/layout.h"

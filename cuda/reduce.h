@@ -1,5 +1,5 @@
 #pragma once
-// Reductions of contiguous inputs, in the two memory patterns ops/reduce.cpp brings every
+// Reductions of contiguous inputs, in the two memory patterns ops/detail/reduce.cpp brings every
 // reduction over arbitrary dims to:
 //   rows:    out[r] = reduce(in[r, 0..cols))                    the reduced dims are innermost;
 //   columns: out[o, k] = reduce(in[o, 0..reduced, k])           the reduced dims are leading or in

@@ -83,6 +83,24 @@ class Module {
   bool training_ = true;
 };
 
+// Puts a module (and its submodules) in eval mode for the guard's lifetime and puts back the mode
+// it had before (train or eval) when the scope ends, also when an exception leaves it:
+//
+//   { EvalModeGuard eval(model); ...score the validation split... }  // training again here
+//
+// The restored mode is the module's own is_training(), applied to the whole tree by train(bool).
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(Module& module) : module_(module), was_training_(module.is_training()) { module_.eval(); }
+  ~EvalModeGuard() { module_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  Module& module_;
+  bool was_training_;
+};
+
 // An ordered list of submodules named "0", "1", ... (the "layers" of "layers.0.fc1.weight").
 template <class M>
 class ModuleList : public Module {

@@ -1,7 +1,7 @@
 // add: out = a + b (broadcasting).   Backward: da = sum_to_shape(dout), db = sum_to_shape(dout).
 // add (scalar): out = a + s.         Backward: da = dout.
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

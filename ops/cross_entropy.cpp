@@ -13,9 +13,9 @@
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/cross_entropy.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
+#include "ops/detail/softmax.h"
 #include "ops/ops.h"
-#include "ops/softmax.h"
 
 namespace mgl {
 

@@ -1,7 +1,7 @@
 // div: out = a / b (broadcasting).
 // Backward: da = sum_to_shape(dout / b), db = sum_to_shape(-dout * out / b)   (d(a/b)/db = -a/b^2).
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -9,7 +9,7 @@
 #include "core/philox.h"
 #include "core/strided.h"
 #include "cuda/dropout.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -13,7 +13,7 @@
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/embedding.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

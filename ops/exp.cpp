@@ -1,6 +1,6 @@
 // exp: y = e^x.
 // Backward: dx = dy * y.
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -1,6 +1,6 @@
 // gelu: y = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)).
 // Backward: dx = dy * (Phi(x) + x * phi(x)), phi the normal density.
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

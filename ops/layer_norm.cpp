@@ -8,8 +8,8 @@
 //
 // One fused node. The statistics of each row (mean, rstd) are kept in f32 (f64 for f64 tensors)
 // and saved for the backward, which recomputes xhat from them. This file also holds the computation shared with rms_norm
-// (ops/layer_norm.h): the CPU reference loops below and the dispatch to cuda/layer_norm.
-#include "ops/layer_norm.h"
+// (ops/detail/layer_norm.h): the CPU reference loops below and the dispatch to cuda/layer_norm.
+#include "ops/detail/layer_norm.h"
 
 #include <cmath>
 #include <utility>
@@ -19,7 +19,7 @@
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/layer_norm.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

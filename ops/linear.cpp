@@ -6,8 +6,8 @@
 // materialised) and accumulates onto the broadcast bias; the backward's transposes are views too.
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
-#include "ops/elementwise.h"
-#include "ops/gemm.h"
+#include "ops/detail/elementwise.h"
+#include "ops/detail/gemm.h"
 #include "ops/ops.h"
 
 namespace mgl {

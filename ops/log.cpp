@@ -1,6 +1,6 @@
 // log: y = ln x.
 // Backward: dx = dy / x.
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -3,8 +3,8 @@
 // negative outputs, which softmax would round to 0.
 // Backward: dy/dx = I - 1 softmax(x)^T, so dx = dy - exp(y) * sum_j dy_j.
 // The fused node (shared with softmax) is in ops/softmax.cpp.
+#include "ops/detail/softmax.h"
 #include "ops/ops.h"
-#include "ops/softmax.h"
 
 namespace mgl {
 

@@ -1,7 +1,7 @@
 // masked_fill: y = mask ? value : x elementwise, x and the mask (any dtype, non-zero meaning true)
 // broadcast together. It is where(mask, value, x) with the value as a 0-dim tensor of x's dtype.
 // Backward: dx = sum_to_shape(mask ? 0 : dy, x.shape) (the where node's gradient of its b operand).
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -6,7 +6,7 @@
 // Transposed views (transpose(x, -1, -2)) are read in place by the GEMM; the backward's b^T and a^T
 // are such views too.
 #include "autograd/node.h"
-#include "ops/gemm.h"
+#include "ops/detail/gemm.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -4,9 +4,9 @@
 //   dx = dy * [x == y] / #{x == y}   (y, dy and the tie count broadcast back over the reduced dims).
 // A NaN maximum matches no element, so its gradient is NaN (0/0), as in PyTorch.
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
+#include "ops/detail/reduce.h"
 #include "ops/ops.h"
-#include "ops/reduce.h"
 
 namespace mgl {
 

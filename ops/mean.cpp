@@ -1,8 +1,8 @@
 // mean over dims: y = (1/n) sum_{reduced dims} x, n = the number of elements folded into each y
 // (NaN when n = 0).   Backward: dx = dy / n, broadcast back over the reduced dims.
 #include "autograd/node.h"
+#include "ops/detail/reduce.h"
 #include "ops/ops.h"
-#include "ops/reduce.h"
 
 namespace mgl {
 

@@ -1,7 +1,7 @@
 // mul: out = a * b (broadcasting).   Backward: da = sum_to_shape(dout * b), db = sum_to_shape(dout * a).
 // mul (scalar): out = a * s.         Backward: da = dout * s.
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -1,6 +1,6 @@
 // neg: y = -x.
 // Backward: dx = -dy.
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -1,12 +1,24 @@
 #pragma once
-// The differentiable op API: free functions on Tensors, one file per op in ops/ (each file has the
-// forward, the backward and the math). Ops check their inputs and throw mgl::Error naming the op,
-// the shapes, dtypes and devices; inputs of one op must share a device and (floating) dtype.
+// The differentiable op API, and its index: free functions on Tensors, one file per op in ops/ (each
+// file has the forward, the backward and the math). Ops check their inputs and throw mgl::Error naming
+// the op, the shapes, dtypes and devices; inputs of one op must share a device and (floating) dtype.
+//
+// The general-purpose ops are declared below, each defined in ops/<name>.cpp unless its section says
+// otherwise. The fused MEGALODON ops (one autograd node each, with a hand-derived backward and a CUDA
+// kernel of the same name in cuda/) each have their own header in ops/ (most bring structs: options,
+// outputs, a carried state), included here. ops/detail/ holds the machinery several op files share;
+// it is not API.
 #include <cstdint>
 #include <vector>
 
 #include "core/random.h"
 #include "core/tensor.h"
+
+// ---- fused MEGALODON ops (docs/megalodon.md), one header and one .cpp each in ops/ ----------------
+#include "ops/cema.h"             // cema, cema_coefficients, cema_step: the complex EMA (ops/cema.cpp)
+#include "ops/chunk_attention.h"  // chunk_attention, chunk_attention_cached (ops/chunk_attention.cpp)
+#include "ops/rope.h"             // rope: rotary embedding restarting in every chunk (ops/rope.cpp)
+#include "ops/timestep_norm.h"    // timestep_norm and its carried state (ops/timestep_norm.cpp)
 
 namespace mgl {
 
@@ -20,7 +32,7 @@ Tensor add(const Tensor& a, double b);
 Tensor mul(const Tensor& a, double b);
 Tensor pow(const Tensor& a, double exponent);
 
-// ---- elementwise, unary (one file each) ---------------------------------------------------------
+// ---- elementwise, unary (one file each); shared code in ops/detail/elementwise.cpp ----------------
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
@@ -43,16 +55,16 @@ inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
 inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
 inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 
-// ---- reductions over any set of dims (empty dims = all dims) --------------------------------------
+// ---- reductions over any set of dims (empty dims = all dims); shared code in ops/detail/reduce.cpp
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Maximum over dims; the gradient is shared equally among tied maxima (like torch.amax).
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Sums `grad` over the dims that broadcasting expanded, giving a tensor of `shape` (the backward
-// of every broadcasting op).
+// of every broadcasting op). In ops/sum.cpp.
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape);
 
-// ---- views and layout (no copy unless stated) ------------------------------------------------------
+// ---- views and layout (no copy unless stated); transpose is in permute.cpp, (un)squeeze in reshape.cpp
 Tensor reshape(const Tensor& x, const Shape& shape);  // one dim may be -1; copies if not viewable
 Tensor permute(const Tensor& x, const std::vector<int64_t>& order);
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
@@ -74,14 +86,14 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 
-// ---- linear algebra ------------------------------------------------------------------------------------
+// ---- linear algebra; the shared tensor side of every GEMM is ops/detail/gemm.cpp ---------------------
 // a [..., m, k] @ b [..., k, n] with batch dims broadcast (b may be 2-D). cuBLAS on CUDA (f32
 // accumulation for f32 and bf16 inputs); OpenBLAS or a blocked kernel on the CPU.
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x [..., in] -> x @ weight^T + bias, weight [out, in], bias [out] or undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
-// ---- normalisation and softmax (over the last dim) -------------------------------------------------
+// ---- normalisation and softmax (over the last dim); shared nodes in ops/detail/{layer_norm,softmax}.h
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // (x - mean) / sqrt(var + eps) * weight + bias; weight/bias [last dim] or undefined.
@@ -99,7 +111,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // from the Philox (seed, offset) pair drawn from `gen`, in backward too, so it is never stored.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
 
-// ---- factories -----------------------------------------------------------------------------------------
+// ---- factories (ops/factory.cpp) ---------------------------------------------------------------------
 Tensor zeros_like(const Tensor& x);
 Tensor ones_like(const Tensor& x);
 Tensor full_like(const Tensor& x, double value);

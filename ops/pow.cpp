@@ -1,7 +1,7 @@
 // pow: out = a ^ b (broadcasting).  Backward: da = dout * b * a^(b-1),  db = dout * out * log(a).
 // pow (scalar): out = a ^ p.        Backward: da = dout * p * a^(p-1).
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

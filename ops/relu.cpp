@@ -1,6 +1,6 @@
 // relu: y = max(x, 0).
 // Backward: dx = dy * [x > 0].
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

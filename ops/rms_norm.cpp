@@ -3,9 +3,9 @@
 // Backward, with g = dy * w (w = 1 when absent):
 //   dx = rstd * (g - xhat * mean(g * xhat)),  dw = sum over rows of dy * xhat.
 // It is layer_norm without centring (the mean taken as 0) and without a bias, computed by the same
-// fused code (ops/layer_norm.h). MEGALODON's "plus one" scale (w + 1, w initialised to 0) belongs to
+// fused code (ops/detail/layer_norm.h). MEGALODON's "plus one" scale (w + 1, w initialised to 0) belongs to
 // the module, which passes w + 1 here.
-#include "ops/layer_norm.h"
+#include "ops/detail/layer_norm.h"
 #include "ops/ops.h"
 
 namespace mgl {

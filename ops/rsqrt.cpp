@@ -1,6 +1,6 @@
 // rsqrt: y = 1 / sqrt(x).
 // Backward: dx = -dy * y^3 / 2.
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -1,6 +1,6 @@
 // sigmoid: y = 1 / (1 + e^-x).
 // Backward: dx = dy * y * (1 - y).
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -1,6 +1,6 @@
 // silu: y = x * s, s = sigmoid(x).
 // Backward: dx = dy * s * (1 + x * (1 - s)).
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -6,13 +6,13 @@
 // contiguous (a copy only when dim is not already the innermost contiguous dim), the rows are
 // computed by the CPU loop or the CUDA kernel, and the result is permuted back as a view.
 #include <cmath>
-#include "ops/softmax.h"
+#include "ops/detail/softmax.h"
 
 #include "autograd/node.h"
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/softmax.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

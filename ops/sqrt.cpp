@@ -1,6 +1,6 @@
 // sqrt: y = sqrt(x).
 // Backward: dx = dy / (2 y).
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

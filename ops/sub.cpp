@@ -1,6 +1,6 @@
 // sub: out = a - b (broadcasting).   Backward: da = sum_to_shape(dout), db = -sum_to_shape(dout).
 #include "autograd/node.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -2,8 +2,8 @@
 // sum_to_shape(g, s): sums g over the dims that broadcasting expanded from shape s (the backward of
 // every broadcasting op); its own backward is an expand.
 #include "autograd/node.h"
+#include "ops/detail/reduce.h"
 #include "ops/ops.h"
-#include "ops/reduce.h"
 
 namespace mgl {
 

@@ -1,6 +1,6 @@
 // tanh: y = tanh(x).
 // Backward: dx = dy * (1 - y^2).
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl {

@@ -336,7 +336,7 @@ double Trainer::train_step() {
 ValidationResult Trainer::validate() {
   const TrainSettings& t = options_.config.train;
   NoGradGuard no_grad;
-  model_->eval();
+  nn::EvalModeGuard eval_mode(*model_);
   // Fixed windows from the start of the validation split: window k is tokens [k L, k L + L].
   const int64_t L = t.seq_len;
   const int64_t available = (static_cast<int64_t>(val_tokens_.size()) - 1) / L;
@@ -361,7 +361,6 @@ ValidationResult Trainer::validate() {
     nll_sum += loss * static_cast<double>(rows * L);
   }
   nll_sum = sum_over_data_ranks(nll_sum);
-  model_->train();
   ValidationResult r;
   r.tokens = windows * L;
   r.loss = nll_sum / static_cast<double>(r.tokens);
@@ -383,15 +382,16 @@ std::vector<LongContextPoint> Trainer::evaluate_long_context() {
   ScoringOptions scoring;
   scoring.buckets = "linear";
   scoring.bucket_width = target;
-  model_->eval();
   std::vector<LongContextPoint> curve;
-  for (int64_t context = 2 * target; context <= stream; context *= 2) {
-    const std::vector<int32_t> tokens(val_tokens_.begin() + (stream - context), val_tokens_.begin() + stream);
-    const ScoringResult result = score_tokens(*model_, tokens, scoring);
-    const PositionBucket& last = result.curve.back();
-    curve.push_back({context, last.tokens, last.mean_nll()});
+  {
+    nn::EvalModeGuard eval_mode(*model_);
+    for (int64_t context = 2 * target; context <= stream; context *= 2) {
+      const std::vector<int32_t> tokens(val_tokens_.begin() + (stream - context), val_tokens_.begin() + stream);
+      const ScoringResult result = score_tokens(*model_, tokens, scoring);
+      const PositionBucket& last = result.curve.back();
+      curve.push_back({context, last.tokens, last.mean_nll()});
+    }
   }
-  model_->train();
 
   std::string table = "context\ttarget_tokens\tmean_nll\tperplexity\n";
   log("long-context evaluation (" + options_.config.model.timestep_norm_mode + " TimestepNorm): the last " +

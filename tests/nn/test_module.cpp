@@ -1,5 +1,5 @@
 // nn/ Module: parameter and submodule registration, state_dict names, tied weights, zero_grad,
-// train/eval, moving to a device in place, sharding metadata, and bad registrations.
+// train/eval (and EvalModeGuard), moving to a device in place, sharding metadata, and bad registrations.
 #include "autograd/engine.h"
 #include "nn/module.h"
 #include "ops/ops.h"
@@ -144,6 +144,36 @@ TEST_CASE("train and eval reach every submodule", "[nn][module]") {
   CHECK_FALSE((*model.layers)[1].fc1->is_training());
   model.train();
   CHECK((*model.layers)[1].fc1->is_training());
+}
+
+TEST_CASE("EvalModeGuard: eval inside the scope, the previous mode after it", "[nn][module]") {
+  Model model(2);
+  SECTION("training comes back when the scope ends") {
+    {
+      EvalModeGuard eval(model);
+      CHECK_FALSE(model.is_training());
+      CHECK_FALSE((*model.layers)[1].fc2->is_training());
+    }
+    CHECK(model.is_training());
+    CHECK((*model.layers)[1].fc2->is_training());
+  }
+  SECTION("training comes back when an exception leaves the scope") {
+    struct Thrown {};
+    CHECK_THROWS_AS(([&] {
+                      EvalModeGuard eval(model);
+                      CHECK_FALSE(model.is_training());
+                      throw Thrown{};
+                    }()),
+                    Thrown);
+    CHECK(model.is_training());
+    CHECK((*model.layers)[0].fc1->is_training());
+  }
+  SECTION("a module already in eval mode stays in eval mode") {
+    model.eval();
+    { EvalModeGuard eval(model); }
+    CHECK_FALSE(model.is_training());
+    CHECK_FALSE((*model.layers)[0].fc1->is_training());
+  }
 }
 
 TEST_CASE("to(device) to the device the parameters are on changes nothing", "[nn][module]") {

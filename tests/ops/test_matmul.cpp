@@ -3,7 +3,7 @@
 // blocked kernel against the same oracle, and bad inputs.
 #include <cmath>
 
-#include "ops/cpu_gemm.h"
+#include "ops/detail/cpu_gemm.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 

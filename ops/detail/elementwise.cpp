@@ -1,4 +1,4 @@
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 
 #include "core/cuda_context.h"
 #include "core/strided.h"

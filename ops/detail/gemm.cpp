@@ -1,4 +1,4 @@
-#include "ops/gemm.h"
+#include "ops/detail/gemm.h"
 
 #include <algorithm>
 #include <optional>
@@ -6,8 +6,8 @@
 
 #include "core/cuda_context.h"
 #include "cuda/matmul.h"
-#include "ops/cpu_gemm.h"
-#include "ops/elementwise.h"
+#include "ops/detail/cpu_gemm.h"
+#include "ops/detail/elementwise.h"
 
 namespace mgl::detail {
 

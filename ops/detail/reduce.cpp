@@ -1,11 +1,11 @@
-#include "ops/reduce.h"
+#include "ops/detail/reduce.h"
 
 #include <cmath>
 #include <optional>
 
 #include "core/cuda_context.h"
 #include "core/strided.h"
-#include "ops/elementwise.h"
+#include "ops/detail/elementwise.h"
 #include "ops/ops.h"
 
 namespace mgl::detail {

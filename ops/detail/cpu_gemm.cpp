@@ -1,4 +1,4 @@
-#include "ops/cpu_gemm.h"
+#include "ops/detail/cpu_gemm.h"
 
 #include <algorithm>
 #include <limits>

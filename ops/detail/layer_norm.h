@@ -1,6 +1,7 @@
 #pragma once
 // The machinery shared by layer_norm and rms_norm: RMSNorm is LayerNorm without centring (the mean
 // taken as 0) and without a bias, so both ops are one fused computation with a `center` switch.
+// Defined in ops/layer_norm.cpp.
 #include "core/tensor.h"
 
 namespace mgl::detail {
