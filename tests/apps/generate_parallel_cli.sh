@@ -10,16 +10,9 @@
 set -uo pipefail
 generate="$(realpath "${1:?usage: generate_parallel_cli.sh path/to/generate path/to/train}")"
 train="$(realpath "${2:?usage: generate_parallel_cli.sh path/to/generate path/to/train}")"
-command -v mpirun >/dev/null || { echo "FAIL: mpirun is missing (openmpi-bin; tools/install_deps.sh installs it)"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 is missing"; exit 1; }
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# A job that runs past this is hung (a healthy one here takes a second or two, even oversubscribed).
-mpi=(timeout -k 10 240 mpirun --oversubscribe)
+# shellcheck source=tests/apps/mpi_cli_setup.sh
+source "$(dirname "$(realpath "$0")")/mpi_cli_setup.sh"
 start=$SECONDS
 
 # job_timed_out "what" status: true (and a failure) when timeout ended the job, i.e. it hung.

@@ -7,15 +7,8 @@
 # Every mpirun runs under `timeout`, so that a hang fails the test instead of blocking CI.
 set -uo pipefail
 train="$(realpath "${1:?usage: train_parallel_cli.sh path/to/train}")"
-command -v mpirun >/dev/null || { echo "FAIL: mpirun is missing (openmpi-bin; tools/install_deps.sh installs it)"; exit 1; }
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# A job that runs past this is hung (a healthy one here takes seconds, even oversubscribed on two cores).
-mpi=(timeout -k 10 240 mpirun --oversubscribe)
+# shellcheck source=tests/apps/mpi_cli_setup.sh
+source "$(dirname "$(realpath "$0")")/mpi_cli_setup.sh"
 
 # job_timed_out "what" status: true (and a failure) when timeout ended the job, i.e. it hung.
 job_timed_out() {
