@@ -15,12 +15,6 @@ command -v python3 >/dev/null || { echo "FAIL: python3 is missing"; exit 1; }
 source "$(dirname "$(realpath "$0")")/mpi_cli_setup.sh"
 start=$SECONDS
 
-# job_timed_out "what" status: true (and a failure) when timeout ended the job, i.e. it hung.
-job_timed_out() {
-  if [ "$2" -eq 124 ] || [ "$2" -eq 137 ]; then fail "$1: the job did not end (killed by timeout)"; return 0; fi
-  return 1
-}
-
 # run_ok "what" out err command...: runs it; false (and a failure showing stderr's tail) unless it exits 0.
 run_ok() {
   local what="$1" out="$2" err="$3"
@@ -31,16 +25,6 @@ run_ok() {
   [ "$status" -eq 0 ] && return 0
   fail "$what: exit status $status: $(tail -3 "$err")"
   return 1
-}
-
-# no_rank_left "what" pattern: no process whose command line holds the pattern outlives its job (a few
-# seconds of grace for mpirun's clean-up).
-no_rank_left() {
-  for _ in $(seq 1 100); do
-    pgrep -f -- "$2" >/dev/null || return 0
-    sleep 0.1
-  done
-  fail "$1: processes outlived the job: $(pgrep -af -- "$2")"
 }
 
 # The JSON comparisons (python3): floats within 1e-5 relative, everything else (keys and their order

@@ -10,12 +10,6 @@ train="$(realpath "${1:?usage: train_parallel_cli.sh path/to/train}")"
 # shellcheck source=tests/apps/mpi_cli_setup.sh
 source "$(dirname "$(realpath "$0")")/mpi_cli_setup.sh"
 
-# job_timed_out "what" status: true (and a failure) when timeout ended the job, i.e. it hung.
-job_timed_out() {
-  if [ "$2" -eq 124 ] || [ "$2" -eq 137 ]; then fail "$1: the job did not end (killed by timeout)"; return 0; fi
-  return 1
-}
-
 # expect_job_error "what" "message part" command...: a non-zero exit, the message part on stderr, and
 # one "train: error:" line, from rank 0 (no "(this rank)" line from another rank).
 expect_job_error() {
@@ -30,16 +24,6 @@ expect_job_error() {
   errors=$(grep -c "train: error:" "$work/err.txt")
   [ "$errors" -eq 1 ] || { fail "$what: $errors 'train: error:' lines on stderr, expected 1:"; cat "$work/err.txt"; }
   if grep -q "(this rank)" "$work/err.txt"; then fail "$what: a rank other than 0 reported the error:"; cat "$work/err.txt"; fi
-}
-
-# no_rank_left "what" pattern: no process whose command line holds the pattern outlives its job (a few
-# seconds of grace for mpirun's clean-up).
-no_rank_left() {
-  for _ in $(seq 1 100); do
-    pgrep -f -- "$2" >/dev/null || return 0
-    sleep 0.1
-  done
-  fail "$1: processes outlived the job: $(pgrep -af -- "$2")"
 }
 
 # why file: the error lines of a job's stderr, or its tail when it has none.
