@@ -293,7 +293,7 @@ void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, co
     rank_of = assign_by_cost(lengths, world.size());
   }
   const bool terminal = isatty(STDERR_FILENO) && parallel.is_logging_rank() && texts.size() == 1;
-  std::vector<std::string> mine;  // "index\tJSON" of the results this rank reports
+  std::vector<std::pair<int64_t, std::string>> mine;  // (file index, JSON) of the results this rank reports
   for (size_t f = 0; f < texts.size(); ++f) {
     if (rank_of[f] != world.rank()) continue;
     ScoringOptions options = scoring_options(streaming, tokenizer, texts[f], tokens[f], s);
@@ -309,18 +309,16 @@ void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, co
     if (terminal) std::fprintf(stderr, "\n");
     if (!whole_files && world.rank() != 0) continue;  // the split result is the same on every rank
     if (texts.size() == 1) {
-      mine.push_back("0\t" + scoring_json(result));
+      mine.emplace_back(0, scoring_json(result));
       if (s.score_curve) write_scoring_curve(result, *s.score_curve);
     } else {
       nlohmann::ordered_json line = {{"file", s.score[f]}};
       const nlohmann::ordered_json fields = nlohmann::ordered_json::parse(scoring_json(result));
       for (const auto& [key, value] : fields.items()) line[key] = value;
-      mine.push_back(std::to_string(f) + "\t" + line.dump() + "\n");
+      mine.emplace_back(static_cast<int64_t>(f), line.dump() + "\n");
     }
   }
-  std::vector<std::string> all = gather_strings(mine, world);
-  std::sort(all.begin(), all.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
-  for (const std::string& r : all) std::printf("%s", r.substr(r.find('\t') + 1).c_str());
+  std::printf("%s", gather_in_order(mine, world).c_str());
 }
 
 // --prompts-file: a batch per prompt length, in the order lengths first appear; prompt i samples with
@@ -342,7 +340,7 @@ void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& st
   for (int64_t length : length_order)
     costs.push_back(static_cast<int64_t>(by_length[length].size()) * (length + s.max_new_tokens));
   const std::vector<int> rank_of = assign_by_cost(costs, parallel.world_size());
-  std::vector<std::string> mine;  // "index\tJSON line"
+  std::vector<std::pair<int64_t, std::string>> mine;  // (prompt index, JSON line)
   for (size_t k = 0; k < length_order.size(); ++k) {
     if (rank_of[k] != parallel.world_rank()) continue;
     const std::vector<size_t>& group = by_length[length_order[k]];
@@ -370,16 +368,13 @@ void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& st
       }
       const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       if (streamed) std::printf("%s", text.c_str());
-      else mine.push_back(std::to_string(group[j]) + "\t" + text);
+      else mine.emplace_back(static_cast<int64_t>(group[j]), text);
     }
     std::fflush(stdout);
   }
   if (streamed) return;
-  std::vector<std::string> all = gather_strings(mine, parallel.world());
+  const std::string lines = gather_in_order(mine, parallel.world());
   if (!parallel.is_logging_rank()) return;
-  std::sort(all.begin(), all.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
-  std::string lines;
-  for (const std::string& r : all) lines += r.substr(r.find('\t') + 1);
   if (s.output) write_file_atomically(*s.output, lines);
   else std::printf("%s", lines.c_str());
 }

@@ -77,8 +77,7 @@ Tensor own_piece(const Tensor& x, const ProcessGroup& g, int64_t dim) {
 
 Tensor copy_to_group(const Tensor& x, const ProcessGroup& g) {
   checked_dim(x, 0, "copy_to_group");
-  Tensor y = x.detach();
-  y = y.as_strided(x.shape(), x.strides(), x.offset());  // a new handle: the node's output
+  const Tensor y = x.detach();  // a new handle on the same data: the node's output
   autograd::record("copy_to_group", {x}, {y}, [&g](const std::vector<Tensor>& grads) {
     return std::vector<Tensor>{all_reduce_copy(grads[0], g)};
   });
@@ -147,8 +146,7 @@ void send_values(const Tensor& state, const ProcessGroup& g, int peer, int tag, 
 
 Tensor receive_gradient(const Tensor& carrier, const Tensor& state, const ProcessGroup& g, int peer, int tag) {
   checked_dim(state, 0, "send_state");
-  Tensor y = carrier.detach();
-  y = y.as_strided(carrier.shape(), carrier.strides(), carrier.offset());
+  const Tensor y = carrier.detach();  // a new handle on the same data: the node's output
   const Shape shape = state.shape();
   const DType dtype = state.dtype();
   const Device device = state.device();

@@ -104,50 +104,46 @@ void MpiCommunicator::require_cpu(const char* op, const Tensor& t) const {
             " (CUDA tensors go through NCCL or the staged MPI backend)");
 }
 
-#define MGL_MPI_WORK(what, call, extra)                                                                       \
-  [&] {                                                                                                      \
-    MPI_Request request = MPI_REQUEST_NULL;                                                                  \
-    MGL_MPI_CHECK(call);                                                                                     \
-    return std::make_unique<MpiWork>(name() + " " + (what), monitor_, request, std::move((extra).keep),      \
-                                     std::move((extra).finish));                                             \
-  }()
+// The Work of a non-blocking MPI call that returned `status` with `request`.
+WorkHandle MpiCommunicator::started(const std::string& what, int status, void* request, HostOp extra) const {
+  MGL_CHECK(status == MPI_SUCCESS, "MPI error in ", name(), " ", what, ": ", mpi_error_string(status));
+  return std::make_unique<MpiWork>(name() + " " + what, monitor_, *static_cast<MPI_Request*>(request),
+                                   std::move(extra.keep), std::move(extra.finish));
+}
 
 WorkHandle MpiCommunicator::host_all_reduce(void* data, int64_t count, DType dtype, ReduceOp op, HostOp extra) {
-  return MGL_MPI_WORK("all_reduce", MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count, "all_reduce"),
-                                                   mpi_type(dtype), mpi_op(op, dtype), as_comm(comm_), &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count, "all_reduce"), mpi_type(dtype),
+                                    mpi_op(op, dtype), as_comm(comm_), &r);
+  return started("all_reduce", status, &r, std::move(extra));
 }
 WorkHandle MpiCommunicator::host_all_gather(const void* in, void* out, int64_t count, DType dtype, HostOp extra) {
   const int n = checked_count(count, "all_gather");
-  return MGL_MPI_WORK("all_gather",
-                      MPI_Iallgather(in, n, mpi_type(dtype), out, n, mpi_type(dtype), as_comm(comm_), &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Iallgather(in, n, mpi_type(dtype), out, n, mpi_type(dtype), as_comm(comm_), &r);
+  return started("all_gather", status, &r, std::move(extra));
 }
 WorkHandle MpiCommunicator::host_reduce_scatter(const void* in, void* out, int64_t count, DType dtype, HostOp extra) {
-  return MGL_MPI_WORK("reduce_scatter",
-                      MPI_Ireduce_scatter_block(in, out, checked_count(count, "reduce_scatter"), mpi_type(dtype),
-                                                mpi_op(ReduceOp::sum, dtype), as_comm(comm_), &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Ireduce_scatter_block(in, out, checked_count(count, "reduce_scatter"), mpi_type(dtype),
+                                               mpi_op(ReduceOp::sum, dtype), as_comm(comm_), &r);
+  return started("reduce_scatter", status, &r, std::move(extra));
 }
 WorkHandle MpiCommunicator::host_broadcast(void* data, int64_t count, DType dtype, int root, HostOp extra) {
-  return MGL_MPI_WORK("broadcast",
-                      MPI_Ibcast(data, checked_count(count, "broadcast"), mpi_type(dtype), root, as_comm(comm_),
-                                 &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Ibcast(data, checked_count(count, "broadcast"), mpi_type(dtype), root, as_comm(comm_), &r);
+  return started("broadcast", status, &r, std::move(extra));
 }
 WorkHandle MpiCommunicator::host_send(const void* data, int64_t count, DType dtype, int peer, int tag, HostOp extra) {
-  return MGL_MPI_WORK("send to rank " + std::to_string(peer),
-                      MPI_Isend(data, checked_count(count, "send"), mpi_type(dtype), peer, tag, as_comm(comm_),
-                                &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Isend(data, checked_count(count, "send"), mpi_type(dtype), peer, tag, as_comm(comm_), &r);
+  return started("send to rank " + std::to_string(peer), status, &r, std::move(extra));
 }
 WorkHandle MpiCommunicator::host_recv(void* data, int64_t count, DType dtype, int peer, int tag, HostOp extra) {
-  return MGL_MPI_WORK("recv from rank " + std::to_string(peer),
-                      MPI_Irecv(data, checked_count(count, "recv"), mpi_type(dtype), peer, tag, as_comm(comm_),
-                                &request),
-                      extra);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const int status = MPI_Irecv(data, checked_count(count, "recv"), mpi_type(dtype), peer, tag, as_comm(comm_), &r);
+  return started("recv from rank " + std::to_string(peer), status, &r, std::move(extra));
 }
-#undef MGL_MPI_WORK
 
 WorkHandle MpiCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
   require_cpu("all_reduce", t);

@@ -40,6 +40,8 @@ class MpiCommunicator : public Communicator {
   WorkHandle host_send(const void* data, int64_t count, DType dtype, int peer, int tag, HostOp extra);
   WorkHandle host_recv(void* data, int64_t count, DType dtype, int peer, int tag, HostOp extra);
   void require_cpu(const char* op, const Tensor& t) const;
+  // Checks the return `status` of a non-blocking MPI call and wraps its request (an MPI_Request*) in a Work.
+  WorkHandle started(const std::string& what, int status, void* request, HostOp extra) const;
 
   MpiComm comm_;
   std::shared_ptr<const FaultMonitor> monitor_;

@@ -7,6 +7,7 @@
 
 #include "core/cuda_context.h"
 #include "core/fnv1a.h"
+#include "dist/gather_strings.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_world.h"
 #include "dist/nccl_communicator.h"
@@ -180,23 +181,9 @@ std::string ParallelState::describe_grid() const {
   line << "rank " << world_rank_ << ": data " << coordinates_.data << ", chunk " << coordinates_.chunk << ", tensor "
        << coordinates_.tensor << " on " << device_.str();
   if (!distributed()) return line.str();
-  // Fixed-width lines gathered to every rank (an all-gather is simpler than a gather and cheap here).
-  constexpr int64_t kWidth = 96;
-  std::string mine = line.str();
-  mine.resize(kWidth, ' ');
-  Tensor in = Tensor::empty({kWidth}, DType::i32);
-  std::vector<int32_t> chars(mine.begin(), mine.end());
-  std::copy(chars.begin(), chars.end(), in.data<int32_t>());
-  Tensor all = Tensor::empty({kWidth * world_size()}, DType::i32);
-  world_->on(Device::cpu()).all_gather(in, all)->wait();
-  if (!is_logging_rank()) return {};
+  const std::vector<std::string> lines = gather_strings({line.str()}, *world_);
   std::string out;
-  const std::vector<int32_t> v = all.to_vector<int32_t>();
-  for (int r = 0; r < world_size(); ++r) {
-    std::string l(v.begin() + r * kWidth, v.begin() + (r + 1) * kWidth);
-    l.erase(l.find_last_not_of(' ') + 1);
-    out += (r ? "\n" : "") + l;
-  }
+  for (const std::string& l : lines) out += (out.empty() ? "" : "\n") + l;
   return out;
 }
 

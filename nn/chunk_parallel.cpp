@@ -23,10 +23,14 @@ int64_t ChunkRelay::flat_size(bool with_cema) const {
 }
 
 // One buffer per block and sequence batch: [mean (B*G) | var (B*G) | h (B*D*N*2)], in the state dtype.
-Tensor ChunkRelay::pack(const LayerState& state, bool with_cema) const {
+Tensor flatten_layer_state(const LayerState& state, bool with_cema) {
   std::vector<Tensor> parts = {reshape(state.norm.mean, {-1}), reshape(state.norm.var, {-1})};
   if (with_cema) parts.push_back(reshape(state.cema, {-1}));
-  const Tensor flat = cast(concat(parts, 0), dtype_);
+  return concat(parts, 0);
+}
+
+Tensor ChunkRelay::pack(const LayerState& state, bool with_cema) const {
+  const Tensor flat = cast(flatten_layer_state(state, with_cema), dtype_);
   MGL_CHECK(flat.numel() == flat_size(with_cema), "ChunkRelay: a state of ", flat.numel(), " values, expected ",
             flat_size(with_cema));
   return flat;

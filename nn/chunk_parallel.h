@@ -21,6 +21,11 @@
 
 namespace mgl::nn {
 
+// A block's carried state as one flat tensor, [mean (B*G) | var (B*G) | h (B*D*N*2)] (h only when
+// with_cema: the final norm has none), differentiable: the buffer chunk parallelism and the pipelined
+// scoring (apps/lib/parallel_scoring.h) pass between ranks. The count travels apart, or not at all.
+Tensor flatten_layer_state(const LayerState& state, bool with_cema);
+
 class ChunkRelay {
  public:
   // `piece_length` L: tokens per rank; `state_dtype`: the dtype of the carried statistics (f32, or f64

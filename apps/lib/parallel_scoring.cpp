@@ -23,16 +23,10 @@ std::vector<int64_t> call_starts(int64_t begin, int64_t end, int64_t c) {
   return starts;
 }
 
-// The flat float part of a block's state: [mean | var | h] (h only for blocks), and its count.
-Tensor flat_state(const nn::LayerState& s) {
-  std::vector<Tensor> parts = {reshape(s.norm.mean, {-1}), reshape(s.norm.var, {-1})};
-  if (s.cema.defined()) parts.push_back(reshape(s.cema, {-1}));
-  return contiguous(concat(parts, 0));
-}
-
-// Sends a block's (or the final norm's, without CEMA) state to `peer`; waits, then returns.
+// Sends a block's (or the final norm's, without CEMA) state to `peer` (nn::flatten_layer_state, then
+// its count apart); waits, then returns.
 void send_state(const nn::LayerState& s, dist::Communicator& comm, int peer, int tag) {
-  dist::WorkHandle a = comm.send(flat_state(s), peer, 2 * tag);
+  dist::WorkHandle a = comm.send(contiguous(nn::flatten_layer_state(s, s.cema.defined())), peer, 2 * tag);
   dist::WorkHandle b = comm.send(contiguous(s.norm.count), peer, 2 * tag + 1);
   a->wait();
   b->wait();

@@ -3,6 +3,7 @@
 // apps that run under mpirun (generate: prompts and files spread over ranks).
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dist/parallel_state.h"
@@ -13,8 +14,8 @@ namespace mgl::apps {
 // the lower rank), so the result depends only on the costs and the number of ranks.
 std::vector<int> assign_by_cost(const std::vector<int64_t>& costs, int ranks);
 
-// Every rank's strings, in rank order, on rank 0 (other ranks get an empty list). Collective over
-// `group` (CPU communicator).
-std::vector<std::string> gather_strings(const std::vector<std::string>& mine, const dist::ProcessGroup& group);
+// Texts numbered by item (a prompt's or a file's index) from every rank, concatenated on rank 0 in index
+// order (other ranks get an empty string). Collective over `group`.
+std::string gather_in_order(const std::vector<std::pair<int64_t, std::string>>& mine, const dist::ProcessGroup& group);
 
 }  // namespace mgl::apps

@@ -420,10 +420,9 @@ void Trainer::save_checkpoint() {
   state_.rng_offset = default_generator().offset;
   // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first.
   if (zero_) {
-    std::optional<nn::AdamW> full;
-    full.emplace(parameters_, adamw_);
-    zero_->export_state(*full);
-    if (parallel_->is_logging_rank()) checkpoints_->save(*model_, *full, state_);
+    nn::AdamW full(parameters_, adamw_);
+    zero_->export_state(full);
+    if (parallel_->is_logging_rank()) checkpoints_->save(*model_, full, state_);
   } else if (parallel_->is_logging_rank()) {
     checkpoints_->save(*model_, *optimizer_, state_);
   }

@@ -30,13 +30,6 @@ std::vector<Tensor> gradients(const nn::Module& model) {
   return out;
 }
 
-// The flat layout ChunkRelay sends: [mean | var | h] (h only for blocks).
-Tensor flat_state(const nn::LayerState& s, bool with_cema) {
-  std::vector<Tensor> parts = {reshape(s.norm.mean, {-1}), reshape(s.norm.var, {-1})};
-  if (with_cema) parts.push_back(reshape(s.cema, {-1}));
-  return concat(parts, 0);
-}
-
 Tensor leaf_copy(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), t.dtype());
   copy_(out, t);
@@ -92,7 +85,7 @@ static void check_chunk_parallel_step(bool recompute) {
     backward(mul(nn::Megalodon::loss(rest, columns(targets, r * piece, L)), share));
     for (int64_t i = 0; i <= layers; ++i) {
       const nn::LayerState& s = i < layers ? prefix.layers[i] : nn::LayerState{prefix.final_norm, {}, {}, {}};
-      state_ref.push_back(flat_state(s, i < layers).detach());
+      state_ref.push_back(nn::flatten_layer_state(s, i < layers).detach());
       std::vector<Tensor> g = {reshape(s.norm.mean.grad(), {-1}), reshape(s.norm.var.grad(), {-1})};
       if (i < layers) g.push_back(reshape(s.cema.grad(), {-1}));
       state_grad_ref.push_back(concat(g, 0));
