@@ -34,6 +34,12 @@ Communicator& ProcessGroup::on(const Device& device) const {
   return *cuda_;
 }
 
+double ProcessGroup::sum(double value) const {
+  const Tensor t = Tensor::from_vector(std::vector<double>{value}, {1});
+  cpu_->all_reduce(t, ReduceOp::sum)->wait();
+  return t.item();
+}
+
 std::string build_id() {
   // Read once: the bytes of the running executable (Linux exposes it as /proc/self/exe).
   static const std::string id = [] {

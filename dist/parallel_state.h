@@ -50,6 +50,8 @@ class ProcessGroup {
   const std::string& name() const { return cpu_->name(); }
   // The communicator for tensors on `device`.
   Communicator& on(const Device& device) const;
+  // A host number summed over the group (every rank gets the sum; waits).
+  double sum(double value) const;
 
  private:
   std::unique_ptr<Communicator> cpu_, cuda_;

@@ -45,11 +45,13 @@ Tensor gamma_init(int64_t dim, int64_t modes, const InitOptions& options) {
 
 Cema::Cema(int64_t dim, int64_t modes, const InitOptions& options) {
   MGL_CHECK(dim > 1 && modes > 0, "Cema: need dim > 1 and modes > 0, got dim ", dim, ", modes ", modes);
-  alpha_ = register_parameter("alpha", init::normal({dim, modes, 1}, 0.2, options));
-  delta_ = register_parameter("delta", init::normal({dim, modes, 1}, 0.2, options));
-  theta_ = register_parameter("theta", theta_init(dim, options));
-  gamma_ = register_parameter("gamma", gamma_init(dim, modes, options));
-  omega_ = register_parameter("omega", init::truncated_normal({dim, 1}, 0.25, 1.0, options));
+  // Every parameter is per channel (dim 0): under tensor parallelism each rank keeps its channels' rows.
+  const Sharding by_channel{0};
+  alpha_ = register_parameter("alpha", init::normal({dim, modes, 1}, 0.2, options), by_channel);
+  delta_ = register_parameter("delta", init::normal({dim, modes, 1}, 0.2, options), by_channel);
+  theta_ = register_parameter("theta", theta_init(dim, options), by_channel);
+  gamma_ = register_parameter("gamma", gamma_init(dim, modes, options), by_channel);
+  omega_ = register_parameter("omega", init::truncated_normal({dim, 1}, 0.25, 1.0, options), by_channel);
 }
 
 Tensor Cema::forward(const Tensor& x, const Tensor& h_in, Tensor* h_out) const {

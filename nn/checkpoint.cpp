@@ -61,7 +61,29 @@ void load_model(const Hdf5File& file, const Megalodon& model, const std::set<std
   for (const std::string& name : file.dataset_names())
     MGL_CHECK(expected.count(name), file.path(), ": checkpoint tensor '", name,
               "' belongs to no parameter of this model");
-  load_parameters(model, file, kModelPrefix);
+  load_parameters(model, file, kModelPrefix, model.tensor_parallel());
+}
+
+// A tensor as the file holds it, and how this rank's copy is a piece of it.
+struct StoredTensor {
+  std::string name;
+  Tensor tensor;
+  Sharding sharding;
+};
+
+// Every tensor of a checkpoint, in file order: the parameters, then each one's moments (split like
+// the parameter) and step count.
+std::vector<StoredTensor> checkpoint_tensors(const Megalodon& model, const AdamW& optimizer) {
+  std::vector<StoredTensor> out;
+  const std::vector<Parameter> parameters = model.named_parameters();
+  for (const Parameter& p : parameters) out.push_back({kModelPrefix + p.name, p.tensor, p.sharding});
+  for (const Parameter& p : parameters) {
+    const size_t i = optimizer.index_of(p.name);
+    out.push_back({moment_name(p.name, "exp_avg"), optimizer.exp_avg(i), p.sharding});
+    out.push_back({moment_name(p.name, "exp_avg_sq"), optimizer.exp_avg_sq(i), p.sharding});
+    out.push_back({moment_name(p.name, "step"), Tensor::from_vector<int64_t>({optimizer.step_count(i)}, {1}), {}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -82,6 +104,12 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
   const std::vector<Parameter> parameters = model.named_parameters();
   MGL_CHECK(optimizer.parameters().size() == parameters.size(), "save_checkpoint: the optimizer holds ",
             optimizer.parameters().size(), " parameters, the model ", parameters.size());
+  const TensorParallel& tp = model.tensor_parallel();
+  const std::vector<StoredTensor> tensors = checkpoint_tensors(model, optimizer);
+  if (tp.rank() != 0) {  // the other ranks of a tensor group send their pieces, in the writer's order
+    for (const StoredTensor& t : tensors) whole_of(t.tensor, t.sharding, tp);
+    return;
+  }
   write_hdf5_atomically(path, [&](Hdf5File& file) {
     file.set_attribute("magic", std::string(kCheckpointMagic));
     file.set_attribute("version", kCheckpointVersion);
@@ -94,13 +122,7 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
     file.set_attribute("rng_offset", static_cast<int64_t>(state.rng_offset));
     file.set_attribute("data_position", state.data_position);
     file.write_bytes(kTokenizerModel, state.tokenizer_model);
-    save_parameters(model, file, kModelPrefix);
-    for (const Parameter& p : parameters) {
-      const size_t i = optimizer.index_of(p.name);
-      file.write(moment_name(p.name, "exp_avg"), optimizer.exp_avg(i));
-      file.write(moment_name(p.name, "exp_avg_sq"), optimizer.exp_avg_sq(i));
-      file.write(moment_name(p.name, "step"), Tensor::from_vector<int64_t>({optimizer.step_count(i)}, {1}));
-    }
+    for (const StoredTensor& t : tensors) file.write(t.name, whole_of(t.tensor, t.sharding, tp));
   });
 }
 
@@ -127,9 +149,17 @@ TrainingState load_checkpoint(const std::string& path, const Megalodon& model, A
     const Tensor step = file.read(moment_name(p.name, "step"));
     MGL_CHECK(step.numel() == 1 && step.dtype() == DType::i64, path, ": '", moment_name(p.name, "step"),
               "' is ", step.describe(), "; expected one i64");
+    const TensorParallel& tp = model.tensor_parallel();
+    auto moment = [&](const char* what) {
+      const Tensor whole = file.read(moment_name(p.name, what));
+      const Shape expected = p.sharding.full_shape(p.tensor.shape(), tp.size());
+      MGL_CHECK(whole.shape() == expected, path, ": optimizer state '", moment_name(p.name, what), "' has shape ",
+                shape_str(whole.shape()), ", the model expects ", shape_str(expected));
+      return piece_of(whole, p.sharding, tp.rank(), tp.size());
+    };
     try {
-      optimizer.set_state(optimizer.index_of(p.name), step.to_vector<int64_t>()[0],
-                          file.read(moment_name(p.name, "exp_avg")), file.read(moment_name(p.name, "exp_avg_sq")));
+      optimizer.set_state(optimizer.index_of(p.name), step.to_vector<int64_t>()[0], moment("exp_avg"),
+                          moment("exp_avg_sq"));
     } catch (const Error& e) {
       MGL_FAIL(path, ": ", e.what());
     }
@@ -187,11 +217,15 @@ std::vector<std::pair<int64_t, std::string>> CheckpointDirectory::list() const {
 }
 
 std::string CheckpointDirectory::save(const Megalodon& model, const AdamW& optimizer, const TrainingState& state) const {
-  std::error_code error;
-  std::filesystem::create_directories(directory_, error);
-  MGL_CHECK(!error, "checkpoint directory '", directory_, "' cannot be created: ", error.message());
   const std::string path = path_for(state.step);
+  const bool writer = model.tensor_parallel().rank() == 0;
+  if (writer) {
+    std::error_code error;
+    std::filesystem::create_directories(directory_, error);
+    MGL_CHECK(!error, "checkpoint directory '", directory_, "' cannot be created: ", error.message());
+  }
   save_checkpoint(path, model, optimizer, state);
+  if (!writer) return path;
   const auto all = list();
   for (size_t i = 0; i + static_cast<size_t>(keep_last_) < all.size(); ++i) std::filesystem::remove(all[i].second);
   return path;

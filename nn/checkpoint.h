@@ -10,7 +10,9 @@
 //   on load), "run_config" (the run's own JSON, returned as is), "step", "rng_seed", "rng_offset",
 //   "data_position", "tokenizer".
 // Files are written atomically (write_hdf5_atomically): a crash during a save never destroys the last
-// good checkpoint. Loading is strict: anything missing, misshapen or inconsistent is an mgl::Error
+// good checkpoint. Files hold whole tensors whatever the process grid: a model split over a tensor
+// group (nn/tensor_parallel.h) gathers each sharded tensor to save it and takes its piece to load, so a
+// checkpoint saved under any grid loads under any other. Loading is strict: anything missing, misshapen or inconsistent is an mgl::Error
 // naming the file and the problem; after such an error the model and optimizer may be partly
 // overwritten and must not be used.
 #include <cstdint>
@@ -45,7 +47,9 @@ struct CheckpointInfo {
   TrainingState state;
 };
 
-// `optimizer` must have been built over model.named_parameters().
+// `optimizer` must have been built over model.named_parameters(). For a model split over a tensor
+// group, every rank of the group calls it (collective: the sharded tensors are gathered one at a time)
+// and the group's rank 0 writes the file.
 void save_checkpoint(const std::string& path, const Megalodon& model, const AdamW& optimizer, const TrainingState& state);
 
 // Restores the parameters and the optimizer state and returns the TrainingState. Throws mgl::Error
@@ -77,6 +81,7 @@ class CheckpointDirectory {
   // (step, path) of every checkpoint file in the directory, oldest first.
   std::vector<std::pair<int64_t, std::string>> list() const;
   // Saves at path_for(state.step), then deletes all but the newest keep_last checkpoints. Returns the path.
+  // Collective over a split model's tensor group, as save_checkpoint; its rank 0 writes and deletes.
   std::string save(const Megalodon& model, const AdamW& optimizer, const TrainingState& state) const;
   // The newest checkpoint that passes validate_checkpoint (for --resume), or nothing. Each skipped
   // file's error message is appended to `skipped` when given.

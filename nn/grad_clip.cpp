@@ -50,7 +50,7 @@ void scale_(const std::vector<Tensor>& tensors, double coefficient) {
     if (g.defined()) copy_(g, mul(g, coefficient));
 }
 
-GradNorm grad_norm(const std::vector<Parameter>& parameters) {
+GradNorm grad_norm(const std::vector<Parameter>& parameters, const TensorParallel& tp) {
   std::vector<Tensor> grads;
   std::vector<std::string> names;
   for (const Parameter& p : parameters) {
@@ -62,8 +62,9 @@ GradNorm grad_norm(const std::vector<Parameter>& parameters) {
   double total = 0;
   for (size_t i = 0; i < sums.size(); ++i) {
     if (!std::isfinite(sums[i]) && result.finite()) result.first_nonfinite = parameters[i].name;
-    total += sums[i];
+    total += sums[i] * norm_weight(parameters[i].sharding, tp);
   }
+  if (tp.split()) total = tp.group().sum(total);
   result.norm = std::sqrt(total);
   return result;
 }
@@ -73,9 +74,9 @@ void check_grads_finite(const std::vector<Parameter>& parameters) {
   MGL_CHECK(n.finite(), "gradient of parameter '", n.first_nonfinite, "' contains NaN or inf");
 }
 
-double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm) {
+double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm, const TensorParallel& tp) {
   MGL_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);
-  const GradNorm n = grad_norm(parameters);
+  const GradNorm n = grad_norm(parameters, tp);
   const double coefficient = max_norm / (n.norm + 1e-6);
   if (!n.finite() || coefficient >= 1) return n.norm;
   std::vector<Tensor> grads;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "nn/tensor_parallel.h"
 
 namespace mgl::nn {
 
@@ -25,13 +26,16 @@ void scale_(const std::vector<Tensor>& tensors, double coefficient);
 
 // The global norm of the gradients of `parameters`; parameters without a gradient are skipped. Every
 // gradient must be on the same device (CPU: any floating dtype; CUDA: contiguous f32 or bf16).
-GradNorm grad_norm(const std::vector<Parameter>& parameters);
+// For a model split over a tensor group `tp` (collective over it): the norm of the whole model's
+// gradient, every shard and every replicated parameter counted once (nn/tensor_parallel.h norm_weight);
+// first_nonfinite names this rank's first bad gradient.
+GradNorm grad_norm(const std::vector<Parameter>& parameters, const TensorParallel& tp = {});
 
 // Throws mgl::Error naming the first parameter whose gradient has a NaN or inf.
 void check_grads_finite(const std::vector<Parameter>& parameters);
 
 // Scales every gradient in place by min(1, max_norm / (norm + 1e-6)) and returns the norm before
 // clipping. A non-finite norm leaves the gradients untouched (the caller decides: skip the step or stop).
-double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm);
+double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm, const TensorParallel& tp = {});
 
 }  // namespace mgl::nn

@@ -8,8 +8,9 @@
 
 namespace mgl::nn {
 
-MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& config, const InitOptions& options)
-    : config_(config) {
+MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& config, const InitOptions& options,
+                                                         const TensorParallel& tp)
+    : config_(config), tp_(tp) {
   const int64_t D = config.model_dim, Z = config.z_dim, V = config.value_dim;
   timenorm_ = register_module("timenorm", std::make_shared<TimestepNorm>(D, config.norm_num_groups, config.norm_eps, options));
   cema_ = register_module("cema", std::make_shared<Cema>(D, config.cema_ndim, options));
@@ -19,20 +20,21 @@ MovingAverageGatedAttention::MovingAverageGatedAttention(const MegalodonConfig& 
     register_module("rmsnorm", rmsnorm);
   }
   // Linear's default init is normal(0, 1/sqrt(3 fan_in)), the "He" init of docs/megalodon.md §2.5.1.
-  wz_ = register_module("wz", std::make_shared<Linear>(D, Z, true, options));
-  wv_ = register_module("wv", std::make_shared<Linear>(D, V, true, options));
-  wr_ = register_module("wr", std::make_shared<Linear>(D, V, true, options));
-  wh1_ = register_module("wh1", std::make_shared<Linear>(D, D, true, options));
-  wh2_ = register_module("wh2", std::make_shared<Linear>(V, D, false, options));
-  gamma_ = register_parameter("gamma", init::zeros({2, Z}, options));
-  beta_ = register_parameter("beta", init::zeros({2, Z}, options));
+  wz_ = register_module("wz", std::make_shared<Linear>(D, Z, true, options, LinearSplit::columns));
+  wv_ = register_module("wv", std::make_shared<Linear>(D, V, true, options, LinearSplit::columns));
+  wr_ = register_module("wr", std::make_shared<Linear>(D, V, true, options, LinearSplit::columns));
+  wh1_ = register_module("wh1", std::make_shared<Linear>(D, D, true, options, LinearSplit::columns));
+  wh2_ = register_module("wh2", std::make_shared<Linear>(V, D, false, options, LinearSplit::rows));
+  gamma_ = register_parameter("gamma", init::zeros({2, Z}, options), {1});
+  beta_ = register_parameter("beta", init::zeros({2, Z}, options), {1});
 }
 
 Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing,
                                             const StateHandoff* handoff) const {
-  MGL_CHECK(x.dim() == 3 && x.size(2) == config_.model_dim, "MovingAverageGatedAttention: expected x [B, L, ",
-            config_.model_dim, "], got ", x.describe());
-  const int64_t B = x.size(0), L = x.size(1), H = config_.num_heads;
+  const int64_t channels = config_.model_dim / tp_.size();
+  MGL_CHECK(x.dim() == 3 && x.size(2) == channels, "MovingAverageGatedAttention: expected x [B, L, ", channels,
+            "], got ", x.describe());
+  const int64_t B = x.size(0), L = x.size(1), H = config_.num_heads / tp_.size();  // this rank's heads
   const int64_t dz = config_.head_z_dim(), dv = config_.head_value_dim();
   const bool training = is_training();
 
@@ -42,9 +44,12 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* i
     MGL_CHECK(outgoing, "MovingAverageGatedAttention: a state handoff needs the outgoing state");
     u = (*handoff)(*outgoing, u);
   }
+  // RMSNorm needs every channel: it runs replicated on the gathered U. The three column-parallel
+  // layers reading M share one all-reduce of dM in backward (copy_in).
+  u = tp_.gather_replicated(u, 2);
   Tensor m = rms_norm(u, rmsnorm_weight_.defined() ? cast(add(rmsnorm_weight_, 1.0), u.dtype()) : Tensor(),
                       config_.norm_eps);
-  m = dropout(m, config_.hidden_dropout, training);
+  m = tp_.copy_in(dropout(m, config_.hidden_dropout, training));
 
   // Queries and keys: per-head unit RMS, then a learned per-dimension scale and offset each.
   const Tensor z = rms_norm(reshape(wz_->forward(m), {B, L, H, dz}), Tensor(), config_.norm_eps);
@@ -54,12 +59,12 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* i
     return add(mul(z, cast(scale, z.dtype())), cast(offset, z.dtype()));
   };
   const Tensor q = affine(0), k = affine(1);
-  const Tensor v = reshape(silu(wv_->forward(t)), {B, L, H, dv});
+  const Tensor v = reshape(silu(wv_->forward(tp_.gather(t, 2))), {B, L, H, dv});
   const Tensor r = silu(wr_->forward(m));
 
-  const Tensor o = reshape(attention(q, k, v, incoming, outgoing), {B, L, config_.value_dim});
+  const Tensor o = reshape(attention(q, k, v, incoming, outgoing), {B, L, H * dv});
   const Tensor a = dropout(mul(o, r), config_.hidden_dropout, training);
-  const Tensor h = dropout(add(wh1_->forward(m), wh2_->forward(a)), config_.dropout, training);
+  const Tensor h = dropout(add(wh1_->forward(m), tp_.reduce_scatter(wh2_->forward(a), 2)), config_.dropout, training);
   return add(h, x);
 }
 

@@ -3,14 +3,17 @@
 #include <cmath>
 #include <optional>
 
+#include "autograd/grad_mode.h"
 #include "autograd/recompute.h"
+#include "dist/vocab_parallel_cross_entropy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
 
-MegalodonBlock::MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options) {
-  mega_ = register_module("mega", std::make_shared<MovingAverageGatedAttention>(config, options));
-  nffn_ = register_module("nffn", std::make_shared<NormalizedFeedForward>(config, layer_index, options));
+MegalodonBlock::MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options,
+                               const TensorParallel& tp) {
+  mega_ = register_module("mega", std::make_shared<MovingAverageGatedAttention>(config, options, tp));
+  nffn_ = register_module("nffn", std::make_shared<NormalizedFeedForward>(config, layer_index, options, tp));
 }
 
 Tensor MegalodonBlock::forward(const Tensor& x, const LayerState* incoming, LayerState* outgoing,
@@ -23,19 +26,24 @@ OutputLayer::OutputLayer(const MegalodonConfig& config, const InitOptions& optio
       register_module("final_norm", std::make_shared<TimestepNorm>(config.model_dim, config.norm_num_groups,
                                                                    config.norm_eps, options));
   if (!config.share_embedding) {
-    output = register_module("output", std::make_shared<Linear>(config.model_dim, config.vocab_size, false, options));
+    output = register_module("output", std::make_shared<Linear>(config.model_dim, config.vocab_size, false, options,
+                                                                LinearSplit::columns));
     // The untied head starts like the embedding: normal(0, 1/sqrt(D)) truncated at ±3 std (docs/megalodon.md §2.7).
     const double std = 1.0 / std::sqrt(double(config.model_dim));
     copy_(output->weight(), init::truncated_normal(output->weight().shape(), std, 3.0 * std, options));
   }
 }
 
-Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options) : config_(config) {
+Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options, const TensorParallel& tp)
+    : config_(config), tp_(tp) {
   config.validate();
+  check_tensor_parallel_sizes(config, tp.size());
   embed_ = register_module("embed", std::make_shared<Embedding>(config.vocab_size, config.model_dim, options));
   layers_ = register_module("layers", std::make_shared<ModuleList<MegalodonBlock>>());
-  for (int64_t i = 0; i < config.num_layers; ++i) layers_->push_back(std::make_shared<MegalodonBlock>(config, i, options));
+  for (int64_t i = 0; i < config.num_layers; ++i)
+    layers_->push_back(std::make_shared<MegalodonBlock>(config, i, options, tp));
   output_ = register_module("output", std::make_shared<OutputLayer>(config, options));
+  shard_parameters(*this, tp);
 }
 
 Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
@@ -137,7 +145,10 @@ Tensor Megalodon::embed_tokens(const Tensor& ids) const {
 }
 
 Tensor Megalodon::project(const Tensor& x) const {
-  const Tensor logits = output_->output ? output_->output->forward(x) : linear(x, cast(embed_->weight(), x.dtype()));
+  // Under tensor parallelism: the untied head (split by vocabulary) reads every channel of x; the tied
+  // one holds this rank's channels of every embedding, so its products are partial sums over D.
+  const Tensor logits = output_->output ? output_->output->forward(tp_.gather(x, 2))
+                                        : tp_.reduce(linear(x, cast(embed_->weight(), x.dtype())));
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
 }
 
@@ -155,12 +166,47 @@ void Megalodon::set_compute_dtype(DType dtype) {
   compute_dtype_ = dtype;
 }
 
-Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
+namespace {
+
+// logits [B, L, C] and targets [B, L] as the [B L, C] rows and [B L] ids of a cross-entropy.
+std::pair<Tensor, Tensor> as_rows(const Tensor& logits, const Tensor& targets) {
   MGL_CHECK(logits.dim() == 3 && targets.dim() == 2 && targets.size(0) == logits.size(0) &&
                 targets.size(1) == logits.size(1),
             "Megalodon::loss: logits ", logits.describe(), " and targets ", targets.describe(), " do not match");
   const int64_t rows = logits.size(0) * logits.size(1);
-  return cross_entropy(reshape(logits, {rows, logits.size(2)}), reshape(targets, {rows}));
+  return {reshape(logits, {rows, logits.size(2)}), reshape(targets, {rows})};
+}
+
+}  // namespace
+
+Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
+  const auto [rows, ids] = as_rows(logits, targets);
+  return cross_entropy(rows, ids);
+}
+
+Tensor Megalodon::token_loss(const Tensor& logits, const Tensor& targets) const {
+  if (!vocabulary_split()) return loss(logits, targets);
+  const auto [rows, ids] = as_rows(logits, targets);
+  return dist::vocab_parallel_cross_entropy(rows, ids, tp_.group());
+}
+
+std::shared_ptr<Megalodon> gather_whole_model(const std::shared_ptr<Megalodon>& model) {
+  const TensorParallel& tp = model->tensor_parallel();
+  if (!tp.split()) return model;
+  // Its own generator: the initial values are overwritten, and the run's random stream stays untouched.
+  Generator scratch(0);
+  const std::vector<Parameter> pieces = model->named_parameters();
+  InitOptions options;
+  options.generator = &scratch;
+  options.dtype = pieces.front().tensor.dtype();
+  auto whole = std::make_shared<Megalodon>(model->config(), options);
+  const std::vector<Parameter> params = whole->named_parameters();
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i)
+    replace_values(params[i].tensor, whole_of(pieces[i].tensor, pieces[i].sharding, tp), pieces[i].tensor.device());
+  whole->set_compute_dtype(model->compute_dtype());
+  whole->train(model->is_training());
+  return whole;
 }
 
 }  // namespace mgl::nn

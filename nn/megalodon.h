@@ -2,6 +2,12 @@
 // The MEGALODON language model (docs/megalodon.md §1, §3): embedding → blocks → final TimestepNorm →
 // LM head. Parameter names and shapes equal the official implementation's state_dict, so weights move
 // between the two without a mapping table (embed.weight, layers.3.mega.cema.alpha, output.output.weight, ...).
+//
+// Split over a tensor group (nn/tensor_parallel.h), each rank holds the pieces of every parameter named
+// by its Sharding and the residual stream's D/TP channels; the untied head is split by vocabulary, so
+// forward returns this rank's slice of the logits and token_loss is the vocabulary-parallel
+// cross-entropy, which never forms the whole logits on one rank. The tied head is the embedding's
+// split of D: its partial logits are all-reduced.
 #include "nn/chunk_parallel.h"
 #include "nn/embedding.h"
 #include "nn/mega_attention.h"
@@ -12,7 +18,8 @@ namespace mgl::nn {
 // One block: Ŷ = mega(X); Y = nffn(Ŷ, X).
 class MegalodonBlock : public Module {
  public:
-  MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options = {});
+  MegalodonBlock(const MegalodonConfig& config, int64_t layer_index, const InitOptions& options = {},
+                 const TensorParallel& tp = {});
   Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr,
                  const StateHandoff* handoff = nullptr) const;
 
@@ -24,16 +31,19 @@ class MegalodonBlock : public Module {
 // Final TimestepNorm and the vocabulary projection (absent when tied to the embedding).
 class OutputLayer : public Module {
  public:
-  OutputLayer(const MegalodonConfig& config, const InitOptions& options = {});
+  OutputLayer(const MegalodonConfig& config, const InitOptions& options = {});  // the head split by vocabulary
   std::shared_ptr<TimestepNorm> final_norm;
   std::shared_ptr<Linear> output;  // null when the head is tied
 };
 
 class Megalodon : public Module {
  public:
-  explicit Megalodon(const MegalodonConfig& config, const InitOptions& options = {});
+  // Built whole (the same initial values at every TP size), then cut to this rank's pieces when `tp`
+  // splits it; the config's sizes must divide over tp (check_tensor_parallel_sizes).
+  explicit Megalodon(const MegalodonConfig& config, const InitOptions& options = {}, const TensorParallel& tp = {});
 
-  // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32. `incoming`/`outgoing` carry the streaming
+  // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32 (this rank's vocab/TP slice when the untied
+  // head is split). `incoming`/`outgoing` carry the streaming
   // state between calls (see megalodon_state.h); pass neither to process independent sequences.
   Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
   // The forward of piece r of sequences split over a chunk group (nn/chunk_parallel.h): every block
@@ -48,6 +58,9 @@ class Megalodon : public Module {
   void reestimate_norm_states(const Tensor& recent_ids, ModelState& state) const;
   // Mean cross-entropy of the logits against targets [B, L] (ignore_index -100).
   static Tensor loss(const Tensor& logits, const Tensor& targets);
+  // The same loss of this model's forward output: loss() of whole logits, or the vocabulary-parallel
+  // cross-entropy of this rank's slice (dist/vocab_parallel_cross_entropy.h) when the head is split.
+  Tensor token_loss(const Tensor& logits, const Tensor& targets) const;
 
   // The model's parts, in order, for callers that run it layer by layer (apps/lib/parallel_scoring.h
   // pipelines a long text over ranks that way): the scaled embedding in the compute dtype, the
@@ -59,6 +72,9 @@ class Megalodon : public Module {
   Tensor project(const Tensor& x) const;
 
   const MegalodonConfig& config() const { return config_; }
+  const TensorParallel& tensor_parallel() const { return tp_; }
+  // Whether forward returns a vocabulary slice (an untied head split over the tensor group).
+  bool vocabulary_split() const { return tp_.split() && output_->output != nullptr; }
   // The activations' dtype (f32 by default, bf16 for mixed precision); parameters stay as they are
   // (f32 masters) and are cast at use, CEMA's and the norms' statistics stay f32.
   void set_compute_dtype(DType dtype);
@@ -70,10 +86,15 @@ class Megalodon : public Module {
   Tensor recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const;
 
   MegalodonConfig config_;
+  TensorParallel tp_;
   DType compute_dtype_ = DType::f32;
   std::shared_ptr<Embedding> embed_;
   std::shared_ptr<ModuleList<MegalodonBlock>> layers_;
   std::shared_ptr<OutputLayer> output_;
 };
+
+// The whole (unsplit) model with `model`'s parameters, compute dtype and mode, on its device: `model`
+// itself when it is not split; otherwise gathered over its tensor group (collective; every rank gets it).
+std::shared_ptr<Megalodon> gather_whole_model(const std::shared_ptr<Megalodon>& model);
 
 }  // namespace mgl::nn

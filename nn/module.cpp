@@ -71,25 +71,21 @@ void Module::train(bool training) {
   for (const auto& [name, child] : children_) child->train(training);
 }
 
-namespace {
-
-// Repoints t's TensorImpl at a contiguous copy of its values on `device`: the handle survives.
-void move_in_place(const Tensor& t, const Device& device) {
-  Tensor moved = Tensor::empty(t.shape(), t.dtype(), device);
-  copy_(moved, t);
+void replace_values(const Tensor& t, const Tensor& values, const Device& device) {
+  Tensor fresh = Tensor::empty(values.shape(), t.dtype(), device);
+  copy_(fresh, values);
   TensorImpl* impl = t.impl();
-  impl->storage = moved.storage();
+  impl->storage = fresh.storage();
   impl->offset = 0;
-  impl->strides = moved.strides();
+  impl->shape = fresh.shape();
+  impl->strides = fresh.strides();
 }
-
-}  // namespace
 
 void Module::to(const Device& device) const {
   for (const Parameter& p : named_parameters()) {
     if (p.tensor.device() == device) continue;
-    move_in_place(p.tensor, device);
-    if (p.tensor.grad().defined()) move_in_place(p.tensor.grad(), device);
+    replace_values(p.tensor, p.tensor, device);
+    if (p.tensor.grad().defined()) replace_values(p.tensor.grad(), p.tensor.grad(), device);
   }
 }
 

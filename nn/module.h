@@ -101,6 +101,11 @@ class EvalModeGuard {
   bool was_training_;
 };
 
+// Repoints t's TensorImpl at a contiguous copy of `values` on `device` (their shape, t's dtype):
+// every handle to t sees the new values, so an optimizer or a hook holding t stays valid. Module::to
+// moves parameters this way, and tensor parallelism cuts them to their pieces (nn/tensor_parallel.h).
+void replace_values(const Tensor& t, const Tensor& values, const Device& device);
+
 // An ordered list of submodules named "0", "1", ... (the "layers" of "layers.0.fc1.weight").
 template <class M>
 class ModuleList : public Module {

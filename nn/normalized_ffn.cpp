@@ -7,8 +7,8 @@
 namespace mgl::nn {
 
 NormalizedFeedForward::NormalizedFeedForward(const MegalodonConfig& config, int64_t layer_index,
-                                             const InitOptions& options)
-    : config_(config) {
+                                             const InitOptions& options, const TensorParallel& tp)
+    : config_(config), tp_(tp) {
   const int64_t D = config.model_dim, F = config.ffn_hidden_dim;
   if (config.norm_affine) {
     auto norm = std::make_shared<Module>();
@@ -16,23 +16,27 @@ NormalizedFeedForward::NormalizedFeedForward(const MegalodonConfig& config, int6
     norm_bias_ = norm->register_parameter("bias", init::zeros({D}, options));
     register_module("norm", norm);
   }
-  fc1_ = register_module("fc1", std::make_shared<Linear>(D, F, false, options));
-  fc2_ = register_module("fc2", std::make_shared<Linear>(F, D, false, options));
-  if (config.swiglu) fc3_ = register_module("fc3", std::make_shared<Linear>(D, F, false, options));
+  fc1_ = register_module("fc1", std::make_shared<Linear>(D, F, false, options, LinearSplit::columns));
+  fc2_ = register_module("fc2", std::make_shared<Linear>(F, D, false, options, LinearSplit::rows));
+  if (config.swiglu) fc3_ = register_module("fc3", std::make_shared<Linear>(D, F, false, options, LinearSplit::columns));
   if (config.rescale_nffn)
     alpha_ = register_parameter("alpha", Tensor::full({D}, 0.1 * std::pow(0.5, double(layer_index)), options.dtype,
-                                                      options.device));
+                                                      options.device), {0});
 }
 
 Tensor NormalizedFeedForward::forward(const Tensor& y_hat, const Tensor& residual) const {
   const bool training = is_training();
   const DType dtype = y_hat.dtype();
-  const Tensor n = layer_norm(y_hat, norm_weight_.defined() ? cast(add(norm_weight_, 1.0), dtype) : Tensor(),
-                              norm_bias_.defined() ? cast(norm_bias_, dtype) : Tensor(), config_.norm_eps);
+  // LayerNorm needs every channel: replicated on the gathered Ŷ; fc1 and fc3 share one all-reduce of
+  // dn in backward (copy_in).
+  Tensor n = layer_norm(tp_.gather_replicated(y_hat, 2),
+                        norm_weight_.defined() ? cast(add(norm_weight_, 1.0), dtype) : Tensor(),
+                        norm_bias_.defined() ? cast(norm_bias_, dtype) : Tensor(), config_.norm_eps);
+  n = tp_.copy_in(n);
   Tensor g = silu(fc1_->forward(n));
   if (fc3_) g = mul(g, fc3_->forward(n));
   g = dropout(g, config_.hidden_dropout, training);
-  Tensor f = dropout(fc2_->forward(g), config_.dropout, training);
+  Tensor f = dropout(tp_.reduce_scatter(fc2_->forward(g), 2), config_.dropout, training);
   if (alpha_.defined()) f = mul(f, cast(alpha_, dtype));
   return add(f, residual);
 }

@@ -5,14 +5,15 @@
 namespace mgl::nn {
 
 TimestepNorm::TimestepNorm(int64_t dim, int64_t groups, double eps, const InitOptions& options)
-    : groups_(groups), eps_(eps) {
+    : eps_(eps) {
   MGL_CHECK(groups > 0 && dim % groups == 0, "TimestepNorm: dim ", dim, " is not divisible into ", groups, " groups");
-  weight_ = register_parameter("weight", init::zeros({dim}, options));
-  bias_ = register_parameter("bias", init::zeros({dim}, options));
+  channels_per_group_ = dim / groups;
+  weight_ = register_parameter("weight", init::zeros({dim}, options), {0});
+  bias_ = register_parameter("bias", init::zeros({dim}, options), {0});
 }
 
 Tensor TimestepNorm::forward(const Tensor& x, const TimestepNormState* incoming, TimestepNormState* outgoing) const {
-  TimestepNormOutput out = timestep_norm(x, cast(weight_, x.dtype()), cast(bias_, x.dtype()), groups_, incoming, eps_);
+  TimestepNormOutput out = timestep_norm(x, cast(weight_, x.dtype()), cast(bias_, x.dtype()), groups(), incoming, eps_);
   if (outgoing) *outgoing = std::move(out.state);
   return out.y;
 }

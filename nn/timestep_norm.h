@@ -1,6 +1,8 @@
 #pragma once
 // TimestepNorm as a module (docs/megalodon.md §2.2): parameters `weight` (scale − 1) and `bias`, both
-// [D], zero at init; the math is the op in ops/timestep_norm.h.
+// [D], zero at init; the math is the op in ops/timestep_norm.h. Its groups are contiguous channel
+// ranges and it never mixes channels of different groups, so under tensor parallelism each rank runs
+// it on its own D/TP channels, G/TP whole groups (its parameters are split along D).
 #include "nn/init.h"
 #include "nn/module.h"
 #include "ops/timestep_norm.h"
@@ -14,11 +16,11 @@ class TimestepNorm : public Module {
   // after the last step (differentiable: a later piece of the sequence may consume it).
   Tensor forward(const Tensor& x, const TimestepNormState* incoming = nullptr,
                  TimestepNormState* outgoing = nullptr) const;
-  int64_t groups() const { return groups_; }
+  int64_t groups() const { return weight_.size(0) / channels_per_group_; }  // this rank's, when split
 
  private:
   Tensor weight_, bias_;
-  int64_t groups_;
+  int64_t channels_per_group_;
   double eps_;
 };
 

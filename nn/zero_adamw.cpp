@@ -22,14 +22,27 @@ bool ZeroAdamW::decays(size_t i) const {
   return !options_.no_weight_decay || !options_.no_weight_decay(buckets_.parameters()[i].name);
 }
 
-double ZeroAdamW::grad_norm() const {
-  std::vector<Tensor> shards;
-  for (const GradBucket& b : buckets_.buckets()) shards.push_back(b.shard);
+double ZeroAdamW::grad_norm(const TensorParallel& tp) const {
+  // This rank's pieces of the summed gradient, cut where parameters meet so that each part counts with
+  // its parameter's weight (nn/tensor_parallel.h norm_weight); the padding past the last is zero.
+  const dist::ProcessGroup& g = buckets_.group();
+  std::vector<Tensor> parts;
+  std::vector<double> weights;
+  for (const GradBucket& b : buckets_.buckets()) {
+    const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
+    for (size_t m = 0; m < b.members.size(); ++m) {
+      const Parameter& p = buckets_.parameters()[b.members[m]];
+      const int64_t first = std::max(begin, b.offsets[m]), last = std::min(end, b.offsets[m] + p.tensor.numel());
+      if (first >= last) continue;
+      parts.push_back(slice(b.shard, 0, first - begin, last - begin));
+      weights.push_back(norm_weight(p.sharding, tp));
+    }
+  }
+  const std::vector<double> sums = squared_norms(parts);
   double local = 0;
-  for (double s : squared_norms(shards)) local += s;
-  const Tensor total = Tensor::from_vector(std::vector<double>{local}, {1});
-  buckets_.group().on(Device::cpu()).all_reduce(total, dist::ReduceOp::sum)->wait();
-  return std::sqrt(total.item());
+  for (size_t i = 0; i < sums.size(); ++i) local += sums[i] * weights[i];
+  const double total = g.sum(local);
+  return std::sqrt(tp.split() ? tp.group().sum(total) : total);
 }
 
 void ZeroAdamW::scale_grads(double coefficient) {

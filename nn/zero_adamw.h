@@ -10,6 +10,7 @@
 
 #include "nn/adamw.h"
 #include "nn/grad_buckets.h"
+#include "nn/tensor_parallel.h"
 
 namespace mgl::nn {
 
@@ -18,8 +19,9 @@ class ZeroAdamW {
   ZeroAdamW(GradBuckets& buckets, const AdamWOptions& options);
 
   AdamWOptions& options() { return options_; }
-  // The global L2 norm of the summed gradient: this rank's pieces, squared and summed over the group.
-  double grad_norm() const;
+  // The global L2 norm of the summed gradient: this rank's pieces, squared and summed over the group
+  // (and over the tensor group of a split model, each parameter counted once: nn/grad_clip.h).
+  double grad_norm(const TensorParallel& tp = {}) const;
   // Scales this rank's gradient pieces (global-norm clipping).
   void scale_grads(double coefficient);
   void step();

@@ -8,6 +8,8 @@
 #   1. 1 GPU, 8 x 4096 tokens (the baseline);
 #   2. N > 1: data parallelism, DP = N, 8N x 4096 tokens (the same per GPU), without and with parallel.zero=1;
 #   3. 1 GPU, 1 x 32768 tokens, and N > 1: chunk parallelism, CP = N, 1 x 32768N tokens (32K per GPU);
+#   5. N > 1: tensor parallelism, TP = N, 8 x 4096 tokens (the 1-GPU batch split by layers), and where 4
+#      divides N the 3-D grid DP 2 x CP 2 x TP N/4, 16 x 8192 tokens with ZeRO-1;
 #   4. unless --skip-longest: the longest sequence that trains (3 steps each, batch 1), doubling from 32768
 #      tokens per GPU until out of memory or T per GPU (default 2^21): on 1 GPU without and with
 #      model.activation_checkpointing (--longest-ckpt), and N > 1: at CP = N, likewise without and with it.
@@ -370,6 +372,20 @@ if [ "$gpus" -gt 1 ]; then
     --set train.seq_len=$(( 32768 * gpus )) --set parallel.chunk="$gpus" "${no_ckpt[@]}"
   cp_trained="$R_TRAINED" cp_tps="$R_TPS" cp_peak="$R_PEAK"
   add_row 3 "CP=$gpus, 1 × $(( 32768 * gpus ))" "$gpus" 1 $(( 32768 * gpus )) "$base32k"
+fi
+
+if [ "$gpus" -gt 1 ]; then
+  # Tensor parallelism: the 1-GPU batch split by layers over N GPUs, then the 3-D grid where N allows it
+  # (DP 2 x CP 2 x TP N/4: 8 x 4096 tokens per data rank, 4096 per chunk rank).
+  run_train "tp$gpus-b8-s4096" "$gpus" "$steps" 4 --set train.batch_size=8 --set train.seq_len=4096 \
+    --set parallel.tensor="$gpus" "${no_ckpt[@]}"
+  add_row 5 "TP=$gpus, 8 × 4096" "$gpus" 8 4096 "$base4k"
+  if [ $(( gpus % 4 )) -eq 0 ]; then
+    tp=$(( gpus / 4 ))
+    run_train "dp2cp2tp$tp-b16-s8192" "$gpus" "$steps" 4 --set train.batch_size=16 --set train.seq_len=8192 \
+      --set parallel.data=2 --set parallel.chunk=2 --set parallel.tensor="$tp" --set parallel.zero=1 "${no_ckpt[@]}"
+    add_row 5 "DP=2 × CP=2 × TP=$tp, 16 × 8192, ZeRO-1" "$gpus" 16 8192 "$base4k"
+  fi
 fi
 
 if [ "$skip_longest" -eq 0 ]; then

@@ -3,8 +3,10 @@
 #   tools/gpu_parallel_check.sh [--bench]
 # Builds the parallel tests for sm_90 and runs them under mpirun with 2 and 4 ranks sharing the GPU
 # (the staged MPI backend; NCCL refuses two ranks on one GPU) and NCCL on one rank, in f32 and bf16:
-# the communicators (dist_test_communicator_mpi_cuda), the trainer's step under every grid against the
-# single-process GPU step (apps_test_trainer_parallel_mpi_cuda), a text scored over the ranks against
+# the communicators (dist_test_communicator_mpi_cuda), the vocabulary-parallel cross-entropy
+# (dist_test_vocab_parallel_cross_entropy_mpi_cuda), the trainer's step under every grid (DP, CP, TP and
+# their products) against the single-process GPU step (apps_test_trainer_parallel_mpi_cuda), a text scored
+# over the ranks against
 # the one-process score (apps_test_scoring_mpi_cuda), generate under mpirun on the GPU
 # (tests/apps/generate_parallel_cli.sh with --device cuda), and the CPU parallel tests. With
 # --bench it then runs tools/gpu_parallel_bench.sh for the one-GPU baselines. Needs dict-gcide (carry
@@ -18,9 +20,10 @@ export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 [ -f /opt/deps/usr/share/dictd/gcide.dict.dz ] && export MGL_DEFAULT_CORPUS=/opt/deps/usr/share/dictd/gcide.dict.dz
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
-targets="train prepare generate dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda apps_test_scoring_mpi_cuda
-         dist_test_communicator_mpi dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi
-         apps_test_scoring_mpi"
+tests="dist_test_communicator_mpi_cuda dist_test_vocab_parallel_cross_entropy_mpi_cuda apps_test_trainer_parallel_mpi_cuda
+       apps_test_scoring_mpi_cuda dist_test_communicator_mpi dist_test_mappings_mpi dist_test_vocab_parallel_cross_entropy_mpi
+       nn_test_chunk_parallel_mpi nn_test_tensor_parallel_mpi apps_test_trainer_parallel_mpi apps_test_scoring_mpi"
+targets="train prepare generate $tests"
 start=$(date +%s)
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 &&
   cmake --build build-gpu -j "$(nproc)" --target $targets > "$out/build.log" 2>&1 ||
@@ -29,9 +32,7 @@ echo "build: $(( $(date +%s) - start )) s"
 
 status=0
 summary=()
-for test in dist_test_communicator_mpi_cuda apps_test_trainer_parallel_mpi_cuda apps_test_scoring_mpi_cuda \
-            dist_test_communicator_mpi dist_test_mappings_mpi nn_test_chunk_parallel_mpi apps_test_trainer_parallel_mpi \
-            apps_test_scoring_mpi; do
+for test in $tests; do
   for ranks in 2 4; do
     t0=$(date +%s)
     timeout 500 mpirun -np "$ranks" --oversubscribe --bind-to none build-gpu/tests/$test \

@@ -8,6 +8,7 @@
 #include "apps/lib/files.h"
 #include "core/error.h"
 #include "nn/lr_schedule.h"
+#include "nn/tensor_parallel.h"
 
 namespace mgl::apps {
 
@@ -49,7 +50,7 @@ void for_each_setting(Config& c, F&& f) {
   f("data", "val_fraction", c.data.val_fraction, "held-out tail of the corpus");
   f("parallel", "data", c.parallel.data, "data-parallel ranks (DP)");
   f("parallel", "chunk", c.parallel.chunk, "chunk-parallel ranks (CP): each holds seq_len / CP tokens of a sequence");
-  f("parallel", "tensor", c.parallel.tensor, "tensor-parallel ranks (TP; 1 until tensor parallelism is built)");
+  f("parallel", "tensor", c.parallel.tensor, "tensor-parallel ranks (TP): each block's channels, heads and hidden units split over them");
   f("parallel", "zero", c.parallel.zero, "1: ZeRO-1, optimizer moments sharded over the data x chunk ranks");
   f("parallel", "bucket_mb", c.parallel.bucket_mb, "gradient reduction bucket size in MiB");
   f("parallel", "timeout_s", c.parallel.timeout_s, "seconds a communication may take before the job is ended");
@@ -140,8 +141,7 @@ void RunConfig::validate() const {
   const ParallelSettings& p = parallel;
   MGL_CHECK(p.data >= 1 && p.chunk >= 1 && p.tensor >= 1, "config: parallel.data, parallel.chunk and parallel.tensor ",
             "must be >= 1, got ", p.data, ", ", p.chunk, ", ", p.tensor);
-  MGL_CHECK(p.tensor == 1, "config: parallel.tensor = ", p.tensor,
-            ": tensor parallelism is not built yet (data and chunk parallelism are); set parallel.tensor=1");
+  nn::check_tensor_parallel_sizes(model, p.tensor);
   MGL_CHECK(p.zero == 0 || p.zero == 1, "config: parallel.zero must be 0 or 1, got ", p.zero);
   MGL_CHECK(p.bucket_mb > 0, "config: parallel.bucket_mb must be > 0");
   MGL_CHECK(p.timeout_s > 0, "config: parallel.timeout_s must be > 0");

@@ -133,8 +133,10 @@ Trainer::Trainer(TrainerOptions options)
   }
 
   // Initialisation is the first use of the seeded default generator; dropout continues the same stream.
+  // Under tensor parallelism every rank of a tensor group builds the whole model from the same seed and
+  // keeps its pieces (nn/tensor_parallel.h), so the start does not depend on the grid.
   manual_seed(static_cast<uint64_t>(c.train.seed));
-  model_ = std::make_shared<nn::Megalodon>(c.model);
+  model_ = std::make_shared<nn::Megalodon>(c.model, nn::InitOptions{}, nn::TensorParallel(parallel_->tensor()));
   model_->to(options_.device);
   model_->set_compute_dtype(training_dtype(c.train.dtype, options_.device));
   model_->train();
@@ -155,7 +157,7 @@ Trainer::Trainer(TrainerOptions options)
   }
   const bool zero = c.parallel.zero == 1;
   if (parallel_->distributed()) {
-    // Every parameter is replicated over the data x chunk ranks: their gradients are summed there.
+    // Every parameter (or shard) is replicated over the data x chunk ranks: their gradients are summed there.
     buckets_ = std::make_unique<nn::GradBuckets>(parameters_, parallel_->data_chunk(),
                                                  static_cast<int64_t>(c.parallel.bucket_mb * 1048576.0), zero);
   }
@@ -243,10 +245,7 @@ void Trainer::zero_grad() {
 }
 
 double Trainer::sum_over_data_ranks(double value) const {
-  if (!parallel_->distributed()) return value;
-  const Tensor t = Tensor::from_vector(std::vector<double>{value}, {1});
-  parallel_->data_chunk().on(Device::cpu()).all_reduce(t, dist::ReduceOp::sum)->wait();
-  return t.item();
+  return parallel_->distributed() ? parallel_->data_chunk().sum(value) : value;
 }
 
 void Trainer::log(const std::string& message) const {
@@ -279,14 +278,16 @@ double Trainer::accumulate_gradients() {
     if (cp > 1) {
       inputs = contiguous(slice(inputs, 1, start, start + piece));
       targets = contiguous(slice(targets, 1, start, start + piece));
+      // The states of this rank's channels: D/TP of them, G/TP groups.
       const nn::MegalodonConfig& m = options_.config.model;
-      relay.emplace(ps, inputs.size(0), piece, m.model_dim, m.norm_num_groups, m.cema_ndim,
+      const int64_t tp = ps.sizes().tensor;
+      relay.emplace(ps, inputs.size(0), piece, m.model_dim / tp, m.norm_num_groups / tp, m.cema_ndim,
                     timestep_norm_state_dtype(model_->compute_dtype()), options_.device);
       logits = model_->forward(to(inputs, options_.device), *relay);
     } else {
       logits = model_->forward(to(inputs, options_.device));
     }
-    const Tensor loss = nn::Megalodon::loss(logits, to(targets, options_.device));
+    const Tensor loss = model_->token_loss(logits, to(targets, options_.device));
     const double value = loss.item();
     if (!std::isfinite(value)) fail_nonfinite_loss(value);
     loss_sum += value * share;
@@ -299,9 +300,11 @@ double Trainer::accumulate_gradients() {
 
 double Trainer::clip_gradients() {
   const double max_norm = options_.config.optimizer.clip_grad_norm;
-  if (!zero_) return max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm) : nn::grad_norm(parameters_).norm;
+  // Under tensor parallelism the norm sums over the tensor group too, each parameter counted once.
+  const nn::TensorParallel& tp = model_->tensor_parallel();
+  if (!zero_) return max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm, tp) : nn::grad_norm(parameters_, tp).norm;
   // ZeRO-1: each rank holds its pieces of the summed gradient; the norm sums them over the group.
-  const double norm = zero_->grad_norm();
+  const double norm = zero_->grad_norm(tp);
   const double coefficient = max_norm / (norm + 1e-6);
   if (max_norm > 0 && std::isfinite(norm) && coefficient < 1) zero_->scale_grads(coefficient);
   return norm;
@@ -357,7 +360,7 @@ ValidationResult Trainer::validate() {
         targets[r * L + i] = val_tokens_[mine[first + r] * L + i + 1];
       }
     const Tensor logits = model_->forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
-    const double loss = nn::Megalodon::loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
+    const double loss = model_->token_loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
     nll_sum += loss * static_cast<double>(rows * L);
   }
   nll_sum = sum_over_data_ranks(nll_sum);
@@ -369,7 +372,7 @@ ValidationResult Trainer::validate() {
   return r;
 }
 
-std::vector<LongContextPoint> Trainer::evaluate_long_context() {
+std::vector<LongContextPoint> Trainer::evaluate_long_context(nn::Megalodon& model) {
   // The paper's Figure 5 measurement: the same target tokens scored with longer and longer contexts.
   // The stream is the first N tokens of the held-out split (N a power-of-two multiple of the target);
   // the target is its last T = N / 32 tokens; context length c = 2T, 4T, ..., N scores tokens [N - c, N)
@@ -384,10 +387,10 @@ std::vector<LongContextPoint> Trainer::evaluate_long_context() {
   scoring.bucket_width = target;
   std::vector<LongContextPoint> curve;
   {
-    nn::EvalModeGuard eval_mode(*model_);
+    nn::EvalModeGuard eval_mode(model);
     for (int64_t context = 2 * target; context <= stream; context *= 2) {
       const std::vector<int32_t> tokens(val_tokens_.begin() + (stream - context), val_tokens_.begin() + stream);
-      const ScoringResult result = score_tokens(*model_, tokens, scoring);
+      const ScoringResult result = score_tokens(model, tokens, scoring);
       const PositionBucket& last = result.curve.back();
       curve.push_back({context, last.tokens, last.mean_nll()});
     }
@@ -418,12 +421,14 @@ double Trainer::bytes_per_token() const {
 void Trainer::save_checkpoint() {
   state_.rng_seed = default_generator().seed;
   state_.rng_offset = default_generator().offset;
-  // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first.
+  // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first, and
+  // the tensor group of rank 0 (the ranks with data and chunk coordinate 0) gathers the shards to it.
+  const bool gathers = parallel_->data_chunk().rank() == 0;
   if (zero_) {
     nn::AdamW full(parameters_, adamw_);
     zero_->export_state(full);
-    if (parallel_->is_logging_rank()) checkpoints_->save(*model_, full, state_);
-  } else if (parallel_->is_logging_rank()) {
+    if (gathers) checkpoints_->save(*model_, full, state_);
+  } else if (gathers) {
     checkpoints_->save(*model_, *optimizer_, state_);
   }
   // No rank runs ahead of a checkpoint that is still being written.
@@ -502,8 +507,12 @@ TrainingSummary Trainer::run() {
     // Validation before the final checkpoint: a run killed in between repeats both, never logs twice.
     summary.validation = validate_and_log();
     save_checkpoint();
-    // The curve streams one long text through one model: rank 0 alone (no rank waits for it).
-    if (c.eval.long_context_tokens > 0 && parallel_->is_logging_rank()) summary.long_context = evaluate_long_context();
+    // The curve streams one long text through one whole model: rank 0 alone (no rank waits for it),
+    // after its tensor group has gathered a split model to it.
+    if (c.eval.long_context_tokens > 0 && parallel_->data_chunk().rank() == 0) {
+      const std::shared_ptr<nn::Megalodon> whole = nn::gather_whole_model(model_);
+      if (parallel_->is_logging_rank()) summary.long_context = evaluate_long_context(*whole);
+    }
   } else {
     log("the run is already complete at step " + std::to_string(state_.step));
   }

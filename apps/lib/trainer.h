@@ -88,9 +88,6 @@ class Trainer {
   // gradient in the parameters' .grad (summed over the ranks; with ZeRO-1, in this rank's bucket
   // pieces); returns the mean loss over the global batch. (train_step adds clipping and the update.)
   double accumulate_gradients();
-  // The loss of the same held-out target tokens with contexts of growing length (the paper's Figure 5),
-  // written to <out>/long_context.tsv; see the definition for the exact windows.
-  std::vector<LongContextPoint> evaluate_long_context();
   int64_t step() const { return state_.step; }
   const nn::Megalodon& model() const { return *model_; }
   const dist::ParallelState& parallel() const { return *parallel_; }
@@ -106,6 +103,10 @@ class Trainer {
   void save_checkpoint();
   void write_metrics(const std::string& json_object) const;
   double bytes_per_token() const;  // of the held-out text, for bits per byte
+  // The loss of the same held-out target tokens with contexts of growing length (the paper's Figure 5)
+  // under `model` (whole: nn::gather_whole_model), written to <out>/long_context.tsv; see the
+  // definition for the exact windows.
+  std::vector<LongContextPoint> evaluate_long_context(nn::Megalodon& model);
   void log(const std::string& message) const;
   [[noreturn]] void fail_nonfinite_loss(double loss) const;
 

@@ -1,8 +1,9 @@
-// The trainer under mpirun (2 and 4 ranks): every grid the world allows (DP, CP, DP x CP, with and
-// without ZeRO-1) computes the single-process step, which every rank also runs by itself as the
-// reference: the loss and every parameter's gradient after one step (f32: 1e-5), then five optimizer
-// steps; ZeRO-1 gives plain DP's parameters; a checkpoint saved under one grid resumes under another
-// (and in a single process) and continues the single-process loss curve.
+// The trainer under mpirun (2 and 4 ranks; 8 for the 3-D grid): every grid the world allows (DP, CP,
+// TP and their products, with and without ZeRO-1) computes the single-process step, which every rank
+// also runs by itself as the reference: the loss and every parameter's gradient (this rank's piece of
+// it under TP) after one step (f32: 1e-5), then five optimizer steps; ZeRO-1 gives plain DP's
+// parameters; a checkpoint saved under one grid resumes under another (TP to DP and back, and in a
+// single process) and continues the single-process loss curve.
 #include <cmath>
 
 #include "apps/lib/trainer.h"
@@ -16,27 +17,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::shared_ptr<dist::ParallelState> cpu_grid(int64_t data, int64_t chunk) { return make_grid(data, chunk, "cpu"); }
+std::shared_ptr<dist::ParallelState> cpu_grid(const dist::GridSizes& sizes) { return make_grid(sizes, "cpu"); }
 
 }  // namespace
 
-TEST_CASE("trainer: one step under every grid equals the single-process step", "[apps][trainer][mpi]") {
+TEST_CASE("trainer: one step under every grid equals the single-process step", "[apps][trainer][mpi][grid3d]") {
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(cpu_grid(world, 1)->world());
+  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
   const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
-  apps::Trainer reference(options_for(grid_run(5, 1, 1), data, scratch("reference")));
+  apps::Trainer reference(options_for(grid_run(5), data, scratch("reference")));
   const double loss_ref = reference.accumulate_gradients();
-  const std::vector<Tensor> grads_ref = host_f64(reference, true);
+  const std::vector<Tensor> whole_ref = host_f64(reference, true);
 
-  for (const auto& [d, c] : grids(world)) {
-    INFO("grid data " << d << " x chunk " << c);
-    const auto ps = cpu_grid(d, c);
-    apps::TrainerOptions o = options_for(grid_run(5, d, c), data, shared_directory(*ps, "one_step", seed));
+  for (const dist::GridSizes& grid : grids(world)) {
+    INFO("grid " << grid.str());
+    const auto ps = cpu_grid(grid);
+    apps::TrainerOptions o = options_for(grid_run(5, grid), data, shared_directory(*ps, "one_step", seed));
     o.parallel = ps;
     apps::Trainer trainer(o);
     const double loss = trainer.accumulate_gradients();
     CHECK(relative_difference(loss, loss_ref) <= 1e-6);
-    const std::vector<Tensor> grads = host_f64(trainer, true);
+    const std::vector<Tensor> grads = host_f64(trainer, true), grads_ref = pieces_for(trainer, whole_ref);
     const auto names = trainer.model().named_parameters();
     double worst = 0;
     for (size_t k = 0; k < grads.size(); ++k) {
@@ -45,32 +46,31 @@ TEST_CASE("trainer: one step under every grid equals the single-process step", "
       INFO(names[k].name);
       CHECK(e <= 1e-5);
     }
-    WARN("grid data " << d << " x chunk " << c << ": loss " << loss << " vs " << loss_ref
-                      << ", worst gradient relative error " << worst);
+    WARN("grid " << grid.str() << ": loss " << loss << " vs " << loss_ref << ", worst gradient relative error " << worst);
   }
 }
 
 TEST_CASE("trainer: five steps under every grid track the single-process run; ZeRO-1 equals plain DP",
-          "[apps][trainer][mpi]") {
+          "[apps][trainer][mpi][grid3d]") {
   // The loss and gradient norm of every step, and the validation, against the single process (f32:
   // only the summation order differs). Parameters are compared between ZeRO-1 and plain DP of the same
   // grid, not against the single process: AdamW divides each update by the gradient's own running
   // size, so an element whose gradient is at rounding level moves by up to lr per step whatever its
   // rounding; parameters of two summation orders are not close in norm, while the losses are.
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(cpu_grid(world, 1)->world());
+  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
   const apps::PreparedData data = gcide_sample(scratch("data5"), 400000);
   const fs::path reference_run = scratch("reference5");
-  apps::Trainer reference(options_for(grid_run(5, 1, 1), data, reference_run));
+  apps::Trainer reference(options_for(grid_run(5), data, reference_run));
   reference.run();
 
-  for (const auto& [d, c] : grids(world)) {
+  for (const dist::GridSizes& grid : grids(world)) {
     std::vector<Tensor> plain;
     for (int64_t zero : {0, 1}) {
-      INFO("grid data " << d << " x chunk " << c << ", zero " << zero);
-      const auto ps = cpu_grid(d, c);
+      INFO("grid " << grid.str() << ", zero " << zero);
+      const auto ps = cpu_grid(grid);
       const fs::path run = shared_directory(*ps, "five_" + std::to_string(zero), seed);
-      apps::TrainerOptions o = options_for(grid_run(5, d, c, zero), data, run);
+      apps::TrainerOptions o = options_for(grid_run(5, grid, zero), data, run);
       o.parallel = ps;
       apps::Trainer trainer(o);
       trainer.run();
@@ -86,54 +86,64 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
 
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
-  const auto first = cpu_grid(world, 1);
-  const uint64_t seed = shared_seed(first->world());
+  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
   const apps::PreparedData data = gcide_sample(scratch("data_resume"), 400000);
-  apps::RunConfig single = grid_run(6, 1, 1);
+  apps::RunConfig single = grid_run(6);
   single.train.checkpoint_every = 3;
   const fs::path reference_run = scratch("reference_resume");
   apps::Trainer reference(options_for(single, data, reference_run));
   reference.run();
 
-  // Steps 1-3 with ZeRO-1 over all ranks as data parallelism, then 4-6 as chunk parallelism (DP x CP
-  // when the world allows both), and in a single process from the same checkpoint.
-  const fs::path run = shared_directory(*first, "resume", seed);
-  apps::RunConfig saved = grid_run(3, world, 1, 1);
-  saved.train.checkpoint_every = 3;
-  {
-    apps::TrainerOptions o = options_for(saved, data, run);
-    o.parallel = first;
-    apps::Trainer(o).run();
+  // Steps 1-3 under one grid, then 4-6 under another and in a single process from the same checkpoint:
+  // ZeRO-1 data parallelism over every rank to tensor parallelism (TP x CP where the world allows
+  // both), and back.
+  const dist::GridSizes dp{world, 1, 1};
+  const dist::GridSizes tp = world >= 4 ? dist::GridSizes{1, 2, world / 2} : dist::GridSizes{1, 1, world};
+  int scenario = 0;
+  for (const auto& [from, onto] : {std::pair{dp, tp}, std::pair{tp, dp}}) {
+    INFO(from.str() << " -> " << onto.str());
+    const auto first = cpu_grid(from);
+    const fs::path run = shared_directory(*first, "resume_" + std::to_string(scenario++), seed);
+    apps::RunConfig saved = grid_run(3, from, /*zero=*/from.data > 1 ? 1 : 0);
+    saved.train.checkpoint_every = 3;
+    {
+      apps::TrainerOptions o = options_for(saved, data, run);
+      o.parallel = first;
+      apps::Trainer(o).run();
+    }
+    const auto second = cpu_grid(onto);
+    apps::RunConfig resumed = grid_run(6, onto, /*zero=*/onto.data > 1 ? 1 : 0);
+    resumed.train.checkpoint_every = 3;
+    const fs::path alone_run = run.string() + "_single";
+    if (second->world_rank() == 0) fs::copy(run, alone_run, fs::copy_options::recursive);
+    second->world().on(Device::cpu()).barrier();
+    {
+      apps::TrainerOptions o = options_for(resumed, data, run, /*resume=*/true);
+      o.parallel = second;
+      apps::Trainer trainer(o);
+      CHECK(trainer.step() == 3);
+      trainer.run();
+    }
+    if (second->world_rank() == 0) {
+      apps::Trainer alone(options_for(grid_run(6), data, alone_run, /*resume=*/true));
+      CHECK(alone.step() == 3);
+      alone.run();
+      // Steps 1..6 (the first run's validation at step 3 is an extra line the reference does not have).
+      for (const fs::path& path : {run, alone_run})
+        for (const char* key : {"loss", "grad_norm"}) CHECK(worst_metric_difference(path, reference_run, key) <= 1e-5);
+    }
+    second->world().on(Device::cpu()).barrier();
   }
-  const int64_t d = world >= 4 ? 2 : 1, c = world / d;
-  const auto second = cpu_grid(d, c);
-  apps::RunConfig resumed = grid_run(6, d, c);
-  resumed.train.checkpoint_every = 3;
-  if (second->world_rank() == 0) fs::copy(run, run.parent_path() / "resume_single", fs::copy_options::recursive);
-  second->world().on(Device::cpu()).barrier();
-  {
-    apps::TrainerOptions o = options_for(resumed, data, run, /*resume=*/true);
-    o.parallel = second;
-    apps::Trainer trainer(o);
-    CHECK(trainer.step() == 3);
-    trainer.run();
-  }
-  if (second->world_rank() != 0) return;
-  apps::Trainer alone(options_for(grid_run(6, 1, 1), data, run.parent_path() / "resume_single", /*resume=*/true));
-  CHECK(alone.step() == 3);
-  alone.run();
-  // Steps 1..6 (the first run's validation at step 3 is an extra line the reference does not have).
-  for (const fs::path& path : {run, run.parent_path() / "resume_single"})
-    for (const char* key : {"loss", "grad_norm"}) CHECK(worst_metric_difference(path, reference_run, key) <= 1e-5);
 }
 
 TEST_CASE("trainer: under one grid, a resumed run replays the uninterrupted run bitwise", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
-  const int64_t d = world >= 4 ? 2 : world, c = world / d;  // DP x CP where the world allows both
-  const auto ps = cpu_grid(d, c);
+  // DP x CP x TP where the world allows all three, DP x TP where it allows two.
+  const dist::GridSizes grid = world >= 8 ? dist::GridSizes{2, 2, world / 4} : dist::GridSizes{world / 2, 1, 2};
+  const auto ps = cpu_grid(grid);
   const uint64_t seed = shared_seed(ps->world());
   const apps::PreparedData data = gcide_sample(scratch("data_bitwise"), 400000);
-  apps::RunConfig config = grid_run(6, d, c, /*zero=*/1);
+  apps::RunConfig config = grid_run(6, grid, /*zero=*/1);
   config.train.checkpoint_every = 3;
   const fs::path whole = shared_directory(*ps, "bitwise_whole", seed);
   const fs::path cut = shared_directory(*ps, "bitwise_cut", seed);

@@ -1,5 +1,6 @@
 // The trainer on CUDA tensors under mpirun (2 and 4 ranks sharing one GPU through the staged MPI
-// backend, or NCCL when every rank has its own GPU): every grid's step against the single-process
+// backend, or NCCL when every rank has its own GPU): every grid's step (DP, CP, TP and their products)
+// against the single-process
 // step on the GPU, in f32 and bf16: the loss and every parameter's gradient after one step (measured
 // on an H200: worst 9.4e-7 in f32, 3.4e-3 in bf16), then the loss curve of five steps, plain and with
 // ZeRO-1, whose parameters equal plain DP's.
@@ -26,35 +27,35 @@ namespace fs = std::filesystem;
 
 TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "[apps][trainer][mpi][cuda]") {
   const int world = dist::initialize_mpi().size;
-  const auto probe = make_grid(world, 1, "cuda");
+  const auto probe = make_grid({world, 1, 1}, "cuda");
   const uint64_t seed = shared_seed(probe->world());
   const Device device = probe->device();
   const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
   for (const std::string dtype : {"f32", "bf16"}) {
     const double tolerance = dtype == "f32" ? 1e-5 : 1e-2;
-    apps::Trainer reference(options_for(grid_run(5, 1, 1, 0, dtype), data, scratch("reference_" + dtype), false, device));
+    apps::Trainer reference(options_for(grid_run(5, {}, 0, dtype), data, scratch("reference_" + dtype), false, device));
     const double loss_ref = reference.accumulate_gradients();
-    const std::vector<Tensor> grads_ref = host_f64(reference, true);
+    const std::vector<Tensor> whole_ref = host_f64(reference, true);
     const fs::path reference_run = scratch("reference5_" + dtype);
-    apps::Trainer(options_for(grid_run(5, 1, 1, 0, dtype), data, reference_run, false, device)).run();
+    apps::Trainer(options_for(grid_run(5, {}, 0, dtype), data, reference_run, false, device)).run();
 
-    for (const auto& [d, c] : grids(world)) {
-      INFO(dtype << ", grid data " << d << " x chunk " << c);
-      const auto ps = make_grid(d, c, "cuda");
+    for (const dist::GridSizes& grid : grids(world)) {
+      INFO(dtype << ", grid " << grid.str());
+      const auto ps = make_grid(grid, "cuda");
       // One step, storing the activations and recomputing them (bitwise the same computation).
       for (const bool recompute : {false, true}) {
-        apps::RunConfig config = grid_run(5, d, c, 0, dtype);
+        apps::RunConfig config = grid_run(5, grid, 0, dtype);
         config.model.activation_checkpointing = recompute;
         apps::TrainerOptions o = options_for(config, data, shared_directory(*ps, "one", seed));
         o.parallel = ps;
         apps::Trainer trainer(o);
         const double loss = trainer.accumulate_gradients();
         CHECK(relative_difference(loss, loss_ref) <= tolerance);
-        const std::vector<Tensor> grads = host_f64(trainer, true);
+        const std::vector<Tensor> grads = host_f64(trainer, true), grads_ref = pieces_for(trainer, whole_ref);
         double worst = 0;
         for (size_t k = 0; k < grads.size(); ++k) worst = std::max(worst, relative_error(grads[k], grads_ref[k]));
         CHECK(worst <= tolerance);
-        WARN(dtype << " grid data " << d << " x chunk " << c << (recompute ? ", recomputing" : "") << ": loss " << loss
+        WARN(dtype << " grid " << grid.str() << (recompute ? ", recomputing" : "") << ": loss " << loss
                    << " vs " << loss_ref << ", worst gradient relative error " << worst);
       }
       // Five steps, plain and ZeRO-1: the loss curve tracks the single process; ZeRO-1 gives plain DP's
@@ -63,7 +64,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
       std::vector<Tensor> plain;
       for (int64_t zero : {0, 1}) {
         const fs::path run = shared_directory(*ps, "five_" + std::to_string(zero), seed);
-        apps::TrainerOptions o = options_for(grid_run(5, d, c, zero, dtype), data, run);
+        apps::TrainerOptions o = options_for(grid_run(5, grid, zero, dtype), data, run);
         o.parallel = ps;
         apps::Trainer trainer(o);
         trainer.run();
@@ -71,7 +72,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
           const double worst = worst_metric_difference(run, reference_run, "loss");
           CHECK(worst <= tolerance);
           CHECK(worst_metric_difference(run, reference_run, "val_loss") <= tolerance);
-          WARN(dtype << " grid data " << d << " x chunk " << c << ", zero " << zero
+          WARN(dtype << " grid " << grid.str() << ", zero " << zero
                      << ", five steps: worst loss relative difference " << worst);
         }
         const std::vector<Tensor> params = host_f64(trainer, false);

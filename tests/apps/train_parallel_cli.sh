@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The train binary under mpirun, end to end (CTest: apps_train_parallel_cli): a bad grid or config, or
 # ranks that disagree, end the job with one clear message from rank 0; a hung rank and a killed rank end
-# the whole job within a bound, and the last checkpoint before the kill resumes; data- and chunk-parallel
-# runs log one metrics.jsonl and reach the single-process run's final loss.
+# the whole job within a bound, and the last checkpoint before the kill resumes; data-, chunk- and
+# tensor-parallel runs log one metrics.jsonl and reach the single-process run's final loss.
 #   tests/apps/train_parallel_cli.sh path/to/train
 # Every mpirun runs under `timeout`, so that a hang fails the test instead of blocking CI.
 set -uo pipefail
@@ -48,10 +48,12 @@ expect_job_error "batch not divisible over data ranks" "must divide over the par
   "${mpi[@]}" -np 2 "$train" "${small[@]}" --steps "$steps" --out "$work/batch" --set parallel.data=2 --set train.batch_size=3
 expect_job_error "seq_len not whole chunks per rank" "must be a multiple of parallel.chunk \* model.chunk_size" \
   "${mpi[@]}" -np 2 "$train" "${small[@]}" --steps "$steps" --out "$work/seq" --set parallel.chunk=2 --set train.seq_len=96
+expect_job_error "sizes that do not split over the tensor ranks" "parallel.tensor = 2 must divide model.vocab_size (untied head) = 257" \
+  "${mpi[@]}" -np 2 "$train" "${small[@]}" --steps "$steps" --out "$work/tensor_sizes" --set parallel.tensor=2 --set model.vocab_size=257
 expect_job_error "configs differ across ranks" "resolved config differs from rank 0" \
   "${mpi[@]}" -np 1 "$train" "${small[@]}" --steps "$steps" --out "$work/mpmd" --set parallel.data=2 --set train.seed=1 \
   : -np 1 "$train" "${small[@]}" --steps "$steps" --out "$work/mpmd" --set parallel.data=2 --set train.seed=2
-no_rank_left "the error jobs" "$work/(grid|batch|seq|mpmd)"
+no_rank_left "the error jobs" "$work/(grid|batch|seq|tensor_sizes|mpmd)"
 
 # The reference: one process.
 "$train" "${small[@]}" --steps "$steps" --out "$work/single" >single.log 2>&1 ||
@@ -59,8 +61,8 @@ no_rank_left "the error jobs" "$work/(grid|batch|seq|mpmd)"
 reference="$(last_loss single.log)"
 [ -n "$reference" ] || fail "the single-process run printed no 'last loss' line: $(tail -3 single.log)"
 
-# Data- and chunk-parallel runs: exit 0, one metrics.jsonl with one line per step, the same final loss.
-for grid in data chunk; do
+# Data-, chunk- and tensor-parallel runs: exit 0, one metrics.jsonl with one line per step, the same final loss.
+for grid in data chunk tensor; do
   run="$work/$grid"
   "${mpi[@]}" -np 2 "$train" "${small[@]}" --steps "$steps" --out "$run" --set "parallel.$grid=2" >"$grid.log" 2>"$grid.err"
   status=$?

@@ -1,9 +1,13 @@
 // The communication pairs of dist/mappings.h as autograd ops (run under mpirun with 2 and 4 ranks):
 // each op's forward and backward on rank-dependent inputs against what every rank can compute alone,
-// then column- and row-parallel linears built from them against the single-process linear, and the
+// then column- and row-parallel linears built from them against the single-process linear (with a
+// gradient check through the communication for the two tensor parallelism's blocks use), and the
 // chunk-parallel send/receive pair against a single-process chain. All in f64 on the CPU.
+#include <functional>
+
 #include "autograd/engine.h"
 #include "dist/communicator_suite.h"
+#include "dist/directional_check.h"
 #include "dist/mappings.h"
 #include "dist/mpi_world.h"
 
@@ -106,16 +110,28 @@ TEST_CASE("each communication op and its backward") {
   }
 }
 
+// The single-process reference of the parallel linears: loss = sum(act(x Wᵀ) ⊙ upstream) with x [5, 4w],
+// W [2w, 4w] for a group of w ranks, differentiated (x.grad(), w.grad() hold the reference gradients).
+struct LinearReference {
+  Tensor x, w, upstream;
+};
+
+LinearReference linear_reference(uint64_t seed, int ranks, const std::function<Tensor(const Tensor&)>& act) {
+  const int64_t rows = 5, in = 4 * ranks, out = 2 * ranks;
+  LinearReference ref{leaf({rows, in}, seed), leaf({out, in}, seed + 1), random_tensor({rows, out}, seed + 2)};
+  backward(sum(mul(act(linear(ref.x, ref.w)), ref.upstream)));
+  return ref;
+}
+
 TEST_CASE("column- and row-parallel linears built from the pairs equal the single-process linear") {
   const auto ps = world_grid();
   const dist::ProcessGroup& g = ps->world();
   const int r = g.rank(), w = g.size();
   const uint64_t seed = shared_seed(g);
   INFO("seed " << seed);
-  const int64_t rows = 5, in = 4 * w, out = 2 * w;
-  const Tensor x_full = leaf({rows, in}, seed), w_full = leaf({out, in}, seed + 1);
-  const Tensor upstream = random_tensor({rows, out}, seed + 2);
-  backward(sum(mul(linear(x_full, w_full), upstream)));  // the single-process reference
+  const LinearReference ref = linear_reference(seed, w, [](const Tensor& y) { return y; });
+  const Tensor &x_full = ref.x, &w_full = ref.w, &upstream = ref.upstream;
+  const int64_t rows = x_full.size(0), in = x_full.size(1);
 
   SECTION("column-parallel: replicated input, output gathered") {
     const Tensor x = leaf({rows, in}, seed), w_piece = piece(w_full.detach(), 0, r, w).set_requires_grad(true);
@@ -130,6 +146,46 @@ TEST_CASE("column- and row-parallel linears built from the pairs equal the singl
     backward(sum(mul(y, upstream)));
     check_close(x.grad(), x_full.grad(), "dx");
     check_close(w_piece.grad(), piece(w_full.grad(), 1, r, w), "dw");
+  }
+}
+
+TEST_CASE("the model's parallel layers: sharded input gathered, partial outputs reduce-scattered") {
+  // Tensor parallelism's two other linears (nn/tensor_parallel.h): column-parallel on a sharded input
+  // (all_gather | reduce_scatter; wv) and row-parallel whose partial outputs are reduce-scattered back to
+  // a sharded output (reduce_scatter | all_gather; wh2, fc2): against the single-process linear, then
+  // a gradient check through the communication by directional derivatives.
+  const auto ps = world_grid();
+  const dist::ProcessGroup& g = ps->world();
+  const int r = g.rank(), w = g.size();
+  const uint64_t seed = shared_seed(g);
+  INFO("seed " << seed);
+  const LinearReference ref = linear_reference(seed, w, [](const Tensor& y) { return tanh(y); });
+  const Tensor &x_full = ref.x, &w_full = ref.w, &upstream = ref.upstream;
+
+  SECTION("column-parallel on a sharded input") {
+    const Tensor x = piece(x_full.detach(), 1, r, w).set_requires_grad(true);
+    const Tensor w_piece = piece(w_full.detach(), 0, r, w).set_requires_grad(true);
+    // Each rank's loss term is its columns' share; the total is summed over the group.
+    auto loss = [&] {
+      const Tensor y = tanh(linear(dist::all_gather(x, g, 1), w_piece));
+      return sum(dist::reduce_from_group(reshape(sum(mul(y, piece(upstream, 1, r, w))), {1}), g));
+    };
+    backward(loss());
+    check_close(x.grad(), piece(x_full.grad(), 1, r, w), "dx");
+    check_close(w_piece.grad(), piece(w_full.grad(), 0, r, w), "dw");
+    check_directional_derivatives(g, loss, {{x, false}, {w_piece, false}}, seed);
+  }
+  SECTION("row-parallel with its output reduce-scattered") {
+    const Tensor x = piece(x_full.detach(), 1, r, w).set_requires_grad(true);
+    const Tensor w_piece = piece(w_full.detach(), 1, r, w).set_requires_grad(true);
+    auto loss = [&] {
+      const Tensor y = tanh(dist::reduce_scatter(linear(x, w_piece), g, 1));
+      return sum(dist::reduce_from_group(reshape(sum(mul(y, piece(upstream, 1, r, w))), {1}), g));
+    };
+    backward(loss());
+    check_close(x.grad(), piece(x_full.grad(), 1, r, w), "dx");
+    check_close(w_piece.grad(), piece(w_full.grad(), 1, r, w), "dw");
+    check_directional_derivatives(g, loss, {{x, false}, {w_piece, false}}, seed);
   }
 }
 

@@ -214,7 +214,7 @@ TEST_CASE("checkpoint: config mismatch, missing, extra and misshapen tensors are
     return name == "optimizer/embed.weight/exp_avg" ? Tensor::zeros({2, 2}) : t;
   });
   CHECK(contains(error_message([&] { load_checkpoint(bad_moment, *run.model, *run.optimizer); }),
-                 "state of 'embed.weight' has shape"));
+                 "optimizer state 'optimizer/embed.weight/exp_avg' has shape"));
 
   // An extra tensor (a parameter this model does not have) is refused.
   const std::string extra = (dir / "extra.h5").string();
