@@ -84,6 +84,30 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
   }
 }
 
+TEST_CASE("trainer: under tensor parallelism the long-context evaluation scores the gathered whole model",
+          "[apps][trainer][mpi]") {
+  const int world = dist::initialize_mpi().size;
+  const auto ps = cpu_grid({1, 1, world});
+  const uint64_t seed = shared_seed(ps->world());
+  const apps::PreparedData data = gcide_sample(scratch("data_long"), 400000);
+  apps::RunConfig config = grid_run(2, {1, 1, world});
+  config.eval.long_context_tokens = 1024;
+  const fs::path run = shared_directory(*ps, "long_context", seed);
+  apps::TrainerOptions o = options_for(config, data, run);
+  o.parallel = ps;
+  const apps::TrainingSummary summary = apps::Trainer(o).run();
+  if (ps->world_rank() != 0) return;
+  apps::RunConfig single = config;
+  single.parallel.tensor = 1;
+  const apps::TrainingSummary reference = apps::Trainer(options_for(single, data, scratch("long_single"))).run();
+  REQUIRE(summary.long_context.size() == reference.long_context.size());
+  REQUIRE(!reference.long_context.empty());
+  for (size_t i = 0; i < reference.long_context.size(); ++i) {
+    CHECK(summary.long_context[i].context == reference.long_context[i].context);
+    CHECK(relative_difference(summary.long_context[i].mean_nll, reference.long_context[i].mean_nll) <= 1e-5);
+  }
+}
+
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
   const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());

@@ -2,7 +2,7 @@
 // f64 on the CPU: the model split over every rank of the job computes the single-process model, which
 // every rank also holds whole with the same parameters: logits (whole, or this rank's vocabulary slice),
 // loss and each parameter's gradient (this rank's piece of the single-process gradient); replicated
-// parameters get the same gradient on every rank; the global gradient norm counts each parameter once;
+// parameters get the same gradient on every rank; gathered back, the model is the whole one; the global gradient norm counts each parameter once;
 // and directional derivatives by central differences, every rank moving its piece of one global
 // direction, match the gradients (a gradient check through the communication); a checkpoint of the
 // split model and its AdamW state holds the whole tensors, bitwise those one process saves.
@@ -115,6 +115,12 @@ TEST_CASE("a model split over the tensor group computes the single-process forwa
           CHECK(relative_error(mine[i].tensor.grad(), first) == 0.0);
         }
       }
+
+      // Gathered back, the split model is the whole one, parameters bit for bit.
+      const auto gathered = nn::gather_whole_model(std::shared_ptr<nn::Megalodon>(split.get(), [](nn::Megalodon*) {}));
+      REQUIRE(!gathered->tensor_parallel().split());
+      const auto whole_params = gathered->named_parameters();
+      for (size_t i = 0; i < whole_params.size(); ++i) CHECK(relative_error(whole_params[i].tensor, reference[i].tensor) == 0.0);
 
       // The global norm of the split gradient is the single-process norm: each parameter counted once.
       const double norm = nn::grad_norm(mine, tp).norm, norm_ref = nn::grad_norm(reference).norm;
