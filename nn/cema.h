@@ -17,6 +17,12 @@ class Cema : public Module {
   // after the last token (differentiable).
   Tensor forward(const Tensor& x, const Tensor& h_in = {}, Tensor* h_out = nullptr) const;
   CemaCoefficients coefficients() const;  // for one-token decoding
+  // The raw parameters (a decoder derives its own coefficients in its own dtype and device).
+  const Tensor& alpha() const { return alpha_; }
+  const Tensor& delta() const { return delta_; }
+  const Tensor& theta() const { return theta_; }
+  const Tensor& gamma() const { return gamma_; }
+  const Tensor& omega() const { return omega_; }
 
  private:
   Tensor alpha_, delta_, theta_, gamma_, omega_;

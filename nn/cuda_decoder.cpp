@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <string>
 
 #include "autograd/grad_mode.h"
@@ -58,22 +57,6 @@ struct CudaDecoder::Layer {
 
 namespace {
 
-// The model's parameters by state_dict name.
-class ParameterTable {
- public:
-  explicit ParameterTable(const Module& model) {
-    for (const Parameter& p : model.named_parameters()) table_[p.name] = p.tensor;
-  }
-  const Tensor& operator()(const std::string& name) const {
-    const auto it = table_.find(name);
-    MGL_CHECK(it != table_.end(), "CudaDecoder: the model has no parameter '", name, "'");
-    return it->second;
-  }
-
- private:
-  std::map<std::string, Tensor> table_;
-};
-
 // The decoder's own contiguous copy of `t` in `dtype` on `device`: the model may later move or change
 // its parameters, while the captured graph keeps reading these addresses.
 Tensor owned(const Tensor& t, DType dtype, const Device& device) {
@@ -105,9 +88,12 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   const int64_t H = c.num_heads, dz = c.head_z_dim(), dv = c.head_value_dim(), G = c.norm_num_groups;
   const int64_t N = c.cema_ndim, chunk = c.chunk_size, vocab = c.vocab_size;
   const float eps = static_cast<float>(c.norm_eps);
-  const ParameterTable param(model);
-  auto weight = [&](const std::string& name) { return owned(param(name), dtype_, device_); };
-  auto vector = [&](const std::string& name) { return owned(param(name), DType::f32, device_); };
+  // The weights come from the model's modules (typed accessors), so a renamed module is a compile
+  // error here, not a missing name at run time.
+  MGL_CHECK(!model.tensor_parallel().split(), "CudaDecoder: decodes a whole model; gather a tensor-parallel one first ",
+            "(nn::gather_whole_model)");
+  auto weight = [&](const Tensor& t) { return owned(t, dtype_, device_); };
+  auto vector = [&](const Tensor& t) { return owned(t, DType::f32, device_); };
   auto activation = [&](const Shape& shape) { return Tensor::zeros(shape, DType::f32, device_); };
 
   x_ = activation({B, D}), t_ = activation({B, D}), u_ = activation({B, D}), h1_ = activation({B, D});
@@ -122,13 +108,13 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   ids_ = Tensor::zeros({B}, DType::i64, device_);
   position_device_ = Tensor::zeros({1}, DType::i32, device_);
 
-  embed_ = weight("embed.weight");
-  head_ = c.share_embedding ? embed_ : weight("output.output.weight");
+  embed_ = weight(model.embedding().weight());
+  head_ = model.head() ? weight(model.head()->weight()) : embed_;
   embed_scale_ = c.scale_embedding ? static_cast<float>(std::sqrt(double(D))) : 1.0f;
 
-  auto make_norm = [&](const std::string& prefix, NormState& n) {
-    n.weight = vector(prefix + ".weight");
-    n.bias = vector(prefix + ".bias");
+  auto make_norm = [&](const TimestepNorm& norm, NormState& n) {
+    n.weight = vector(norm.weight());
+    n.bias = vector(norm.bias());
     n.count = Tensor::zeros({B, G}, DType::i64, device_);
     n.mean = activation({B, G});
     n.var = activation({B, G});
@@ -142,10 +128,12 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     Layer& L = layers_[i];
-    const std::string mega = "layers." + std::to_string(i) + ".mega.", nffn = "layers." + std::to_string(i) + ".nffn.";
-    make_norm(mega + "timenorm", L.norm);
-    L.cema = cema_coefficients(vector(mega + "cema.alpha"), vector(mega + "cema.delta"), vector(mega + "cema.theta"),
-                               vector(mega + "cema.gamma"), vector(mega + "cema.omega"));
+    const MovingAverageGatedAttention& mega = model.block(i).mega();
+    const NormalizedFeedForward& nffn = model.block(i).nffn();
+    make_norm(mega.timenorm(), L.norm);
+    const Cema& cema = mega.cema();
+    L.cema = cema_coefficients(vector(cema.alpha()), vector(cema.delta()), vector(cema.theta()), vector(cema.gamma()),
+                               vector(cema.omega()));
     L.cema_h = activation({B, D, N, 2});
     L.norm.args.modes = N;
     L.norm.args.cema = {L.cema.p.data<float>(), reinterpret_cast<const Complex<float>*>(L.cema.q.data<float>()),
@@ -154,23 +142,23 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
     L.norm.args.cema_h = reinterpret_cast<Complex<float>*>(L.cema_h.data<float>());
     L.norm.args.cema_y = u_.data<float>();
 
-    if (c.norm_affine) L.rms_weight = vector(mega + "rmsnorm.weight");
-    L.wz = weight(mega + "wz.weight"), L.bz = vector(mega + "wz.bias");
-    L.wr = weight(mega + "wr.weight"), L.br = vector(mega + "wr.bias");
-    L.wh1 = weight(mega + "wh1.weight"), L.bh1 = vector(mega + "wh1.bias");
-    L.wv = weight(mega + "wv.weight"), L.bv = vector(mega + "wv.bias");
-    L.wh2 = weight(mega + "wh2.weight");
-    L.qk_scale = contiguous(mul(add(vector(mega + "gamma"), 1.0), 1.0 / std::sqrt(double(dz))));
-    L.qk_offset = vector(mega + "beta");
+    if (c.norm_affine) L.rms_weight = vector(mega.rmsnorm_weight());
+    L.wz = weight(mega.wz().weight()), L.bz = vector(mega.wz().bias());
+    L.wr = weight(mega.wr().weight()), L.br = vector(mega.wr().bias());
+    L.wh1 = weight(mega.wh1().weight()), L.bh1 = vector(mega.wh1().bias());
+    L.wv = weight(mega.wv().weight()), L.bv = vector(mega.wv().bias());
+    L.wh2 = weight(mega.wh2().weight());
+    L.qk_scale = contiguous(mul(add(vector(mega.gamma()), 1.0), 1.0 / std::sqrt(double(dz))));
+    L.qk_offset = vector(mega.beta());
     L.keys = Tensor::zeros({B, chunk, H, dz}, dtype_, device_);
     L.values = Tensor::zeros({B, chunk, H, dv}, dtype_, device_);
-    if (c.norm_affine) L.ln_weight = vector(nffn + "norm.weight"), L.ln_bias = vector(nffn + "norm.bias");
+    if (c.norm_affine) L.ln_weight = vector(nffn.norm_weight()), L.ln_bias = vector(nffn.norm_bias());
     // SwiGLU: fc1 and fc3 interleaved row by row, so that one warp of the product holds both halves
     // of an output (decode_gemv's swiglu_pairs).
-    L.fc_in = c.swiglu ? contiguous(reshape(stack({weight(nffn + "fc1.weight"), weight(nffn + "fc3.weight")}, 1), {2 * F, D}))
-                       : weight(nffn + "fc1.weight");
-    L.fc2 = weight(nffn + "fc2.weight");
-    if (c.rescale_nffn) L.alpha = vector(nffn + "alpha");
+    L.fc_in = nffn.fc3() ? contiguous(reshape(stack({weight(nffn.fc1().weight()), weight(nffn.fc3()->weight())}, 1), {2 * F, D}))
+                         : weight(nffn.fc1().weight());
+    L.fc2 = weight(nffn.fc2().weight());
+    if (c.rescale_nffn) L.alpha = vector(nffn.alpha());
 
     // 2. The projections: three of RMSNorm(U) (the norm applied on the fly) and one of T.
     cuda::GemvLaunch& p = L.projections;
@@ -223,7 +211,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
     pf.residual = x_.data<float>(), pf.residual_ld = D, pf.y = x_.data<float>(), pf.y_ld = D;
   }
   final_norm_ = std::make_unique<NormState>();
-  make_norm("output.final_norm", *final_norm_);
+  make_norm(model.final_norm(), *final_norm_);
 
   reset();
   use_graph_ = options.use_graph;

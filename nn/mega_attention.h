@@ -27,6 +27,18 @@ class MovingAverageGatedAttention : public Module {
   Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr,
                  const StateHandoff* handoff = nullptr) const;
 
+  // The parts, for a decoder that runs the same math its own way (nn/cuda_decoder.h).
+  const TimestepNorm& timenorm() const { return *timenorm_; }
+  const Cema& cema() const { return *cema_; }
+  const Tensor& rmsnorm_weight() const { return rmsnorm_weight_; }  // undefined unless norm_affine
+  const Linear& wz() const { return *wz_; }
+  const Linear& wv() const { return *wv_; }
+  const Linear& wr() const { return *wr_; }
+  const Linear& wh1() const { return *wh1_; }
+  const Linear& wh2() const { return *wh2_; }
+  const Tensor& gamma() const { return gamma_; }
+  const Tensor& beta() const { return beta_; }
+
  private:
   // Chunk-wise causal attention over this call's tokens, continuing the partial chunk of `incoming`
   // and leaving the new partial chunk in `outgoing`. Q and K get RoPE here, per chunk.

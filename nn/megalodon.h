@@ -22,6 +22,8 @@ class MegalodonBlock : public Module {
                  const TensorParallel& tp = {});
   Tensor forward(const Tensor& x, const LayerState* incoming = nullptr, LayerState* outgoing = nullptr,
                  const StateHandoff* handoff = nullptr) const;
+  const MovingAverageGatedAttention& mega() const { return *mega_; }
+  const NormalizedFeedForward& nffn() const { return *nffn_; }
 
  private:
   std::shared_ptr<MovingAverageGatedAttention> mega_;
@@ -69,6 +71,8 @@ class Megalodon : public Module {
   int64_t num_blocks() const { return config_.num_layers; }
   const MegalodonBlock& block(int64_t i) const { return (*layers_)[static_cast<size_t>(i)]; }
   const TimestepNorm& final_norm() const { return *output_->final_norm; }
+  const Embedding& embedding() const { return *embed_; }
+  const Linear* head() const { return output_->output.get(); }  // null when tied to the embedding
   Tensor project(const Tensor& x) const;
 
   const MegalodonConfig& config() const { return config_; }

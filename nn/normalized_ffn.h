@@ -17,6 +17,14 @@ class NormalizedFeedForward : public Module {
                         const TensorParallel& tp = {});
   Tensor forward(const Tensor& y_hat, const Tensor& residual) const;
 
+  // The parts, for a decoder that runs the same math its own way (nn/cuda_decoder.h).
+  const Tensor& norm_weight() const { return norm_weight_; }  // undefined unless norm_affine
+  const Tensor& norm_bias() const { return norm_bias_; }
+  const Linear& fc1() const { return *fc1_; }
+  const Linear& fc2() const { return *fc2_; }
+  const Linear* fc3() const { return fc3_.get(); }  // null unless SwiGLU
+  const Tensor& alpha() const { return alpha_; }    // undefined unless rescale_nffn
+
  private:
   MegalodonConfig config_;
   TensorParallel tp_;

@@ -17,6 +17,8 @@ class TimestepNorm : public Module {
   Tensor forward(const Tensor& x, const TimestepNormState* incoming = nullptr,
                  TimestepNormState* outgoing = nullptr) const;
   int64_t groups() const { return weight_.size(0) / channels_per_group_; }  // this rank's, when split
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
 
  private:
   Tensor weight_, bias_;
