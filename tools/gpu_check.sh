@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (H100/H200): build for sm_90, run the whole CTest suite including the
 # "cuda" label, run the benchmarks, and print a summary. Logs go to $OUT (or ./gpu_check_out).
-#   tools/gpu_check.sh            # build + all tests + benchmarks
-#   tools/gpu_check.sh --no-bench # skip benchmarks
+#   tools/gpu_check.sh                       # build + all tests + benchmarks
+#   tools/gpu_check.sh --no-bench            # skip benchmarks
+#   tools/gpu_check.sh --no-bench --cuda-only  # only the tests labelled cuda (the CPU ones run everywhere)
+# The trainer tests need dict-gcide: carry .deps (../shared/device/fetch-debs dict-gcide).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$out"
+bench=1 labels=()
+for arg in "$@"; do
+  case "$arg" in
+    --no-bench) bench=0 ;;
+    --cuda-only) labels=(-L cuda) ;;
+    *) echo "gpu_check: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+[ -f .deps/unpack ] && source .deps/unpack
+[ -f /opt/deps/usr/share/dictd/gcide.dict.dz ] && export MGL_DEFAULT_CORPUS=/opt/deps/usr/share/dictd/gcide.dict.dz
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 {
@@ -28,8 +40,9 @@ if [ $status -ne 0 ]; then
 fi
 
 echo "== tests"
-ctest --test-dir build-gpu --output-on-failure -j 4 --timeout 900 > "$out/ctest.log" 2>&1
+ctest --test-dir build-gpu "${labels[@]}" --output-on-failure -j 4 --timeout 900 > "$out/ctest.log" 2>&1
 test_status=$?
+sed 's/\x1b\[[0-9;]*m//g' "$out/ctest.log" | grep -E "worst|FAILED|with expansion" -A1 | grep -vE "^--$" | sort -u | head -60
 grep -E "tests passed|tests failed|Test +#|\*\*\*" "$out/ctest.log" | grep -vE "Passed" | head -80
 grep -E "^(cpu|cuda) +=" "$out/ctest.log"
 for label in cpu cuda; do
@@ -37,7 +50,7 @@ for label in cpu cuda; do
 done
 grep -E "tests passed" "$out/ctest.log"
 
-if [ "${1:-}" != "--no-bench" ]; then
+if [ "$bench" -eq 1 ]; then
   echo "== benchmarks"
   for bench in build-gpu/bin/bench_*; do
     [ -x "$bench" ] || continue
