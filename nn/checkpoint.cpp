@@ -26,8 +26,11 @@ void check_format(const Hdf5File& file) {
             ": not a megalodon.cpp training checkpoint (no or wrong 'magic' attribute)");
   MGL_CHECK(file.has_attribute("version"), file.path(), ": checkpoint has no 'version' attribute");
   const int64_t version = file.int_attribute("version");
-  MGL_CHECK(version == kCheckpointVersion, file.path(), ": checkpoint format version ", version,
-            ", this build reads version ", kCheckpointVersion);
+  MGL_CHECK(version >= 1 && version <= kCheckpointVersion, file.path(), ": checkpoint format version ", version,
+            ", this build reads versions 1 to ", kCheckpointVersion);
+  // Version 2 files carry checksums: one missing means the file was made or edited by something else.
+  MGL_CHECK(version < 2 || file.sealed(), file.path(), ": checkpoint has no '", Hdf5File::kAttributesChecksum,
+            "' attribute (version 2 files carry checksums)");
   for (const char* name : {"model_config", "run_config", "tokenizer", "step", "rng_seed", "rng_offset", "data_position"})
     MGL_CHECK(file.has_attribute(name), file.path(), ": checkpoint has no '", name, "' attribute");
 }
@@ -129,6 +132,12 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
 void validate_checkpoint(const std::string& path) {
   const Hdf5File file(path, Hdf5File::Mode::read);
   check_format(file);
+  const bool checksummed = file.int_attribute("version") >= 2;
+  for (const std::string& name : file.dataset_names()) {
+    MGL_CHECK(!checksummed || file.has_checksum(name), path, ": dataset '", name, "' has no checksum");
+    if (name == kTokenizerModel) file.read_bytes(name);
+    else file.read(name);
+  }
 }
 
 TrainingState load_checkpoint(const std::string& path, const Megalodon& model, AdamW& optimizer) {
@@ -151,10 +160,8 @@ TrainingState load_checkpoint(const std::string& path, const Megalodon& model, A
               "' is ", step.describe(), "; expected one i64");
     const TensorParallel& tp = model.tensor_parallel();
     auto moment = [&](const char* what) {
-      const Tensor whole = file.read(moment_name(p.name, what));
-      const Shape expected = p.sharding.full_shape(p.tensor.shape(), tp.size());
-      MGL_CHECK(whole.shape() == expected, path, ": optimizer state '", moment_name(p.name, what), "' has shape ",
-                shape_str(whole.shape()), ", the model expects ", shape_str(expected));
+      const Tensor whole = read_checked_floats(file, moment_name(p.name, what),
+                                               p.sharding.full_shape(p.tensor.shape(), tp.size()), "optimizer state");
       return piece_of(whole, p.sharding, tp.rank(), tp.size());
     };
     try {

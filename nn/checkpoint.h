@@ -10,7 +10,9 @@
 //   on load), "run_config" (the run's own JSON, returned as is), "step", "rng_seed", "rng_offset",
 //   "data_position", "tokenizer".
 // Files are written atomically (write_hdf5_atomically): a crash during a save never destroys the last
-// good checkpoint. Files hold whole tensors whatever the process grid: a model split over a tensor
+// good checkpoint. Since version 2 every dataset and the root attributes carry checksums
+// (nn/hdf5_file.h), verified at load: a damaged file is refused, naming the damaged part; a parameter
+// or moment stored as an integer type, or holding NaN or inf, is refused too, naming the tensor. Files hold whole tensors whatever the process grid: a model split over a tensor
 // group (nn/tensor_parallel.h) gathers each sharded tensor to save it and takes its piece to load, so a
 // checkpoint saved under any grid loads under any other. Loading is strict: anything missing, misshapen or inconsistent is an mgl::Error
 // naming the file and the problem; after such an error the model and optimizer may be partly
@@ -27,7 +29,7 @@
 namespace mgl::nn {
 
 inline constexpr const char* kCheckpointMagic = "megalodon.cpp training checkpoint";
-inline constexpr int64_t kCheckpointVersion = 1;
+inline constexpr int64_t kCheckpointVersion = 2;  // 2: checksums; version 1 files still load
 
 // Where a run stands besides the tensors.
 struct TrainingState {
@@ -57,7 +59,8 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
 // from model.config() (naming the first differing key), or when a tensor is missing, extra or misshapen.
 TrainingState load_checkpoint(const std::string& path, const Megalodon& model, AdamW& optimizer);
 
-// Opens `path` and checks the format attributes only (cheap); throws mgl::Error saying what is wrong.
+// Opens `path`, checks the format attributes and reads every dataset against its checksum (a whole
+// read of the file); throws mgl::Error saying what is wrong.
 void validate_checkpoint(const std::string& path);
 
 // The model config and TrainingState of a checkpoint (format checked, no tensors read).

@@ -2,10 +2,12 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/fnv1a.h"
 
 namespace mgl::nn {
 
@@ -58,6 +60,21 @@ DType dtype_of_dataset(hid_t type, const std::string& where) {
            " bytes); expected float32/64 or int32/64");
 }
 
+constexpr const char* kDatasetChecksum = "fnv1a64";
+
+// The hash a dataset carries: its name, its dimensions and its bytes.
+uint64_t dataset_checksum(const std::string& name, const std::vector<hsize_t>& dims, const void* data, size_t bytes) {
+  uint64_t hash = fnv1a64(name.data(), name.size());
+  for (const hsize_t d : dims) {
+    const uint64_t extent = d;
+    hash = fnv1a64(&extent, sizeof extent, hash);
+  }
+  return fnv1a64(data, bytes, hash);
+}
+
+void write_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t checksum);
+void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed);
+
 }  // namespace
 
 Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
@@ -66,6 +83,11 @@ Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
     MGL_CHECK(std::filesystem::exists(path), "cannot open '", path, "': no such file");
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     MGL_CHECK(file_ >= 0, "cannot open '", path, "' as HDF5 (not an HDF5 file, or truncated/corrupted)");
+    if (sealed()) {
+      const uint64_t stored = static_cast<uint64_t>(int_attribute(kAttributesChecksum));
+      MGL_CHECK(stored == attributes_checksum(), path, ": the root attributes fail their checksum (an attribute was ",
+                "changed or damaged after the file was written)");
+    }
   } else {
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     MGL_CHECK(file_ >= 0, "cannot create HDF5 file '", path, "'");
@@ -90,6 +112,7 @@ void Hdf5File::write(const std::string& name, const Tensor& tensor) {
   MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
   MGL_CHECK(H5Dwrite(dataset.get(), native_type(stored), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()) >= 0, path_,
             ": writing dataset '", name, "' failed");
+  write_checksum(dataset.get(), path_, name, dataset_checksum(name, dims, host.raw_data(), host.numel() * host.element_size()));
 }
 
 bool Hdf5File::contains(const std::string& name) const {
@@ -121,6 +144,7 @@ Tensor Hdf5File::read(const std::string& name) const {
   Tensor out = Tensor::empty(Shape(dims.begin(), dims.end()), dtype, Device::cpu());
   MGL_CHECK(H5Dread(dataset.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.raw_data()) >= 0, path_,
             ": reading dataset '", name, "' failed (file truncated or corrupted?)");
+  verify_checksum(dataset.get(), path_, name, dataset_checksum(name, dims, out.raw_data(), out.numel() * out.element_size()));
   return out;
 }
 
@@ -134,6 +158,7 @@ void Hdf5File::write_bytes(const std::string& name, const std::string& bytes) {
   MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
   MGL_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0, path_,
             ": writing dataset '", name, "' failed");
+  write_checksum(dataset.get(), path_, name, dataset_checksum(name, {size}, bytes.data(), bytes.size()));
 }
 
 std::string Hdf5File::read_bytes(const std::string& name) const {
@@ -150,6 +175,7 @@ std::string Hdf5File::read_bytes(const std::string& name) const {
   std::string bytes(size, '\0');
   MGL_CHECK(size == 0 || H5Dread(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
             path_, ": reading dataset '", name, "' failed (file truncated or corrupted?)");
+  verify_checksum(dataset.get(), path_, name, dataset_checksum(name, {size}, bytes.data(), bytes.size()));
   return bytes;
 }
 
@@ -223,12 +249,71 @@ double Hdf5File::double_attribute(const std::string& name) const {
   return value;
 }
 
+bool Hdf5File::has_checksum(const std::string& name) const {
+  MGL_CHECK(contains(name), path_, ": no dataset '", name, "'");
+  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  return dataset.get() >= 0 && H5Aexists(dataset.get(), kDatasetChecksum) > 0;
+}
+
+namespace {
+
+void write_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t checksum) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attribute(H5Acreate2(dataset, kDatasetChecksum, H5T_NATIVE_UINT64, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                   H5Aclose);
+  MGL_CHECK(attribute.get() >= 0 && H5Awrite(attribute.get(), H5T_NATIVE_UINT64, &checksum) >= 0, path,
+            ": cannot write the checksum of dataset '", name, "'");
+}
+
+void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed) {
+  if (H5Aexists(dataset, kDatasetChecksum) <= 0) return;  // a file written before checksums, or by another tool
+  Handle attribute(H5Aopen(dataset, kDatasetChecksum, H5P_DEFAULT), H5Aclose);
+  uint64_t stored = 0;
+  MGL_CHECK(attribute.get() >= 0 && H5Aread(attribute.get(), H5T_NATIVE_UINT64, &stored) >= 0, path,
+            ": cannot read the checksum of dataset '", name, "'");
+  MGL_CHECK(stored == computed, path, ": dataset '", name, "' fails its checksum (the file is damaged: its bytes ",
+            "changed after it was written)");
+}
+
+// Every root attribute's name, in name order.
+std::vector<std::string> root_attribute_names(hid_t file) {
+  std::vector<std::string> names;
+  auto visit = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->push_back(name);
+    return 0;
+  };
+  H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &names);
+  return names;
+}
+
+}  // namespace
+
+uint64_t Hdf5File::attributes_checksum() const {
+  uint64_t hash = kFnv1aOffsetBasis;
+  for (const std::string& name : root_attribute_names(file_)) {
+    if (name == kAttributesChecksum) continue;
+    Handle attribute(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
+    Handle type(H5Aget_type(attribute.get()), H5Tclose);
+    Handle memory(H5Tget_native_type(type.get(), H5T_DIR_DEFAULT), H5Tclose);
+    Handle space(H5Aget_space(attribute.get()), H5Sclose);
+    const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+    std::vector<unsigned char> bytes(H5Tget_size(memory.get()) * static_cast<size_t>(std::max<hssize_t>(count, 0)));
+    MGL_CHECK(H5Aread(attribute.get(), memory.get(), bytes.data()) >= 0, path_, ": cannot read attribute '", name, "'");
+    hash = fnv1a64(name.c_str(), name.size() + 1, hash);
+    hash = fnv1a64(bytes.data(), bytes.size(), hash);
+  }
+  return hash;
+}
+
+void Hdf5File::seal_attributes() { set_attribute(kAttributesChecksum, static_cast<int64_t>(attributes_checksum())); }
+
 void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill) {
   const std::string temporary = path + ".tmp";
   try {
     {
       Hdf5File file(temporary, Hdf5File::Mode::create);
       fill(file);
+      file.seal_attributes();
     }  // closed (and flushed) here, before the rename
     std::filesystem::rename(temporary, path);
   } catch (...) {

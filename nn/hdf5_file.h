@@ -3,6 +3,12 @@
 // are PyTorch state_dict names ("layers.0.mega.cema.alpha"); a '/' makes groups ("grads/embed.weight").
 // Files are readable by h5dump and h5py. Every HDF5 failure becomes an mgl::Error naming the file and
 // the dataset; HDF5's own error printing is turned off.
+//
+// Files prove themselves: every dataset this class writes carries an attribute "fnv1a64", the FNV-1a
+// hash (core/fnv1a.h) of its name, its shape and its stored bytes, which every read recomputes; and
+// seal_attributes() stores "attributes_fnv1a64", the hash of every root attribute's name and bytes,
+// which opening the file for reading recomputes. A flipped bit, a truncated or swapped dataset, or an
+// edited attribute is then an error naming the file and what failed, not silently wrong numbers.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -26,8 +32,10 @@ class Hdf5File {
   // Stores the tensor's values (any device, any layout) in its dtype; bf16 is stored as f32 (HDF5 has
   // no bfloat16 type). Intermediate groups are created as needed.
   void write(const std::string& name, const Tensor& tensor);
-  // Reads a dataset into a new CPU tensor of the stored type (f32, f64, i32 or i64).
+  // Reads a dataset into a new CPU tensor of the stored type (f32, f64, i32 or i64), verifying its
+  // checksum when it has one.
   Tensor read(const std::string& name) const;
+  bool has_checksum(const std::string& name) const;  // whether the dataset carries "fnv1a64"
   bool contains(const std::string& name) const;
   std::vector<std::string> dataset_names() const;  // every dataset, recursively, with group prefixes
   // A byte string (a serialized tokenizer model, ...) as a 1-D dataset of unsigned 8-bit integers.
@@ -42,14 +50,22 @@ class Hdf5File {
   std::string string_attribute(const std::string& name) const;
   int64_t int_attribute(const std::string& name) const;
   double double_attribute(const std::string& name) const;
+  // Stores the hash of every root attribute (call after the last set_attribute); a file opened for
+  // reading that holds it is verified against it at once. write_hdf5_atomically seals its files.
+  void seal_attributes();
+  bool sealed() const { return has_attribute(kAttributesChecksum); }
+  static constexpr const char* kAttributesChecksum = "attributes_fnv1a64";
 
  private:
+  uint64_t attributes_checksum() const;
+
   std::string path_;
   int64_t file_ = -1;  // hid_t
 };
 
-// Writes `path` atomically: `fill` writes into "<path>.tmp", which is renamed over `path` only after it
-// was closed successfully. A failure (or a crash) never leaves a half-written file at `path`.
+// Writes `path` atomically: `fill` writes into "<path>.tmp", which is sealed (seal_attributes) and
+// renamed over `path` only after it was closed successfully. A failure (or a crash) never leaves a
+// half-written file at `path`.
 void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill);
 
 }  // namespace mgl::nn

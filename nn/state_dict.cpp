@@ -1,6 +1,9 @@
 #include "nn/state_dict.h"
 
+#include <cmath>
+
 #include "autograd/grad_mode.h"
+#include "nn/grad_clip.h"
 
 namespace mgl::nn {
 
@@ -9,12 +12,21 @@ void load_parameters(const Module& module, const Hdf5File& file, const std::stri
   for (const Parameter& p : module.named_parameters()) {
     const std::string name = prefix + p.name;
     MGL_CHECK(file.contains(name), file.path(), ": parameter '", name, "' is missing");
-    const Tensor stored = file.read(name);
-    const Shape whole = p.sharding.full_shape(p.tensor.shape(), tp.size());
-    MGL_CHECK(stored.shape() == whole, file.path(), ": parameter '", name, "' has shape ", shape_str(stored.shape()),
-              ", the model expects ", shape_str(whole));
+    const Tensor stored = read_checked_floats(file, name, p.sharding.full_shape(p.tensor.shape(), tp.size()), "parameter");
     copy_(p.tensor, piece_of(stored, p.sharding, tp.rank(), tp.size()));
   }
+}
+
+Tensor read_checked_floats(const Hdf5File& file, const std::string& name, const Shape& shape, const char* what) {
+  const Tensor stored = file.read(name);
+  MGL_CHECK(stored.shape() == shape, file.path(), ": ", what, " '", name, "' has shape ", shape_str(stored.shape()),
+            ", the model expects ", shape_str(shape));
+  MGL_CHECK(is_floating(stored.dtype()), file.path(), ": ", what, " '", name, "' is stored as ",
+            dtype_name(stored.dtype()), "; expected floating-point values");
+  // One f64 sum of squares: NaN or inf in any element makes it non-finite.
+  MGL_CHECK(std::isfinite(squared_norms({stored})[0]), file.path(), ": ", what, " '", name,
+            "' holds NaN or infinite values");
+  return stored;
 }
 
 }  // namespace mgl::nn

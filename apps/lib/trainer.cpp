@@ -126,6 +126,13 @@ Trainer::Trainer(TrainerOptions options)
     std::vector<std::string> skipped;
     resume_from = checkpoints_->newest_valid(&skipped);
     for (const std::string& reason : skipped) log("skipping an unusable checkpoint: " + reason);
+    // A directory without checkpoints starts a run; one whose checkpoints are all unusable is an error
+    // (a restart would overwrite the run's metrics).
+    if (!resume_from && !skipped.empty()) {
+      std::string reasons;
+      for (const std::string& reason : skipped) reasons += "; " + reason;
+      MGL_FAIL("--resume: no usable checkpoint in ", options_.out, " (", skipped.size(), " unusable", reasons, ")");
+    }
     if (!resume_from) log("--resume: no checkpoint in " + options_.out + ", starting from step 0");
   } else {
     MGL_CHECK(checkpoints_->list().empty(), "the run directory '", options_.out,

@@ -143,7 +143,7 @@ TEST_CASE("trainer: bad input is one clear error", "[apps][trainer]") {
     bigger.model.num_layers = 3;
     CHECK(contains(error_message([&] { Trainer(options_for(bigger, data, dir / "run", true)); }), "num_layers"));
   }
-  SECTION("a truncated newest checkpoint is skipped on resume") {
+  SECTION("a truncated newest checkpoint is skipped on resume; none usable is an error") {
     RunConfig c = small_run(4);
     c.train.checkpoint_every = 2;
     Trainer(options_for(c, data, dir / "run")).run();
@@ -151,6 +151,14 @@ TEST_CASE("trainer: bad input is one clear error", "[apps][trainer]") {
     fs::resize_file(newest, fs::file_size(newest) / 2);
     Trainer resumed(options_for(c, data, dir / "run", true));
     CHECK(resumed.step() == 2);
+    // Every checkpoint unusable: an error naming each file and why, not a restart from step 0.
+    const fs::path older = dir / "run" / "checkpoints" / "step_00000002.h5";
+    fs::resize_file(older, fs::file_size(older) / 2);
+    const std::string message = error_message([&] { Trainer(options_for(c, data, dir / "run", true)); });
+    CHECK(contains(message, "--resume: no usable checkpoint in"));
+    CHECK(contains(message, "2 unusable"));
+    CHECK(contains(message, "step_00000004.h5"));
+    CHECK(contains(message, "step_00000002.h5"));
   }
   SECTION("a model vocabulary smaller than the data's") {
     RunConfig c = small_run(2);

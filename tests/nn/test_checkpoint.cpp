@@ -7,6 +7,8 @@
 #include <fstream>
 #include <memory>
 
+#include <hdf5.h>
+
 #include "autograd/engine.h"
 #include "nn/checkpoint.h"
 #include "nn/grad_clip.h"
@@ -100,6 +102,28 @@ void rewrite(const std::string& from, const std::string& to,
     if (t.defined()) out.write(name, t);
   }
   for (const auto& [name, t] : added) out.write(name, t);
+  out.seal_attributes();  // a well-formed file whose contents are wrong: the loader's checks must catch them
+}
+
+// Flips one bit of the stored bytes of dataset `name` in the file itself (its checksum unchanged), as a
+// disk or a copy might.
+void flip_stored_bit(const std::string& path, const std::string& name, int64_t byte) {
+  int64_t offset = -1;
+  {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t dataset = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+    offset = static_cast<int64_t>(H5Dget_offset(dataset));
+    H5Dclose(dataset);
+    H5Fclose(file);
+  }
+  REQUIRE(offset > 0);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(offset + byte);
+  char c = 0;
+  f.read(&c, 1);
+  c ^= 0x40;  // an exponent bit of a little-endian f32's top byte when byte % 4 == 3
+  f.seekp(offset + byte);
+  f.write(&c, 1);
 }
 
 }  // namespace
@@ -229,6 +253,69 @@ TEST_CASE("checkpoint: config mismatch, missing, extra and misshapen tensors are
   CHECK(contains(error_message([&] { validate_checkpoint(plain); }), "not a megalodon.cpp training checkpoint"));
   CHECK(contains(error_message([&] { load_checkpoint((dir / "absent.h5").string(), *run.model, *run.optimizer); }),
                  "cannot open"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: damaged files, integer weights and non-finite values are refused, naming the tensor",
+          "[nn][checkpoint]") {
+  const auto dir = fresh_directory("damaged");
+  Run run(5);
+  run.train_step(0);
+  const std::string path = (dir / "ckpt.h5").string();
+  save_checkpoint(path, *run.model, *run.optimizer, state_at(3));
+  validate_checkpoint(path);
+  Run fresh(6);
+
+  // A flipped exponent bit in a weight (-0.013 -> -4.5e36 in the report that found it): its checksum fails.
+  const std::string flipped = (dir / "flipped.h5").string();
+  std::filesystem::copy_file(path, flipped);
+  flip_stored_bit(flipped, "model/embed.weight", 7);
+  for (const std::string& message : {error_message([&] { validate_checkpoint(flipped); }),
+                                     error_message([&] { load_checkpoint(flipped, *fresh.model, *fresh.optimizer); }),
+                                     error_message([&] { load_checkpoint_model(flipped, *fresh.model); })})
+    CHECK(contains(message, "dataset 'model/embed.weight' fails its checksum"));
+
+  // An edited attribute (the step) without the attributes' checksum: refused on opening.
+  const std::string edited = (dir / "edited.h5").string();
+  std::filesystem::copy_file(path, edited);
+  {
+    const hid_t file = H5Fopen(edited.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t attribute = H5Aopen(file, "step", H5P_DEFAULT);
+    const int64_t step = 1000;
+    H5Awrite(attribute, H5T_NATIVE_INT64, &step);
+    H5Aclose(attribute);
+    H5Fclose(file);
+  }
+  CHECK(contains(error_message([&] { validate_checkpoint(edited); }), "root attributes fail their checksum"));
+
+  // Well-formed files whose values are wrong: an integer dataset for a weight, a NaN, an inf moment.
+  const std::string integers = (dir / "integers.h5").string();
+  rewrite(path, integers, [](const std::string& name, const Tensor& t) {
+    return name == "model/layers.0.mega.wz.weight" ? cast(t, DType::i32) : t;
+  });
+  CHECK(contains(error_message([&] { load_checkpoint(integers, *fresh.model, *fresh.optimizer); }),
+                 "parameter 'model/layers.0.mega.wz.weight' is stored as i32; expected floating-point values"));
+  const std::string nan = (dir / "nan.h5").string();
+  rewrite(path, nan, [](const std::string& name, const Tensor& t) {
+    return name == "model/output.final_norm.weight" ? div(t, Tensor::zeros(t.shape())) : t;
+  });
+  CHECK(contains(error_message([&] { load_checkpoint_model(nan, *fresh.model); }),
+                 "parameter 'model/output.final_norm.weight' holds NaN or infinite values"));
+  const std::string inf = (dir / "inf.h5").string();
+  rewrite(path, inf, [](const std::string& name, const Tensor& t) {
+    return name == "optimizer/embed.weight/exp_avg_sq" ? add(t, 1e300) : t;
+  });
+  CHECK(contains(error_message([&] { load_checkpoint(inf, *fresh.model, *fresh.optimizer); }),
+                 "optimizer state 'optimizer/embed.weight/exp_avg_sq' holds NaN or infinite values"));
+
+  // A directory whose every checkpoint is damaged gives none to resume from, and says why for each.
+  CheckpointDirectory checkpoints((dir / "run").string(), 3);
+  checkpoints.save(*run.model, *run.optimizer, state_at(1));
+  flip_stored_bit(checkpoints.path_for(1), "model/embed.weight", 3);
+  std::vector<std::string> skipped;
+  CHECK_FALSE(checkpoints.newest_valid(&skipped).has_value());
+  REQUIRE(skipped.size() == 1);
+  CHECK(contains(skipped[0], "step_00000001.h5: dataset 'model/embed.weight' fails its checksum"));
   std::filesystem::remove_all(dir);
 }
 
