@@ -398,21 +398,26 @@ void build_scan_modes(const CemaCoefficientPointers& c, const Grid& g, const Wor
 
 }  // namespace
 
-void cema_coefficients(const float* alpha, const float* delta, const float* theta, const Complex<float>* gamma_raw,
-                       int64_t channels, int64_t modes, float* p, Complex<float>* q, Complex<float>* log_q,
-                       Complex<float>* gamma, Stream stream) {
-  const int64_t count = channels * modes;
+void cema_coefficients(const CemaCoefficientsArgs& a, Stream stream) {
+  const int64_t count = a.channels * a.modes;
   if (count == 0) return;
-  coefficients_kernel<<<grid_for(count), kThreads, 0, stream>>>(alpha, delta, theta, gamma_raw, channels, modes, p, q,
-                                                                  log_q, gamma);
+  coefficients_kernel<<<grid_for(count), kThreads, 0, stream>>>(a.alpha, a.delta, a.theta, a.gamma_raw, a.channels,
+                                                                  a.modes, a.p, a.q, a.log_q, a.gamma);
   MGL_CUDA_CHECK_LAUNCH();
 }
 
 int64_t cema_forward_workspace_bytes(const CemaSizes& sizes) { return carve(make_grid(sizes), false, nullptr).bytes; }
 int64_t cema_backward_workspace_bytes(const CemaSizes& sizes) { return carve(make_grid(sizes), true, nullptr).bytes; }
 
-void cema_forward(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, const Complex<float>* h_in,
-                  const CemaSizes& sizes, void* y, Complex<float>* h_out, void* workspace, Stream stream) {
+void cema_forward(const CemaForwardArgs& a, Stream stream) {
+  const CemaSizes& sizes = a.sizes;
+  const DType dtype = a.dtype;
+  const void* x = a.x;
+  const CemaCoefficientPointers& coefficients = a.coefficients;
+  const Complex<float>* h_in = a.h_in;
+  void* y = a.y;
+  Complex<float>* h_out = a.h_out;
+  void* workspace = a.workspace;
   check_sizes(sizes);
   const Grid g = make_grid(sizes);
   const Workspace w = carve(g, false, workspace);
@@ -424,10 +429,18 @@ void cema_forward(DType dtype, const void* x, const CemaCoefficientPointers& coe
   });
 }
 
-void cema_backward(DType dtype, const void* x, const void* dy, const Complex<float>* g_out, const float* alpha,
-                   const float* delta, const float* theta, const CemaCoefficientPointers& coefficients,
-                   const Complex<float>* h_in, const CemaSizes& sizes, void* dx, const CemaParameterGradPointers& grads,
-                   Complex<float>* d_h_in, void* workspace, Stream stream) {
+void cema_backward(const CemaBackwardArgs& a, Stream stream) {
+  const CemaSizes& sizes = a.sizes;
+  const DType dtype = a.dtype;
+  const void *x = a.x, *dy = a.dy;
+  const Complex<float>* g_out = a.g_out;
+  const float *alpha = a.alpha, *delta = a.delta, *theta = a.theta;
+  const CemaCoefficientPointers& coefficients = a.coefficients;
+  const Complex<float>* h_in = a.h_in;
+  void* dx = a.dx;
+  const CemaParameterGradPointers& grads = a.grads;
+  Complex<float>* d_h_in = a.d_h_in;
+  void* workspace = a.workspace;
   check_sizes(sizes);
   const Grid g = make_grid(sizes);
   const Workspace w = carve(g, true, workspace);
@@ -458,14 +471,13 @@ void cema_backward(DType dtype, const void* x, const void* dy, const Complex<flo
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void cema_step(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, int64_t batch,
-               int64_t channels, int64_t modes, Complex<float>* h, void* y, Stream stream) {
-  const int64_t count = batch * channels;
+void cema_step(const CemaStepArgs& a, Stream stream) {
+  const int64_t count = a.batch * a.channels;
   if (count == 0) return;
-  dispatch_activation(dtype, [&](auto tag) {
+  dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    step_kernel<T><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const T*>(x), coefficients, batch, channels,
-                                                               modes, h, static_cast<T*>(y));
+    step_kernel<T><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const T*>(a.x), a.coefficients, a.batch,
+                                                               a.channels, a.modes, a.h, static_cast<T*>(a.y));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
