@@ -20,7 +20,7 @@
 // variance after step t, to before it, and gives the adjoints (dm, ds) of the step's moments.
 #include <cstdint>
 
-#include "core/dtype.h"
+#include "base/dtype.h"
 
 namespace mgl {
 

@@ -13,8 +13,8 @@
 
 #include <cstdint>
 
+#include "base/layout.h"
 #include "cuda/complex.h"
-#include "cuda/layout.h"
 
 namespace mgl {
 

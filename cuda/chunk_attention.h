@@ -4,8 +4,8 @@
 // mask and dropout (of either kind) once, for the CPU reference and the kernels alike.
 #include <cstdint>
 
-#include "core/philox.h"
-#include "cuda/layout.h"
+#include "base/layout.h"
+#include "base/philox.h"
 
 namespace mgl::cuda {
 

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 
 #define MGL_NCCL_CHECK(call)                                                                    \
   do {                                                                                          \

@@ -2,7 +2,7 @@
 // Fused log-softmax + negative log-likelihood over contiguous logits [rows, cols] with integer
 // targets [rows] (i32 or i64, already checked to be in [0, cols) or equal to ignore_index).
 // Per-row results are in the loss type: f32 for f32/bf16 logits, f64 for f64.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

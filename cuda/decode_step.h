@@ -8,8 +8,8 @@
 // [B, D] rows; tables are in the compute dtype (f32 or bf16); the states are f32.
 #include <cstdint>
 
+#include "base/layout.h"
 #include "cuda/cema.h"
-#include "cuda/layout.h"
 
 namespace mgl::cuda {
 

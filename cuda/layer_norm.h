@@ -14,7 +14,7 @@
 // Any of dx, dweight, dbias may be null (not wanted). The weight and bias gradients are reduced
 // without atomics: per-block partial sums in `workspace` (norm_backward_workspace(rows, cols)
 // elements of the statistics type), then one pass that adds the partials of each column.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

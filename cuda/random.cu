@@ -1,6 +1,6 @@
 // Random fills: element i of the tensor (row-major) takes Philox index i of the stream
 // (seed, offset), exactly as the CPU code in core/random.cpp does.
-#include "core/philox.h"
+#include "base/philox.h"
 #include "cuda/common.cuh"
 #include "cuda/random.h"
 

@@ -9,8 +9,8 @@
 // or f64 when T is f64.
 #include <cstdint>
 
+#include "base/layout.h"
 #include "base/timestep_norm_math.h"
-#include "cuda/layout.h"
 
 namespace mgl::cuda {
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::nn {
 

@@ -2,7 +2,7 @@
 // Checks for CUDA runtime and cuBLAS return codes, for .cu files and CUDA-only code paths.
 #include <cuda_runtime.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MGL_CUDA_CHECK(call)                                                                    \
   do {                                                                                          \
