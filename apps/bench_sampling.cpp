@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "apps/lib/sampling.h"
-#include "core/philox.h"
+#include "base/philox.h"
 
 using namespace mgl;
 using namespace mgl::apps;

@@ -1,6 +1,6 @@
 #include "autograd/grad_mode.h"
 
-namespace mgl::autograd {
+namespace mgl {
 
 namespace {
 thread_local bool enabled = true;
@@ -8,4 +8,4 @@ thread_local bool enabled = true;
 bool grad_enabled() { return enabled; }
 void set_grad_enabled(bool value) { enabled = value; }
 
-}  // namespace mgl::autograd
+}  // namespace mgl

@@ -2,7 +2,11 @@
 // Whether ops record the graph. Off inside NoGradGuard (evaluation, optimizer updates, inference,
 // and every backward pass); back on inside EnableGradGuard (a backward that must record a graph,
 // such as activation recomputation re-running a forward inside the backward sweep).
-namespace mgl::autograd {
+//
+// Namespaces: what a user of the library writes lives in mgl, as PyTorch has torch.no_grad() and
+// loss.backward() — grad mode and these guards here, mgl::backward(loss) in autograd/engine.h; the
+// machinery of the graph (Node, record, the engine, gradcheck, recompute) lives in mgl::autograd.
+namespace mgl {
 
 bool grad_enabled();
 void set_grad_enabled(bool enabled);
@@ -29,8 +33,4 @@ class EnableGradGuard : public GradModeGuard {
   EnableGradGuard() : GradModeGuard(true) {}
 };
 
-}  // namespace mgl::autograd
-
-namespace mgl {
-using autograd::NoGradGuard;
-}
+}  // namespace mgl

@@ -6,10 +6,10 @@
 #include <mutex>
 #include <vector>
 
+#include "base/error.h"
 #include "core/cuda_context.h"
-#include "core/error.h"
 #ifdef MGL_WITH_CUDA
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 #endif
 
 namespace mgl {

@@ -3,10 +3,10 @@
 #include <mutex>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #ifdef MGL_WITH_CUDA
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 #endif
 
 namespace mgl {

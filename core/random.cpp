@@ -1,8 +1,8 @@
 #include <cmath>
 #include "core/random.h"
 
+#include "base/philox.h"
 #include "core/cuda_context.h"
-#include "core/philox.h"
 #include "core/strided.h"
 #include "cuda/random.h"
 

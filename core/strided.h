@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/layout.h"
 #include "core/shape.h"
 #include "core/tensor.h"
-#include "cuda/layout.h"
 
 namespace mgl {
 

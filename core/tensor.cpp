@@ -7,7 +7,7 @@
 #include "core/strided.h"
 #include "cuda/copy.h"
 #ifdef MGL_WITH_CUDA
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 #endif
 
 namespace mgl {

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "base/dtype.h"
+#include "base/error.h"
 #include "core/device.h"
-#include "core/dtype.h"
-#include "core/error.h"
 #include "core/shape.h"
 
 namespace mgl {

@@ -13,8 +13,8 @@
 // CPU and GPU compute the same bits.
 #include <math.h>
 
-#include "core/dtype.h"
-#include "cuda/layout.h"
+#include "base/dtype.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -398,74 +398,67 @@ void build_scan_modes(const CemaCoefficientPointers& c, const Grid& g, const Wor
 
 }  // namespace
 
-void cema_coefficients(const float* alpha, const float* delta, const float* theta, const Complex<float>* gamma_raw,
-                       int64_t channels, int64_t modes, float* p, Complex<float>* q, Complex<float>* log_q,
-                       Complex<float>* gamma, Stream stream) {
-  const int64_t count = channels * modes;
+void cema_coefficients(const CemaCoefficientsArgs& a, Stream stream) {
+  const int64_t count = a.channels * a.modes;
   if (count == 0) return;
-  coefficients_kernel<<<grid_for(count), kThreads, 0, stream>>>(alpha, delta, theta, gamma_raw, channels, modes, p, q,
-                                                                  log_q, gamma);
+  coefficients_kernel<<<grid_for(count), kThreads, 0, stream>>>(a.alpha, a.delta, a.theta, a.gamma_raw, a.channels,
+                                                                  a.modes, a.p, a.q, a.log_q, a.gamma);
   MGL_CUDA_CHECK_LAUNCH();
 }
 
 int64_t cema_forward_workspace_bytes(const CemaSizes& sizes) { return carve(make_grid(sizes), false, nullptr).bytes; }
 int64_t cema_backward_workspace_bytes(const CemaSizes& sizes) { return carve(make_grid(sizes), true, nullptr).bytes; }
 
-void cema_forward(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, const Complex<float>* h_in,
-                  const CemaSizes& sizes, void* y, Complex<float>* h_out, void* workspace, Stream stream) {
-  check_sizes(sizes);
-  const Grid g = make_grid(sizes);
-  const Workspace w = carve(g, false, workspace);
-  build_scan_modes(coefficients, g, w, false, stream);
-  dispatch_activation(dtype, [&](auto tag) {
+void cema_forward(const CemaForwardArgs& a, Stream stream) {
+  check_sizes(a.sizes);
+  const Grid g = make_grid(a.sizes);
+  const Workspace w = carve(g, false, a.workspace);
+  build_scan_modes(a.coefficients, g, w, false, stream);
+  dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    run_scan<false>(static_cast<const T*>(x), w.forward_modes, w.skip, h_in, g, w.forward_states, static_cast<T*>(y),
-                    h_out, stream);
+    run_scan<false>(static_cast<const T*>(a.x), w.forward_modes, w.skip, a.h_in, g, w.forward_states,
+                    static_cast<T*>(a.y), a.h_out, stream);
   });
 }
 
-void cema_backward(DType dtype, const void* x, const void* dy, const Complex<float>* g_out, const float* alpha,
-                   const float* delta, const float* theta, const CemaCoefficientPointers& coefficients,
-                   const Complex<float>* h_in, const CemaSizes& sizes, void* dx, const CemaParameterGradPointers& grads,
-                   Complex<float>* d_h_in, void* workspace, Stream stream) {
-  check_sizes(sizes);
-  const Grid g = make_grid(sizes);
-  const Workspace w = carve(g, true, workspace);
-  build_scan_modes(coefficients, g, w, true, stream);
+void cema_backward(const CemaBackwardArgs& a, Stream stream) {
+  check_sizes(a.sizes);
+  const Grid g = make_grid(a.sizes);
+  const Workspace w = carve(g, true, a.workspace);
+  build_scan_modes(a.coefficients, g, w, true, stream);
   const int64_t spans = span_count(g), rows = g.B * spans;
-  dispatch_activation(dtype, [&](auto tag) {
+  dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    const T* xs = static_cast<const T*>(x);
-    const T* dys = static_cast<const T*>(dy);
+    const T* xs = static_cast<const T*>(a.x);
+    const T* dys = static_cast<const T*>(a.dy);
     // Forward states entering each chunk (recomputed), then the adjoint sweep: dx and the adjoint
     // entering each chunk from the future; G_{h_in} is where the reverse carry ends.
-    run_scan<false, T>(xs, w.forward_modes, w.skip, h_in, g, w.forward_states, nullptr, nullptr, stream);
-    run_scan<true, T>(dys, w.backward_modes, w.skip, g_out, g, w.backward_states, static_cast<T*>(dx),
-                      h_in ? d_h_in : nullptr, stream);
+    run_scan<false, T>(xs, w.forward_modes, w.skip, a.h_in, g, w.forward_states, nullptr, nullptr, stream);
+    run_scan<true, T>(dys, w.backward_modes, w.skip, a.g_out, g, w.backward_states, static_cast<T*>(a.dx),
+                      a.h_in ? a.d_h_in : nullptr, stream);
     const int64_t threads = rows * g.N * g.D;
     if (threads > 0) {
       parameter_grads_kernel<T><<<grid_for(threads), kThreads, 0, stream>>>(
-          xs, dys, coefficients, g, spans, w.forward_states, w.backward_states, w.mode_partials, w.omega_partials);
+          xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, w.mode_partials, w.omega_partials);
       MGL_CUDA_CHECK_LAUNCH();
     }
   });
   if (g.D == 0) return;
-  finish_mode_grads_kernel<<<grid_for(g.D * g.N), kThreads, 0, stream>>>(alpha, delta, theta, w.mode_partials, rows,
-                                                                           g.D, g.N, grads, w.theta_parts);
+  finish_mode_grads_kernel<<<grid_for(g.D * g.N), kThreads, 0, stream>>>(a.alpha, a.delta, a.theta, w.mode_partials,
+                                                                           rows, g.D, g.N, a.grads, w.theta_parts);
   MGL_CUDA_CHECK_LAUNCH();
   finish_channel_grads_kernel<<<grid_for(g.D), kThreads, 0, stream>>>(w.theta_parts, w.omega_partials, rows, g.D,
-                                                                        g.N, grads);
+                                                                        g.N, a.grads);
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void cema_step(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, int64_t batch,
-               int64_t channels, int64_t modes, Complex<float>* h, void* y, Stream stream) {
-  const int64_t count = batch * channels;
+void cema_step(const CemaStepArgs& a, Stream stream) {
+  const int64_t count = a.batch * a.channels;
   if (count == 0) return;
-  dispatch_activation(dtype, [&](auto tag) {
+  dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    step_kernel<T><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const T*>(x), coefficients, batch, channels,
-                                                               modes, h, static_cast<T*>(y));
+    step_kernel<T><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const T*>(a.x), a.coefficients, a.batch,
+                                                               a.channels, a.modes, a.h, static_cast<T*>(a.y));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

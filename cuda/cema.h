@@ -13,8 +13,8 @@
 
 #include <cstdint>
 
+#include "base/layout.h"
 #include "cuda/complex.h"
-#include "cuda/layout.h"
 
 namespace mgl {
 
@@ -105,18 +105,35 @@ struct CemaCoefficientPointers {
 };
 
 // alpha, delta [D, N], theta [D], gamma_raw [D, N] complex -> p, q, log_q, gamma [D, N].
-void cema_coefficients(const float* alpha, const float* delta, const float* theta, const Complex<float>* gamma_raw,
-                       int64_t channels, int64_t modes, float* p, Complex<float>* q, Complex<float>* log_q,
-                       Complex<float>* gamma, Stream stream);
+struct CemaCoefficientsArgs {
+  int64_t channels = 0, modes = 0;
+  const float* alpha = nullptr;
+  const float* delta = nullptr;
+  const float* theta = nullptr;
+  const Complex<float>* gamma_raw = nullptr;
+  float* p = nullptr;
+  Complex<float>* q = nullptr;
+  Complex<float>* log_q = nullptr;
+  Complex<float>* gamma = nullptr;
+};
+void cema_coefficients(const CemaCoefficientsArgs& args, Stream stream);
 
 // Scratch memory a call needs (the caller allocates it; the kernels never allocate).
 int64_t cema_forward_workspace_bytes(const CemaSizes& sizes);
 int64_t cema_backward_workspace_bytes(const CemaSizes& sizes);
 
 // y (same dtype as x: f32 or bf16) and, if h_out is not null, the final state [B, D, N] complex.
-// h_in [B, D, N] complex or null (zero state).
-void cema_forward(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, const Complex<float>* h_in,
-                  const CemaSizes& sizes, void* y, Complex<float>* h_out, void* workspace, Stream stream);
+struct CemaForwardArgs {
+  CemaSizes sizes;
+  DType dtype = DType::f32;  // of x and y
+  const void* x = nullptr;
+  CemaCoefficientPointers coefficients;
+  const Complex<float>* h_in = nullptr;  // [B, D, N], or null (zero state)
+  void* y = nullptr;
+  Complex<float>* h_out = nullptr;  // [B, D, N], or null
+  void* workspace = nullptr;        // cema_forward_workspace_bytes(sizes)
+};
+void cema_forward(const CemaForwardArgs& args, Stream stream);
 
 // The gradients of one call given dy (dtype of x) and g_out (the complex gradient of h_out, or
 // null): dx, the raw-parameter gradients (d_alpha, d_delta [D, N], d_theta, d_omega [D], d_gamma
@@ -128,16 +145,35 @@ struct CemaParameterGradPointers {
   Complex<float>* gamma = nullptr;
   float* omega = nullptr;
 };
-void cema_backward(DType dtype, const void* x, const void* dy, const Complex<float>* g_out,
-                   const float* alpha, const float* delta, const float* theta,
-                   const CemaCoefficientPointers& coefficients, const Complex<float>* h_in, const CemaSizes& sizes,
-                   void* dx, const CemaParameterGradPointers& grads, Complex<float>* d_h_in, void* workspace,
-                   Stream stream);
+struct CemaBackwardArgs {
+  CemaSizes sizes;
+  DType dtype = DType::f32;  // of x, dy and dx
+  const void* x = nullptr;
+  const void* dy = nullptr;
+  const Complex<float>* g_out = nullptr;
+  const float* alpha = nullptr;  // the raw parameters, for the chain rule through the sigmoids
+  const float* delta = nullptr;
+  const float* theta = nullptr;
+  CemaCoefficientPointers coefficients;
+  const Complex<float>* h_in = nullptr;
+  void* dx = nullptr;
+  CemaParameterGradPointers grads;
+  Complex<float>* d_h_in = nullptr;
+  void* workspace = nullptr;  // cema_backward_workspace_bytes(sizes)
+};
+void cema_backward(const CemaBackwardArgs& args, Stream stream);
 
 // One decoding step for every (b, d): h <- q h + p x_t (h [B, D, N] complex, in place),
 // y_t = Re(Σ_n γ_n h_n) + omega x_t. x_t and y_t are [B, D] of `dtype` (f32 or bf16).
-void cema_step(DType dtype, const void* x, const CemaCoefficientPointers& coefficients, int64_t batch,
-               int64_t channels, int64_t modes, Complex<float>* h, void* y, Stream stream);
+struct CemaStepArgs {
+  int64_t batch = 0, channels = 0, modes = 0;
+  DType dtype = DType::f32;
+  const void* x = nullptr;
+  CemaCoefficientPointers coefficients;
+  Complex<float>* h = nullptr;
+  void* y = nullptr;
+};
+void cema_step(const CemaStepArgs& args, Stream stream);
 
 }  // namespace cuda
 }  // namespace mgl

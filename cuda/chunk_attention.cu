@@ -581,8 +581,12 @@ void backward_with(const Inputs<T>& in, T* grad_q, T* grad_k, T* grad_v, const A
 
 }  // namespace
 
-void chunk_attention_forward(const void* q, const void* k, const void* v, void* o, float* logsumexp, DType dtype,
-                             const AttentionShape& s, Stream stream) {
+void chunk_attention_forward(const ChunkAttentionForwardArgs& args, Stream stream) {
+  const AttentionShape& s = args.shape;
+  const DType dtype = args.dtype;
+  const void *q = args.q, *k = args.k, *v = args.v;
+  void* o = args.o;
+  float* logsumexp = args.logsumexp;
   if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
   MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
   auto run = [&](auto tag, auto family) {
@@ -597,9 +601,13 @@ void chunk_attention_forward(const void* q, const void* k, const void* v, void* 
   else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
 }
 
-void chunk_attention_backward(const void* q, const void* k, const void* v, const void* o, const void* grad_o,
-                              const float* logsumexp, float* delta, void* grad_q, void* grad_k, void* grad_v, DType dtype,
-                              const AttentionShape& s, Stream stream) {
+void chunk_attention_backward(const ChunkAttentionBackwardArgs& args, Stream stream) {
+  const AttentionShape& s = args.shape;
+  const DType dtype = args.dtype;
+  const void *q = args.q, *k = args.k, *v = args.v, *o = args.o, *grad_o = args.grad_o;
+  const float* logsumexp = args.logsumexp;
+  float* delta = args.delta;
+  void *grad_q = args.grad_q, *grad_k = args.grad_k, *grad_v = args.grad_v;
   if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
   MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
   auto run = [&](auto tag, auto family) {

@@ -4,8 +4,8 @@
 // mask and dropout (of either kind) once, for the CPU reference and the kernels alike.
 #include <cstdint>
 
-#include "core/philox.h"
-#include "cuda/layout.h"
+#include "base/layout.h"
+#include "base/philox.h"
 
 namespace mgl::cuda {
 
@@ -64,13 +64,32 @@ MGL_HOST_DEVICE inline M dropout_factor(const AttentionShape& s, int64_t block, 
 // Forward: o = softmax(scale Q K^T + mask) V per block (dropout on the probabilities, or DropKey's
 // dropped logits in the mask), and the logsumexp of every query row (f32; -inf for a row with no
 // logit left) for the backward. f32 or bf16 inputs; f32 arithmetic; dz <= 256.
-void chunk_attention_forward(const void* q, const void* k, const void* v, void* o, float* logsumexp, DType dtype,
-                             const AttentionShape& shape, Stream stream);
+struct ChunkAttentionForwardArgs {
+  AttentionShape shape;
+  DType dtype = DType::f32;  // of q, k, v, o
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* logsumexp = nullptr;  // [batch, chunks*q_len, heads]
+};
+void chunk_attention_forward(const ChunkAttentionForwardArgs& args, Stream stream);
 
 // Backward: dq, dk, dv from do, recomputing the probabilities from q, k and the saved logsumexp.
-// `delta` is f32 scratch of the logsumexp's size (it receives rowsum(do * o)).
-void chunk_attention_backward(const void* q, const void* k, const void* v, const void* o, const void* grad_o,
-                              const float* logsumexp, float* delta, void* grad_q, void* grad_k, void* grad_v, DType dtype,
-                              const AttentionShape& shape, Stream stream);
+struct ChunkAttentionBackwardArgs {
+  AttentionShape shape;
+  DType dtype = DType::f32;  // of every tensor but the f32 statistics
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* o = nullptr;
+  const void* grad_o = nullptr;
+  const float* logsumexp = nullptr;  // from the forward
+  float* delta = nullptr;            // scratch of the logsumexp's size (it receives rowsum(do * o))
+  void* grad_q = nullptr;
+  void* grad_k = nullptr;
+  void* grad_v = nullptr;
+};
+void chunk_attention_backward(const ChunkAttentionBackwardArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

@@ -5,14 +5,10 @@
 
 #include <cstring>
 
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 
-#define MGL_NCCL_CHECK(call)                                                                    \
-  do {                                                                                          \
-    ncclResult_t mgl_nccl_status_ = (call);                                                     \
-    MGL_CHECK(mgl_nccl_status_ == ncclSuccess, "NCCL error in ", #call, ": ",                  \
-              ncclGetErrorString(mgl_nccl_status_), " (", ncclGetLastError(nullptr), ")");      \
-  } while (0)
+#define MGL_NCCL_CHECK(call)                                                                \
+  MGL_CHECK_STATUS(call, ncclSuccess, "NCCL", ncclGetErrorString(mgl_status_), " (", ncclGetLastError(nullptr), ")")
 
 namespace mgl::cuda {
 

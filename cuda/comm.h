@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <string>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 struct CUevent_st;
 

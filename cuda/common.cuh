@@ -3,9 +3,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "core/cuda_check.h"
-#include "core/dtype.h"
-#include "cuda/layout.h"
+#include "base/cuda_check.h"
+#include "base/dtype.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -5,7 +5,7 @@
 // alignment lets the GPU move one value with a single 8-byte (float) or 16-byte (double) access.
 #include <math.h>
 
-#include "core/dtype.h"
+#include "base/dtype.h"
 
 namespace mgl {
 

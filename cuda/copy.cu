@@ -8,17 +8,13 @@ namespace mgl::cuda {
 
 namespace {
 
-template <class Dst, class Src>
-__global__ void strided_copy_kernel(Dst* dst, Layout dst_layout, const Src* src, Layout src_layout, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    store_from_double(dst + dst_layout.offset_of(i), load_as_double(src + src_layout.offset_of(i)));
-}
-
-template <class Dst, class Src>
-__global__ void accumulate_kernel(Dst* dst, Layout dst_layout, const Src* src, Layout src_layout, int64_t count) {
+// dst = src (kAccumulate false) or dst += src (true), elementwise, converting through double.
+template <bool kAccumulate, class Dst, class Src>
+__global__ void copy_kernel(Dst* dst, Layout dst_layout, const Src* src, Layout src_layout, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     Dst* d = dst + dst_layout.offset_of(i);
-    store_from_double(d, load_as_double(d) + load_as_double(src + src_layout.offset_of(i)));
+    if constexpr (kAccumulate) store_from_double(d, load_as_double(d) + load_as_double(src + src_layout.offset_of(i)));
+    else store_from_double(d, load_as_double(src + src_layout.offset_of(i)));
   }
 }
 
@@ -28,20 +24,27 @@ __global__ void fill_kernel(T* dst, Layout layout, int64_t count, double value) 
     store_from_double(dst + layout.offset_of(i), value);
 }
 
-}  // namespace
-
-void strided_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                  const Layout& src_layout, int64_t count, Stream stream) {
+// The launcher of copy_kernel for every pair of dtypes.
+template <bool kAccumulate>
+void launch_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
+                 const Layout& src_layout, int64_t count, Stream stream) {
   if (count == 0) return;
   dispatch_device_type(dst_dtype, [&](auto dst_tag) {
     dispatch_device_type(src_dtype, [&](auto src_tag) {
       using Dst = decltype(dst_tag);
       using Src = decltype(src_tag);
-      strided_copy_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+      copy_kernel<kAccumulate><<<blocks_for(count), kThreads, 0, stream>>>(
           static_cast<Dst*>(dst), dst_layout, static_cast<const Src*>(src), src_layout, count);
     });
   });
   MGL_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void strided_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
+                  const Layout& src_layout, int64_t count, Stream stream) {
+  launch_copy<false>(dst, dst_dtype, dst_layout, src, src_dtype, src_layout, count, stream);
 }
 
 void fill(void* dst, DType dtype, const Layout& layout, int64_t count, double value, Stream stream) {
@@ -55,16 +58,7 @@ void fill(void* dst, DType dtype, const Layout& layout, int64_t count, double va
 
 void accumulate(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
                 const Layout& src_layout, int64_t count, Stream stream) {
-  if (count == 0) return;
-  dispatch_device_type(dst_dtype, [&](auto dst_tag) {
-    dispatch_device_type(src_dtype, [&](auto src_tag) {
-      using Dst = decltype(dst_tag);
-      using Src = decltype(src_tag);
-      accumulate_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
-          static_cast<Dst*>(dst), dst_layout, static_cast<const Src*>(src), src_layout, count);
-    });
-  });
-  MGL_CUDA_CHECK_LAUNCH();
+  launch_copy<true>(dst, dst_dtype, dst_layout, src, src_dtype, src_layout, count, stream);
 }
 
 }  // namespace mgl::cuda

@@ -1,7 +1,7 @@
 #pragma once
 // Strided copy with dtype conversion, fill, and accumulate (dst += src) on one device: the raw
 // kernels behind core's copy_, fill_ and add_ (the last one sums gradients in backward).
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

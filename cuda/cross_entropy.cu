@@ -72,31 +72,29 @@ void dispatch_cross_entropy(DType dtype, DType target_dtype, F&& f) {
 
 }  // namespace
 
-void cross_entropy_forward(const void* logits, DType dtype, const void* targets, DType target_dtype, int64_t rows,
-                           int64_t cols, int64_t ignore_index, void* row_loss, void* row_lse, Stream stream) {
-  if (rows == 0) return;
-  dispatch_cross_entropy(dtype, target_dtype, [&](auto tag, auto target_tag) {
+void cross_entropy_forward(const CrossEntropyForwardArgs& a, Stream stream) {
+  if (a.rows == 0) return;
+  dispatch_cross_entropy(a.dtype, a.target_dtype, [&](auto tag, auto target_tag) {
     using T = decltype(tag);
     using I = decltype(target_tag);
     using M = math_t<T>;
-    cross_entropy_forward_kernel<T, I><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(logits), static_cast<const I*>(targets), rows, cols, ignore_index,
-        static_cast<M*>(row_loss), static_cast<M*>(row_lse));
+    cross_entropy_forward_kernel<T, I><<<row_blocks(a.rows), row_threads(a.cols), 0, stream>>>(
+        static_cast<const T*>(a.logits), static_cast<const I*>(a.targets), a.rows, a.cols, a.ignore_index,
+        static_cast<M*>(a.row_loss), static_cast<M*>(a.row_lse));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_backward(const void* logits, DType dtype, const void* targets, DType target_dtype,
-                            const void* row_lse, const void* dloss, double scale, int64_t rows, int64_t cols,
-                            int64_t ignore_index, void* dlogits, Stream stream) {
-  if (rows == 0 || cols == 0) return;
-  dispatch_cross_entropy(dtype, target_dtype, [&](auto tag, auto target_tag) {
+void cross_entropy_backward(const CrossEntropyBackwardArgs& a, Stream stream) {
+  if (a.rows == 0 || a.cols == 0) return;
+  dispatch_cross_entropy(a.dtype, a.target_dtype, [&](auto tag, auto target_tag) {
     using T = decltype(tag);
     using I = decltype(target_tag);
     using M = math_t<T>;
-    cross_entropy_backward_kernel<T, I><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const M*>(row_lse),
-        static_cast<const M*>(dloss), static_cast<M>(scale), rows, cols, ignore_index, static_cast<T*>(dlogits));
+    cross_entropy_backward_kernel<T, I><<<row_blocks(a.rows), row_threads(a.cols), 0, stream>>>(
+        static_cast<const T*>(a.logits), static_cast<const I*>(a.targets), static_cast<const M*>(a.row_lse),
+        static_cast<const M*>(a.dloss), static_cast<M>(a.scale), a.rows, a.cols, a.ignore_index,
+        static_cast<T*>(a.dlogits));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

@@ -2,18 +2,37 @@
 // Fused log-softmax + negative log-likelihood over contiguous logits [rows, cols] with integer
 // targets [rows] (i32 or i64, already checked to be in [0, cols) or equal to ignore_index).
 // Per-row results are in the loss type: f32 for f32/bf16 logits, f64 for f64.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 
 // row_loss[r] = lse_r - logits[r, t_r] and row_lse[r] = lse_r = log sum_c exp(logits[r, c]);
 // both 0 for rows whose target is ignore_index.
-void cross_entropy_forward(const void* logits, DType dtype, const void* targets, DType target_dtype, int64_t rows,
-                           int64_t cols, int64_t ignore_index, void* row_loss, void* row_lse, Stream stream);
+// logits [rows, cols] of `dtype`, targets [rows] of `target_dtype` (i32 or i64); row_loss, row_lse [rows]
+// in the loss type (f32, f64 for f64 logits).
+struct CrossEntropyForwardArgs {
+  int64_t rows = 0, cols = 0, ignore_index = -100;
+  DType dtype = DType::f32;
+  DType target_dtype = DType::i64;
+  const void* logits = nullptr;
+  const void* targets = nullptr;
+  void* row_loss = nullptr;
+  void* row_lse = nullptr;
+};
+void cross_entropy_forward(const CrossEntropyForwardArgs& args, Stream stream);
 // dlogits[r, c] = (exp(logits[r, c] - lse_r) - [c == t_r]) * dloss * scale, and 0 on ignored rows.
 // dloss points to the one-element gradient of the loss (loss type, on the device), so no sync.
-void cross_entropy_backward(const void* logits, DType dtype, const void* targets, DType target_dtype,
-                            const void* row_lse, const void* dloss, double scale, int64_t rows, int64_t cols,
-                            int64_t ignore_index, void* dlogits, Stream stream);
+struct CrossEntropyBackwardArgs {
+  int64_t rows = 0, cols = 0, ignore_index = -100;
+  DType dtype = DType::f32;
+  DType target_dtype = DType::i64;
+  double scale = 1.0;
+  const void* logits = nullptr;
+  const void* targets = nullptr;
+  const void* row_lse = nullptr;  // from the forward
+  const void* dloss = nullptr;
+  void* dlogits = nullptr;
+};
+void cross_entropy_backward(const CrossEntropyBackwardArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

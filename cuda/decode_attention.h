@@ -21,7 +21,7 @@
 // serves every position; blocks past position m return at once.
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

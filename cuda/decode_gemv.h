@@ -17,7 +17,7 @@
 // bf16); everything else is f32.
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

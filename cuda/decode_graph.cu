@@ -1,5 +1,5 @@
 // CUDA graph capture and replay for decoding; cuda/decode_graph.h has the contract.
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 #include "cuda/decode_graph.h"
 
 namespace mgl::cuda {

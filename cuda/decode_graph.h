@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <functional>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -6,7 +6,7 @@
 // the order of the combination.
 #include <cmath>
 
-#include "core/cuda_check.h"
+#include "base/cuda_check.h"
 #include "cuda/decode_greedy.h"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/row_reduce.cuh"

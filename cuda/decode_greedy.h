@@ -10,7 +10,7 @@
 // ids[b] = -1, which the host reports (and the next step's embedding turns into NaN, not a wild read).
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

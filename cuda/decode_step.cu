@@ -2,6 +2,7 @@
 // cuda/decode_step.h has the math.
 #include <cmath>
 
+#include "base/timestep_norm_math.h"
 #include "cuda/decode_step.h"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/row_reduce.cuh"
@@ -73,13 +74,8 @@ __global__ void norm_cema_kernel(DecodeNormArgs a) {
   for (int64_t k = lane; k < dg; k += 32) squares += (x[k] - step_mean) * (x[k] - step_mean);
   const float step_var = warp_sum(squares) / float(dg);
 
-  float mean = step_mean, var = step_var;
-  if (n > 0) {
-    const float wa = float(n) / float(n + 1), wb = 1.0f / float(n + 1);
-    const float d = step_mean - old_mean;
-    var = old_var + wb * ((step_var - old_var) + wa * d * d);
-    mean = old_mean + wb * d;
-  }
+  const RunningMoments<float> state = merge(RunningMoments<float>{n, old_mean, old_var}, {1, step_mean, step_var});
+  const float mean = state.mean, var = state.var;
   const float rstd = 1.0f / sqrtf(var + a.eps);
   for (int64_t k = t; k < dg; k += blockDim.x) {
     const int64_t c = first + k;
@@ -90,7 +86,7 @@ __global__ void norm_cema_kernel(DecodeNormArgs a) {
   }
   __syncthreads();  // y_group is complete, and every thread has read the old state (prologue)
   if (t == 0) {
-    a.count[at] = n + 1;
+    a.count[at] = state.count;
     a.mean[at] = mean;
     a.var[at] = var;
   }

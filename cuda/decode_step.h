@@ -8,8 +8,8 @@
 // [B, D] rows; tables are in the compute dtype (f32 or bf16); the states are f32.
 #include <cstdint>
 
+#include "base/layout.h"
 #include "cuda/cema.h"
-#include "cuda/layout.h"
 
 namespace mgl::cuda {
 
@@ -21,8 +21,9 @@ void decode_embed(DType dtype, const void* table, int64_t vocab, int64_t dim, co
 // One TimestepNorm step for B tokens (docs/megalodon.md §2.2.2), optionally followed by the CEMA step of
 // its output (docs/megalodon.md §2.3.4). Per sequence b and group g of dg = D/G channels:
 //   m, s = mean and population variance of the group's dg values of x[b]
-//   (n, mu, v) <- Welford fold of the step into the running state: with n = 0 the step replaces the
-//       prior; else wa = n/(n+1), wb = 1/(n+1), d = m - mu, v += wb((s - v) + wa d^2), mu += wb d
+//   (n, mu, v) <- merge((n, mu, v), (1, m, s)), the Welford fold of base/timestep_norm_math.h: with n = 0
+//       the step replaces the prior; else wa = n/(n+1), wb = 1/(n+1), d = m - mu, v += wb((s - v) + wa d^2),
+//       mu += wb d
 //   y[b, k] = (x[b, k] - mu) / sqrt(v + eps) * (weight[k] + 1) + bias[k]
 // and, when cema_h is not null, for every channel k of the group:
 //   h[b, k, n] <- q[k, n] h[b, k, n] + p[k, n] y[b, k];   u[b, k] = Re(sum_n gamma[k, n] h[b, k, n]) + omega[k] y[b, k]

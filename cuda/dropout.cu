@@ -3,7 +3,7 @@
 // one aligned group of four elements and runs the 10-round generator once for all of them; with
 // one block per element the kernel would be bound by integer throughput rather than memory.
 // Grid-stride loop over groups; math in f32 registers (f64 for f64).
-#include "core/philox.h"
+#include "base/philox.h"
 #include "cuda/common.cuh"
 #include "cuda/dropout.h"
 

@@ -2,7 +2,7 @@
 // Dropout kernel: out[i] = keep(i) ? x[i] * scale : 0 over the row-major elements of x, with
 // keep(i) = philox::uniform(seed, offset, i) >= p, the same rule the CPU applies (so both give the
 // same mask bit for bit). x is read through its layout; out is contiguous.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

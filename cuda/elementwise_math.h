@@ -3,7 +3,7 @@
 // kernels (host + device). T is the compute type: float (f32 and bf16 tensors) or double (f64).
 #include <math.h>
 
-#include "core/dtype.h"
+#include "base/dtype.h"
 
 namespace mgl {
 

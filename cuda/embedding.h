@@ -1,6 +1,6 @@
 #pragma once
 // Embedding kernels: the row gather of the forward and the scatter-add of the backward.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

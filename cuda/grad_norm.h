@@ -2,7 +2,7 @@
 // Sum of squares of one gradient, accumulated in f64, for the global gradient norm of nn/grad_clip.
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -162,39 +162,39 @@ void dispatch_norm_types(DType dtype, F&& f) {
 
 }  // namespace
 
-void norm_forward(const void* x, const void* weight, const void* bias, void* y, void* mean, void* rstd, DType dtype,
-                  int64_t rows, int64_t cols, double eps, bool center, Stream stream) {
-  if (rows == 0) return;
-  dispatch_norm_types(dtype, [&](auto t_tag, auto m_tag) {
+void norm_forward(const NormForwardArgs& a, Stream stream) {
+  if (a.rows == 0) return;
+  dispatch_norm_types(a.dtype, [&](auto t_tag, auto m_tag) {
     using T = decltype(t_tag);
     using M = decltype(m_tag);
-    forward_kernel<T, M><<<row_blocks_for(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y),
-        static_cast<M*>(mean), static_cast<M*>(rstd), rows, cols, static_cast<M>(eps), center);
+    forward_kernel<T, M><<<row_blocks_for(a.rows), row_threads(a.cols), 0, stream>>>(
+        static_cast<const T*>(a.x), static_cast<const T*>(a.weight), static_cast<const T*>(a.bias),
+        static_cast<T*>(a.y), static_cast<M*>(a.mean), static_cast<M*>(a.rstd), a.rows, a.cols,
+        static_cast<M>(a.eps), a.center);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
 int64_t norm_backward_workspace(int64_t rows, int64_t cols) { return 2 * row_blocks(rows) * cols; }
 
-void norm_backward(const void* x, const void* weight, const void* mean, const void* rstd, const void* dy, void* dx,
-                   void* dweight, void* dbias, void* workspace, DType dtype, int64_t rows, int64_t cols, bool center,
-                   Stream stream) {
-  dispatch_norm_types(dtype, [&](auto t_tag, auto m_tag) {
+void norm_backward(const NormBackwardArgs& a, Stream stream) {
+  const int64_t rows = a.rows, cols = a.cols;
+  void *dx = a.dx, *dweight = a.dweight, *dbias = a.dbias;
+  dispatch_norm_types(a.dtype, [&](auto t_tag, auto m_tag) {
     using T = decltype(t_tag);
     using M = decltype(m_tag);
-    const T* xt = static_cast<const T*>(x);
-    const T* dyt = static_cast<const T*>(dy);
-    const M* mean_m = static_cast<const M*>(mean);
-    const M* rstd_m = static_cast<const M*>(rstd);
+    const T* xt = static_cast<const T*>(a.x);
+    const T* dyt = static_cast<const T*>(a.dy);
+    const M* mean_m = static_cast<const M*>(a.mean);
+    const M* rstd_m = static_cast<const M*>(a.rstd);
     if (dx && rows > 0) {
       backward_input_kernel<T, M><<<row_blocks_for(rows), row_threads(cols), 0, stream>>>(
-          xt, static_cast<const T*>(weight), mean_m, rstd_m, dyt, static_cast<T*>(dx), rows, cols, center);
+          xt, static_cast<const T*>(a.weight), mean_m, rstd_m, dyt, static_cast<T*>(dx), rows, cols, a.center);
       MGL_CUDA_CHECK_LAUNCH();
     }
     if (!dweight && !dbias) return;
     const int64_t parts = row_blocks(rows);
-    M* partial_w = static_cast<M*>(workspace);
+    M* partial_w = static_cast<M*>(a.workspace);
     M* partial_b = partial_w + parts * cols;
     const dim3 grid(static_cast<unsigned>((cols + kTileCols - 1) / kTileCols), static_cast<unsigned>(parts));
     param_partials_kernel<T, M><<<grid, dim3(kTileCols, kTileRows), 0, stream>>>(xt, mean_m, rstd_m, dyt, partial_w,

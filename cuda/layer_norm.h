@@ -14,17 +14,41 @@
 // Any of dx, dweight, dbias may be null (not wanted). The weight and bias gradients are reduced
 // without atomics: per-block partial sums in `workspace` (norm_backward_workspace(rows, cols)
 // elements of the statistics type), then one pass that adds the partials of each column.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 
-void norm_forward(const void* x, const void* weight, const void* bias, void* y, void* mean, void* rstd, DType dtype,
-                  int64_t rows, int64_t cols, double eps, bool center, Stream stream);
+// x, y [rows, cols] of `dtype`; weight, bias [cols] of `dtype` or null; mean, rstd [rows] statistics.
+struct NormForwardArgs {
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::f32;
+  double eps = 1e-5;
+  bool center = true;  // LayerNorm; false: RMSNorm
+  const void* x = nullptr;
+  const void* weight = nullptr;
+  const void* bias = nullptr;
+  void* y = nullptr;
+  void* mean = nullptr;
+  void* rstd = nullptr;
+};
+void norm_forward(const NormForwardArgs& args, Stream stream);
 
 int64_t norm_backward_workspace(int64_t rows, int64_t cols);
 
-void norm_backward(const void* x, const void* weight, const void* mean, const void* rstd, const void* dy, void* dx,
-                   void* dweight, void* dbias, void* workspace, DType dtype, int64_t rows, int64_t cols, bool center,
-                   Stream stream);
+struct NormBackwardArgs {
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::f32;
+  bool center = true;
+  const void* x = nullptr;
+  const void* weight = nullptr;
+  const void* mean = nullptr;  // from the forward
+  const void* rstd = nullptr;
+  const void* dy = nullptr;
+  void* dx = nullptr;         // each of dx, dweight, dbias may be null
+  void* dweight = nullptr;
+  void* dbias = nullptr;
+  void* workspace = nullptr;  // norm_backward_workspace(rows, cols) statistics, when dweight or dbias is wanted
+};
+void norm_backward(const NormBackwardArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

@@ -21,12 +21,8 @@
 #include "cuda/common.cuh"
 #include "cuda/matmul.h"
 
-#define MGL_CUBLAS_CHECK(call)                                                                       \
-  do {                                                                                               \
-    cublasStatus_t mgl_status_ = (call);                                                             \
-    MGL_CHECK(mgl_status_ == CUBLAS_STATUS_SUCCESS, "cuBLAS error in ", #call, ": ",                 \
-              cublasGetStatusString(mgl_status_));                                                   \
-  } while (0)
+#define MGL_CUBLAS_CHECK(call) \
+  MGL_CHECK_STATUS(call, CUBLAS_STATUS_SUCCESS, "cuBLAS", cublasGetStatusString(mgl_status_))
 
 namespace mgl::cuda {
 

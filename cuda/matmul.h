@@ -12,7 +12,7 @@
 // (ops/detail/cpu_gemm.h) and the cuBLAS call below.
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

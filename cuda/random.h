@@ -1,6 +1,6 @@
 #pragma once
 // Philox fills on the GPU: the same numbers the CPU produces for the same (seed, offset).
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

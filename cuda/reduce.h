@@ -4,7 +4,7 @@
 //   rows:    out[r] = reduce(in[r, 0..cols))                    the reduced dims are innermost;
 //   columns: out[o, k] = reduce(in[o, 0..reduced, k])           the reduced dims are leading or in
 //            the middle (a bias gradient sums [tokens, features] over the tokens).
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -1,7 +1,7 @@
 #pragma once
 // Softmax and log-softmax over the last dim of a contiguous [rows, cols] tensor (ops/ moves any
 // other dim last first), forward and backward; `log` selects log-softmax. f32 math for bf16.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -95,69 +95,30 @@ Geometry geometry(const TimestepNormSizes& s) {
 }
 
 // ---- the forward algebra -------------------------------------------------------------------------
-
-// Count, mean and population variance of a set of steps; count 0 is the empty set. (A plain aggregate,
-// so that it can live in shared memory.)
-template <class S>
-struct Moments {
-  int64_t count;
-  S mean;
-  S var;
-};
-
-// The union of two disjoint sets of steps (Chan et al.). An empty side leaves the other as it is, so
-// an incoming state of count 0 keeps its mean and variance until a real step replaces them.
-template <class S>
-MGL_HOST_DEVICE inline Moments<S> merge(const Moments<S>& a, const Moments<S>& b) {
-  if (b.count == 0) return a;
-  if (a.count == 0) return b;
-  const int64_t n = a.count + b.count;
-  const S wa = S(a.count) / S(n), wb = S(b.count) / S(n);
-  const S d = b.mean - a.mean;
-  return {n, a.mean + wb * d, wa * a.var + wb * b.var + wa * wb * d * d};
-}
+// RunningMoments and merge() (base/timestep_norm_math.h) are the combine of the scan.
 
 // merge() as a running fold, with Kahan-compensated mean and variance.
 template <class S>
 struct CompensatedFold {
-  Moments<S> value;
+  RunningMoments<S> value;
   S mean_error = S(0), var_error = S(0);
 
-  MGL_HOST_DEVICE explicit CompensatedFold(const Moments<S>& start) : value(start) {}
-  MGL_HOST_DEVICE void add(const Moments<S>& b) {
+  MGL_HOST_DEVICE explicit CompensatedFold(const RunningMoments<S>& start) : value(start) {}
+  MGL_HOST_DEVICE void add(const RunningMoments<S>& b) {
     if (b.count == 0) return;
     if (value.count == 0) {
       *this = CompensatedFold(b);
       return;
     }
-    const int64_t n = value.count + b.count;
-    const S wa = S(value.count) / S(n), wb = S(b.count) / S(n);
-    const S d = b.mean - value.mean;
-    kahan_add(value.var, var_error, wb * ((b.var - value.var) + wa * d * d));  // = wa va + wb vb + wa wb d^2
-    kahan_add(value.mean, mean_error, wb * d);
-    value.count = n;
+    const MomentsIncrement<S> step = merge_increment(value, b);
+    kahan_add(value.var, var_error, step.var);
+    kahan_add(value.mean, mean_error, step.mean);
+    value.count += b.count;
   }
 };
 
 // ---- the backward algebra ------------------------------------------------------------------------
-
-template <class S>
-struct Adjoint {
-  S mean, var;  // gradients with respect to the running mean and variance
-};
-
-// One step of the sweep of §2.2.3, for an unpadded step with `count` = the count after it: moves the
-// adjoint from after the step to before it, and returns the adjoints (dm, ds) of the step's moments.
-template <class S>
-MGL_HOST_DEVICE inline void adjoint_step(Adjoint<S>& a, int64_t count, S r, S p, S s, S m, S mu_prev, S& dm, S& ds) {
-  const S c2 = S(1) / S(count), c1 = S(count - 1) * c2;
-  const S dmu = a.mean - r * p, dv = a.var - S(0.5) * r * r * r * s;
-  const S cross = S(2) * c1 * c2 * (m - mu_prev) * dv;
-  dm = c2 * dmu + cross;
-  ds = c2 * dv;
-  a.mean = c1 * dmu - cross;
-  a.var = c1 * dv;
-}
+// NormAdjoint and adjoint_step() (base/timestep_norm_math.h) are one step of the sweep.
 
 // The affine map a -> [[scale, cross], [0, scale]] a + (mean, var) that carries an adjoint across a
 // stretch of steps, right to left.
@@ -255,10 +216,10 @@ struct ReduceChunks {
   S* summary_var;
 
   MGL_HOST_DEVICE void operator()(int64_t b, int64_t j, int64_t g) const {
-    CompensatedFold<S> fold(Moments<S>{0, S(0), S(0)});
+    CompensatedFold<S> fold(RunningMoments<S>{0, S(0), S(0)});
     for (int64_t t = geo.first(j); t < geo.end(j); ++t) {
       const int64_t s = geo.stat(b, t, g);
-      if (!mask.padded(b * geo.length + t)) fold.add(Moments<S>{1, step_m[s], step_s[s]});
+      if (!mask.padded(b * geo.length + t)) fold.add(RunningMoments<S>{1, step_m[s], step_s[s]});
     }
     const int64_t i = geo.summary(geo.column(b, g), j);
     summary_steps[i] = S(fold.value.count);  // at most 256: exact
@@ -271,7 +232,7 @@ struct ReduceChunks {
 // group 0 writes the counts (the same for every group of a sequence).
 template <class S>
 struct ForwardColumns {
-  using Value = Moments<S>;
+  using Value = RunningMoments<S>;
   Geometry geo;
   const int64_t* count_in;
   const S* mean_in;
@@ -322,10 +283,10 @@ struct EmitChunks {
 
   MGL_HOST_DEVICE void operator()(int64_t b, int64_t j, int64_t g) const {
     const int64_t i = geo.summary(geo.column(b, g), j);
-    CompensatedFold<S> fold(Moments<S>{chunk_count[geo.count_index(b, j)], prefix_mean[i], prefix_var[i]});
+    CompensatedFold<S> fold(RunningMoments<S>{chunk_count[geo.count_index(b, j)], prefix_mean[i], prefix_var[i]});
     for (int64_t t = geo.first(j); t < geo.end(j); ++t) {
       const int64_t s = geo.stat(b, t, g);
-      if (!mask.padded(b * geo.length + t)) fold.add(Moments<S>{1, step_m[s], step_s[s]});
+      if (!mask.padded(b * geo.length + t)) fold.add(RunningMoments<S>{1, step_m[s], step_s[s]});
       step_mean[s] = fold.value.mean;
       step_rstd[s] = S(1) / sqrt(fold.value.var + eps);
     }
@@ -393,7 +354,7 @@ struct SweepInputs {
   // Sweeps chunk j right to left from adjoint `a`; calls emit(s, dm, ds) for every step (index s into
   // the statistics) and returns the sum of the unpadded steps' m_t.
   template <class Emit>
-  MGL_HOST_DEVICE S sweep(int64_t b, int64_t j, int64_t g, Adjoint<S>& a, Emit&& emit) const {
+  MGL_HOST_DEVICE S sweep(int64_t b, int64_t j, int64_t g, NormAdjoint<S>& a, Emit&& emit) const {
     int64_t count = chunk_count[geo.count_index(b, j + 1)];
     S m_sum = S(0);
     for (int64_t t = geo.end(j) - 1; t >= geo.first(j); --t) {
@@ -419,7 +380,7 @@ struct ChunkAdjoints {
   S* map_var;
 
   MGL_HOST_DEVICE void operator()(int64_t b, int64_t j, int64_t g) const {
-    Adjoint<S> a{S(0), S(0)};
+    NormAdjoint<S> a{S(0), S(0)};
     const S m_sum = in.sweep(b, j, g, a, [](int64_t, S, S) {});
     const int64_t before = in.chunk_count[in.geo.count_index(b, j)], after = in.chunk_count[in.geo.count_index(b, j + 1)];
     const int64_t steps = after - before;
@@ -479,7 +440,7 @@ struct EmitAdjoints {
 
   MGL_HOST_DEVICE void operator()(int64_t b, int64_t j, int64_t g) const {
     const int64_t i = in.geo.summary(in.geo.column(b, g), j);
-    Adjoint<S> a{arriving_mean[i], arriving_var[i]};
+    NormAdjoint<S> a{arriving_mean[i], arriving_var[i]};
     S* dm_out = in.step_p;
     S* ds_out = in.step_s;
     in.sweep(b, j, g, a, [&](int64_t s, S dm, S ds) {

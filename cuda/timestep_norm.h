@@ -1,38 +1,18 @@
 #pragma once
 // TimestepNorm kernels (docs/megalodon.md §2.2): the forward as a parallel scan over time, the backward
 // as a parallel scan of the affine adjoint recurrence. Plain C++ so ops/ can include it without CUDA.
+// The formulas and types the kernels share with the CPU reference (PaddingMask, TimestepNormSizes, the
+// Welford fold, the adjoint step) are in base/timestep_norm_math.h.
 //
 // Layouts (all contiguous, row-major): x, y, dy, dx [B, L, D]; per-step statistics [B, L, G];
 // states [B, G] (counts [B]). T is the dtype of x (f32, bf16 or f64); the statistics dtype S is f32,
 // or f64 when T is f64.
 #include <cstdint>
 
-#include "cuda/layout.h"
+#include "base/layout.h"
+#include "base/timestep_norm_math.h"
 
 namespace mgl::cuda {
-
-// Which time steps are padding: a row-major [B, L] tensor of any dtype, non-zero = padded.
-// data == nullptr means no padding. Shared by the CPU reference and the kernels.
-struct PaddingMask {
-  const void* data = nullptr;
-  DType dtype = DType::i32;
-
-  MGL_HOST_DEVICE bool padded(int64_t step) const {
-    if (data == nullptr) return false;
-    switch (dtype) {
-      case DType::i32: return static_cast<const int32_t*>(data)[step] != 0;
-      case DType::i64: return static_cast<const int64_t*>(data)[step] != 0;
-      case DType::f32: return static_cast<const float*>(data)[step] != 0.0f;
-      case DType::f64: return static_cast<const double*>(data)[step] != 0.0;
-      case DType::bf16: return (static_cast<const uint16_t*>(data)[step] & 0x7fffu) != 0;  // +-0 is zero
-    }
-    return false;
-  }
-};
-
-struct TimestepNormSizes {
-  int64_t batch = 0, length = 0, dim = 0, groups = 1;
-};
 
 // The scans cut time into chunks of this many steps (a power of two in [16, 256]): short chunks give
 // B * G * chunks threads to keep the GPU busy; the doubling stops once there are enough, which keeps

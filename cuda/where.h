@@ -2,7 +2,7 @@
 // Selection kernel: out[i] = condition[i] != 0 ? a[i] : b[i] over the row-major elements of the
 // broadcast shape. Each operand is read through its own (broadcast) layout; out is contiguous.
 // a, b and out share `dtype`; the condition may be of any dtype.
-#include "cuda/layout.h"
+#include "base/layout.h"
 
 namespace mgl::cuda {
 

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <thread>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::dist {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::dist {
 inline std::string mpi_error_string(int code) {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "core/philox.h"
+#include "base/philox.h"
 
 namespace mgl::nn {
 

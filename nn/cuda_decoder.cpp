@@ -18,6 +18,7 @@
 #include <string>
 
 #include "autograd/grad_mode.h"
+#include "base/timestep_norm_math.h"
 #include "core/cuda_context.h"
 #include "cuda/decode_attention.h"
 #include "cuda/decode_gemv.h"
@@ -369,26 +370,22 @@ const Tensor& CudaDecoder::step(const Tensor& ids) {
 }
 
 void CudaDecoder::reset() {
-  auto reset_norm = [](NormState& n) {
-    fill_(n.count, 0.0);
-    fill_(n.mean, 0.0);
-    fill_(n.var, 1.0);  // the prior (timestep_norm_initial_state); with count 0 it has no effect
-  };
   for (Layer& L : layers_) {
-    reset_norm(L.norm);
+    import_norm(L.norm, TimestepNormState{});
     fill_(L.cema_h, 0.0);
   }
-  reset_norm(*final_norm_);
+  import_norm(*final_norm_, TimestepNormState{});
   fill_(position_device_, 0.0);
   position_ = 0;
 }
 
 void CudaDecoder::import_norm(NormState& norm, const TimestepNormState& state) {
   const int64_t B = batch_, G = config_.norm_num_groups;
-  if (!state.count.defined()) {  // the prior
-    fill_(norm.count, 0.0);
-    fill_(norm.mean, 0.0);
-    fill_(norm.var, 1.0);
+  if (!state.count.defined()) {  // the prior every sequence starts from; with count 0 it has no effect
+    constexpr RunningMoments<double> prior = timestep_norm_prior<double>();
+    fill_(norm.count, static_cast<double>(prior.count));
+    fill_(norm.mean, prior.mean);
+    fill_(norm.var, prior.var);
     return;
   }
   MGL_CHECK(state.count.shape() == Shape{B} && state.mean.shape() == Shape({B, G}) && state.var.shape() == Shape({B, G}),

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/fnv1a.h"
 
 namespace mgl::nn {

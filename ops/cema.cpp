@@ -292,9 +292,16 @@ CemaOutput forward_cuda(const Saved& s, bool return_state) {
   int64_t bytes = 0;
   MGL_ON_CUDA(bytes = cuda::cema_forward_workspace_bytes(sizes));
   const Tensor scratch = workspace(bytes, device);
-  MGL_ON_CUDA(cuda::cema_forward(s.x.dtype(), s.x.raw_data(), coefficient_pointers(s.coefficients),
-                                 pointer<const Complex<float>>(s.h_in), sizes, out.y.raw_data(),
-                                 pointer<Complex<float>>(out.h_out), scratch.raw_data(), compute_stream(device)));
+  cuda::CemaForwardArgs args;
+  args.sizes = sizes;
+  args.dtype = s.x.dtype();
+  args.x = s.x.raw_data();
+  args.coefficients = coefficient_pointers(s.coefficients);
+  args.h_in = pointer<const Complex<float>>(s.h_in);
+  args.y = out.y.raw_data();
+  args.h_out = pointer<Complex<float>>(out.h_out);
+  args.workspace = scratch.raw_data();
+  MGL_ON_CUDA(cuda::cema_forward(args, compute_stream(device)));
   return out;
 }
 
@@ -310,17 +317,26 @@ Grads backward_cuda(const Saved& s, const Tensor& dy, const Tensor& g_out) {
   out.omega = Tensor::empty(s.omega.shape(), DType::f32, device);
   if (s.h_in.defined()) out.h_in = Tensor::empty(s.h_in.shape(), DType::f32, device);
   const cuda::CemaSizes sizes = cuda_sizes(s.dims);
-  const cuda::CemaParameterGradPointers grads{pointer<float>(out.alpha), pointer<float>(out.delta),
-                                              pointer<float>(out.theta), pointer<Complex<float>>(out.gamma),
-                                              pointer<float>(out.omega)};
   int64_t bytes = 0;
   MGL_ON_CUDA(bytes = cuda::cema_backward_workspace_bytes(sizes));
   const Tensor scratch = workspace(bytes, device);
-  MGL_ON_CUDA(cuda::cema_backward(s.x.dtype(), s.x.raw_data(), dy.raw_data(), pointer<const Complex<float>>(g_out),
-                                  pointer<const float>(s.alpha), pointer<const float>(s.delta),
-                                  pointer<const float>(s.theta), coefficient_pointers(s.coefficients),
-                                  pointer<const Complex<float>>(s.h_in), sizes, out.dx.raw_data(), grads,
-                                  pointer<Complex<float>>(out.h_in), scratch.raw_data(), compute_stream(device)));
+  cuda::CemaBackwardArgs args;
+  args.sizes = sizes;
+  args.dtype = s.x.dtype();
+  args.x = s.x.raw_data();
+  args.dy = dy.raw_data();
+  args.g_out = pointer<const Complex<float>>(g_out);
+  args.alpha = pointer<const float>(s.alpha);
+  args.delta = pointer<const float>(s.delta);
+  args.theta = pointer<const float>(s.theta);
+  args.coefficients = coefficient_pointers(s.coefficients);
+  args.h_in = pointer<const Complex<float>>(s.h_in);
+  args.dx = out.dx.raw_data();
+  args.grads = {pointer<float>(out.alpha), pointer<float>(out.delta), pointer<float>(out.theta),
+                pointer<Complex<float>>(out.gamma), pointer<float>(out.omega)};
+  args.d_h_in = pointer<Complex<float>>(out.h_in);
+  args.workspace = scratch.raw_data();
+  MGL_ON_CUDA(cuda::cema_backward(args, compute_stream(device)));
   return out;
 }
 
@@ -375,10 +391,18 @@ CemaCoefficients cema_coefficients(const Tensor& alpha, const Tensor& delta, con
   MGL_CHECK(dtype == DType::f32, "cema_coefficients: CUDA parameters must be f32, got ", alpha.describe());
   DeviceGuard guard(device);
   const Tensor g = complex_ready(gamma);
-  MGL_ON_CUDA(cuda::cema_coefficients(pointer<const float>(a), pointer<const float>(b), pointer<const float>(s),
-                                      pointer<const Complex<float>>(g), D, N, pointer<float>(c.p),
-                                      pointer<Complex<float>>(c.q), pointer<Complex<float>>(c.log_q),
-                                      pointer<Complex<float>>(c.gamma), compute_stream(device)));
+  cuda::CemaCoefficientsArgs args;
+  args.channels = D;
+  args.modes = N;
+  args.alpha = pointer<const float>(a);
+  args.delta = pointer<const float>(b);
+  args.theta = pointer<const float>(s);
+  args.gamma_raw = pointer<const Complex<float>>(g);
+  args.p = pointer<float>(c.p);
+  args.q = pointer<Complex<float>>(c.q);
+  args.log_q = pointer<Complex<float>>(c.log_q);
+  args.gamma = pointer<Complex<float>>(c.gamma);
+  MGL_ON_CUDA(cuda::cema_coefficients(args, compute_stream(device)));
   return c;
 }
 
@@ -446,8 +470,16 @@ Tensor cema_step(const Tensor& x_t, const CemaCoefficients& coefficients, const 
   DeviceGuard guard(x_t.device());
   const Tensor x = contiguous(x_t.detach());
   Tensor y = Tensor::empty({B, D}, x_t.dtype(), x_t.device());
-  MGL_ON_CUDA(cuda::cema_step(x.dtype(), x.raw_data(), coefficient_pointers(c), B, D, N, pointer<Complex<float>>(h),
-                              y.raw_data(), compute_stream(x.device())));
+  cuda::CemaStepArgs args;
+  args.batch = B;
+  args.channels = D;
+  args.modes = N;
+  args.dtype = x.dtype();
+  args.x = x.raw_data();
+  args.coefficients = coefficient_pointers(c);
+  args.h = pointer<Complex<float>>(h);
+  args.y = y.raw_data();
+  MGL_ON_CUDA(cuda::cema_step(args, compute_stream(x.device())));
   return y;
 }
 

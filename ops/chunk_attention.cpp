@@ -142,8 +142,15 @@ Forward forward(const Tensor& q, const Tensor& k, const Tensor& v, const Attenti
   }
   out.logsumexp = Tensor::empty({q.size(0), q.size(1), q.size(2)}, DType::f32, q.device());
   DeviceGuard guard(q.device());
-  MGL_ON_CUDA(cuda::chunk_attention_forward(q.raw_data(), k.raw_data(), v.raw_data(), out.o.raw_data(),
-                                            out.logsumexp.data<float>(), q.dtype(), s, compute_stream(q.device())));
+  cuda::ChunkAttentionForwardArgs args;
+  args.shape = s;
+  args.dtype = q.dtype();
+  args.q = q.raw_data();
+  args.k = k.raw_data();
+  args.v = v.raw_data();
+  args.o = out.o.raw_data();
+  args.logsumexp = out.logsumexp.data<float>();
+  MGL_ON_CUDA(cuda::chunk_attention_forward(args, compute_stream(q.device())));
   return out;
 }
 
@@ -162,10 +169,20 @@ std::vector<Tensor> backward(const Tensor& q, const Tensor& k, const Tensor& v, 
   }
   Tensor delta = Tensor::empty(saved.logsumexp.shape(), DType::f32, q.device());
   DeviceGuard guard(q.device());
-  MGL_ON_CUDA(cuda::chunk_attention_backward(q.raw_data(), k.raw_data(), v.raw_data(), saved.o.raw_data(),
-                                             go.raw_data(), saved.logsumexp.data<float>(), delta.data<float>(),
-                                             gq.raw_data(), gk.raw_data(), gv.raw_data(), q.dtype(), s,
-                                             compute_stream(q.device())));
+  cuda::ChunkAttentionBackwardArgs args;
+  args.shape = s;
+  args.dtype = q.dtype();
+  args.q = q.raw_data();
+  args.k = k.raw_data();
+  args.v = v.raw_data();
+  args.o = saved.o.raw_data();
+  args.grad_o = go.raw_data();
+  args.logsumexp = saved.logsumexp.data<float>();
+  args.delta = delta.data<float>();
+  args.grad_q = gq.raw_data();
+  args.grad_k = gk.raw_data();
+  args.grad_v = gv.raw_data();
+  MGL_ON_CUDA(cuda::chunk_attention_backward(args, compute_stream(q.device())));
   return {gq, gk, gv};
 }
 

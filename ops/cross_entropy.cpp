@@ -108,9 +108,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     forward_cpu(x, t.data<int64_t>(), ignore_index, row_loss, row_lse);
   } else {
     DeviceGuard guard(logits.device());
-    MGL_ON_CUDA(cuda::cross_entropy_forward(x.raw_data(), x.dtype(), t.raw_data(), t.dtype(), rows, cols,
-                                            ignore_index, row_loss.raw_data(), row_lse.raw_data(),
-                                            compute_stream(logits.device())));
+    cuda::CrossEntropyForwardArgs args;
+    args.rows = rows;
+    args.cols = cols;
+    args.ignore_index = ignore_index;
+    args.dtype = x.dtype();
+    args.target_dtype = t.dtype();
+    args.logits = x.raw_data();
+    args.targets = t.raw_data();
+    args.row_loss = row_loss.raw_data();
+    args.row_lse = row_lse.raw_data();
+    MGL_ON_CUDA(cuda::cross_entropy_forward(args, compute_stream(logits.device())));
   }
   Tensor loss = mul(sum(row_loss), scale);
 
@@ -122,9 +130,19 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                        backward_cpu(x, t.data<int64_t>(), ignore_index, row_lse, dloss.item() * scale, dx);
                      } else {
                        DeviceGuard guard(x.device());
-                       MGL_ON_CUDA(cuda::cross_entropy_backward(
-                           x.raw_data(), x.dtype(), t.raw_data(), t.dtype(), row_lse.raw_data(), dloss.raw_data(),
-                           scale, x.size(0), x.size(1), ignore_index, dx.raw_data(), compute_stream(x.device())));
+                       cuda::CrossEntropyBackwardArgs args;
+                       args.rows = x.size(0);
+                       args.cols = x.size(1);
+                       args.ignore_index = ignore_index;
+                       args.dtype = x.dtype();
+                       args.target_dtype = t.dtype();
+                       args.scale = scale;
+                       args.logits = x.raw_data();
+                       args.targets = t.raw_data();
+                       args.row_lse = row_lse.raw_data();
+                       args.dloss = dloss.raw_data();
+                       args.dlogits = dx.raw_data();
+                       MGL_ON_CUDA(cuda::cross_entropy_backward(args, compute_stream(x.device())));
                      }
                      return std::vector<Tensor>{dx};
                    });

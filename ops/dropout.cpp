@@ -5,8 +5,8 @@
 // the mask is never stored, and CPU and CUDA draw it identically.
 // With p = 0 or outside training, dropout is the identity and returns x itself.
 #include "autograd/node.h"
+#include "base/philox.h"
 #include "core/cuda_context.h"
-#include "core/philox.h"
 #include "core/strided.h"
 #include "cuda/dropout.h"
 #include "ops/detail/elementwise.h"

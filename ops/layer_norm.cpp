@@ -126,9 +126,21 @@ std::vector<Tensor> norm_backward(const Saved& s, const Tensor& grad, bool need_
       const Tensor workspace = need_w || need_b ? Tensor::empty({cuda::norm_backward_workspace(rows, n)},
                                                                 statistics_dtype(s.x.dtype()), s.x.device())
                                                 : Tensor();
-      cuda::norm_backward(pointer(s.x), pointer(s.weight), pointer(s.mean), pointer(s.rstd), pointer(dy), pointer(dx),
-                          pointer(dw), pointer(db), pointer(workspace), s.x.dtype(), rows, n, s.center,
-                          compute_stream(s.x.device()));
+      cuda::NormBackwardArgs args;
+      args.rows = rows;
+      args.cols = n;
+      args.dtype = s.x.dtype();
+      args.center = s.center;
+      args.x = pointer(s.x);
+      args.weight = pointer(s.weight);
+      args.mean = pointer(s.mean);
+      args.rstd = pointer(s.rstd);
+      args.dy = pointer(dy);
+      args.dx = pointer(dx);
+      args.dweight = pointer(dw);
+      args.dbias = pointer(db);
+      args.workspace = pointer(workspace);
+      cuda::norm_backward(args, compute_stream(s.x.device()));
     });
   }
   return {dx, dw, db};
@@ -163,9 +175,19 @@ Tensor normalize_last_dim(const char* op, const Tensor& x, const Tensor& weight,
     });
   } else {
     DeviceGuard guard(x.device());
-    MGL_ON_CUDA(cuda::norm_forward(pointer(saved.x), pointer(saved.weight), pointer(b), pointer(y),
-                                   pointer(saved.mean), pointer(saved.rstd), x.dtype(), rows, n, eps, center,
-                                   compute_stream(x.device())));
+    cuda::NormForwardArgs args;
+    args.rows = rows;
+    args.cols = n;
+    args.dtype = x.dtype();
+    args.eps = eps;
+    args.center = center;
+    args.x = pointer(saved.x);
+    args.weight = pointer(saved.weight);
+    args.bias = pointer(b);
+    args.y = pointer(y);
+    args.mean = pointer(saved.mean);
+    args.rstd = pointer(saved.rstd);
+    MGL_ON_CUDA(cuda::norm_forward(args, compute_stream(x.device())));
   }
 
   saved.x = saved.x.detach();

@@ -20,7 +20,9 @@
 // After the sweep (a_mu, a_v) are the gradients of the incoming mean and variance; the count gets none.
 //
 // The CPU path is exactly these two loops, computed in f64 for every dtype: it is the oracle the CUDA
-// scan (cuda/timestep_norm.cu) is tested against, and f32 running sums over long sequences drift.
+// scan (cuda/timestep_norm.cu) is tested against, and f32 running sums over long sequences drift. The
+// fold, the adjoint step and the prior are base/timestep_norm_math.h's, the lines the kernels run too;
+// cuda/timestep_norm.h is needed only to launch them.
 #include "ops/timestep_norm.h"
 
 #include <cmath>
@@ -30,6 +32,7 @@
 
 #include "autograd/node.h"
 #include "core/cuda_context.h"
+#include "base/timestep_norm_math.h"
 #include "core/strided.h"
 #include "cuda/timestep_norm.h"
 #include "ops/ops.h"
@@ -42,15 +45,15 @@ constexpr const char* kOp = "timestep_norm";
 
 // What the forward hands to the backward (all contiguous, detached).
 struct Saved {
-  cuda::TimestepNormSizes sizes;
+  TimestepNormSizes sizes;
   Tensor x, weight, mask, mean_in;
   Tensor step_mean, step_rstd;  // [B, L, G] mu_t and r_t in the state dtype
   Tensor count_out;             // CPU: the backward sweep counts down from here
   Tensor chunk_count;           // CUDA: the count before each chunk of the scan
 };
 
-cuda::PaddingMask mask_view(const Tensor& mask) {
-  return mask.defined() ? cuda::PaddingMask{mask.raw_data(), mask.dtype()} : cuda::PaddingMask{};
+PaddingMask mask_view(const Tensor& mask) {
+  return mask.defined() ? PaddingMask{mask.raw_data(), mask.dtype()} : PaddingMask{};
 }
 
 template <class T>
@@ -75,62 +78,56 @@ std::pair<double, double> group_moments(const T* values, int64_t dg) {
 }
 
 template <class T, class S>
-void forward_cpu(const cuda::TimestepNormSizes& n, double eps, const T* x, const T* weight, const T* bias,
-                 const cuda::PaddingMask& mask, const int64_t* count_in, const S* mean_in, const S* var_in, T* y,
+void forward_cpu(const TimestepNormSizes& n, double eps, const T* x, const T* weight, const T* bias,
+                 const PaddingMask& mask, const int64_t* count_in, const S* mean_in, const S* var_in, T* y,
                  int64_t* count_out, S* mean_out, S* var_out, S* step_mean, S* step_rstd) {
   const int64_t B = n.batch, L = n.length, D = n.dim, G = n.groups, dg = D / G;
   for (int64_t b = 0; b < B; ++b) {
-    int64_t count = count_in[b];
-    std::vector<double> mu(mean_in + b * G, mean_in + (b + 1) * G), var(var_in + b * G, var_in + (b + 1) * G);
+    std::vector<RunningMoments<double>> state(G);
+    for (int64_t g = 0; g < G; ++g) state[g] = {count_in[b], mean_in[b * G + g], var_in[b * G + g]};
     for (int64_t t = 0; t < L; ++t) {
       const int64_t row = b * L + t;
       const bool padded = mask.padded(row);
-      if (!padded) ++count;
       for (int64_t g = 0; g < G; ++g) {
         const T* xs = x + row * D + g * dg;
         if (!padded) {
           const auto [m, s] = group_moments(xs, dg);
-          const double c2 = 1.0 / static_cast<double>(count), c1 = static_cast<double>(count - 1) * c2;
-          const double d = m - mu[g];
-          var[g] = c1 * var[g] + c2 * s + c1 * c2 * d * d;
-          mu[g] = c1 * mu[g] + c2 * m;
+          state[g] = merge(state[g], RunningMoments<double>{1, m, s});
         }
-        const double r = 1.0 / std::sqrt(var[g] + eps);
-        step_mean[row * G + g] = static_cast<S>(mu[g]);
+        const double mu = state[g].mean, r = 1.0 / std::sqrt(state[g].var + eps);
+        step_mean[row * G + g] = static_cast<S>(mu);
         step_rstd[row * G + g] = static_cast<S>(r);
         for (int64_t k = 0; k < dg; ++k) {
           const int64_t c = g * dg + k;
-          const double out = (to_f64(xs[k]) - mu[g]) * r * (to_f64(weight[c]) + 1.0) + to_f64(bias[c]);
+          const double out = (to_f64(xs[k]) - mu) * r * (to_f64(weight[c]) + 1.0) + to_f64(bias[c]);
           y[row * D + c] = from_f64<T>(padded ? 0.0 : out);
         }
       }
     }
-    count_out[b] = count;
+    count_out[b] = state[0].count;  // the same in every group
     for (int64_t g = 0; g < G; ++g) {
-      mean_out[b * G + g] = static_cast<S>(mu[g]);
-      var_out[b * G + g] = static_cast<S>(var[g]);
+      mean_out[b * G + g] = static_cast<S>(state[g].mean);
+      var_out[b * G + g] = static_cast<S>(state[g].var);
     }
   }
 }
 
 template <class T, class S>
-void backward_cpu(const cuda::TimestepNormSizes& n, const T* dy, const S* dmean_out, const S* dvar_out, const T* x,
-                  const T* weight, const cuda::PaddingMask& mask, const S* mean_in, const int64_t* count_out,
+void backward_cpu(const TimestepNormSizes& n, const T* dy, const S* dmean_out, const S* dvar_out, const T* x,
+                  const T* weight, const PaddingMask& mask, const S* mean_in, const int64_t* count_out,
                   const S* step_mean, const S* step_rstd, T* dx, T* dweight, T* dbias, S* dmean_in, S* dvar_in) {
   const int64_t B = n.batch, L = n.length, D = n.dim, G = n.groups, dg = D / G;
   std::vector<double> dw(D, 0.0), db(D, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     int64_t count = count_out[b];
-    std::vector<double> a_mu(dmean_out + b * G, dmean_out + (b + 1) * G);
-    std::vector<double> a_v(dvar_out + b * G, dvar_out + (b + 1) * G);
+    std::vector<NormAdjoint<double>> a(G);
+    for (int64_t g = 0; g < G; ++g) a[g] = {dmean_out[b * G + g], dvar_out[b * G + g]};
     for (int64_t t = L - 1; t >= 0; --t) {
       const int64_t row = b * L + t;
       if (mask.padded(row)) {  // y was a constant 0 and the state passed through
         for (int64_t c = 0; c < D; ++c) dx[row * D + c] = from_f64<T>(0.0);
         continue;
       }
-      const double c2 = 1.0 / static_cast<double>(count), c1 = static_cast<double>(count - 1) * c2;
-      --count;
       for (int64_t g = 0; g < G; ++g) {
         const double mu = step_mean[row * G + g], r = step_rstd[row * G + g];
         const double mu_prev = t == 0 ? mean_in[b * G + g] : step_mean[(row - 1) * G + g];
@@ -142,9 +139,8 @@ void backward_cpu(const cuda::TimestepNormSizes& n, const T* dy, const S* dmean_
           s += dyw * (xv - mu);
         }
         m /= static_cast<double>(dg);
-        const double dmu = a_mu[g] - r * p, dv = a_v[g] - 0.5 * r * r * r * s;
-        const double cross = 2.0 * c1 * c2 * (m - mu_prev) * dv;
-        const double dm = c2 * dmu + cross, ds = c2 * dv;
+        double dm = 0.0, ds = 0.0;
+        adjoint_step(a[g], count, r, p, s, m, mu_prev, dm, ds);
         for (int64_t c = g * dg; c < (g + 1) * dg; ++c) {
           const double xv = to_f64(x[row * D + c]), dyv = to_f64(dy[row * D + c]);
           dx[row * D + c] = from_f64<T>(dyv * r * (to_f64(weight[c]) + 1.0) + dm / static_cast<double>(dg) +
@@ -152,13 +148,12 @@ void backward_cpu(const cuda::TimestepNormSizes& n, const T* dy, const S* dmean_
           dw[c] += dyv * (xv - mu) * r;
           db[c] += dyv;
         }
-        a_mu[g] = c1 * dmu - cross;
-        a_v[g] = c1 * dv;
       }
+      --count;
     }
     for (int64_t g = 0; g < G; ++g) {
-      dmean_in[b * G + g] = static_cast<S>(a_mu[g]);
-      dvar_in[b * G + g] = static_cast<S>(a_v[g]);
+      dmean_in[b * G + g] = static_cast<S>(a[g].mean);
+      dvar_in[b * G + g] = static_cast<S>(a[g].var);
     }
   }
   for (int64_t c = 0; c < D; ++c) {
@@ -208,7 +203,7 @@ void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, int
 }
 
 std::vector<Tensor> timestep_norm_backward(const Saved& saved, const std::vector<Tensor>& grads) {
-  const cuda::TimestepNormSizes& n = saved.sizes;
+  const TimestepNormSizes& n = saved.sizes;
   const Tensor& x = saved.x;
   const DType state_dtype = timestep_norm_state_dtype(x.dtype());
   // A gradient that did not arrive is zero (e.g. only the outgoing state was used).
@@ -268,8 +263,10 @@ TimestepNormState timestep_norm_initial_state(int64_t batch, int64_t groups, DTy
   MGL_CHECK(batch >= 0 && groups > 0, kOp, ": initial state needs batch >= 0 and groups > 0, got batch ", batch,
             " and groups ", groups);
   const DType dtype = timestep_norm_state_dtype(x_dtype);
-  return {Tensor::zeros({batch}, DType::i64, device), Tensor::zeros({batch, groups}, dtype, device),
-          Tensor::ones({batch, groups}, dtype, device)};
+  constexpr RunningMoments<double> prior = timestep_norm_prior<double>();
+  return {Tensor::full({batch}, static_cast<double>(prior.count), DType::i64, device),
+          Tensor::full({batch, groups}, prior.mean, dtype, device),
+          Tensor::full({batch, groups}, prior.var, dtype, device)};
 }
 
 TimestepNormOutput timestep_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t groups,
@@ -283,7 +280,7 @@ TimestepNormOutput timestep_norm(const Tensor& x, const Tensor& weight, const Te
 
   const Device device = x.device();
   const DType state_dtype = timestep_norm_state_dtype(x.dtype());
-  const cuda::TimestepNormSizes n{x.size(0), x.size(1), x.size(2), groups};
+  const TimestepNormSizes n{x.size(0), x.size(1), x.size(2), groups};
   Saved saved;
   saved.sizes = n;
   saved.x = contiguous(x.detach());

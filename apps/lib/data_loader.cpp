@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "apps/lib/token_shards.h"
-#include "core/error.h"
-#include "core/philox.h"
+#include "base/error.h"
+#include "base/philox.h"
 
 namespace mgl::apps {
 

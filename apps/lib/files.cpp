@@ -4,7 +4,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::apps {
 

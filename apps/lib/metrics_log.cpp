@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/lib/files.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::apps {
 

@@ -11,7 +11,7 @@
 
 #include "apps/lib/files.h"
 #include "apps/lib/token_shards.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mgl::apps {
 

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "apps/lib/files.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "nn/lr_schedule.h"
 #include "nn/tensor_parallel.h"
 

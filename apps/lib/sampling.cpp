@@ -5,8 +5,8 @@
 #include <functional>
 #include <cmath>
 
-#include "core/error.h"
-#include "core/philox.h"
+#include "base/error.h"
+#include "base/philox.h"
 
 namespace mgl::apps {
 

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "autograd/grad_mode.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "ops/ops.h"
 
 namespace mgl::apps {

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <limits>
 
+#include "base/error.h"
 #include "core/fnv1a.h"
-#include "core/error.h"
 
 namespace mgl::apps {
 

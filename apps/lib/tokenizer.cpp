@@ -7,8 +7,8 @@
 #include <unordered_map>
 
 #include "apps/lib/files.h"
+#include "base/error.h"
 #include "core/fnv1a.h"
-#include "core/error.h"
 
 #ifdef MGL_WITH_SENTENCEPIECE
 #include <sentencepiece_processor.h>

@@ -5,7 +5,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #ifdef MGL_WITH_OPENBLAS
 #include <cblas.h>

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/fnv1a.h"
 #include "apps/lib/token_shards.h"
-#include "core/philox.h"
+#include "base/philox.h"
+#include "core/fnv1a.h"
 #include "support/testing.h"
 
 using namespace mgl;

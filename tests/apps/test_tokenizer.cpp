@@ -6,7 +6,7 @@
 #include <iterator>
 
 #include "apps/lib/tokenizer.h"
-#include "core/philox.h"
+#include "base/philox.h"
 #include "support/testing.h"
 
 using namespace mgl;

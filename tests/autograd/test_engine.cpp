@@ -149,21 +149,21 @@ TEST_CASE("retain_graph: a second backward needs it", "[autograd][engine]") {
 
 TEST_CASE("NoGradGuard: nothing is recorded inside, and it nests", "[autograd][engine]") {
   const Tensor x = leaf({1.0, 2.0});
-  CHECK(autograd::grad_enabled());
+  CHECK(grad_enabled());
   {
     NoGradGuard outer;
-    CHECK_FALSE(autograd::grad_enabled());
+    CHECK_FALSE(grad_enabled());
     const Tensor y = x * x;
     CHECK_FALSE(y.requires_grad());
     CHECK(y.grad_fn() == nullptr);
     {
       NoGradGuard inner;
-      CHECK_FALSE(autograd::grad_enabled());
+      CHECK_FALSE(grad_enabled());
     }
-    CHECK_FALSE(autograd::grad_enabled());  // the inner guard restores the outer state
+    CHECK_FALSE(grad_enabled());  // the inner guard restores the outer state
     CHECK(contains(error_message([&] { backward(sum(y)); }), "does not require grad"));
   }
-  CHECK(autograd::grad_enabled());
+  CHECK(grad_enabled());
   CHECK((x * x).requires_grad());
 }
 

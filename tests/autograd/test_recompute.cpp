@@ -306,7 +306,7 @@ TEST_CASE("recompute: a function that breaks the contract fails in backward, nam
     CHECK(contains(message, "deterministic"));
   }
   // The failed backward left grad mode and the generator as they were.
-  CHECK(autograd::grad_enabled());
+  CHECK(grad_enabled());
   CHECK(default_generator().seed == before.seed);
   CHECK(default_generator().offset == before.offset);
 }

@@ -5,7 +5,7 @@
 // fails one with probability about 2e-9 per check.
 #include <cmath>
 
-#include "core/philox.h"
+#include "base/philox.h"
 #include "core/random.h"
 #include "support/errors.h"
 #include "support/statistics.h"

@@ -1,6 +1,6 @@
 // MEGALODON configuration: preset parameter counts equal docs/megalodon.md §4.1, JSON round trip, overrides,
 // and clear errors for bad configs.
-#include "core/error.h"
+#include "base/error.h"
 #include "nn/megalodon_config.h"
 #include "support/testing.h"
 

@@ -6,7 +6,7 @@
 #include <functional>
 
 #include "autograd/engine.h"
-#include "core/philox.h"
+#include "base/philox.h"
 #include "ops/chunk_attention.h"
 #include "ops/ops.h"
 #include "support/testing.h"

@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "autograd/engine.h"
-#include "core/philox.h"
+#include "base/philox.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 

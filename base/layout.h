@@ -1,9 +1,11 @@
 #pragma once
-// How kernels see a strided tensor: shape and strides (in elements) by value, up to kMaxDims dims.
-// Plain C++ so that ops/ can build one without including CUDA headers.
+// How kernels see a strided tensor: shape and strides (in elements) by value, up to kMaxDims dims,
+// and the stream a kernel is queued on. Plain C++ so that core/ and ops/ can build one without CUDA
+// headers. It is the kernels' calling convention, hence namespace mgl::cuda, but it lives in base/
+// because core/ builds them (layout_of in core/strided.h) for the kernels it calls itself.
 #include <cstdint>
 
-#include "core/dtype.h"
+#include "base/dtype.h"
 
 struct CUstream_st;
 

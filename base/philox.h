@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/dtype.h"
+#include "base/dtype.h"
 
 namespace mgl::philox {
 
