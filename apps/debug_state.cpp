@@ -6,15 +6,15 @@
 //
 // W.h5: one dataset per parameter, named like a PyTorch state_dict ("layers.0.mega.cema.alpha"), plus
 //       "input_ids" and "targets" (int64, batch × length).
-// CFG:  a preset name (mega200M, test, ...) or a JSON file of MegalodonConfig fields.
+// CFG:  a preset name (mega200M, test, ...) or a JSON file of MegalodonConfig fields, or an official ModelConf.
 // S.h5: "logits" (batch, length, vocab) f32, "loss" (scalar) f32, "grads/<name>" f32 for every parameter.
 // See docs/debug-state.md.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "apps/lib/files.h"
+#include "apps/lib/run_config.h"
 #include "autograd/engine.h"
 #include "core/cuda_context.h"
 #include "nn/megalodon.h"
@@ -25,12 +25,14 @@ using namespace mgl;
 
 namespace {
 
+// A preset, or a JSON file of model fields (ours or the official ModelConf's, nn/megalodon_config.h).
 nn::MegalodonConfig load_config(const std::string& name_or_path) {
   if (!std::filesystem::exists(name_or_path)) return nn::MegalodonConfig::preset(name_or_path);
-  std::ifstream in(name_or_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return nn::MegalodonConfig::from_json(text.str());
+  nn::ConfigNotes notes;
+  nn::MegalodonConfig config = nn::MegalodonConfig::from_json(apps::read_file(name_or_path, "config file"), &notes);
+  nn::throw_if_problems("config '" + name_or_path + "'", notes.problems);
+  apps::report_ignored_keys("debug_state", notes.ignored);
+  return config;
 }
 
 int run(const std::string& weights_path, const std::string& config_name, const std::string& out_path,

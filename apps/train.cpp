@@ -103,6 +103,7 @@ int run(const Arguments& a, bool& is_rank0) {
   if (a.steps) config.train.steps = *a.steps;
   if (a.seed) config.train.seed = *a.seed;
   config.validate();
+  if (is_rank0) report_ignored_keys("train", config.ignored_keys);
   if (a.print_config) {  // before the grid: no mpirun needed to see what a parallel config resolves to
     if (is_rank0) std::printf("train: resolved config\n%s\n", config.to_json().c_str());
     return 0;

@@ -1,6 +1,7 @@
 #include "apps/lib/run_config.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -57,7 +58,7 @@ void for_each_setting(Config& c, F&& f) {
 }
 
 template <class T>
-void assign(const std::string& key, const json& value, T& field) {
+void assign(const std::string& key, const json& value, T& field, std::vector<std::string>& problems) {
   bool ok = false;
   if constexpr (std::is_same_v<T, bool>) {
     ok = value.is_boolean();
@@ -70,8 +71,8 @@ void assign(const std::string& key, const json& value, T& field) {
   } else {
     ok = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
   }
-  MGL_CHECK(ok, "config key '", key, "': wrong type of value ", value.dump());
-  field = value.get<T>();
+  if (ok) field = value.get<T>();
+  else problems.push_back("config key '" + key + "': wrong type of value " + value.dump());
 }
 
 // A --set value: JSON when it parses (numbers, true/false, quoted strings, arrays), else a bare string.
@@ -81,14 +82,27 @@ json parse_value(const std::string& text) {
 }
 
 // Applies a "model" JSON object: "preset" (if any) first, then the other keys as field overrides.
-void apply_model(RunConfig& c, json model) {
-  MGL_CHECK(model.is_object(), "config key 'model' must be an object, got ", model.dump());
+void apply_model(RunConfig& c, json model, nn::ConfigNotes& notes) {
+  if (!model.is_object()) {
+    notes.problems.push_back("config key 'model' must be an object, got " + model.dump());
+    return;
+  }
   if (model.contains("preset")) {
     MGL_CHECK(model["preset"].is_string(), "config key 'model.preset' must be a string");
     c.model = nn::MegalodonConfig::preset(model["preset"].get<std::string>());
     model.erase("preset");
   }
-  c.model = nn::MegalodonConfig::from_json(model.dump(), c.model);
+  c.model = nn::MegalodonConfig::from_json(model.dump(), c.model, &notes);
+}
+
+// A document that is a model config alone: no section of ours, no object value, a key besides "name".
+bool is_model_document(const json& document) {
+  bool has_model_key = false;
+  for (const auto& [key, value] : document.items()) {
+    if (value.is_object()) return false;
+    if (key != "name") has_model_key = true;
+  }
+  return has_model_key;
 }
 
 std::vector<fs::path> config_directories() {
@@ -174,27 +188,33 @@ RunConfig RunConfig::from_json(const std::string& text) {
   }
   MGL_CHECK(document.is_object(), "config: expected a JSON object at the top level");
   RunConfig c;
-  for (const auto& [section, body] : document.items()) {
-    if (section == "name") {
-      MGL_CHECK(body.is_string(), "config key 'name' must be a string");
-      c.name = body.get<std::string>();
-      continue;
-    }
-    if (section == "model") {
-      apply_model(c, body);
-      continue;
-    }
-    MGL_CHECK(body.is_object(), "config: section '", section, "' must be an object");
-    for (const auto& [key, value] : body.items()) {
-      bool known = false;
-      for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
-        if (section != s || key != k) return;
-        known = true;
-        assign(section + "." + key, value, field);
-      });
-      MGL_CHECK(known, "config: unknown key '", section, ".", key, "' (see train --help for the keys)");
+  nn::ConfigNotes notes;
+  if (is_model_document(document)) {
+    c.model = nn::MegalodonConfig::from_json(text, &notes);
+  } else {
+    for (const auto& [section, body] : document.items()) {
+      if (section == "name") {
+        if (body.is_string()) c.name = body.get<std::string>();
+        else notes.problems.push_back("config key 'name' must be a string");
+      } else if (section == "model") {
+        apply_model(c, body, notes);
+      } else if (!body.is_object()) {
+        notes.problems.push_back("section '" + section + "' must be an object");
+      } else {
+        for (const auto& [key, value] : body.items()) {
+          bool known = false;
+          for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
+            if (section != s || key != k) return;
+            known = true;
+            assign(section + "." + key, value, field, notes.problems);
+          });
+          if (!known) notes.problems.push_back("unknown key '" + section + "." + key + "'");
+        }
+      }
     }
   }
+  nn::throw_if_problems("config (train --help lists the keys)", notes.problems);
+  c.ignored_keys = notes.ignored;
   return c;
 }
 
@@ -219,12 +239,14 @@ void RunConfig::set(const std::string& assignment) {
     return;
   }
   bool known = false;
+  std::vector<std::string> problems;
   for_each_setting(*this, [&](const char* s, const char* k, auto& field, const char*) {
     if (section != s || field_name != k) return;
     known = true;
-    assign(key, parse_value(value), field);
+    assign(key, parse_value(value), field, problems);
   });
   MGL_CHECK(known, "config: unknown key '", key, "' (see train --help for the keys)");
+  nn::throw_if_problems("config", problems);
 }
 
 RunConfig RunConfig::load(const std::string& name_or_path) {
@@ -280,6 +302,13 @@ std::string RunConfig::describe_keys() {
     out << "  " << section << "." << key << "  [" << json(field).dump() << "]  " << description << "\n";
   });
   return out.str();
+}
+
+void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored) {
+  if (ignored.empty()) return;
+  std::string line = app + ": config keys accepted without effect here:";
+  for (size_t i = 0; i < ignored.size(); ++i) line += (i ? "; " : " ") + ignored[i];
+  std::printf("%s\n", line.c_str());
 }
 
 std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,

@@ -40,6 +40,21 @@ expect_error "bad device" "device" "$train" "${small[@]}" --device tpu --out run
 printf 'garbage' > notjson.json
 expect_error "malformed config" "not valid JSON" "$train" --config notjson.json
 
+# An official ModelConf JSON as megalodon/config.py writes it: accepted, its keys without effect reported once;
+# every unknown key of a file named in one error.
+cat > official.json <<'JSON'
+{"num_layers": 2, "model_dim": 64, "z_dim": 32, "value_dim": 64, "num_heads": 1, "ffn_hidden_dim": 128,
+ "cema_ndim": 4, "chunk_size": 32, "efficient_attn": null, "init_mode": "he", "vocab_size": 256, "output_size": -1,
+ "norm_num_groups": 8, "norm_affine": true, "norm_eps": 1e-05, "rope_base": null, "dropout": 0.0,
+ "hidden_dropout": 0.0, "attention_dropout": 0.0, "swiglu": false, "rescale_nffn": false, "scale_emb": false,
+ "share_emb": false, "layerwise_ckpt": false}
+JSON
+"$train" --config official.json --print-config >official.txt 2>&1 || fail "an official ModelConf is refused: $(tail -1 official.txt)"
+[ "$(grep -c "accepted without effect here: init_mode" official.txt)" -eq 1 ] || fail "official keys not reported once"
+printf '{"num_layerz": 2, "share_emb": "yes", "colour": 1}' > bad_official.json
+expect_error "every unknown key" "num_layerz'; key 'share_emb' expects true or false, got \"yes\"; unknown key 'colour'" \
+  "$train" --config bad_official.json
+
 # SIGKILL after the step-8 checkpoint, then --resume: the metrics equal the uninterrupted run's.
 "$train" "${small[@]}" --steps 24 --out a >a.log 2>&1 || fail "the uninterrupted run failed: $(tail -3 a.log)"
 "$train" "${small[@]}" --steps 24 --out b >b.log 2>&1 &
