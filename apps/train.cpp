@@ -1,8 +1,8 @@
 // train: trains a MEGALODON model on one CPU or GPU, or on many under mpirun (docs/parallelism.md):
 //   mpirun -np 4 build/bin/train --config tiny --set parallel.data=2 --set parallel.chunk=2
 //
-//   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--device auto|cpu|cuda]
-//         [--seed N] [--set section.key=value]... [--print-config]
+//   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--init-from WEIGHTS]
+//         [--device auto|cpu|cuda] [--seed N] [--set section.key=value]... [--print-config]
 //
 // The config (apps/lib/run_config.h) comes from configs/<NAME>.json or a file, then --set overrides and
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
@@ -40,6 +40,7 @@ struct Arguments {
   std::string device = "auto";
   std::optional<int64_t> steps, seed;
   std::vector<std::string> overrides;
+  std::string init_from;
   bool resume = false;
   bool print_config = false;
 };
@@ -127,6 +128,7 @@ int run(const Arguments& a, bool& is_rank0) {
   options.parallel = parallel;
   options.device = parallel->device();
   options.resume = a.resume;
+  options.init_from = a.init_from;
   options.config = config;
   char line[400];
   std::snprintf(line, sizeof(line), "train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s",
@@ -167,6 +169,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
   app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
+  app.add_option("--init-from", a.init_from,
+                 "start a new run from these weights (checkpoint, run or export directory, safetensors, HDF5 weights)");
   app.add_flag("--print-config", a.print_config, "print the resolved config and exit");
   std::string known;
   for (const std::string& n : RunConfig::known_config_names()) known += " " + n;

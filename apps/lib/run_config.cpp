@@ -304,6 +304,15 @@ std::string RunConfig::describe_keys() {
   return out.str();
 }
 
+nn::MegalodonConfig load_model_config(const std::string& name_or_path, const std::string& app) {
+  if (!fs::exists(name_or_path)) return nn::MegalodonConfig::preset(name_or_path);
+  nn::ConfigNotes notes;
+  nn::MegalodonConfig config = nn::MegalodonConfig::from_json(read_file(name_or_path, "config file"), &notes);
+  nn::throw_if_problems("config '" + name_or_path + "'", notes.problems);
+  report_ignored_keys(app, notes.ignored);
+  return config;
+}
+
 void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored) {
   if (ignored.empty()) return;
   std::string line = app + ": config keys accepted without effect here:";

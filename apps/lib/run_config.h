@@ -104,6 +104,10 @@ struct RunConfig {
   static std::string describe_keys();
 };
 
+// A model config by name: a preset (nn/megalodon_config.h), or a JSON file of model fields, ours or the official
+// ModelConf's (its keys without effect reported by report_ignored_keys for `app`).
+nn::MegalodonConfig load_model_config(const std::string& name_or_path, const std::string& app);
+
 // Prints "<app>: config keys accepted without effect here: ..." once, on stdout, when there are any.
 void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored);
 

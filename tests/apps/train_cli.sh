@@ -4,25 +4,9 @@
 #   tests/apps/train_cli.sh path/to/train
 set -uo pipefail
 train="$(realpath "${1:?usage: train_cli.sh path/to/train}")"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect_error "what" "message part" command...: exit status 1 and the message part on stderr.
-expect_error() {
-  local what="$1" part="$2"
-  shift 2
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local status=$?
-  if [ "$status" -ne 1 ]; then fail "$what: exit status $status, expected 1"; fi
-  if ! grep -q -- "$part" "$work/err.txt"; then fail "$what: stderr lacks '$part':"; cat "$work/err.txt"; fi
-}
-
-corpus="${MGL_DEFAULT_CORPUS:-/usr/share/dictd/gcide.dict.dz}"
-[ -f "$corpus" ] || { echo "FAIL: $corpus missing (dict-gcide; tools/install_deps.sh installs it)"; exit 1; }
-head -c 300000 < <(zcat "$corpus") > corpus.txt
+# shellcheck source=tests/apps/cli_setup.sh
+source "$(dirname "$(realpath "$0")")/cli_setup.sh"
+corpus_sample 300000
 small=(--data corpus.txt --set train.batch_size=2 --set train.seq_len=64 --set schedule.warmup_steps=2
        --set eval.every=0 --set eval.batches=1 --set eval.long_context_tokens=0 --set train.checkpoint_every=4
        --set train.keep_checkpoints=10)
@@ -80,8 +64,4 @@ printf 'not an HDF5 file' > b/checkpoints/step_00000099.h5
 grep -q "skipping" skip.log || fail "the corrupted checkpoint was not reported"
 expect_error "run directory in use" "--resume" "$train" "${small[@]}" --steps 24 --out b
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures failure(s)"
-  exit 1
-fi
-echo "train_cli: all checks passed"
+finish train_cli
