@@ -59,6 +59,7 @@ int run(const std::string& in, const std::string& out, const std::string& config
 
 int main(int argc, char** argv) {
   CLI::App app{"convert: model weights between HDF5 (checkpoints, weights files) and safetensors with the official names"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   std::string in, out, config;
   app.add_option("IN", in, "checkpoint, run directory, HDF5 weights file, .safetensors file or export directory")
       ->required();

@@ -85,14 +85,15 @@ int run(const Arguments& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{"debug_state: forward + backward of a MEGALODON model on a batch"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Arguments a;
   app.add_option("--weights", a.weights, "parameters: HDF5 weights (with the batch), checkpoint, run directory or safetensors")
       ->required();
   app.add_option("--out", a.out, "HDF5 file to write logits, loss and grads/<name> to")->required();
   app.add_option("--config", a.config, "preset name, JSON model config or official ModelConf (default: the weights')");
   app.add_option("--batch", a.batch, "HDF5 file with input_ids and targets (default: the --weights file)");
-  app.add_option("--device", a.device, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--dtype", a.dtype, "compute dtype: f32 or bf16")->capture_default_str();
+  app.add_option("--device", a.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", a.dtype, "compute dtype: f32 or bf16");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(a);

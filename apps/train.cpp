@@ -160,21 +160,32 @@ int run(const Arguments& a, bool& is_rank0) {
 
 int main(int argc, char** argv) {
   CLI::App app{"train: train a MEGALODON model on one CPU or GPU"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Arguments a;
-  app.add_option("--config", a.config, "a config name in configs/ or a JSON file")->capture_default_str();
+  app.add_option("--config", a.config, "a config name in configs/ or a JSON file (an official ModelConf too)");
   app.add_option("--data", a.data, "prepared data directory, or text files/directory to prepare (default: GCIDE)");
   app.add_option("--out", a.out, "run directory (default runs/<config name>)");
   app.add_option("--steps", a.steps, "optimizer steps (train.steps)");
   app.add_option("--seed", a.seed, "seed (train.seed)");
-  app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N");
   app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
   app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
   app.add_option("--init-from", a.init_from,
                  "start a new run from these weights (checkpoint, run or export directory, safetensors, HDF5 weights)");
   app.add_flag("--print-config", a.print_config, "print the resolved config and exit");
-  std::string known;
-  for (const std::string& n : RunConfig::known_config_names()) known += " " + n;
-  app.footer("Configs:" + known + "\n\n" + RunConfig::describe_keys());
+  // --help shows the keys with the values in force: those of --config and --set (parsed before help is printed).
+  app.footer([&a] {
+    std::string text = "Configs:";
+    for (const std::string& n : RunConfig::known_config_names()) text += " " + n;
+    text += "\n\n";
+    try {
+      RunConfig shown = RunConfig::load(a.config);
+      for (const std::string& assignment : a.overrides) shown.set(assignment);
+      return text + RunConfig::describe_keys(shown);
+    } catch (const std::exception& e) {
+      return text + "(config '" + a.config + "' cannot be shown: " + e.what() + ")\n" + RunConfig::describe_keys(RunConfig());
+    }
+  });
   CLI11_PARSE(app, argc, argv);
   bool is_rank0 = dist::launcher_rank() == 0;
   try {

@@ -30,7 +30,7 @@ void for_each_setting(Config& c, F&& f) {
   f("optimizer", "clip_grad_norm", c.optimizer.clip_grad_norm, "clip gradients to this global L2 norm (0: off)");
   f("schedule", "decay", c.schedule.decay, "constant | linear | cosine");
   f("schedule", "warmup_steps", c.schedule.warmup_steps, "linear warmup steps");
-  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate at step 0 / peak");
+  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate of the first step / peak (0: that step is a no-op)");
   f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, "final learning rate / peak");
   f("train", "steps", c.train.steps, "optimizer steps");
   f("train", "batch_size", c.train.batch_size, "sequences per micro-batch, over all data-parallel ranks");
@@ -134,6 +134,10 @@ void RunConfig::validate() const {
   MGL_CHECK(optimizer.clip_grad_norm >= 0, "config: optimizer.clip_grad_norm must be >= 0");
   nn::lr_decay_from_string(schedule.decay);
   MGL_CHECK(schedule.warmup_steps >= 0, "config: schedule.warmup_steps must be >= 0");
+  MGL_CHECK(schedule.decay == "constant" || schedule.warmup_steps <= train.steps, "config: schedule.warmup_steps (",
+            schedule.warmup_steps, ") exceeds train.steps (", train.steps, "), which leaves the ", schedule.decay,
+            " decay no steps: lower it (--set schedule.warmup_steps=N, N <= ", train.steps,
+            "), raise train.steps (--steps), or set schedule.decay=constant");
   MGL_CHECK(train.steps >= 1, "config: train.steps must be >= 1, got ", train.steps);
   MGL_CHECK(train.batch_size >= 1, "config: train.batch_size must be >= 1, got ", train.batch_size);
   MGL_CHECK(train.seq_len >= 1, "config: train.seq_len must be >= 1, got ", train.seq_len);
@@ -287,18 +291,17 @@ std::vector<std::string> RunConfig::known_config_names() {
   return names;
 }
 
-std::string RunConfig::describe_keys() {
-  RunConfig defaults;
+std::string RunConfig::describe_keys(const RunConfig& shown) {
   std::ostringstream out;
-  out << "Config keys (--set section.key=value; defaults in brackets):\n";
-  out << "  model.preset  [tiny]  a model preset: ";
+  out << "Config keys (--set section.key=value; in brackets the values of config '" << shown.name << "'):\n";
+  out << "  model.preset  a model preset: ";
   for (const std::string& n : nn::MegalodonConfig::preset_names()) out << n << " ";
   out << "\n";
-  const json model = json::parse(defaults.model.to_json());
+  const json model = json::parse(shown.model.to_json());
   for (const auto& [key, value] : model.items()) {
     out << "  model." << key << "  [" << value.dump() << "]\n";
   }
-  for_each_setting(defaults, [&](const char* section, const char* key, const auto& field, const char* description) {
+  for_each_setting(shown, [&](const char* section, const char* key, const auto& field, const char* description) {
     out << "  " << section << "." << key << "  [" << json(field).dump() << "]  " << description << "\n";
   });
   return out.str();

@@ -33,7 +33,7 @@ struct OptimizerSettings {
 struct ScheduleSettings {
   std::string decay = "cosine";  // constant | linear | cosine
   int64_t warmup_steps = 100;
-  double init_ratio = 0.0;       // warmup start / peak
+  double init_ratio = 1e-4;      // warmup start / peak (the official lr_init_ratio; 0 makes step 1 a no-op)
   double min_lr_ratio = 0.1;     // floor / peak
 };
 
@@ -100,8 +100,8 @@ struct RunConfig {
   // in the source tree this binary was built from. Throws listing the known names when not found.
   static RunConfig load(const std::string& name_or_path);
   static std::vector<std::string> known_config_names();
-  // "key  default  description" lines for every settable key (for --help).
-  static std::string describe_keys();
+  // "key  [value]  description" lines for every settable key, the values those of `shown` (for --help).
+  static std::string describe_keys(const RunConfig& shown);
 };
 
 // A model config by name: a preset (nn/megalodon_config.h), or a JSON file of model fields, ours or the official

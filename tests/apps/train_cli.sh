@@ -15,6 +15,19 @@ small=(--data corpus.txt --set train.batch_size=2 --set train.seq_len=64 --set s
 for key in model.num_layers train.steps optimizer.lr schedule.decay eval.every data.tokenizer tiny mega200M paper7b; do
   grep -q "$key" help.txt || fail "--help does not list $key"
 done
+# --help shows the values of the chosen config, --set applied.
+"$train" --config mega200M --set train.steps=77 --help >help_m200.txt || fail "--config mega200M --help exits non-zero"
+grep -q 'model.model_dim  \[1024\]' help_m200.txt || fail "--config mega200M --help does not show model_dim 1024"
+grep -q 'train.steps  \[77\]' help_m200.txt || fail "--help does not show the --set value"
+grep -q 'model.model_dim  \[128\]' help.txt || fail "--help does not show tiny's model_dim 128"
+grep -q -- '--device TEXT=auto' help.txt || fail "--help does not show the flags' defaults"
+
+# A schedule that does not fit the steps names the keys to change.
+expect_error "warmup past the steps" "lower it (--set schedule.warmup_steps=N, N <= 2)" "$train" --steps 2 --data corpus.txt
+# A folder of another trainer's token ids (nanoGPT's uint16 train.bin / val.bin) is refused, not read as text.
+mkdir nanogpt && head -c 4000 /dev/urandom >nanogpt/train.bin && head -c 400 /dev/urandom >nanogpt/val.bin
+printf '\x00\x01' >>nanogpt/train.bin
+expect_error "a nanoGPT folder" "nanoGPT's prepare.py" "$train" --data nanogpt --out run_nanogpt
 
 expect_error "unknown key" "unknown key 'train.stepz'" "$train" --set train.stepz=3 --data corpus.txt
 expect_error "wrong type" "model.num_layers" "$train" --set model.num_layers=two --data corpus.txt
@@ -57,6 +70,7 @@ if ! diff <(strip a/metrics.jsonl) <(strip b/metrics.jsonl) >diff.txt; then
   head -5 diff.txt
 fi
 [ "$(wc -l <a/metrics.jsonl)" -eq 25 ] || fail "expected 24 step lines + 1 validation line in a/metrics.jsonl"
+grep -Eq '"step":1,"loss":[^,]*,"lr":0(\.0)?,' a/metrics.jsonl && fail "step 1 has learning rate 0 (a step that changes nothing)"
 
 # A corrupted newest checkpoint is skipped with a message; a run directory in use needs --resume.
 printf 'not an HDF5 file' > b/checkpoints/step_00000099.h5
