@@ -9,6 +9,7 @@
 // counted: Q Kᵀ recomputed for each 256-wide value slice and dP computed twice in backward make the
 // tensor-core path execute 4352 / 2304 = 1.89x the forward FLOPs and 9216 / 4864 = 1.89x the
 // backward ones (cuda/chunk_attention.cu), so the hardware runs 1.89x the printed rate.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
@@ -66,7 +67,9 @@ void bench(int64_t length) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  CLI::App app{"bench_chunk_attention: the chunk-attention kernels at mega200M's attention shape"};  // no options: --help only
+  CLI11_PARSE(app, argc, argv);
   if (!cuda_available()) {
     std::printf("bench_chunk_attention: no usable GPU (%s); nothing to measure\n", cuda_unavailable_reason().c_str());
     return 0;

@@ -46,10 +46,12 @@ void print_breakdown(const nn::Megalodon& model, int64_t batch, DType dtype, con
               static_cast<long long>(layers), static_cast<long long>(decoder.position()));
   double sum_us = 0.0;
   for (const nn::CudaDecoder::Launch kind : nn::CudaDecoder::kLaunches) {
-    cuda::DecodeGraph* graph =
-        cuda::capture_graph(compute_stream(gpu), [&] { decoder.record_launches(kind); });
-    const double ms = apps::mean_ms(gpu, 3, 200, [&] { cuda::launch_graph(graph, compute_stream(gpu)); });
-    cuda::destroy_graph(graph);
+    double ms = 0;
+    MGL_ON_CUDA({  // a build without CUDA has no graphs (and never gets here: no GPU)
+      cuda::DecodeGraph* graph = cuda::capture_graph(compute_stream(gpu), [&] { decoder.record_launches(kind); });
+      ms = apps::mean_ms(gpu, 3, 200, [&] { cuda::launch_graph(graph, compute_stream(gpu)); });
+      cuda::destroy_graph(graph);
+    });
     const int64_t launches = kind == nn::CudaDecoder::Launch::head ? 1 : layers;
     sum_us += ms * 1e3;
     std::printf("    %-28s %8.2f us x %2lld = %8.1f us\n", nn::CudaDecoder::launch_name(kind), ms * 1e3 / double(launches),

@@ -5,6 +5,7 @@
 // Each size is warmed up once, then run back to back `iterations` times between two
 // synchronisations: the host clock then measures device time, with launch latency hidden behind
 // the queue. A product is 2 m n k floating-point operations.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,7 +37,9 @@ double seconds_per_product(const mgl::Tensor& a, const mgl::Tensor& b, double fl
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  CLI::App app{"bench_matmul: throughput of the cuBLAS GEMM path in TFLOP/s"};  // no options: --help only
+  CLI11_PARSE(app, argc, argv);
   using namespace mgl;
   if (!cuda_available()) {
     std::printf("bench_matmul: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());

@@ -4,6 +4,7 @@
 // dy, write dx), and what these kernels move (each pass of the scans reads x once more: forward 3,
 // backward 5 tensors of B*L*D; the per-step statistics are G/D of that and are left out).
 // Without a GPU it says so and exits with status 0.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -32,7 +33,9 @@ double seconds_per_call(const Device& device, int iterations, const std::functio
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  CLI::App app{"bench_timestep_norm: TimestepNorm on CUDA, forward and forward + backward"};  // no options: --help only
+  CLI11_PARSE(app, argc, argv);
   if (!cuda_available()) {
     std::printf("bench_timestep_norm: no usable GPU (%s); nothing to measure\n", cuda_unavailable_reason().c_str());
     return 0;

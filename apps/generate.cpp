@@ -453,6 +453,7 @@ int run(const Settings& s, bool& is_rank0) {
 
 int main(int argc, char** argv) {
   CLI::App app{"generate: text generation and long-context scoring with a MEGALODON checkpoint"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Settings s;
   app.add_option("--checkpoint", s.checkpoint, "checkpoint file, or a directory of step_<N>.h5 (or a run directory)")
       ->required();

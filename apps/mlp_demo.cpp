@@ -3,9 +3,9 @@
 // that exercises the whole engine: data on the device, forward, backward, optimizer.
 //
 //   mlp_demo [--device cpu|cuda|cuda:N] [--steps N] [--print-every N] [--hidden N] [--lr X] [--seed N]
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -28,35 +28,6 @@ struct Settings {
   double lr = 1e-2;
   uint64_t seed = 0;
 };
-
-const char* kUsage =
-    "usage: mlp_demo [--device cpu|cuda|cuda:N] [--steps N] [--print-every N] [--hidden N] [--lr X] [--seed N]\n";
-
-// Reads "--name value" pairs; throws mgl::Error naming the bad argument.
-Settings parse(int argc, char** argv) {
-  Settings s;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string name = argv[i];
-    MGL_CHECK(i + 1 < argc, "missing value after ", name);
-    const std::string value = argv[i + 1];
-    // A number >= low (a whole one below 2^31 if `whole`).
-    auto number = [&](double low, bool whole) {
-      char* end = nullptr;
-      const double v = std::strtod(value.c_str(), &end);
-      MGL_CHECK(!value.empty() && *end == '\0' && v >= low && (!whole || (v == std::floor(v) && v < 2147483648.0)),
-                "invalid value '", value, "' for ", name);
-      return v;
-    };
-    if (name == "--device") s.device = Device::parse(value);
-    else if (name == "--steps") s.steps = static_cast<int>(number(0, true));
-    else if (name == "--print-every") s.print_every = static_cast<int>(number(1, true));
-    else if (name == "--hidden") s.hidden = static_cast<int>(number(1, true));
-    else if (name == "--lr") s.lr = number(0, false);
-    else if (name == "--seed") s.seed = static_cast<uint64_t>(number(0, true));
-    else MGL_FAIL("unknown option ", name);
-  }
-  return s;
-}
 
 // Three spiral arms of `per_class` points in the plane (the classic cs231n toy problem): point i of
 // arm k sits at radius r = i / (n - 1) and angle 4k + 4r + 0.2 * noise. Not linearly separable.
@@ -121,18 +92,20 @@ void run(const Settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
+  CLI::App app{"mlp_demo: a two-layer perceptron trained on the three-arm spiral"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Settings settings;
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu, cuda or cuda:N");
+  app.add_option("--steps", settings.steps, "optimizer steps")->check(CLI::Range(0, 1 << 30));
+  app.add_option("--print-every", settings.print_every, "steps between progress lines")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--hidden", settings.hidden, "hidden width")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--lr", settings.lr, "AdamW learning rate, >= 0");
+  app.add_option("--seed", settings.seed, "seed of the data and the initialisation");
+  CLI11_PARSE(app, argc, argv);
   try {
-    settings = parse(argc, argv);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "mlp_demo: %s\n%s", e.what(), kUsage);
-    return 2;
-  }
-  try {
+    MGL_CHECK(settings.lr >= 0, "--lr must be >= 0, got ", settings.lr);
+    settings.device = Device::parse(device);
     run(settings);
   } catch (const Error& e) {
     std::fprintf(stderr, "mlp_demo: %s\n", e.what());

@@ -15,6 +15,7 @@ using namespace mgl::apps;
 
 int main(int argc, char** argv) {
   CLI::App app{"prepare: tokenize text files into train/val token shards"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   PrepareOptions o;
   int vocab_size = 0;
   app.add_option("--input", o.inputs, "text files (plain, .gz or .dz), read in order")->required()->expected(1, -1);

@@ -1,8 +1,8 @@
 // train: trains a MEGALODON model on one CPU or GPU, or on many under mpirun (docs/parallelism.md):
 //   mpirun -np 4 build/bin/train --config tiny --set parallel.data=2 --set parallel.chunk=2
 //
-//   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--device auto|cpu|cuda]
-//         [--seed N] [--set section.key=value]... [--print-config]
+//   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--init-from WEIGHTS]
+//         [--device auto|cpu|cuda] [--seed N] [--set section.key=value]... [--print-config]
 //
 // The config (apps/lib/run_config.h) comes from configs/<NAME>.json or a file, then --set overrides and
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
@@ -40,6 +40,7 @@ struct Arguments {
   std::string device = "auto";
   std::optional<int64_t> steps, seed;
   std::vector<std::string> overrides;
+  std::string init_from;
   bool resume = false;
   bool print_config = false;
 };
@@ -103,6 +104,7 @@ int run(const Arguments& a, bool& is_rank0) {
   if (a.steps) config.train.steps = *a.steps;
   if (a.seed) config.train.seed = *a.seed;
   config.validate();
+  if (is_rank0) report_ignored_keys("train", config.ignored_keys);
   if (a.print_config) {  // before the grid: no mpirun needed to see what a parallel config resolves to
     if (is_rank0) std::printf("train: resolved config\n%s\n", config.to_json().c_str());
     return 0;
@@ -126,6 +128,7 @@ int run(const Arguments& a, bool& is_rank0) {
   options.parallel = parallel;
   options.device = parallel->device();
   options.resume = a.resume;
+  options.init_from = a.init_from;
   options.config = config;
   char line[400];
   std::snprintf(line, sizeof(line), "train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s",
@@ -157,19 +160,32 @@ int run(const Arguments& a, bool& is_rank0) {
 
 int main(int argc, char** argv) {
   CLI::App app{"train: train a MEGALODON model on one CPU or GPU"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Arguments a;
-  app.add_option("--config", a.config, "a config name in configs/ or a JSON file")->capture_default_str();
+  app.add_option("--config", a.config, "a config name in configs/ or a JSON file (an official ModelConf too)");
   app.add_option("--data", a.data, "prepared data directory, or text files/directory to prepare (default: GCIDE)");
   app.add_option("--out", a.out, "run directory (default runs/<config name>)");
   app.add_option("--steps", a.steps, "optimizer steps (train.steps)");
   app.add_option("--seed", a.seed, "seed (train.seed)");
-  app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N");
   app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
   app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
+  app.add_option("--init-from", a.init_from,
+                 "start a new run from these weights (checkpoint, run or export directory, safetensors, HDF5 weights)");
   app.add_flag("--print-config", a.print_config, "print the resolved config and exit");
-  std::string known;
-  for (const std::string& n : RunConfig::known_config_names()) known += " " + n;
-  app.footer("Configs:" + known + "\n\n" + RunConfig::describe_keys());
+  // --help shows the keys with the values in force: those of --config and --set (parsed before help is printed).
+  app.footer([&a] {
+    std::string text = "Configs:";
+    for (const std::string& n : RunConfig::known_config_names()) text += " " + n;
+    text += "\n\n";
+    try {
+      RunConfig shown = RunConfig::load(a.config);
+      for (const std::string& assignment : a.overrides) shown.set(assignment);
+      return text + RunConfig::describe_keys(shown);
+    } catch (const std::exception& e) {
+      return text + "(config '" + a.config + "' cannot be shown: " + e.what() + ")\n" + RunConfig::describe_keys(RunConfig());
+    }
+  });
   CLI11_PARSE(app, argc, argv);
   bool is_rank0 = dist::launcher_rank() == 0;
   try {

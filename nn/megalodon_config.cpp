@@ -1,6 +1,9 @@
 #include "nn/megalodon_config.h"
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/error.h"
 
@@ -42,21 +45,125 @@ void for_each_field(MegalodonConfig& c, F&& f) {
 }
 
 template <class T>
-void assign(const std::string& key, const json& value, T& field) {
-  try {
-    if constexpr (std::is_same_v<T, bool>) {
-      MGL_CHECK(value.is_boolean(), "config key '", key, "' expects true or false, got ", value.dump());
-    } else if constexpr (std::is_integral_v<T>) {
-      MGL_CHECK(value.is_number_integer(), "config key '", key, "' expects an integer, got ", value.dump());
-    } else if constexpr (std::is_floating_point_v<T>) {
-      MGL_CHECK(value.is_number(), "config key '", key, "' expects a number, got ", value.dump());
-    } else {
-      MGL_CHECK(value.is_string(), "config key '", key, "' expects a string, got ", value.dump());
-    }
-    field = value.get<T>();
-  } catch (const json::exception& e) {
-    MGL_FAIL("config key '", key, "': ", e.what());
+void assign(const std::string& key, const json& value, T& field, std::vector<std::string>& problems) {
+  const char* expected = nullptr;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!value.is_boolean()) expected = "true or false";
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!value.is_number_integer()) expected = "an integer";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!value.is_number()) expected = "a number";
+  } else {
+    if (!value.is_string()) expected = "a string";
   }
+  if (expected) {
+    problems.push_back("key '" + key + "' expects " + expected + ", got " + value.dump());
+    return;
+  }
+  field = value.get<T>();
+}
+
+// ModelConf's names (megalodon/config.py) for fields named otherwise here.
+constexpr std::pair<const char*, const char*> kOfficialAliases[] = {
+    {"scale_emb", "scale_embedding"}, {"share_emb", "share_embedding"}, {"layerwise_ckpt", "activation_checkpointing"}};
+// Keys only ModelConf has: one of them marks a document in the official form.
+constexpr const char* kOfficialOnlyKeys[] = {"efficient_attn", "init_mode", "output_size",
+                                             "scale_emb",      "share_emb", "layerwise_ckpt"};
+
+// ModelConf's defaults: ours but for num_layers and ffn_hidden_dim (its vocab_size -1, set by the
+// tokenizer, stays ours: the Llama-2 tokenizer's 32000).
+MegalodonConfig official_defaults() {
+  MegalodonConfig c;
+  c.num_layers = 8;
+  c.ffn_hidden_dim = 2048;
+  return c;
+}
+
+// Applies the keys of one document, collecting every problem and every key accepted without effect.
+class Reader {
+ public:
+  Reader(MegalodonConfig& c, ConfigNotes& notes) : c_(c), notes_(notes) {}
+
+  void apply(const std::string& key, const json& value) {
+    if (key == "efficient_attn") {  // the official attention paths differ only in their dropout (§2.5.5)
+      claim("attention_dropout_kind", key);
+      if (value.is_null()) c_.attention_dropout_kind = "dropout";
+      else if (value == "swift" || value == "fused") c_.attention_dropout_kind = "dropkey";
+      else notes_.problems.push_back("key 'efficient_attn' expects null, \"swift\" or \"fused\", got " + value.dump());
+    } else if (key == "init_mode") {
+      if (value == "he" || value == "none")
+        notes_.ignored.push_back("init_mode " + value.dump() + " (initialization here is always the official \"he\")");
+      else if (value == "bert" || value == "gaussian" || value == "xavier")
+        notes_.problems.push_back("init_mode " + value.dump() + " is not implemented: only \"he\" (every official preset) or \"none\"");
+      else
+        notes_.problems.push_back("key 'init_mode' expects \"he\", \"none\", \"bert\", \"gaussian\" or \"xavier\", got " + value.dump());
+    } else if (key == "output_size") {  // checked against the final vocab_size in finish()
+      if (value.is_number_integer()) output_size_ = value.get<int64_t>();
+      else notes_.problems.push_back("key 'output_size' expects an integer, got " + value.dump());
+    } else if (key == "vocab_size" && value == -1) {
+      claim("vocab_size", key);
+      notes_.ignored.push_back("vocab_size -1 (the official code takes it from its tokenizer; " + std::to_string(c_.vocab_size) +
+                         " kept, set model.vocab_size to change it)");
+    } else if (key == "rope_base" && value.is_null()) {
+      claim("rope_base", key);
+      c_.rope_base = MegalodonConfig().rope_base;
+    } else {
+      std::string name = key;
+      for (auto [official, ours] : kOfficialAliases)
+        if (key == official) name = ours;
+      bool known = false;
+      for_each_field(c_, [&](const char* field_name, auto& field) {
+        if (name != field_name) return;
+        known = true;
+        claim(name, key);
+        assign(key, value, field, notes_.problems);
+      });
+      if (!known) notes_.problems.push_back("unknown key '" + key + "'");
+    }
+  }
+
+  void finish() {
+    if (!output_size_) return;
+    if (*output_size_ == -1 || *output_size_ == c_.vocab_size)
+      notes_.ignored.push_back("output_size " + std::to_string(*output_size_) + " (the output head is vocab_size wide)");
+    else
+      notes_.problems.push_back("output_size " + std::to_string(*output_size_) + " differs from vocab_size " +
+                          std::to_string(c_.vocab_size) + ": an output head of another width is not supported");
+  }
+
+ private:
+  // Records that `key` sets `field`; a second key setting the same field is a problem.
+  void claim(const std::string& field, const std::string& key) {
+    const auto [it, fresh] = set_by_.emplace(field, key);
+    if (!fresh) notes_.problems.push_back("keys '" + it->second + "' and '" + key + "' both set " + field);
+  }
+
+  MegalodonConfig& c_;
+  ConfigNotes& notes_;
+  std::map<std::string, std::string> set_by_;
+  std::optional<int64_t> output_size_;
+};
+
+json parse_object(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    MGL_FAIL("config: invalid JSON: ", e.what());
+  }
+  MGL_CHECK(j.is_object(), "config: expected a JSON object, got ", j.type_name());
+  return j;
+}
+
+MegalodonConfig read(const json& document, const MegalodonConfig& base, ConfigNotes* notes) {
+  MegalodonConfig c = base;
+  ConfigNotes local;
+  ConfigNotes& out = notes ? *notes : local;
+  Reader reader(c, out);
+  for (const auto& [key, value] : document.items()) reader.apply(key, value);
+  reader.finish();
+  if (!notes) throw_if_problems("config", local.problems);
+  return c;
 }
 
 MegalodonConfig make(const std::string& name, int64_t layers, int64_t d, int64_t h, int64_t z, int64_t v, int64_t f,
@@ -127,48 +234,63 @@ std::string MegalodonConfig::to_json() const {
   return j.dump(2);
 }
 
-MegalodonConfig MegalodonConfig::from_json(const std::string& text, const MegalodonConfig& base) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    MGL_FAIL("config: invalid JSON: ", e.what());
-  }
-  MGL_CHECK(j.is_object(), "config: expected a JSON object, got ", j.type_name());
-  MegalodonConfig c = base;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    bool known = false;
-    for_each_field(c, [&](const char* key, auto& field) {
-      if (it.key() != key) return;
-      known = true;
-      assign(key, it.value(), field);
-    });
-    MGL_CHECK(known, "config: unknown key '", it.key(), "'");
-  }
-  return c;
+std::string MegalodonConfig::to_official_json() const {
+  json j;  // in ModelConf's order
+  j["num_layers"] = num_layers;
+  j["model_dim"] = model_dim;
+  j["z_dim"] = z_dim;
+  j["value_dim"] = value_dim;
+  j["num_heads"] = num_heads;
+  j["ffn_hidden_dim"] = ffn_hidden_dim;
+  j["cema_ndim"] = cema_ndim;
+  j["chunk_size"] = chunk_size;
+  j["efficient_attn"] = attention_dropout_kind == "dropkey" ? json("fused") : json(nullptr);
+  j["init_mode"] = "he";
+  j["vocab_size"] = vocab_size;
+  j["output_size"] = -1;
+  j["norm_num_groups"] = norm_num_groups;
+  j["norm_affine"] = norm_affine;
+  j["norm_eps"] = norm_eps;
+  j["rope_base"] = rope_base;
+  j["dropout"] = dropout;
+  j["hidden_dropout"] = hidden_dropout;
+  j["attention_dropout"] = attention_dropout;
+  j["swiglu"] = swiglu;
+  j["rescale_nffn"] = rescale_nffn;
+  j["scale_emb"] = scale_embedding;
+  j["share_emb"] = share_embedding;
+  j["layerwise_ckpt"] = activation_checkpointing;
+  return j.dump(2);
 }
 
-MegalodonConfig MegalodonConfig::from_json(const std::string& text) { return from_json(text, MegalodonConfig()); }
+MegalodonConfig MegalodonConfig::from_json(const std::string& text, const MegalodonConfig& base, ConfigNotes* notes) {
+  return read(parse_object(text), base, notes);
+}
+
+MegalodonConfig MegalodonConfig::from_json(const std::string& text, ConfigNotes* notes) {
+  const json document = parse_object(text);
+  const bool official = std::any_of(std::begin(kOfficialOnlyKeys), std::end(kOfficialOnlyKeys),
+                                    [&](const char* key) { return document.contains(key); });
+  return read(document, official ? official_defaults() : MegalodonConfig(), notes);
+}
 
 void MegalodonConfig::set(const std::string& key, const std::string& value) {
-  bool known = false;
+  // The value as JSON (a number, true/false, null); a string field, or text that is no JSON, takes it as it is.
+  json parsed = json::parse(value, nullptr, /*allow_exceptions=*/false);
   for_each_field(*this, [&](const char* name, auto& field) {
-    if (key != name) return;
-    known = true;
-    using T = std::decay_t<decltype(field)>;
-    if constexpr (std::is_same_v<T, std::string>) {
-      field = value;
-    } else {
-      json parsed;
-      try {
-        parsed = json::parse(value);
-      } catch (const json::exception&) {
-        MGL_FAIL("config: cannot parse value '", value, "' for key '", key, "'");
-      }
-      assign(key, parsed, field);
-    }
+    if (key == name && std::is_same_v<std::decay_t<decltype(field)>, std::string>) parsed = json(value);
   });
-  MGL_CHECK(known, "config: unknown key '", key, "'");
+  if (parsed.is_discarded()) parsed = json(value);
+  json document = json::object();
+  document[key] = parsed;
+  *this = read(document, *this, nullptr);
+}
+
+void throw_if_problems(const std::string& what, const std::vector<std::string>& problems) {
+  if (problems.empty()) return;
+  std::string message = what + ": ";
+  for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+  MGL_FAIL(message);
 }
 
 std::vector<std::string> MegalodonConfig::preset_names() {

@@ -3,11 +3,26 @@
 // repository (mega200M ... mega7.3B), the paper's 7B setting, and small ones for tests. Where the paper
 // and the official code disagree (docs/megalodon.md §10) the field defaults to the code and the paper's
 // choice is one setting away (chunk_size, rope_base, attention_dropout_kind, ...).
+//
+// JSON documents may use our field names or those of the official repository's ModelConf
+// (megalodon/config.py), so an official config is read as it is written (docs/training.md#official-configs):
+//   scale_emb, share_emb, layerwise_ckpt   -> scale_embedding, share_embedding, activation_checkpointing
+//   efficient_attn null | "swift" | "fused" -> attention_dropout_kind "dropout" | "dropkey" | "dropkey"
+//   rope_base null                          -> 10000
+//   vocab_size -1 (set by the tokenizer)    -> the base's vocab_size, noted
+//   init_mode "he" | "none", output_size -1 -> accepted without effect here, noted
+// A document with a key only ModelConf has is in the official form and starts from ModelConf's defaults.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace mgl::nn {
+
+// What reading a config document found besides the values.
+struct ConfigNotes {
+  std::vector<std::string> ignored;   // keys accepted without effect here, each with its value and why
+  std::vector<std::string> problems;  // unknown keys, wrong types: every one of them
+};
 
 struct MegalodonConfig {
   std::string name = "custom";
@@ -48,16 +63,23 @@ struct MegalodonConfig {
   // Number of parameters of the model this config builds (tied head counted once).
   int64_t parameter_count() const;
 
-  std::string to_json() const;  // every field, pretty-printed
-  // Starts from `base` and applies the keys of a JSON object; unknown keys and wrong types throw.
-  static MegalodonConfig from_json(const std::string& text, const MegalodonConfig& base);
-  static MegalodonConfig from_json(const std::string& text);  // over the defaults above
+  std::string to_json() const;           // every field, pretty-printed
+  std::string to_official_json() const;  // the official ModelConf's fields (inference settings and name dropped)
+  // Starts from `base` and applies the keys of a JSON object (ours or ModelConf's). Every unknown key and
+  // wrong type is named in one mgl::Error; with `notes`, they are appended to notes->problems instead (for
+  // a caller that reports several documents at once). Keys accepted without effect go to notes->ignored.
+  static MegalodonConfig from_json(const std::string& text, const MegalodonConfig& base, ConfigNotes* notes = nullptr);
+  // Over the defaults above, or over ModelConf's defaults when the document is in the official form.
+  static MegalodonConfig from_json(const std::string& text, ConfigNotes* notes = nullptr);
   // A preset by name ("mega200M", "mega1.3B", "mega1.3B_pg19", "mega7.1B", "mega7.3B", "paper7b",
   // "tiny", "test"), or throws listing the known names.
   static MegalodonConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
-  // Applies one "key=value" override (value parsed as the field's type).
+  // Applies one "key=value" override (value parsed as the field's type; ModelConf's names work too).
   void set(const std::string& key, const std::string& value);
 };
+
+// Throws one mgl::Error listing every problem ("<what>: unknown key 'x'; ..."), or returns when there is none.
+void throw_if_problems(const std::string& what, const std::vector<std::string>& problems);
 
 }  // namespace mgl::nn

@@ -3,6 +3,8 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <cstring>
+#include <string_view>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
@@ -38,6 +40,38 @@ std::string read_gzip(const std::string& path) {
   gzclose(file);
   MGL_CHECK(got == 0 && (error == Z_OK || error == Z_STREAM_END), "cannot decompress '", path, "': ", reason);
   return text;
+}
+
+// The bytes of text checked by check_text_input.
+constexpr size_t kTextCheckBytes = 65536;
+
+// llm.c's token shards (dev/data/data_common.py): 256 int32 — magic, version (1: uint16 GPT-2 ids, 2: uint32
+// Llama 3 ids), token count, zeros — then the tokens.
+constexpr int32_t kLlmcMagic = 20240520;
+constexpr size_t kLlmcHeaderBytes = 1024;
+
+// What a file that is not text looks like, from its first bytes and its size.
+std::string describe_binary(const std::string& path, const std::string& head, size_t nul_at) {
+  const uintmax_t size = fs::file_size(path);
+  auto starts_with = [&](std::string_view prefix) { return head.compare(0, prefix.size(), prefix) == 0; };
+  if (starts_with(std::string_view(kTokenShardMagic, sizeof kTokenShardMagic)))
+    return "a megalodon.cpp token shard: pass the prepared directory that holds it and its meta.json";
+  int32_t llmc[3] = {};
+  if (head.size() >= sizeof llmc) std::memcpy(llmc, head.data(), sizeof llmc);
+  if (llmc[0] == kLlmcMagic && (llmc[1] == 1 || llmc[1] == 2)) {
+    const int64_t token_bytes = llmc[1] == 1 ? 2 : 4;
+    return "an llm.c token shard (version " + std::to_string(llmc[1]) + ": " + std::to_string(llmc[2]) + " " +
+           (token_bytes == 2 ? "uint16 GPT-2" : "uint32 Llama 3") + " token ids after a 1024-byte header" +
+           (size == kLlmcHeaderBytes + static_cast<uintmax_t>(llmc[2]) * token_bytes ? "" : ", though the size does not match") + ")";
+  }
+  if (starts_with("\x89HDF\r\n\x1a\n")) return "an HDF5 file (a checkpoint or weights: see train --init-from)";
+  if (starts_with("PK\x03\x04")) return "a zip archive (a PyTorch .pth file?)";
+  if (starts_with("\x80")) return "a Python pickle (nanoGPT's meta.pkl?)";
+  if (starts_with("\xff\xfe") || starts_with("\xfe\xff")) return "UTF-16 text: convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)";
+  if (fs::path(path).extension() == ".bin" && size % 2 == 0)
+    return "token ids without a header, as nanoGPT's prepare.py writes train.bin and val.bin (as uint16: " +
+           std::to_string(size / 2) + " tokens of an unknown tokenizer)";
+  return "binary data (a NUL byte at offset " + std::to_string(nul_at) + ")";
 }
 
 // The tokenizer the options ask for; a SentencePiece model ends up in OUT/tokenizer.model.
@@ -92,7 +126,17 @@ std::string default_corpus_path() {
 
 std::string read_text_file(const std::string& path) {
   MGL_CHECK(fs::is_regular_file(path), "input file '", path, "' not found");
-  return is_gzip_name(path) ? read_gzip(path) : read_file(path, "input file");
+  std::string text = is_gzip_name(path) ? read_gzip(path) : read_file(path, "input file");
+  check_text_input(path, text.substr(0, kTextCheckBytes));
+  return text;
+}
+
+void check_text_input(const std::string& path, const std::string& head) {
+  const size_t nul = head.find('\0', 0);
+  if (nul == std::string::npos || nul >= kTextCheckBytes) return;
+  MGL_FAIL("input file '", path, "' is not text: it looks like ", describe_binary(path, head, nul),
+           ". Data is text that megalodon.cpp tokenizes itself (pass the text the tokens came from), or a directory "
+           "made by build/bin/prepare");
 }
 
 std::string PreparedData::train_path() const { return (fs::path(directory) / "train.bin").string(); }
@@ -112,7 +156,15 @@ PreparedData prepare_data(const PrepareOptions& o) {
   MGL_CHECK(!o.inputs.empty(), "no input files to prepare");
   MGL_CHECK(o.val_fraction > 0 && o.val_fraction < 1, "the validation fraction must be in (0, 1), got ", o.val_fraction);
   MGL_CHECK(o.seq_len >= 1, "the sequence length must be >= 1, got ", o.seq_len);
-  for (const std::string& input : o.inputs) MGL_CHECK(fs::is_regular_file(input), "input file '", input, "' not found");
+  for (const std::string& input : o.inputs) {  // before anything reads them (a SentencePiece training, say)
+    MGL_CHECK(fs::is_regular_file(input), "input file '", input, "' not found");
+    if (is_gzip_name(input)) continue;  // checked once decompressed, by read_text_file
+    std::string head(kTextCheckBytes, '\0');
+    std::ifstream in(input, std::ios::binary);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    check_text_input(input, head);
+  }
   fs::create_directories(o.out);
   const std::unique_ptr<Tokenizer> tokenizer = tokenizer_for(o);
 

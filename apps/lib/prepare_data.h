@@ -60,7 +60,14 @@ PreparedData read_prepared_data(const std::string& directory);
 // package was unpacked outside /usr), else /usr/share/dictd/gcide.dict.dz.
 std::string default_corpus_path();
 
-// The whole content of a text file, decompressing .gz/.dz files.
+// The whole content of a text file, decompressing .gz/.dz files; check_text_input refuses any other file.
 std::string read_text_file(const std::string& path);
+
+// Throws mgl::Error when `head` (the first bytes of the file at `path`, decompressed) is not text — a NUL
+// byte in its first 64 KiB — saying what the file looks like: token ids of another trainer (nanoGPT's
+// headerless uint16 train.bin/val.bin, llm.c's shards with their 1024-byte header), a megalodon.cpp token
+// shard, an HDF5 file, a zip archive or Python pickle, UTF-16 text. Data is text that megalodon.cpp
+// tokenizes itself (docs/training.md), so such a file is never read as text.
+void check_text_input(const std::string& path, const std::string& head);
 
 }  // namespace mgl::apps

@@ -1,6 +1,7 @@
 #include "apps/lib/run_config.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -30,7 +31,7 @@ void for_each_setting(Config& c, F&& f) {
   f("optimizer", "clip_grad_norm", c.optimizer.clip_grad_norm, "clip gradients to this global L2 norm (0: off)");
   f("schedule", "decay", c.schedule.decay, "constant | linear | cosine");
   f("schedule", "warmup_steps", c.schedule.warmup_steps, "linear warmup steps");
-  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate at step 0 / peak");
+  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate of the first step / peak (0: that step is a no-op)");
   f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, "final learning rate / peak");
   f("train", "steps", c.train.steps, "optimizer steps");
   f("train", "batch_size", c.train.batch_size, "sequences per micro-batch, over all data-parallel ranks");
@@ -58,7 +59,7 @@ void for_each_setting(Config& c, F&& f) {
 }
 
 template <class T>
-void assign(const std::string& key, const json& value, T& field) {
+void assign(const std::string& key, const json& value, T& field, std::vector<std::string>& problems) {
   bool ok = false;
   if constexpr (std::is_same_v<T, bool>) {
     ok = value.is_boolean();
@@ -71,8 +72,8 @@ void assign(const std::string& key, const json& value, T& field) {
   } else {
     ok = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
   }
-  MGL_CHECK(ok, "config key '", key, "': wrong type of value ", value.dump());
-  field = value.get<T>();
+  if (ok) field = value.get<T>();
+  else problems.push_back("config key '" + key + "': wrong type of value " + value.dump());
 }
 
 // A --set value: JSON when it parses (numbers, true/false, quoted strings, arrays), else a bare string.
@@ -82,14 +83,27 @@ json parse_value(const std::string& text) {
 }
 
 // Applies a "model" JSON object: "preset" (if any) first, then the other keys as field overrides.
-void apply_model(RunConfig& c, json model) {
-  MGL_CHECK(model.is_object(), "config key 'model' must be an object, got ", model.dump());
+void apply_model(RunConfig& c, json model, nn::ConfigNotes& notes) {
+  if (!model.is_object()) {
+    notes.problems.push_back("config key 'model' must be an object, got " + model.dump());
+    return;
+  }
   if (model.contains("preset")) {
     MGL_CHECK(model["preset"].is_string(), "config key 'model.preset' must be a string");
     c.model = nn::MegalodonConfig::preset(model["preset"].get<std::string>());
     model.erase("preset");
   }
-  c.model = nn::MegalodonConfig::from_json(model.dump(), c.model);
+  c.model = nn::MegalodonConfig::from_json(model.dump(), c.model, &notes);
+}
+
+// A document that is a model config alone: no section of ours, no object value, a key besides "name".
+bool is_model_document(const json& document) {
+  bool has_model_key = false;
+  for (const auto& [key, value] : document.items()) {
+    if (value.is_object()) return false;
+    if (key != "name") has_model_key = true;
+  }
+  return has_model_key;
 }
 
 std::vector<fs::path> config_directories() {
@@ -121,6 +135,10 @@ void RunConfig::validate() const {
   MGL_CHECK(optimizer.clip_grad_norm >= 0, "config: optimizer.clip_grad_norm must be >= 0");
   nn::lr_decay_from_string(schedule.decay);
   MGL_CHECK(schedule.warmup_steps >= 0, "config: schedule.warmup_steps must be >= 0");
+  MGL_CHECK(schedule.decay == "constant" || schedule.warmup_steps <= train.steps, "config: schedule.warmup_steps (",
+            schedule.warmup_steps, ") exceeds train.steps (", train.steps, "), which leaves the ", schedule.decay,
+            " decay no steps: lower it (--set schedule.warmup_steps=N, N <= ", train.steps,
+            "), raise train.steps (--steps), or set schedule.decay=constant");
   MGL_CHECK(train.steps >= 1, "config: train.steps must be >= 1, got ", train.steps);
   MGL_CHECK(train.batch_size >= 1, "config: train.batch_size must be >= 1, got ", train.batch_size);
   MGL_CHECK(train.seq_len >= 1, "config: train.seq_len must be >= 1, got ", train.seq_len);
@@ -174,27 +192,33 @@ RunConfig RunConfig::from_json(const std::string& text) {
   }
   MGL_CHECK(document.is_object(), "config: expected a JSON object at the top level");
   RunConfig c;
-  for (const auto& [section, body] : document.items()) {
-    if (section == "name") {
-      MGL_CHECK(body.is_string(), "config key 'name' must be a string");
-      c.name = body.get<std::string>();
-      continue;
-    }
-    if (section == "model") {
-      apply_model(c, body);
-      continue;
-    }
-    MGL_CHECK(body.is_object(), "config: section '", section, "' must be an object");
-    for (const auto& [key, value] : body.items()) {
-      bool known = false;
-      for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
-        if (section != s || key != k) return;
-        known = true;
-        assign(section + "." + key, value, field);
-      });
-      MGL_CHECK(known, "config: unknown key '", section, ".", key, "' (see train --help for the keys)");
+  nn::ConfigNotes notes;
+  if (is_model_document(document)) {
+    c.model = nn::MegalodonConfig::from_json(text, &notes);
+  } else {
+    for (const auto& [section, body] : document.items()) {
+      if (section == "name") {
+        if (body.is_string()) c.name = body.get<std::string>();
+        else notes.problems.push_back("config key 'name' must be a string");
+      } else if (section == "model") {
+        apply_model(c, body, notes);
+      } else if (!body.is_object()) {
+        notes.problems.push_back("section '" + section + "' must be an object");
+      } else {
+        for (const auto& [key, value] : body.items()) {
+          bool known = false;
+          for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
+            if (section != s || key != k) return;
+            known = true;
+            assign(section + "." + key, value, field, notes.problems);
+          });
+          if (!known) notes.problems.push_back("unknown key '" + section + "." + key + "'");
+        }
+      }
     }
   }
+  nn::throw_if_problems("config (train --help lists the keys)", notes.problems);
+  c.ignored_keys = notes.ignored;
   return c;
 }
 
@@ -219,12 +243,14 @@ void RunConfig::set(const std::string& assignment) {
     return;
   }
   bool known = false;
+  std::vector<std::string> problems;
   for_each_setting(*this, [&](const char* s, const char* k, auto& field, const char*) {
     if (section != s || field_name != k) return;
     known = true;
-    assign(key, parse_value(value), field);
+    assign(key, parse_value(value), field, problems);
   });
   MGL_CHECK(known, "config: unknown key '", key, "' (see train --help for the keys)");
+  nn::throw_if_problems("config", problems);
 }
 
 RunConfig RunConfig::load(const std::string& name_or_path) {
@@ -265,21 +291,36 @@ std::vector<std::string> RunConfig::known_config_names() {
   return names;
 }
 
-std::string RunConfig::describe_keys() {
-  RunConfig defaults;
+std::string RunConfig::describe_keys(const RunConfig& shown) {
   std::ostringstream out;
-  out << "Config keys (--set section.key=value; defaults in brackets):\n";
-  out << "  model.preset  [tiny]  a model preset: ";
+  out << "Config keys (--set section.key=value; in brackets the values of config '" << shown.name << "'):\n";
+  out << "  model.preset  a model preset: ";
   for (const std::string& n : nn::MegalodonConfig::preset_names()) out << n << " ";
   out << "\n";
-  const json model = json::parse(defaults.model.to_json());
+  const json model = json::parse(shown.model.to_json());
   for (const auto& [key, value] : model.items()) {
     out << "  model." << key << "  [" << value.dump() << "]\n";
   }
-  for_each_setting(defaults, [&](const char* section, const char* key, const auto& field, const char* description) {
+  for_each_setting(shown, [&](const char* section, const char* key, const auto& field, const char* description) {
     out << "  " << section << "." << key << "  [" << json(field).dump() << "]  " << description << "\n";
   });
   return out.str();
+}
+
+nn::MegalodonConfig load_model_config(const std::string& name_or_path, const std::string& app) {
+  if (!fs::exists(name_or_path)) return nn::MegalodonConfig::preset(name_or_path);
+  nn::ConfigNotes notes;
+  nn::MegalodonConfig config = nn::MegalodonConfig::from_json(read_file(name_or_path, "config file"), &notes);
+  nn::throw_if_problems("config '" + name_or_path + "'", notes.problems);
+  report_ignored_keys(app, notes.ignored);
+  return config;
+}
+
+void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored) {
+  if (ignored.empty()) return;
+  std::string line = app + ": config keys accepted without effect here:";
+  for (size_t i = 0; i < ignored.size(); ++i) line += (i ? "; " : " ") + ignored[i];
+  std::printf("%s\n", line.c_str());
 }
 
 std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,

@@ -3,10 +3,13 @@
 //   1. the defaults below (every key, with its type and a one-line description for --help);
 //   2. a config file (configs/<name>.json, or any JSON file) with the same nested shape;
 //   3. command-line overrides "section.key=value" (--set), value parsed as JSON (bare words as strings).
-// Unknown keys and values of the wrong type are errors naming the key, at every layer.
+// Unknown keys and values of the wrong type are errors naming the key, at every layer (all of a file's in
+// one error).
 //
 // The "model" section is a MegalodonConfig: "model.preset" picks a preset (nn/megalodon_config.h) and the
-// other model keys override its fields. The resolved config (to_json) always spells out every model field,
+// other model keys override its fields, under our names or those of the official ModelConf. A file that is
+// a model config alone (an official ModelConf JSON as megalodon/config.py writes it, or our model fields)
+// configures the model of a run with the default settings. The resolved config (to_json) always spells out every model field,
 // so a printed or checkpointed config is complete and stands on its own.
 #include <cstdint>
 #include <string>
@@ -30,7 +33,7 @@ struct OptimizerSettings {
 struct ScheduleSettings {
   std::string decay = "cosine";  // constant | linear | cosine
   int64_t warmup_steps = 100;
-  double init_ratio = 0.0;       // warmup start / peak
+  double init_ratio = 1e-4;      // warmup start / peak (the official lr_init_ratio; 0 makes step 1 a no-op)
   double min_lr_ratio = 0.1;     // floor / peak
 };
 
@@ -79,12 +82,16 @@ struct RunConfig {
   EvalSettings eval;
   DataSettings data;
   ParallelSettings parallel;
+  // Keys of the files read that were accepted without effect here (official ModelConf keys), each with
+  // its value and why: for the app to report once. Not part of the config itself (to_json).
+  std::vector<std::string> ignored_keys;
 
   // Throws mgl::Error naming the first bad setting.
   void validate() const;
   // The resolved config: every key, model fields spelled out.
   std::string to_json() const;
-  // Starts from the defaults, applies a JSON document (nested as to_json). Unknown keys throw.
+  // Starts from the defaults, applies a JSON document (nested as to_json, or a model config alone).
+  // Unknown keys and wrong types throw one error naming all of them.
   static RunConfig from_json(const std::string& text);
   // Applies one "section.key=value" override (e.g. "model.num_layers=4", "train.steps=100").
   void set(const std::string& assignment);
@@ -93,9 +100,16 @@ struct RunConfig {
   // in the source tree this binary was built from. Throws listing the known names when not found.
   static RunConfig load(const std::string& name_or_path);
   static std::vector<std::string> known_config_names();
-  // "key  default  description" lines for every settable key (for --help).
-  static std::string describe_keys();
+  // "key  [value]  description" lines for every settable key, the values those of `shown` (for --help).
+  static std::string describe_keys(const RunConfig& shown);
 };
+
+// A model config by name: a preset (nn/megalodon_config.h), or a JSON file of model fields, ours or the official
+// ModelConf's (its keys without effect reported by report_ignored_keys for `app`).
+nn::MegalodonConfig load_model_config(const std::string& name_or_path, const std::string& app);
+
+// Prints "<app>: config keys accepted without effect here: ..." once, on stdout, when there are any.
+void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored);
 
 // The first key (dotted) whose value differs between two resolved configs, ignoring `ignored` keys;
 // empty when they agree.

@@ -19,6 +19,7 @@
 #include "core/random.h"
 #include "nn/chunk_parallel.h"
 #include "nn/grad_clip.h"
+#include "nn/weights.h"
 #include "ops/ops.h"
 
 namespace mgl::apps {
@@ -148,6 +149,10 @@ Trainer::Trainer(TrainerOptions options)
   model_->set_compute_dtype(training_dtype(c.train.dtype, options_.device));
   model_->train();
   parameters_ = model_->named_parameters();
+  if (!options_.init_from.empty() && !resume_from) {
+    nn::load_weights(nn::read_weights(options_.init_from), *model_, options_.init_from);
+    log("initialized the parameters from " + options_.init_from);
+  }
 
   nn::AdamWOptions& adamw = adamw_;
   adamw.lr = c.optimizer.lr;

@@ -42,6 +42,9 @@ struct TrainerOptions {
   std::string out;                   // the run directory (created)
   Device device = Device::cpu();
   bool resume = false;               // continue from the newest valid checkpoint in out/checkpoints
+  // Weights to start from (nn/weights.h: a checkpoint, run or export directory, safetensors, HDF5 weights):
+  // a new run from step 0 with fresh optimizer state (fine-tuning). A checkpoint to resume wins over it.
+  std::string init_from;
   std::FILE* console = stdout;       // progress line and messages (nullptr: silent; rank 0 only)
   // The process grid; null: a plain single-process run on `device`. Its device wins over `device`.
   std::shared_ptr<dist::ParallelState> parallel;

@@ -1,5 +1,6 @@
 // prepare_data (apps/lib/prepare_data.h): compressed and plain inputs give the same shards, the split and
-// meta.json are as documented, and bad inputs are clear errors.
+// meta.json are as documented, bad inputs are clear errors, and files that are not text (token ids of
+// nanoGPT or llm.c, our own shards, checkpoints, pickles, UTF-16) are refused saying what they look like.
 #include <zlib.h>
 
 #include <cmath>
@@ -89,5 +90,42 @@ TEST_CASE("prepare: bad inputs are clear errors", "[apps][prepare]") {
   CHECK(contains(error_message([&] { read_prepared_data((dir / "nowhere").string()); }), "not found"));
   fs::create_directories(dir / "empty");
   CHECK(contains(error_message([&] { read_prepared_data((dir / "empty").string()); }), "meta.json"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("prepare: files that are not text are refused, saying what they look like", "[apps][prepare]") {
+  const fs::path dir = scratch("binary");
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return (dir / name).string();
+  };
+  auto refusal = [&](const std::string& path) {
+    PrepareOptions o;
+    o.out = (dir / "out").string();
+    o.inputs = {path};
+    const std::string message = error_message([&] { prepare_data(o); });
+    CHECK(contains(message, "is not text"));
+    CHECK(!fs::exists(dir / "out" / "meta.json"));
+    return message;
+  };
+  // nanoGPT's prepare.py: the GPT-2 ids as raw uint16, no header.
+  const std::vector<uint16_t> ids = {15496, 11, 995, 0, 50256, 464};
+  const std::string nanogpt(reinterpret_cast<const char*>(ids.data()), ids.size() * 2);
+  CHECK(contains(refusal(write("train.bin", nanogpt)), "nanoGPT's prepare.py writes train.bin and val.bin (as uint16: 6 tokens"));
+  // llm.c's shards: 256 int32 (magic 20240520, version 1, count), then uint16 ids.
+  std::vector<int32_t> header(256, 0);
+  header[0] = 20240520;
+  header[1] = 1;
+  header[2] = 6;
+  const std::string llmc = std::string(reinterpret_cast<const char*>(header.data()), 1024) + nanogpt;
+  CHECK(contains(refusal(write("fineweb_val_000000.bin", llmc)), "an llm.c token shard (version 1: 6 uint16 GPT-2 token ids"));
+  // Our own shard, outside its prepared directory.
+  write_token_shard((dir / "ours.bin").string(), {1, 2, 3}, TokenDType::u16);
+  CHECK(contains(refusal((dir / "ours.bin").string()), "megalodon.cpp token shard"));
+  CHECK(contains(refusal(write("meta.pkl", std::string("\x80\x04\x95\x00\x00", 5))), "pickle"));
+  CHECK(contains(refusal(write("utf16.txt", std::string("\xff\xfeh\x00i\x00", 6))), "UTF-16"));
+  CHECK(contains(refusal(write("model.h5", std::string("\x89HDF\r\n\x1a\n\x00\x00", 10))), "HDF5"));
+  // read_text_file refuses them too (the generate app's prompt and score files).
+  CHECK(contains(error_message([&] { read_text_file((dir / "train.bin").string()); }), "nanoGPT"));
   fs::remove_all(dir);
 }

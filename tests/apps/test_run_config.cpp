@@ -104,3 +104,34 @@ TEST_CASE("run config: differences between resolved configs", "[apps][run_config
   b.model.chunk_size = 32;
   CHECK(first_run_config_difference(a.to_json(), b.to_json(), {"train.steps"}) == "model.chunk_size");
 }
+
+TEST_CASE("run config: an official ModelConf file configures the model of a run", "[apps][run_config]") {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "mgl_test_official_config";
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path file = dir / "official_small.json";
+  std::ofstream(file) << R"({"num_layers": 2, "model_dim": 64, "z_dim": 32, "value_dim": 64, "num_heads": 1,
+    "ffn_hidden_dim": 128, "cema_ndim": 4, "chunk_size": 32, "efficient_attn": null, "init_mode": "he",
+    "vocab_size": -1, "output_size": -1, "norm_num_groups": 8, "norm_affine": true, "norm_eps": 1e-05,
+    "rope_base": null, "dropout": 0.0, "hidden_dropout": 0.0, "attention_dropout": 0.0, "swiglu": false,
+    "rescale_nffn": false, "scale_emb": false, "share_emb": true, "layerwise_ckpt": false})";
+  const RunConfig c = RunConfig::load(file.string());
+  CHECK_NOTHROW(c.validate());
+  CHECK(c.name == "official_small");
+  CHECK(c.model.num_layers == 2);
+  CHECK(c.model.share_embedding);
+  CHECK(c.model.vocab_size == 32000);  // -1 (from the tokenizer) keeps the default
+  CHECK(c.train.steps == RunConfig().train.steps);
+  REQUIRE(c.ignored_keys.size() == 3);  // init_mode, vocab_size -1, output_size
+  // The same keys inside the model section of a run config.
+  const RunConfig nested = RunConfig::from_json(R"({"model": {"preset": "tiny", "share_emb": true, "rope_base": null}})");
+  CHECK(nested.model.share_embedding);
+  CHECK(nested.model.rope_base == 10000.0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("run config: every unknown key of a file in one error", "[apps][run_config]") {
+  const std::string message = error_message([] {
+    RunConfig::from_json(R"({"optimiser": {"lr": 1}, "train": {"stepz": 3, "steps": 1.5}, "model": {"layerz": 2}})");
+  });
+  for (const char* part : {"optimiser", "train.stepz", "train.steps", "layerz"}) CHECK(contains(message, part));
+}

@@ -63,3 +63,82 @@ TEST_CASE("bad configs are rejected with the offending key named", "[nn][config]
   CHECK_THROWS_AS(c.set("model_dim", "abc"), Error);
   CHECK_THROWS_AS(c.set("nope", "1"), Error);
 }
+
+// megalodon/config.py ModelConf of the mega7.3B preset, as json.dumps(dataclasses.asdict(conf)) writes it.
+static const char* kOfficialMega73B = R"({"num_layers": 32, "model_dim": 4096, "z_dim": 1024, "value_dim": 8192,
+  "num_heads": 4, "ffn_hidden_dim": 8192, "cema_ndim": 16, "chunk_size": 2048, "efficient_attn": null,
+  "init_mode": "he", "vocab_size": 32000, "output_size": -1, "norm_num_groups": 64, "norm_affine": true,
+  "norm_eps": 1e-05, "rope_base": null, "dropout": 0.0, "hidden_dropout": 0.0, "attention_dropout": 0.0,
+  "swiglu": true, "rescale_nffn": false, "scale_emb": false, "share_emb": false, "layerwise_ckpt": false})";
+
+TEST_CASE("an official ModelConf JSON is read as the official code writes it", "[nn][config]") {
+  mgl::nn::ConfigNotes notes;
+  MegalodonConfig c = MegalodonConfig::from_json(kOfficialMega73B, &notes);
+  CHECK(notes.problems.empty());
+  c.name = "mega7.3B";
+  CHECK(c.to_json() == MegalodonConfig::preset("mega7.3B").to_json());
+  // The keys without effect here are each reported once, with their values.
+  REQUIRE(notes.ignored.size() == 2);
+  CHECK(mgl::testing::contains(notes.ignored[0], "init_mode \"he\""));
+  CHECK(mgl::testing::contains(notes.ignored[1], "output_size -1"));
+}
+
+TEST_CASE("official ModelConf keys, each alone", "[nn][config]") {
+  const MegalodonConfig base = MegalodonConfig::preset("test");
+  auto read = [&](const std::string& json) { return MegalodonConfig::from_json(json, base); };
+  CHECK(read(R"({"efficient_attn": null})").attention_dropout_kind == "dropout");
+  CHECK(read(R"({"efficient_attn": "fused"})").attention_dropout_kind == "dropkey");
+  CHECK(read(R"({"efficient_attn": "swift"})").attention_dropout_kind == "dropkey");
+  CHECK(read(R"({"init_mode": "he"})").to_json() == base.to_json());
+  CHECK(read(R"({"init_mode": "none"})").to_json() == base.to_json());
+  CHECK(read(R"({"output_size": -1})").to_json() == base.to_json());
+  CHECK(read(R"({"output_size": 50})").to_json() == base.to_json());  // = vocab_size
+  CHECK(read(R"({"layerwise_ckpt": true})").activation_checkpointing);
+  CHECK(read(R"({"scale_emb": true})").scale_embedding);
+  CHECK(read(R"({"share_emb": true})").share_embedding);
+  CHECK(read(R"({"rope_base": null})").rope_base == 10000.0);
+  CHECK(read(R"({"rope_base": 100000.0})").rope_base == 100000.0);
+  CHECK(read(R"({"vocab_size": -1})").vocab_size == base.vocab_size);
+  MegalodonConfig set = base;
+  set.set("share_emb", "true");
+  set.set("rope_base", "null");
+  set.set("efficient_attn", "fused");
+  CHECK(set.share_embedding);
+  CHECK(set.rope_base == 10000.0);
+  CHECK(set.attention_dropout_kind == "dropkey");
+}
+
+TEST_CASE("a partial official document starts from ModelConf's defaults", "[nn][config]") {
+  const MegalodonConfig c = MegalodonConfig::from_json(R"({"model_dim": 64, "share_emb": true})");
+  CHECK(c.num_layers == 8);  // ModelConf's, not our 12
+  CHECK(c.ffn_hidden_dim == 2048);
+  CHECK(c.model_dim == 64);
+  // A document of our own keys starts from ours.
+  CHECK(MegalodonConfig::from_json(R"({"model_dim": 64})").num_layers == MegalodonConfig().num_layers);
+}
+
+TEST_CASE("every bad key of a document is named in one error", "[nn][config]") {
+  const std::string message = mgl::testing::error_message([] {
+    MegalodonConfig::from_json(R"({"num_layerz": 3, "swiglu": 1, "efficient_attn": "flash", "init_mode": "xavier",
+                                   "output_size": 7, "scale_emb": true, "scale_embedding": false, "colour": "red"})");
+  });
+  for (const char* part : {"num_layerz", "swiglu", "efficient_attn", "xavier", "output_size 7", "scale_emb' and 'scale_embedding",
+                           "colour"})
+    CHECK(mgl::testing::contains(message, part));
+  mgl::nn::ConfigNotes notes;  // with notes, problems are collected instead of thrown
+  MegalodonConfig::from_json(R"({"a": 1, "b": 2})", &notes);
+  CHECK(notes.problems.size() == 2);
+}
+
+TEST_CASE("to_official_json writes a ModelConf that reads back", "[nn][config]") {
+  MegalodonConfig c = MegalodonConfig::preset("mega1.3B_pg19");
+  c.attention_dropout_kind = "dropkey";
+  c.activation_checkpointing = true;
+  c.rope_base = 100000.0;
+  const std::string official = c.to_official_json();
+  CHECK(mgl::testing::contains(official, "\"efficient_attn\": \"fused\""));
+  CHECK(mgl::testing::contains(official, "\"layerwise_ckpt\": true"));
+  MegalodonConfig back = MegalodonConfig::from_json(official);
+  back.name = c.name;
+  CHECK(back.to_json() == c.to_json());
+}
