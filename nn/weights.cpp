@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "autograd/grad_mode.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "nn/checkpoint.h"
 #include "nn/hdf5_file.h"
 
@@ -149,15 +149,16 @@ void write_weights_safetensors(const std::string& path, const Weights& weights) 
   write_safetensors(path, weights.tensors, metadata);
 }
 
-void load_weights(const Weights& weights, const Module& model, const std::string& source) {
+void load_weights(const Weights& weights, const Module& model, const std::string& source, const TensorParallel& tp) {
   NoGradGuard no_grad;
   std::map<std::string, Tensor> unused(weights.tensors.begin(), weights.tensors.end());
   for (const Parameter& p : model.named_parameters()) {
     const auto it = unused.find(p.name);
     MGL_CHECK(it != unused.end(), source, ": parameter '", p.name, "' is missing");
-    MGL_CHECK(it->second.shape() == p.tensor.shape(), source, ": parameter '", p.name, "' has shape ",
-              shape_str(it->second.shape()), ", the model expects ", shape_str(p.tensor.shape()));
-    copy_(p.tensor, it->second);
+    const Shape whole = p.sharding.full_shape(p.tensor.shape(), tp.size());
+    MGL_CHECK(it->second.shape() == whole, source, ": parameter '", p.name, "' has shape ",
+              shape_str(it->second.shape()), ", the model expects ", shape_str(whole));
+    copy_(p.tensor, piece_of(it->second, p.sharding, tp.rank(), tp.size()));
     unused.erase(it);
   }
   MGL_CHECK(unused.empty(), source, ": tensor '", unused.begin()->first, "' is no parameter of this model (",

@@ -16,6 +16,7 @@
 #include "nn/megalodon_config.h"
 #include "nn/module.h"
 #include "nn/safetensors.h"
+#include "nn/tensor_parallel.h"
 
 namespace mgl::nn {
 
@@ -40,6 +41,7 @@ void write_weights_safetensors(const std::string& path, const Weights& weights);
 
 // Copies the weights into the model's parameters (any device and dtype). Strict: every parameter is there
 // with its shape, and every tensor is a parameter; the first difference is an error naming it and `source`.
-void load_weights(const Weights& weights, const Module& model, const std::string& source);
+// The weights are whole: a model split over `tp` takes this rank's piece of each (nn/tensor_parallel.h).
+void load_weights(const Weights& weights, const Module& model, const std::string& source, const TensorParallel& tp = {});
 
 }  // namespace mgl::nn

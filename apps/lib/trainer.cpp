@@ -150,7 +150,7 @@ Trainer::Trainer(TrainerOptions options)
   model_->train();
   parameters_ = model_->named_parameters();
   if (!options_.init_from.empty() && !resume_from) {
-    nn::load_weights(nn::read_weights(options_.init_from), *model_, options_.init_from);
+    nn::load_weights(nn::read_weights(options_.init_from), *model_, options_.init_from, model_->tensor_parallel());
     log("initialized the parameters from " + options_.init_from);
   }
 

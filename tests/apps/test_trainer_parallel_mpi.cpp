@@ -108,6 +108,27 @@ TEST_CASE("trainer: under tensor parallelism the long-context evaluation scores 
   }
 }
 
+TEST_CASE("trainer: --init-from under tensor parallelism takes each rank's pieces of the whole weights",
+          "[apps][trainer][mpi]") {
+  const int world = dist::initialize_mpi().size;
+  const auto ps = cpu_grid({1, 1, world});
+  const uint64_t seed = shared_seed(ps->world());
+  const apps::PreparedData data = gcide_sample(scratch("data_init"), 400000);
+  const fs::path source = shared_directory(*ps, "init_source", seed);
+  if (ps->world_rank() == 0) apps::Trainer(options_for(grid_run(2), data, source)).run();
+  ps->world().on(Device::cpu()).barrier();
+  apps::TrainerOptions whole = options_for(grid_run(2), data, scratch("init_whole"));
+  whole.init_from = source.string();
+  const apps::Trainer reference(whole);
+  apps::TrainerOptions split = options_for(grid_run(2, {1, 1, world}), data, shared_directory(*ps, "init_split", seed));
+  split.init_from = source.string();
+  split.parallel = ps;
+  const apps::Trainer trainer(split);
+  CHECK(trainer.step() == 0);
+  const std::vector<Tensor> mine = host_f64(trainer, false), expected = pieces_for(trainer, host_f64(reference, false));
+  for (size_t k = 0; k < mine.size(); ++k) CHECK(relative_error(mine[k], expected[k]) == 0.0);
+}
+
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
   const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
