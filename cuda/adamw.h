@@ -34,9 +34,16 @@ MGL_HOST_DEVICE inline void adamw_update(float& p, float g, float& m, float& v, 
   p = fmaf(-s.step_size, m / denominator, p * s.decay);
 }
 
-// One launch updates a whole contiguous parameter tensor (param, grad, exp_avg, exp_avg_sq: count
-// f32 values each) in place.
-void adamw_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t count,
-                const AdamWScalars& scalars, Stream stream);
+// One launch updates a whole contiguous parameter tensor in place: param, grad, exp_avg (m) and
+// exp_avg_sq (v) hold count f32 values each.
+struct AdamWStepArgs {
+  int64_t count = 0;
+  AdamWScalars scalars{};
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* exp_avg = nullptr;
+  float* exp_avg_sq = nullptr;
+};
+void adamw_step(const AdamWStepArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

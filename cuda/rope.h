@@ -28,6 +28,13 @@ MGL_HOST_DEVICE inline int64_t rope_position(const RopeShape& shape, int64_t t) 
 
 // y = x with every pair rotated by +angle (direction = 1) or by -angle (direction = -1, the
 // backward). f32 and bf16 (computed in f32); x and y contiguous and of the same dtype.
-void rope(const void* x, void* y, DType dtype, const RopeShape& shape, int direction, Stream stream);
+struct RopeArgs {
+  RopeShape shape;
+  int direction = 1;
+  DType dtype = DType::f32;
+  const void* x = nullptr;
+  void* y = nullptr;
+};
+void rope(const RopeArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

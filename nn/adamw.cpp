@@ -33,7 +33,14 @@ void adamw_update_span(float* param, const float* grad, float* m, float* v, int6
     for (int64_t k = 0; k < count; ++k) cuda::adamw_update(param[k], grad[k], m[k], v[k], scalars);
   } else {
     DeviceGuard guard(device);
-    MGL_ON_CUDA(cuda::adamw_step(param, grad, m, v, count, scalars, compute_stream(device)));
+    cuda::AdamWStepArgs args;
+    args.count = count;
+    args.scalars = scalars;
+    args.param = param;
+    args.grad = grad;
+    args.exp_avg = m;
+    args.exp_avg_sq = v;
+    MGL_ON_CUDA(cuda::adamw_step(args, compute_stream(device)));
   }
 }
 

@@ -51,7 +51,13 @@ Tensor rotate(const Tensor& x, const cuda::RopeShape& shape, int direction) {
     return y;
   }
   DeviceGuard guard(x.device());
-  MGL_ON_CUDA(cuda::rope(x.raw_data(), y.raw_data(), x.dtype(), shape, direction, compute_stream(x.device())));
+  cuda::RopeArgs args;
+  args.shape = shape;
+  args.direction = direction;
+  args.dtype = x.dtype();
+  args.x = x.raw_data();
+  args.y = y.raw_data();
+  MGL_ON_CUDA(cuda::rope(args, compute_stream(x.device())));
   return y;
 }
 
