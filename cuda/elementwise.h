@@ -1,7 +1,7 @@
 #pragma once
 // Elementwise kernels: out (contiguous) = op(x) or op(a, b), inputs read through broadcast layouts.
 #include "base/layout.h"
-#include "cuda/elementwise_math.h"
+#include "base/elementwise_math.h"
 
 namespace mgl::cuda {
 

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "autograd/grad_mode.h"
+#include "base/rope_math.h"
 #include "base/timestep_norm_math.h"
 #include "core/cuda_context.h"
 #include "cuda/decode_attention.h"
@@ -25,7 +26,6 @@
 #include "cuda/decode_graph.h"
 #include "cuda/decode_greedy.h"
 #include "cuda/decode_step.h"
-#include "cuda/rope.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -104,7 +104,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   partial_ = activation({splits, B, H, dv});
   split_stats_ = activation({splits, B, H, groups, 2});
   std::vector<float> frequencies(dz / 2);
-  for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = cuda::rope_frequency<float>(i, dz, c.rope_base);
+  for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = rope_frequency<float>(i, dz, c.rope_base);
   rope_frequencies_ = to(Tensor::from_vector(frequencies, {dz / 2}), device_);
   ids_ = Tensor::zeros({B}, DType::i64, device_);
   position_device_ = Tensor::zeros({1}, DType::i32, device_);
