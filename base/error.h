@@ -36,7 +36,7 @@ std::string concat(const Args&... args) {
 #define MGL_FAIL(...) ::mgl::detail::throw_error(__FILE__, __LINE__, ::mgl::detail::concat(__VA_ARGS__))
 
 // MGL_CHECK_STATUS(call, success, "Library", description parts...): for the C libraries that return a
-// status code (CUDA, cuBLAS, NCCL). Runs `call` once and throws "<Library> error in <call>: <description>"
+// status code (CUDA, cuBLAS, NCCL, MPI). Runs `call` once and throws "<Library> error in <call>: <description>"
 // when its status is not `success`; the description parts may name the status as `mgl_status_`.
 #define MGL_CHECK_STATUS(call, success, library, ...)                                    \
   do {                                                                                   \

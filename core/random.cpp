@@ -31,6 +31,18 @@ void cpu_fill_indexed(const Tensor& t, ValueAt value_at) {
   });
 }
 
+// The kernels' view of a fill of t from the Philox stream (seed, offset) of `stream`.
+cuda::PhiloxFill philox_fill(const Tensor& t, const Generator& stream) {
+  cuda::PhiloxFill fill;
+  fill.count = t.numel();
+  fill.dtype = t.dtype();
+  fill.dst = t.raw_data();
+  fill.layout = layout_of(t);
+  fill.seed = stream.seed;
+  fill.offset = stream.offset;
+  return fill;
+}
+
 }  // namespace
 
 void uniform_(const Tensor& t, double low, double high, Generator& gen) {
@@ -39,9 +51,12 @@ void uniform_(const Tensor& t, double low, double high, Generator& gen) {
     cpu_fill_indexed(t, [&](int64_t i) { return low + (high - low) * philox::uniform(stream.seed, stream.offset, i); });
     return;
   }
+  cuda::UniformFillArgs args;
+  args.fill = philox_fill(t, stream);
+  args.low = low;
+  args.high = high;
   DeviceGuard guard(t.device());
-  MGL_ON_CUDA(cuda::uniform_fill(t.raw_data(), t.dtype(), layout_of(t), t.numel(), stream.seed, stream.offset, low,
-                                 high, compute_stream(t.device())));
+  MGL_ON_CUDA(cuda::uniform_fill(args, compute_stream(t.device())));
 }
 
 void normal_(const Tensor& t, double mean, double stddev, Generator& gen) {
@@ -50,9 +65,12 @@ void normal_(const Tensor& t, double mean, double stddev, Generator& gen) {
     cpu_fill_indexed(t, [&](int64_t i) { return mean + stddev * philox::normal(stream.seed, stream.offset, i); });
     return;
   }
+  cuda::NormalFillArgs args;
+  args.fill = philox_fill(t, stream);
+  args.mean = mean;
+  args.stddev = stddev;
   DeviceGuard guard(t.device());
-  MGL_ON_CUDA(cuda::normal_fill(t.raw_data(), t.dtype(), layout_of(t), t.numel(), stream.seed, stream.offset, mean,
-                                stddev, compute_stream(t.device())));
+  MGL_ON_CUDA(cuda::normal_fill(args, compute_stream(t.device())));
 }
 
 void truncated_normal_(const Tensor& t, double mean, double stddev, double bound, Generator& gen) {

@@ -181,6 +181,19 @@ void cpu_add(const Tensor& dst, const Tensor& src) {
   });
 }
 
+// The kernels' view of copy_ and add_ on one device: every element of src into (or onto) dst.
+cuda::CopyArgs copy_args(const Tensor& dst, const Tensor& src) {
+  cuda::CopyArgs args;
+  args.count = dst.numel();
+  args.dst = dst.raw_data();
+  args.dst_dtype = dst.dtype();
+  args.dst_layout = layout_of(dst);
+  args.src = src.raw_data();
+  args.src_dtype = src.dtype();
+  args.src_layout = layout_of(src);
+  return args;
+}
+
 #ifdef MGL_WITH_CUDA
 // A contiguous copy of `t` on its own device, in its own dtype (no-op if already contiguous).
 Tensor contiguous_copy(const Tensor& t) {
@@ -200,8 +213,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   if (dst.device() == src.device()) {
     if (dst.is_cpu()) return cpu_copy(dst, src);
     DeviceGuard guard(dst.device());
-    MGL_ON_CUDA(cuda::strided_copy(dst.raw_data(), dst.dtype(), layout_of(dst), src.raw_data(), src.dtype(),
-                                   layout_of(src), dst.numel(), compute_stream(dst.device())));
+    MGL_ON_CUDA(cuda::strided_copy(copy_args(dst, src), compute_stream(dst.device())));
     return;
   }
 #ifdef MGL_WITH_CUDA
@@ -247,9 +259,14 @@ void fill_(const Tensor& dst, double value) {
     return;
   }
   require_cuda(dst.device(), "fill_");
+  cuda::FillArgs args;
+  args.count = dst.numel();
+  args.dtype = dst.dtype();
+  args.dst = dst.raw_data();
+  args.layout = layout_of(dst);
+  args.value = value;
   DeviceGuard guard(dst.device());
-  MGL_ON_CUDA(cuda::fill(dst.raw_data(), dst.dtype(), layout_of(dst), dst.numel(), value,
-                         compute_stream(dst.device())));
+  MGL_ON_CUDA(cuda::fill(args, compute_stream(dst.device())));
 }
 
 void add_(const Tensor& dst, const Tensor& src) {
@@ -258,8 +275,7 @@ void add_(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   if (dst.is_cpu()) return cpu_add(dst, src);
   DeviceGuard guard(dst.device());
-  MGL_ON_CUDA(cuda::accumulate(dst.raw_data(), dst.dtype(), layout_of(dst), src.raw_data(), src.dtype(),
-                               layout_of(src), dst.numel(), compute_stream(dst.device())));
+  MGL_ON_CUDA(cuda::accumulate(copy_args(dst, src), compute_stream(dst.device())));
 }
 
 }  // namespace mgl

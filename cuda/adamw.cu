@@ -21,10 +21,10 @@ __global__ void adamw_kernel(float* __restrict__ param, const float* __restrict_
 
 }  // namespace
 
-void adamw_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t count,
-                const AdamWScalars& scalars, Stream stream) {
-  if (count == 0) return;
-  adamw_kernel<<<blocks_for(count), kThreads, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, count, scalars);
+void adamw_step(const AdamWStepArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  adamw_kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(args.param, args.grad, args.exp_avg, args.exp_avg_sq,
+                                                                args.count, args.scalars);
   MGL_CUDA_CHECK_LAUNCH();
 }
 

@@ -19,7 +19,7 @@
 // output accumulator is never rescaled, so the forward runs in two passes: a statistics kernel
 // (online max and sum over the key tiles, S only) writes the logsumexp, then the weighted sum.
 //
-// DropKey: the dropout mask joins the causal one instead (in_softmax() in cuda/chunk_attention.h)
+// DropKey: the dropout mask joins the causal one instead (in_softmax() in base/chunk_attention_math.h)
 // and M/(1-p) is 1, so the statistics pass and every recompute of P skip the dropped logits alike.
 // A row left without logits has logsumexp -inf, which is never read: all of its weights are
 // skipped, and its O and D are 0.

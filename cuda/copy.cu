@@ -26,15 +26,15 @@ __global__ void fill_kernel(T* dst, Layout layout, int64_t count, double value) 
 
 // The launcher of copy_kernel for every pair of dtypes.
 template <bool kAccumulate>
-void launch_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                 const Layout& src_layout, int64_t count, Stream stream) {
-  if (count == 0) return;
-  dispatch_device_type(dst_dtype, [&](auto dst_tag) {
-    dispatch_device_type(src_dtype, [&](auto src_tag) {
+void launch_copy(const CopyArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  dispatch_device_type(args.dst_dtype, [&](auto dst_tag) {
+    dispatch_device_type(args.src_dtype, [&](auto src_tag) {
       using Dst = decltype(dst_tag);
       using Src = decltype(src_tag);
-      copy_kernel<kAccumulate><<<blocks_for(count), kThreads, 0, stream>>>(
-          static_cast<Dst*>(dst), dst_layout, static_cast<const Src*>(src), src_layout, count);
+      copy_kernel<kAccumulate><<<blocks_for(args.count), kThreads, 0, stream>>>(
+          static_cast<Dst*>(args.dst), args.dst_layout, static_cast<const Src*>(args.src), args.src_layout,
+          args.count);
     });
   });
   MGL_CUDA_CHECK_LAUNCH();
@@ -42,23 +42,18 @@ void launch_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const voi
 
 }  // namespace
 
-void strided_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                  const Layout& src_layout, int64_t count, Stream stream) {
-  launch_copy<false>(dst, dst_dtype, dst_layout, src, src_dtype, src_layout, count, stream);
-}
+void strided_copy(const CopyArgs& args, Stream stream) { launch_copy<false>(args, stream); }
 
-void fill(void* dst, DType dtype, const Layout& layout, int64_t count, double value, Stream stream) {
-  if (count == 0) return;
-  dispatch_device_type(dtype, [&](auto tag) {
+void accumulate(const CopyArgs& args, Stream stream) { launch_copy<true>(args, stream); }
+
+void fill(const FillArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  dispatch_device_type(args.dtype, [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<<<blocks_for(count), kThreads, 0, stream>>>(static_cast<T*>(dst), layout, count, value);
+    fill_kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(static_cast<T*>(args.dst), args.layout, args.count,
+                                                                 args.value);
   });
   MGL_CUDA_CHECK_LAUNCH();
-}
-
-void accumulate(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                const Layout& src_layout, int64_t count, Stream stream) {
-  launch_copy<true>(dst, dst_dtype, dst_layout, src, src_dtype, src_layout, count, stream);
 }
 
 }  // namespace mgl::cuda

@@ -5,10 +5,28 @@
 
 namespace mgl::cuda {
 
-void strided_copy(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                  const Layout& src_layout, int64_t count, Stream stream);
-void fill(void* dst, DType dtype, const Layout& layout, int64_t count, double value, Stream stream);
-void accumulate(void* dst, DType dst_dtype, const Layout& dst_layout, const void* src, DType src_dtype,
-                const Layout& src_layout, int64_t count, Stream stream);
+// Element i (row-major) of dst and src is at dst + dst_layout.offset_of(i), src + src_layout.offset_of(i);
+// the value converts from src_dtype to dst_dtype (through f64).
+struct CopyArgs {
+  int64_t count = 0;
+  void* dst = nullptr;
+  DType dst_dtype = DType::f32;
+  Layout dst_layout;
+  const void* src = nullptr;
+  DType src_dtype = DType::f32;
+  Layout src_layout;
+};
+void strided_copy(const CopyArgs& args, Stream stream);  // dst = src
+void accumulate(const CopyArgs& args, Stream stream);    // dst += src
+
+// dst[i] = value for the count elements of dst, element i at dst + layout.offset_of(i).
+struct FillArgs {
+  int64_t count = 0;
+  DType dtype = DType::f32;
+  void* dst = nullptr;
+  Layout layout;
+  double value = 0;
+};
+void fill(const FillArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

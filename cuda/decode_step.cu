@@ -117,19 +117,19 @@ __global__ void advance_kernel(int32_t* position, int32_t chunk_size) {
 
 }  // namespace
 
-void decode_embed(DType dtype, const void* table, int64_t vocab, int64_t dim, const int64_t* ids, int64_t batch,
-                  float scale, float* x, Stream stream) {
-  const unsigned threads = row_threads(dim);
-  switch (dtype) {
+void decode_embed(const DecodeEmbedArgs& args, Stream stream) {
+  const unsigned threads = row_threads(args.dim);
+  switch (args.dtype) {
     case DType::f32:
-      launch_overlapped(embed_kernel<float>, unsigned(batch), threads, 0, stream, static_cast<const float*>(table), vocab,
-                        dim, ids, scale, x);
+      launch_overlapped(embed_kernel<float>, unsigned(args.batch), threads, 0, stream,
+                        static_cast<const float*>(args.table), args.vocab, args.dim, args.ids, args.scale, args.x);
       break;
     case DType::bf16:
-      launch_overlapped(embed_kernel<__nv_bfloat16>, unsigned(batch), threads, 0, stream,
-                        static_cast<const __nv_bfloat16*>(table), vocab, dim, ids, scale, x);
+      launch_overlapped(embed_kernel<__nv_bfloat16>, unsigned(args.batch), threads, 0, stream,
+                        static_cast<const __nv_bfloat16*>(args.table), args.vocab, args.dim, args.ids, args.scale,
+                        args.x);
       break;
-    default: MGL_FAIL("decode_embed: tables are f32 or bf16, got ", dtype_name(dtype));
+    default: MGL_FAIL("decode_embed: tables are f32 or bf16, got ", dtype_name(args.dtype));
   }
   MGL_CUDA_CHECK_LAUNCH();
 }
@@ -147,8 +147,8 @@ void decode_timestep_norm(const DecodeNormArgs& args, Stream stream) {
   launch_overlapped(norm_cema_kernel, grid, row_threads(pairs > dg ? pairs : dg), shared, stream, args);
 }
 
-void decode_advance(int32_t* position, int64_t chunk_size, Stream stream) {
-  launch_overlapped(advance_kernel, 1, 1, 0, stream, position, int32_t(chunk_size));
+void decode_advance(const DecodeAdvanceArgs& args, Stream stream) {
+  launch_overlapped(advance_kernel, 1, 1, 0, stream, args.position, int32_t(args.chunk_size));
 }
 
 }  // namespace mgl::cuda

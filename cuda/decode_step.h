@@ -15,8 +15,15 @@ namespace mgl::cuda {
 
 // x[b, :] = scale * table[ids[b], :] for the B ids in device memory (table [vocab, D] of `dtype`). An
 // id outside [0, vocab) yields a row of NaN, so the error shows in the logits instead of a wild read.
-void decode_embed(DType dtype, const void* table, int64_t vocab, int64_t dim, const int64_t* ids, int64_t batch,
-                  float scale, float* x, Stream stream);
+struct DecodeEmbedArgs {
+  int64_t batch = 0, vocab = 0, dim = 0;
+  DType dtype = DType::bf16;  // of the table: f32 or bf16
+  const void* table = nullptr;
+  float scale = 1;
+  const int64_t* ids = nullptr;  // [B], device
+  float* x = nullptr;            // [B, D]
+};
+void decode_embed(const DecodeEmbedArgs& args, Stream stream);
 
 // One TimestepNorm step for B tokens (docs/megalodon.md §2.2.2), optionally followed by the CEMA step of
 // its output (docs/megalodon.md §2.3.4). Per sequence b and group g of dg = D/G channels:
@@ -49,6 +56,10 @@ void decode_timestep_norm(const DecodeNormArgs& args, Stream stream);
 
 // position <- (position + 1) mod chunk_size: the token just decoded joins the chunk; when the chunk
 // is complete the KV cache counts as empty again (docs/megalodon.md §6.2).
-void decode_advance(int32_t* position, int64_t chunk_size, Stream stream);
+struct DecodeAdvanceArgs {
+  int64_t chunk_size = 1;
+  int32_t* position = nullptr;  // device
+};
+void decode_advance(const DecodeAdvanceArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

@@ -29,17 +29,16 @@ __global__ void dropout_kernel(const T* x, Layout x_layout, T* out, int64_t coun
 
 }  // namespace
 
-void dropout(const void* x, const Layout& x_layout, void* out, DType dtype, int64_t count, uint64_t seed,
-             uint64_t offset, double p, double scale, Stream stream) {
-  if (count == 0) return;
-  const bool contiguous = x_layout.is_contiguous();
-  dispatch_device_type(dtype, [&](auto tag) {
+void dropout(const DropoutArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  const bool contiguous = args.x_layout.is_contiguous();
+  dispatch_device_type(args.dtype, [&](auto tag) {
     using T = decltype(tag);
     using M = std::conditional_t<std::is_same_v<T, double>, double, float>;
     auto kernel = contiguous ? dropout_kernel<T, M, true> : dropout_kernel<T, M, false>;
-    kernel<<<blocks_for((count + 3) / 4), kThreads, 0, stream>>>(static_cast<const T*>(x), x_layout,
-                                                                 static_cast<T*>(out), count, seed, offset, p,
-                                                                 static_cast<M>(scale));
+    kernel<<<blocks_for((args.count + 3) / 4), kThreads, 0, stream>>>(
+        static_cast<const T*>(args.x), args.x_layout, static_cast<T*>(args.out), args.count, args.seed, args.offset,
+        args.p, static_cast<M>(args.scale));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

@@ -6,7 +6,16 @@
 
 namespace mgl::cuda {
 
-void dropout(const void* x, const Layout& x_layout, void* out, DType dtype, int64_t count, uint64_t seed,
-             uint64_t offset, double p, double scale, Stream stream);
+struct DropoutArgs {
+  int64_t count = 0;
+  DType dtype = DType::f32;  // of x and out
+  uint64_t seed = 0, offset = 0;  // the Philox stream of the mask
+  double p = 0;                   // drop probability
+  double scale = 1;               // the factor of the kept values, 1 / (1 - p) in ops/dropout.cpp
+  const void* x = nullptr;
+  Layout x_layout;
+  void* out = nullptr;  // contiguous
+};
+void dropout(const DropoutArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

@@ -72,33 +72,32 @@ void dispatch_float_types(DType dtype, F&& f) {
 
 }  // namespace
 
-void unary(UnaryOp op, double scalar, const void* x, const Layout& x_layout, void* out, DType dtype, int64_t count,
-           Stream stream) {
-  if (count == 0) return;
-  const bool contiguous = x_layout.is_contiguous();
-  dispatch_float_types(dtype, [&](auto tag) {
+void unary(const UnaryArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  const bool contiguous = args.x_layout.is_contiguous();
+  dispatch_float_types(args.dtype, [&](auto tag) {
     using T = decltype(tag);
-    dispatch_unary(op, [&](auto op_constant) {
+    dispatch_unary(args.op, [&](auto op_constant) {
       constexpr UnaryOp Op = decltype(op_constant)::value;
       auto kernel = contiguous ? unary_kernel<T, Op, true> : unary_kernel<T, Op, false>;
-      kernel<<<blocks_for(count), kThreads, 0, stream>>>(static_cast<const T*>(x), x_layout, static_cast<T*>(out),
-                                                         count, scalar);
+      kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(static_cast<const T*>(args.x), args.x_layout,
+                                                              static_cast<T*>(args.out), args.count, args.scalar);
     });
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void binary(BinaryOp op, const void* a, const Layout& a_layout, const void* b, const Layout& b_layout, void* out,
-            DType dtype, int64_t count, Stream stream) {
-  if (count == 0) return;
-  const bool contiguous = a_layout.is_contiguous() && b_layout.is_contiguous();
-  dispatch_float_types(dtype, [&](auto tag) {
+void binary(const BinaryArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  const bool contiguous = args.a_layout.is_contiguous() && args.b_layout.is_contiguous();
+  dispatch_float_types(args.dtype, [&](auto tag) {
     using T = decltype(tag);
-    dispatch_binary(op, [&](auto op_constant) {
+    dispatch_binary(args.op, [&](auto op_constant) {
       constexpr BinaryOp Op = decltype(op_constant)::value;
       auto kernel = contiguous ? binary_kernel<T, Op, true> : binary_kernel<T, Op, false>;
-      kernel<<<blocks_for(count), kThreads, 0, stream>>>(static_cast<const T*>(a), a_layout, static_cast<const T*>(b),
-                                                         b_layout, static_cast<T*>(out), count);
+      kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(static_cast<const T*>(args.a), args.a_layout,
+                                                              static_cast<const T*>(args.b), args.b_layout,
+                                                              static_cast<T*>(args.out), args.count);
     });
   });
   MGL_CUDA_CHECK_LAUNCH();

@@ -40,35 +40,35 @@ __global__ void embedding_backward_kernel(const T* dy, int64_t dim, const int64_
 
 }  // namespace
 
-void embedding_forward(const void* weight, DType dtype, int64_t row_stride, int64_t col_stride, const void* ids,
-                       DType id_dtype, int64_t count, int64_t dim, void* out, Stream stream) {
-  if (count * dim == 0) return;
-  dispatch_device_type(dtype, [&](auto tag) {
+void embedding_forward(const EmbeddingForwardArgs& args, Stream stream) {
+  if (args.count * args.dim == 0) return;
+  dispatch_device_type(args.dtype, [&](auto tag) {
     using T = decltype(tag);
     auto launch = [&](auto id_tag) {
       using Id = decltype(id_tag);
-      embedding_forward_kernel<<<blocks_for(count * dim), kThreads, 0, stream>>>(
-          static_cast<const T*>(weight), row_stride, col_stride, static_cast<const Id*>(ids), count, dim,
-          static_cast<T*>(out));
+      embedding_forward_kernel<<<blocks_for(args.count * args.dim), kThreads, 0, stream>>>(
+          static_cast<const T*>(args.weight), args.row_stride, args.col_stride, static_cast<const Id*>(args.ids),
+          args.count, args.dim, static_cast<T*>(args.out));
     };
-    if (id_dtype == DType::i32) launch(int32_t{});
+    if (args.id_dtype == DType::i32) launch(int32_t{});
     else launch(int64_t{});
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void embedding_backward(const void* dy, DType dtype, int64_t dim, const int64_t* rows, const int64_t* starts,
-                        const int64_t* positions, int64_t groups, void* dweight, Stream stream) {
+void embedding_backward(const EmbeddingBackwardArgs& args, Stream stream) {
+  const int64_t groups = args.groups, dim = args.dim;
   if (groups == 0 || dim == 0) return;
   // x: groups (grid-stride beyond the cap); y: column tiles (at most 65535, the y-dimension limit).
   const int64_t tiles = (dim + kThreads - 1) / kThreads;
   const dim3 grid(static_cast<unsigned>(groups < 65535 * 16 ? groups : 65535 * 16),
                   static_cast<unsigned>(tiles < 65535 ? tiles : 65535));
-  dispatch_device_type(dtype, [&](auto tag) {
+  dispatch_device_type(args.dtype, [&](auto tag) {
     using T = decltype(tag);
     using M = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    embedding_backward_kernel<T, M><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(dy), dim, rows, starts,
-                                                                    positions, groups, static_cast<T*>(dweight));
+    embedding_backward_kernel<T, M><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(args.dy), dim, args.rows,
+                                                                    args.starts, args.positions, groups,
+                                                                    static_cast<T*>(args.dweight));
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

@@ -36,16 +36,18 @@ __global__ void sum_partials(const double* __restrict__ partials, int count, dou
 
 }  // namespace
 
-void sum_of_squares(const void* x, DType dtype, int64_t count, double* partials, double* out, Stream stream) {
-  MGL_CHECK(dtype == DType::f32 || dtype == DType::bf16, "sum_of_squares: expected f32 or bf16, got ", dtype_name(dtype));
-  dispatch_device_type(dtype, [&](auto tag) {
+void sum_of_squares(const SumOfSquaresArgs& args, Stream stream) {
+  MGL_CHECK(args.dtype == DType::f32 || args.dtype == DType::bf16, "sum_of_squares: expected f32 or bf16, got ",
+            dtype_name(args.dtype));
+  dispatch_device_type(args.dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>) {
-      sum_of_squares_blocks<<<kSumOfSquaresBlocks, kThreads, 0, stream>>>(static_cast<const T*>(x), count, partials);
+      sum_of_squares_blocks<<<kSumOfSquaresBlocks, kThreads, 0, stream>>>(static_cast<const T*>(args.x), args.count,
+                                                                         args.partials);
       MGL_CUDA_CHECK_LAUNCH();
     }
   });
-  sum_partials<<<1, kThreads, 0, stream>>>(partials, kSumOfSquaresBlocks, out);
+  sum_partials<<<1, kThreads, 0, stream>>>(args.partials, kSumOfSquaresBlocks, args.out);
   MGL_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,27 +20,24 @@ __global__ void random_fill_kernel(T* dst, Layout layout, int64_t count, uint64_
 }
 
 template <bool kNormal>
-void launch_random_fill(void* dst, DType dtype, const Layout& layout, int64_t count, uint64_t seed, uint64_t offset,
-                        double a, double b, Stream stream) {
-  if (count == 0) return;
-  dispatch_device_type(dtype, [&](auto tag) {
+void launch_random_fill(const PhiloxFill& f, double a, double b, Stream stream) {
+  if (f.count == 0) return;
+  dispatch_device_type(f.dtype, [&](auto tag) {
     using T = decltype(tag);
-    random_fill_kernel<kNormal><<<blocks_for(count), kThreads, 0, stream>>>(static_cast<T*>(dst), layout, count, seed,
-                                                                             offset, a, b);
+    random_fill_kernel<kNormal><<<blocks_for(f.count), kThreads, 0, stream>>>(static_cast<T*>(f.dst), f.layout,
+                                                                               f.count, f.seed, f.offset, a, b);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void uniform_fill(void* dst, DType dtype, const Layout& layout, int64_t count, uint64_t seed, uint64_t offset,
-                  double low, double high, Stream stream) {
-  launch_random_fill<false>(dst, dtype, layout, count, seed, offset, low, high, stream);
+void uniform_fill(const UniformFillArgs& args, Stream stream) {
+  launch_random_fill<false>(args.fill, args.low, args.high, stream);
 }
 
-void normal_fill(void* dst, DType dtype, const Layout& layout, int64_t count, uint64_t seed, uint64_t offset,
-                 double mean, double stddev, Stream stream) {
-  launch_random_fill<true>(dst, dtype, layout, count, seed, offset, mean, stddev, stream);
+void normal_fill(const NormalFillArgs& args, Stream stream) {
+  launch_random_fill<true>(args.fill, args.mean, args.stddev, stream);
 }
 
 }  // namespace mgl::cuda

@@ -93,25 +93,25 @@ void dispatch_reduce(ReduceOp op, DType dtype, F&& f) {
 
 }  // namespace
 
-void reduce_rows(ReduceOp op, const void* in, void* out, DType dtype, int64_t rows, int64_t cols, Stream stream) {
-  if (rows == 0) return;
-  dispatch_reduce(op, dtype, [&](auto tag, auto op_constant) {
+void reduce_rows(const ReduceRowsArgs& args, Stream stream) {
+  if (args.rows == 0) return;
+  dispatch_reduce(args.op, args.dtype, [&](auto tag, auto op_constant) {
     using T = decltype(tag);
-    reduce_rows_kernel<T, decltype(op_constant)::value><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
+    reduce_rows_kernel<T, decltype(op_constant)::value><<<row_blocks(args.rows), row_threads(args.cols), 0, stream>>>(
+        static_cast<const T*>(args.in), static_cast<T*>(args.out), args.rows, args.cols);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void reduce_columns(ReduceOp op, const void* in, void* out, DType dtype, int64_t outer, int64_t reduced, int64_t inner,
-                    Stream stream) {
-  if (outer == 0 || inner == 0) return;
-  const int64_t tiles = outer * ((inner + kColumnWidth - 1) / kColumnWidth);
-  dispatch_reduce(op, dtype, [&](auto tag, auto op_constant) {
+void reduce_columns(const ReduceColumnsArgs& args, Stream stream) {
+  if (args.outer == 0 || args.inner == 0) return;
+  const int64_t tiles = args.outer * ((args.inner + kColumnWidth - 1) / kColumnWidth);
+  dispatch_reduce(args.op, args.dtype, [&](auto tag, auto op_constant) {
     using T = decltype(tag);
     reduce_columns_kernel<T, decltype(op_constant)::value><<<row_blocks(tiles), dim3(kColumnWidth, kColumnLanes), 0,
-                                                             stream>>>(static_cast<const T*>(in), static_cast<T*>(out),
-                                                                       outer, reduced, inner);
+                                                             stream>>>(static_cast<const T*>(args.in),
+                                                                       static_cast<T*>(args.out), args.outer,
+                                                                       args.reduced, args.inner);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

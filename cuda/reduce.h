@@ -14,8 +14,24 @@ enum class ReduceOp {
   mean,  // sum / count (NaN for count = 0, as 0 / 0)
 };
 
-void reduce_rows(ReduceOp op, const void* in, void* out, DType dtype, int64_t rows, int64_t cols, Stream stream);
-void reduce_columns(ReduceOp op, const void* in, void* out, DType dtype, int64_t outer, int64_t reduced, int64_t inner,
-                    Stream stream);
+// in [rows, cols] -> out [rows].
+struct ReduceRowsArgs {
+  ReduceOp op = ReduceOp::sum;
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::f32;  // of in and out
+  const void* in = nullptr;
+  void* out = nullptr;
+};
+void reduce_rows(const ReduceRowsArgs& args, Stream stream);
+
+// in [outer, reduced, inner] -> out [outer, inner].
+struct ReduceColumnsArgs {
+  ReduceOp op = ReduceOp::sum;
+  int64_t outer = 0, reduced = 0, inner = 0;
+  DType dtype = DType::f32;  // of in and out
+  const void* in = nullptr;
+  void* out = nullptr;
+};
+void reduce_columns(const ReduceColumnsArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

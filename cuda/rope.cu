@@ -37,21 +37,23 @@ __global__ void rope_kernel(const T* x, T* y, RopeShape shape, float sign) {
 
 }  // namespace
 
-void rope(const void* x, void* y, DType dtype, const RopeShape& shape, int direction, Stream stream) {
+void rope(const RopeArgs& args, Stream stream) {
+  const RopeShape& shape = args.shape;
   const int64_t rows = shape.batch * shape.seq * shape.heads, pairs = shape.dim / 2;
   if (rows == 0 || pairs == 0) return;
   const dim3 block(kPairsPerBlock, kRowsPerBlock);
   const dim3 grid(blocks_for(rows, kRowsPerBlock), static_cast<unsigned>((pairs + kPairsPerBlock - 1) / kPairsPerBlock));
-  const float sign = direction > 0 ? 1.0f : -1.0f;
-  switch (dtype) {
+  const float sign = args.direction > 0 ? 1.0f : -1.0f;
+  switch (args.dtype) {
     case DType::f32:
-      rope_kernel<<<grid, block, 0, stream>>>(static_cast<const float*>(x), static_cast<float*>(y), shape, sign);
+      rope_kernel<<<grid, block, 0, stream>>>(static_cast<const float*>(args.x), static_cast<float*>(args.y), shape,
+                                              sign);
       break;
     case DType::bf16:
-      rope_kernel<<<grid, block, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y),
-                                              shape, sign);
+      rope_kernel<<<grid, block, 0, stream>>>(static_cast<const __nv_bfloat16*>(args.x),
+                                              static_cast<__nv_bfloat16*>(args.y), shape, sign);
       break;
-    default: MGL_FAIL("rope: the CUDA kernel supports f32 and bf16, got ", dtype_name(dtype));
+    default: MGL_FAIL("rope: the CUDA kernel supports f32 and bf16, got ", dtype_name(args.dtype));
   }
   MGL_CUDA_CHECK_LAUNCH();
 }

@@ -65,23 +65,24 @@ void dispatch_softmax(bool log, DType dtype, F&& f) {
 
 }  // namespace
 
-void softmax_forward(bool log, const void* x, void* y, DType dtype, int64_t rows, int64_t cols, Stream stream) {
+void softmax_forward(const SoftmaxForwardArgs& args, Stream stream) {
+  const int64_t rows = args.rows, cols = args.cols;
   if (rows == 0 || cols == 0) return;
-  dispatch_softmax(log, dtype, [&](auto tag, auto log_constant) {
+  dispatch_softmax(args.log, args.dtype, [&](auto tag, auto log_constant) {
     using T = decltype(tag);
     softmax_forward_kernel<T, decltype(log_constant)::value><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), rows, cols);
+        static_cast<const T*>(args.x), static_cast<T*>(args.y), rows, cols);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }
 
-void softmax_backward(bool log, const void* y, const void* dy, void* dx, DType dtype, int64_t rows, int64_t cols,
-                      Stream stream) {
+void softmax_backward(const SoftmaxBackwardArgs& args, Stream stream) {
+  const int64_t rows = args.rows, cols = args.cols;
   if (rows == 0 || cols == 0) return;
-  dispatch_softmax(log, dtype, [&](auto tag, auto log_constant) {
+  dispatch_softmax(args.log, args.dtype, [&](auto tag, auto log_constant) {
     using T = decltype(tag);
     softmax_backward_kernel<T, decltype(log_constant)::value><<<row_blocks(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), rows, cols);
+        static_cast<const T*>(args.y), static_cast<const T*>(args.dy), static_cast<T*>(args.dx), rows, cols);
   });
   MGL_CUDA_CHECK_LAUNCH();
 }

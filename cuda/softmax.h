@@ -6,11 +6,26 @@
 namespace mgl::cuda {
 
 // y = softmax(x) or log_softmax(x), row by row.
-void softmax_forward(bool log, const void* x, void* y, DType dtype, int64_t rows, int64_t cols, Stream stream);
+struct SoftmaxForwardArgs {
+  bool log = false;
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::f32;  // of x and y
+  const void* x = nullptr;
+  void* y = nullptr;
+};
+void softmax_forward(const SoftmaxForwardArgs& args, Stream stream);
+
 // dx from the forward output y and its gradient dy:
 //   softmax:      dx = y * (dy - sum(dy * y))
 //   log-softmax:  dx = dy - exp(y) * sum(dy)
-void softmax_backward(bool log, const void* y, const void* dy, void* dx, DType dtype, int64_t rows, int64_t cols,
-                      Stream stream);
+struct SoftmaxBackwardArgs {
+  bool log = false;
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::f32;  // of y, dy and dx
+  const void* y = nullptr;
+  const void* dy = nullptr;
+  void* dx = nullptr;
+};
+void softmax_backward(const SoftmaxBackwardArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

@@ -38,20 +38,19 @@ void dispatch_bits(DType dtype, F&& f) {
 
 }  // namespace
 
-void where(const void* condition, DType condition_dtype, const Layout& condition_layout, const void* a,
-           const Layout& a_layout, const void* b, const Layout& b_layout, void* out, DType dtype, int64_t count,
-           Stream stream) {
-  if (count == 0) return;
-  const bool contiguous = condition_layout.is_contiguous() && a_layout.is_contiguous() && b_layout.is_contiguous();
-  dispatch_device_type(condition_dtype, [&](auto condition_tag) {
-    dispatch_bits(dtype, [&](auto bits_tag) {
+void where(const WhereArgs& args, Stream stream) {
+  if (args.count == 0) return;
+  const bool contiguous =
+      args.condition_layout.is_contiguous() && args.a_layout.is_contiguous() && args.b_layout.is_contiguous();
+  dispatch_device_type(args.condition_dtype, [&](auto condition_tag) {
+    dispatch_bits(args.dtype, [&](auto bits_tag) {
       using C = decltype(condition_tag);
       using Bits = decltype(bits_tag);
       auto kernel = contiguous ? where_kernel<C, Bits, true> : where_kernel<C, Bits, false>;
-      kernel<<<blocks_for(count), kThreads, 0, stream>>>(static_cast<const C*>(condition), condition_layout,
-                                                         static_cast<const Bits*>(a), a_layout,
-                                                         static_cast<const Bits*>(b), b_layout,
-                                                         static_cast<Bits*>(out), count);
+      kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(static_cast<const C*>(args.condition),
+                                                              args.condition_layout, static_cast<const Bits*>(args.a),
+                                                              args.a_layout, static_cast<const Bits*>(args.b),
+                                                              args.b_layout, static_cast<Bits*>(args.out), args.count);
     });
   });
   MGL_CUDA_CHECK_LAUNCH();

@@ -6,8 +6,18 @@
 
 namespace mgl::cuda {
 
-void where(const void* condition, DType condition_dtype, const Layout& condition_layout, const void* a,
-           const Layout& a_layout, const void* b, const Layout& b_layout, void* out, DType dtype, int64_t count,
-           Stream stream);
+struct WhereArgs {
+  int64_t count = 0;
+  DType dtype = DType::f32;  // of a, b and out
+  const void* condition = nullptr;
+  DType condition_dtype = DType::f32;
+  Layout condition_layout;
+  const void* a = nullptr;
+  Layout a_layout;
+  const void* b = nullptr;
+  Layout b_layout;
+  void* out = nullptr;
+};
+void where(const WhereArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

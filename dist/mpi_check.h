@@ -16,9 +16,4 @@ inline std::string mpi_error_string(int code) {
 }
 }  // namespace mgl::dist
 
-#define MGL_MPI_CHECK(call)                                                                     \
-  do {                                                                                          \
-    const int mgl_mpi_status_ = (call);                                                         \
-    MGL_CHECK(mgl_mpi_status_ == MPI_SUCCESS, "MPI error in ", #call, ": ",                    \
-              ::mgl::dist::mpi_error_string(mgl_mpi_status_));                                  \
-  } while (0)
+#define MGL_MPI_CHECK(call) MGL_CHECK_STATUS(call, MPI_SUCCESS, "MPI", ::mgl::dist::mpi_error_string(mgl_status_))

@@ -15,7 +15,7 @@ void check_adamw_options(const AdamWOptions& o) {
   MGL_CHECK(o.weight_decay >= 0, "AdamW: weight decay must be >= 0, got ", o.weight_decay);
 }
 
-cuda::AdamWScalars adamw_scalars(const AdamWOptions& o, double weight_decay, int64_t step) {
+AdamWScalars adamw_scalars(const AdamWOptions& o, double weight_decay, int64_t step) {
   const double t = static_cast<double>(step);
   return {static_cast<float>(1.0 - o.lr * weight_decay),
           static_cast<float>(o.beta1),
@@ -28,12 +28,19 @@ cuda::AdamWScalars adamw_scalars(const AdamWOptions& o, double weight_decay, int
 }
 
 void adamw_update_span(float* param, const float* grad, float* m, float* v, int64_t count,
-                       const cuda::AdamWScalars& scalars, const Device& device) {
+                       const AdamWScalars& scalars, const Device& device) {
   if (device.is_cpu()) {
-    for (int64_t k = 0; k < count; ++k) cuda::adamw_update(param[k], grad[k], m[k], v[k], scalars);
+    for (int64_t k = 0; k < count; ++k) adamw_update(param[k], grad[k], m[k], v[k], scalars);
   } else {
     DeviceGuard guard(device);
-    MGL_ON_CUDA(cuda::adamw_step(param, grad, m, v, count, scalars, compute_stream(device)));
+    cuda::AdamWStepArgs args;
+    args.count = count;
+    args.scalars = scalars;
+    args.param = param;
+    args.grad = grad;
+    args.exp_avg = m;
+    args.exp_avg_sq = v;
+    MGL_ON_CUDA(cuda::adamw_step(args, compute_stream(device)));
   }
 }
 
@@ -79,7 +86,7 @@ void AdamW::step() {
     MGL_CHECK(g.dtype() == DType::f32 && g.is_contiguous() && g.device() == p.device(), "AdamW: gradient of '",
               parameters_[i].name, "' is ", g.describe(), "; expected contiguous f32 on ", p.device().str());
     State& s = state_[i];
-    const cuda::AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, ++s.step);
+    const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, ++s.step);
     adamw_update_span(p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(),
                       scalars, p.device());
   }

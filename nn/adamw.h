@@ -1,12 +1,12 @@
 #pragma once
-// AdamW with decoupled weight decay, as torch.optim.AdamW (the formulas are in cuda/adamw.h).
+// AdamW with decoupled weight decay, as torch.optim.AdamW (the formulas are in base/adamw_math.h).
 // Parameters and their gradients are f32 (the master weights); both moments are f32 tensors on
 // the parameter's device. On CUDA each parameter tensor is updated by one fused kernel launch.
 #include <cstdint>
 #include <functional>
 #include <string>
 
-#include "cuda/adamw.h"
+#include "base/adamw_math.h"
 #include "nn/optimizer.h"
 
 namespace mgl::nn {
@@ -22,12 +22,12 @@ struct AdamWOptions {
   std::function<bool(const std::string& name)> no_weight_decay;
 };
 
-// The per-step scalars of the update (cuda/adamw.h) for one parameter at its step `step` (1-based).
-cuda::AdamWScalars adamw_scalars(const AdamWOptions& options, double weight_decay, int64_t step);
+// The per-step scalars of the update (base/adamw_math.h) for one parameter at its step `step` (1-based).
+AdamWScalars adamw_scalars(const AdamWOptions& options, double weight_decay, int64_t step);
 // Applies the update to `count` contiguous f32 values in place, on the CPU or, for device pointers,
 // on `device`'s compute stream: the one loop/kernel both AdamW and ZeroAdamW (nn/zero_adamw.h) use.
 void adamw_update_span(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t count,
-                       const cuda::AdamWScalars& scalars, const Device& device);
+                       const AdamWScalars& scalars, const Device& device);
 // Throws mgl::Error naming the first bad option.
 void check_adamw_options(const AdamWOptions& options);
 

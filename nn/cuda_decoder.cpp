@@ -18,6 +18,7 @@
 #include <string>
 
 #include "autograd/grad_mode.h"
+#include "base/rope_math.h"
 #include "base/timestep_norm_math.h"
 #include "core/cuda_context.h"
 #include "cuda/decode_attention.h"
@@ -25,7 +26,6 @@
 #include "cuda/decode_graph.h"
 #include "cuda/decode_greedy.h"
 #include "cuda/decode_step.h"
-#include "cuda/rope.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -104,7 +104,7 @@ CudaDecoder::CudaDecoder(const Megalodon& model, int64_t batch, DType compute_dt
   partial_ = activation({splits, B, H, dv});
   split_stats_ = activation({splits, B, H, groups, 2});
   std::vector<float> frequencies(dz / 2);
-  for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = cuda::rope_frequency<float>(i, dz, c.rope_base);
+  for (int64_t i = 0; i < dz / 2; ++i) frequencies[i] = rope_frequency<float>(i, dz, c.rope_base);
   rope_frequencies_ = to(Tensor::from_vector(frequencies, {dz / 2}), device_);
   ids_ = Tensor::zeros({B}, DType::i64, device_);
   position_device_ = Tensor::zeros({1}, DType::i32, device_);
@@ -281,17 +281,35 @@ void CudaDecoder::record_step() const {
   [[maybe_unused]] const Stream stream = compute_stream(device_);
   [[maybe_unused]] const MegalodonConfig& c = config_;
   MGL_ON_CUDA({
-    cuda::decode_embed(dtype_, embed_.raw_data(), c.vocab_size, c.model_dim, ids_.data<int64_t>(), batch_, embed_scale_,
-                       x_.data<float>(), stream);
+    cuda::DecodeEmbedArgs embed;
+    embed.batch = batch_;
+    embed.vocab = c.vocab_size;
+    embed.dim = c.model_dim;
+    embed.dtype = dtype_;
+    embed.table = embed_.raw_data();
+    embed.scale = embed_scale_;
+    embed.ids = ids_.data<int64_t>();
+    embed.x = x_.data<float>();
+    cuda::decode_embed(embed, stream);
     for (const Layer& L : layers_)
       for (const Launch kind : kLaunches)
         if (kind != Launch::head) record_launch(L, kind);
     record_head();
-    if (selects_greedily())
-      cuda::decode_greedy({batch_, c.vocab_size, choices_, logits_.data<float>(), repetition_penalty_,
-                           seen_.data<int32_t>(), ids_.data<int64_t>()},
-                          stream);
-    cuda::decode_advance(position_device_.data<int32_t>(), c.chunk_size, stream);
+    if (selects_greedily()) {
+      cuda::DecodeGreedyArgs greedy;
+      greedy.batch = batch_;
+      greedy.vocab = c.vocab_size;
+      greedy.choices = choices_;
+      greedy.logits = logits_.data<float>();
+      greedy.repetition_penalty = repetition_penalty_;
+      greedy.seen = seen_.data<int32_t>();
+      greedy.ids = ids_.data<int64_t>();
+      cuda::decode_greedy(greedy, stream);
+    }
+    cuda::DecodeAdvanceArgs advance;
+    advance.chunk_size = c.chunk_size;
+    advance.position = position_device_.data<int32_t>();
+    cuda::decode_advance(advance, stream);
   });
 }
 

@@ -38,8 +38,13 @@ std::vector<double> squared_norms(const std::vector<Tensor>& tensors, const std:
     if (!g.defined()) continue;
     MGL_CHECK(g.is_contiguous() && (g.dtype() == DType::f32 || g.dtype() == DType::bf16), "grad_norm: gradient of ",
               name_of(i), " is ", g.describe(), "; expected contiguous f32 or bf16");
-    MGL_ON_CUDA(cuda::sum_of_squares(g.raw_data(), g.dtype(), g.numel(), partials.data<double>(),
-                                     slots.data<double>() + i, compute_stream(*device)));
+    cuda::SumOfSquaresArgs args;
+    args.count = g.numel();
+    args.dtype = g.dtype();
+    args.x = g.raw_data();
+    args.partials = partials.data<double>();
+    args.out = slots.data<double>() + i;
+    MGL_ON_CUDA(cuda::sum_of_squares(args, compute_stream(*device)));
   }
   return slots.to_vector<double>();
 }

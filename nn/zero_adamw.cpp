@@ -69,7 +69,7 @@ void ZeroAdamW::step() {
       const int64_t lo = std::max(begin, b.offsets[j]);
       const int64_t hi = std::min(end, b.offsets[j] + buckets_.parameters()[i].tensor.numel());
       if (lo >= hi) continue;
-      const cuda::AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, steps_[i]);
+      const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, steps_[i]);
       adamw_update_span(values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars,
                         b.values.device());
     }

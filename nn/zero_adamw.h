@@ -3,7 +3,7 @@
 // chunk group (ZeRO stage 1, Rajbhandari et al. 2020; docs/parallelism.md). It works on the flat
 // buckets of nn/grad_buckets.h built with sharded = true: after GradBuckets::finish() rank k holds
 // piece k of each bucket's summed gradient; step() updates piece k of the flat parameter buffer with
-// piece k of the moments (the same per-element update as AdamW, cuda/adamw.h, with each parameter's
+// piece k of the moments (the same per-element update as AdamW, base/adamw_math.h, with each parameter's
 // own weight decay and step count), then all-gathers the pieces so every rank holds all the updated
 // parameters. Optimizer memory per rank is 1 / (group size) of AdamW's.
 #include <vector>

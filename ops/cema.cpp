@@ -1,6 +1,6 @@
 // cema: MEGALODON's complex exponential moving average (docs/megalodon.md §2.3) as one fused op.
 //
-// Forward, per batch b, channel d and mode n, with the coefficients p, q, γ of cuda/cema.h:
+// Forward, per batch b, channel d and mode n, with the coefficients p, q, γ of base/cema_math.h:
 //   h_t = q·h_{t-1} + p·x_t   (h_{-1} = h_in, or 0),
 //   y_t = Re(Σ_n γ_n·h_{t,n}) + omega·x_t,   h_out = h_{L-1}.
 // Backward (docs/megalodon.md §0.3: G_z = ∂ℓ/∂Re z + i·∂ℓ/∂Im z for a complex z). The adjoint
@@ -8,7 +8,7 @@
 //   a_t = conj(γ)·dy_t + conj(q)·a_{t+1},   a_{L-1} = conj(γ)·dy_{L-1} + G_{h_out},
 // and gives dx_t = omega·dy_t + Σ_n p·Re a_t,  G_{h_in} = conj(q)·a_0, and (summed over b and t)
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  d omega = Σ dy_t·x_t,
-// which cema_mode_raw_grad (cuda/cema.h) carries to the raw alpha, delta, theta, gamma. This is
+// which cema_mode_raw_grad (base/cema_math.h) carries to the raw alpha, delta, theta, gamma. This is
 // the gradient of docs/megalodon.md §2.3.5 (whose convolution form sums the same terms in another
 // order).
 //
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "base/cema_math.h"
 #include "core/cuda_context.h"
 #include "cuda/cema.h"
 #include "ops/ops.h"

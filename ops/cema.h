@@ -1,6 +1,6 @@
 #pragma once
 // CEMA, MEGALODON's complex exponential moving average (docs/megalodon.md §2.3), as one differentiable op,
-// plus its one-token recurrent form for decoding. The math is in ops/cema.cpp and cuda/cema.h.
+// plus its one-token recurrent form for decoding. The math is in ops/cema.cpp and base/cema_math.h.
 //
 // Shapes (D channels, N modes per channel; the parameter shapes of the official state_dict):
 //   x [B, L, D] (token-major; f32, bf16 or f64), y like x

@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "base/chunk_attention_math.h"
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/chunk_attention.h"
@@ -27,8 +28,6 @@
 namespace mgl {
 
 namespace {
-
-using cuda::AttentionShape;
 
 // ---- CPU reference -------------------------------------------------------------------------------
 
@@ -42,14 +41,14 @@ int64_t visible_keys(const AttentionShape& s, int64_t i) { return std::min(i + (
 template <class T, class M>
 void softmax_row(const AttentionShape& s, const T* q, const T* k, int64_t block, int64_t i, std::vector<M>& p) {
   const int64_t n = visible_keys(s, i);
-  const T* qi = q + cuda::query_row(s, block, i) * s.dz;
+  const T* qi = q + query_row(s, block, i) * s.dz;
   M max = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
-    if (!cuda::in_softmax(s, block, i, j)) {
+    if (!in_softmax(s, block, i, j)) {
       p[j] = -INFINITY;
       continue;
     }
-    const T* kj = k + cuda::key_row(s, block, j) * s.dz;
+    const T* kj = k + key_row(s, block, j) * s.dz;
     M dot = 0;
     for (int64_t e = 0; e < s.dz; ++e) dot += static_cast<M>(qi[e]) * static_cast<M>(kj[e]);
     p[j] = static_cast<M>(s.scale) * dot;
@@ -73,11 +72,11 @@ void forward_cpu(const T* q, const T* k, const T* v, T* o, const AttentionShape&
       softmax_row(s, q, k, block, i, p);
       std::fill(acc.begin(), acc.end(), M(0));
       for (int64_t j = 0; j < visible_keys(s, i); ++j) {
-        const M weight = p[j] * cuda::dropout_factor<M>(s, block, i, j);
-        const T* vj = v + cuda::key_row(s, block, j) * s.dv;
+        const M weight = p[j] * dropout_factor<M>(s, block, i, j);
+        const T* vj = v + key_row(s, block, j) * s.dv;
         for (int64_t c = 0; c < s.dv; ++c) acc[c] += weight * static_cast<M>(vj[c]);
       }
-      T* oi = o + cuda::query_row(s, block, i) * s.dv;
+      T* oi = o + query_row(s, block, i) * s.dv;
       for (int64_t c = 0; c < s.dv; ++c) oi[c] = static_cast<T>(acc[c]);
     }
 }
@@ -92,12 +91,12 @@ void backward_cpu(const T* q, const T* k, const T* v, const T* grad_o, T* grad_q
   for (int64_t block = 0; block < blocks_of(s); ++block)
     for (int64_t i = 0; i < s.q_len; ++i) {
       softmax_row(s, q, k, block, i, p);
-      const int64_t n = visible_keys(s, i), qrow = cuda::query_row(s, block, i);
+      const int64_t n = visible_keys(s, i), qrow = query_row(s, block, i);
       const T* goi = grad_o + qrow * s.dv;
       M rowsum = 0;  // rowsum(dP ⊙ P)
       for (int64_t j = 0; j < n; ++j) {
-        const M factor = cuda::dropout_factor<M>(s, block, i, j);
-        const int64_t krow = cuda::key_row(s, block, j);
+        const M factor = dropout_factor<M>(s, block, i, j);
+        const int64_t krow = key_row(s, block, j);
         const T* vj = v + krow * s.dv;
         M dot = 0;
         for (int64_t c = 0; c < s.dv; ++c) {
@@ -110,7 +109,7 @@ void backward_cpu(const T* q, const T* k, const T* v, const T* grad_o, T* grad_q
       const T* qi = q + qrow * s.dz;
       for (int64_t j = 0; j < n; ++j) {
         const M ds = static_cast<M>(s.scale) * p[j] * (dp[j] - rowsum);
-        const int64_t krow = cuda::key_row(s, block, j);
+        const int64_t krow = key_row(s, block, j);
         const T* kj = k + krow * s.dz;
         for (int64_t e = 0; e < s.dz; ++e) {
           gq[qrow * s.dz + e] += ds * static_cast<M>(kj[e]);

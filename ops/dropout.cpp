@@ -36,8 +36,17 @@ Tensor apply_mask(const Tensor& x, double p, const Generator& stream) {
     return out;
   }
   DeviceGuard guard(x.device());
-  MGL_ON_CUDA(cuda::dropout(x.raw_data(), layout_of(x), out.raw_data(), x.dtype(), x.numel(), stream.seed,
-                            stream.offset, p, scale, compute_stream(x.device())));
+  cuda::DropoutArgs args;
+  args.count = x.numel();
+  args.dtype = x.dtype();
+  args.seed = stream.seed;
+  args.offset = stream.offset;
+  args.p = p;
+  args.scale = scale;
+  args.x = x.raw_data();
+  args.x_layout = layout_of(x);
+  args.out = out.raw_data();
+  MGL_ON_CUDA(cuda::dropout(args, compute_stream(x.device())));
   return out;
 }
 

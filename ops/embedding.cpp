@@ -88,13 +88,17 @@ void scatter_add_cuda(const Tensor& dy, const IdGroups& groups, const Tensor& dw
   packed.insert(packed.end(), groups.starts.begin(), groups.starts.end());
   packed.insert(packed.end(), groups.positions.begin(), groups.positions.end());
   const Tensor table = Tensor::from_vector(packed, {static_cast<int64_t>(packed.size())}, DType::i64, dy.device());
-  const int64_t* rows = table.data<int64_t>();
-  const int64_t* starts = rows + groups.rows.size();
-  const int64_t* positions = starts + groups.starts.size();
+  cuda::EmbeddingBackwardArgs args;
+  args.groups = static_cast<int64_t>(groups.rows.size());
+  args.dim = dweight.size(1);
+  args.dtype = dy.dtype();
+  args.dy = dy.raw_data();
+  args.rows = table.data<int64_t>();
+  args.starts = args.rows + groups.rows.size();
+  args.positions = args.starts + groups.starts.size();
+  args.dweight = dweight.raw_data();
   DeviceGuard guard(dy.device());
-  MGL_ON_CUDA(cuda::embedding_backward(dy.raw_data(), dy.dtype(), dweight.size(1), rows, starts, positions,
-                                       static_cast<int64_t>(groups.rows.size()), dweight.raw_data(),
-                                       compute_stream(dy.device())));
+  MGL_ON_CUDA(cuda::embedding_backward(args, compute_stream(dy.device())));
 }
 
 }  // namespace
@@ -121,9 +125,17 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   } else {
     const Tensor device_ids = contiguous(ids);
     DeviceGuard guard(weight.device());
-    MGL_ON_CUDA(cuda::embedding_forward(weight.raw_data(), weight.dtype(), weight.stride(0), weight.stride(1),
-                                        device_ids.raw_data(), device_ids.dtype(), ids.numel(), dim, out.raw_data(),
-                                        compute_stream(weight.device())));
+    cuda::EmbeddingForwardArgs args;
+    args.count = ids.numel();
+    args.dim = dim;
+    args.dtype = weight.dtype();
+    args.weight = weight.raw_data();
+    args.row_stride = weight.stride(0);
+    args.col_stride = weight.stride(1);
+    args.ids = device_ids.raw_data();
+    args.id_dtype = device_ids.dtype();
+    args.out = out.raw_data();
+    MGL_ON_CUDA(cuda::embedding_forward(args, compute_stream(weight.device())));
   }
 
   autograd::record("embedding", {weight}, {out},

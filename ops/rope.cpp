@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "base/rope_math.h"
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/rope.h"
@@ -20,15 +21,15 @@ namespace {
 
 // The CPU reference: the formula above, one pair at a time.
 template <class T>
-void rope_cpu(const T* x, T* y, const cuda::RopeShape& shape, int direction) {
+void rope_cpu(const T* x, T* y, const RopeShape& shape, int direction) {
   using M = typename compute_type<T>::type;
   const int64_t pairs = shape.dim / 2;
   std::vector<M> theta(pairs);
-  for (int64_t i = 0; i < pairs; ++i) theta[i] = cuda::rope_frequency<M>(i, shape.dim, shape.base);
+  for (int64_t i = 0; i < pairs; ++i) theta[i] = rope_frequency<M>(i, shape.dim, shape.base);
   const int64_t rows = shape.batch * shape.seq * shape.heads;
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t t = (row / shape.heads) % shape.seq;
-    const M position = static_cast<M>(cuda::rope_position(shape, t));
+    const M position = static_cast<M>(rope_position(shape, t));
     for (int64_t i = 0; i < pairs; ++i) {
       const M angle = position * theta[i];
       const M cosine = std::cos(angle), sine = direction > 0 ? std::sin(angle) : -std::sin(angle);
@@ -41,7 +42,7 @@ void rope_cpu(const T* x, T* y, const cuda::RopeShape& shape, int direction) {
 }
 
 // y = x rotated by +angle (direction 1) or -angle (direction -1); x contiguous.
-Tensor rotate(const Tensor& x, const cuda::RopeShape& shape, int direction) {
+Tensor rotate(const Tensor& x, const RopeShape& shape, int direction) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.is_cpu()) {
     dispatch_floating(x.dtype(), "rope", [&](auto tag) {
@@ -51,7 +52,13 @@ Tensor rotate(const Tensor& x, const cuda::RopeShape& shape, int direction) {
     return y;
   }
   DeviceGuard guard(x.device());
-  MGL_ON_CUDA(cuda::rope(x.raw_data(), y.raw_data(), x.dtype(), shape, direction, compute_stream(x.device())));
+  cuda::RopeArgs args;
+  args.shape = shape;
+  args.direction = direction;
+  args.dtype = x.dtype();
+  args.x = x.raw_data();
+  args.y = y.raw_data();
+  MGL_ON_CUDA(cuda::rope(args, compute_stream(x.device())));
   return y;
 }
 
@@ -71,7 +78,7 @@ Tensor rope(const Tensor& x, int64_t chunk_size, int64_t start_position, double 
   MGL_CHECK(base > 0.0, "rope: base must be positive, got ", base);
 
   const Tensor input = contiguous(x);
-  const cuda::RopeShape shape{input.size(0), input.size(1), input.size(2), input.size(3), chunk_size, start_position, base};
+  const RopeShape shape{input.size(0), input.size(1), input.size(2), input.size(3), chunk_size, start_position, base};
   Tensor y = rotate(input, shape, 1);
   autograd::record("rope", {input}, {y}, [shape](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{rotate(contiguous(g[0]), shape, -1)};

@@ -77,8 +77,14 @@ Tensor softmax_node(const char* op, const Tensor& x, int64_t dim, bool log) {
     softmax_rows_cpu(log, rows_in, rows_out, rows, cols);
   } else {
     DeviceGuard guard(x.device());
-    MGL_ON_CUDA(cuda::softmax_forward(log, rows_in.raw_data(), rows_out.raw_data(), x.dtype(), rows, cols,
-                                      compute_stream(x.device())));
+    cuda::SoftmaxForwardArgs args;
+    args.log = log;
+    args.rows = rows;
+    args.cols = cols;
+    args.dtype = x.dtype();
+    args.x = rows_in.raw_data();
+    args.y = rows_out.raw_data();
+    MGL_ON_CUDA(cuda::softmax_forward(args, compute_stream(x.device())));
   }
   Tensor y = permute(rows_out, inverse);
   autograd::record(op, {x}, {y}, [log, rows_out, order, inverse, rows, cols](const std::vector<Tensor>& g) {
@@ -88,8 +94,15 @@ Tensor softmax_node(const char* op, const Tensor& x, int64_t dim, bool log) {
       softmax_backward_rows_cpu(log, rows_out, dy, dx, rows, cols);
     } else {
       DeviceGuard guard(dx.device());
-      MGL_ON_CUDA(cuda::softmax_backward(log, rows_out.raw_data(), dy.raw_data(), dx.raw_data(), dx.dtype(), rows,
-                                         cols, compute_stream(dx.device())));
+      cuda::SoftmaxBackwardArgs args;
+      args.log = log;
+      args.rows = rows;
+      args.cols = cols;
+      args.dtype = dx.dtype();
+      args.y = rows_out.raw_data();
+      args.dy = dy.raw_data();
+      args.dx = dx.raw_data();
+      MGL_ON_CUDA(cuda::softmax_backward(args, compute_stream(dx.device())));
     }
     return std::vector<Tensor>{permute(dx, inverse)};
   });

@@ -42,9 +42,18 @@ Tensor where_forward(const Tensor& condition, const Tensor& a, const Tensor& b) 
     return out;
   }
   DeviceGuard guard(a.device());
-  MGL_ON_CUDA(cuda::where(condition.raw_data(), condition.dtype(), layout_of(shape, c_strides), a.raw_data(),
-                          layout_of(shape, a_strides), b.raw_data(), layout_of(shape, b_strides), out.raw_data(),
-                          a.dtype(), out.numel(), compute_stream(a.device())));
+  cuda::WhereArgs args;
+  args.count = out.numel();
+  args.dtype = a.dtype();
+  args.condition = condition.raw_data();
+  args.condition_dtype = condition.dtype();
+  args.condition_layout = layout_of(shape, c_strides);
+  args.a = a.raw_data();
+  args.a_layout = layout_of(shape, a_strides);
+  args.b = b.raw_data();
+  args.b_layout = layout_of(shape, b_strides);
+  args.out = out.raw_data();
+  MGL_ON_CUDA(cuda::where(args, compute_stream(a.device())));
   return out;
 }
 

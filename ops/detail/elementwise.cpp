@@ -46,8 +46,15 @@ Tensor unary_forward(const char* op, UnaryOp kind, const Tensor& x, double scala
     return y;
   }
   DeviceGuard guard(x.device());
-  MGL_ON_CUDA(cuda::unary(kind, scalar, x.raw_data(), layout_of(x), y.raw_data(), x.dtype(), x.numel(),
-                          compute_stream(x.device())));
+  cuda::UnaryArgs args;
+  args.op = kind;
+  args.scalar = scalar;
+  args.count = x.numel();
+  args.dtype = x.dtype();
+  args.x = x.raw_data();
+  args.x_layout = layout_of(x);
+  args.out = y.raw_data();
+  MGL_ON_CUDA(cuda::unary(args, compute_stream(x.device())));
   return y;
 }
 
@@ -71,8 +78,16 @@ Tensor binary_forward(const char* op, BinaryOp kind, const Tensor& a, const Tens
     return out;
   }
   DeviceGuard guard(a.device());
-  MGL_ON_CUDA(cuda::binary(kind, a.raw_data(), layout_of(shape, a_strides), b.raw_data(), layout_of(shape, b_strides),
-                           out.raw_data(), a.dtype(), out.numel(), compute_stream(a.device())));
+  cuda::BinaryArgs args;
+  args.op = kind;
+  args.count = out.numel();
+  args.dtype = a.dtype();
+  args.a = a.raw_data();
+  args.a_layout = layout_of(shape, a_strides);
+  args.b = b.raw_data();
+  args.b_layout = layout_of(shape, b_strides);
+  args.out = out.raw_data();
+  MGL_ON_CUDA(cuda::binary(args, compute_stream(a.device())));
   return out;
 }
 

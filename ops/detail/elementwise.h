@@ -3,7 +3,7 @@
 // dispatch to the CPU loop or the CUDA kernel. An op file only adds its math and its backward.
 #include "core/tensor.h"
 #include "autograd/node.h"
-#include "cuda/elementwise_math.h"
+#include "base/elementwise_math.h"
 
 namespace mgl::detail {
 

@@ -93,20 +93,36 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
     return out;
   }
   DeviceGuard guard(x.device());
+  // The [rows, cols] kernel on `in`, a contiguous buffer of the [kept..., reduced...] view.
+  const auto reduce_rows = [&](const Tensor& in) {
+    cuda::ReduceRowsArgs args;
+    args.op = kind;
+    args.rows = rows;
+    args.cols = cols;
+    args.dtype = x.dtype();
+    args.in = in.raw_data();
+    args.out = out.raw_data();
+    MGL_ON_CUDA(cuda::reduce_rows(args, compute_stream(x.device())));
+  };
   // In place when memory already has the shape of a kernel: the reduced dims innermost (rows) or
   // one run of leading / middle dims (columns). Otherwise gather the [kept..., reduced...] view
   // into contiguous rows first.
   if (ordered.is_contiguous()) {
-    MGL_ON_CUDA(cuda::reduce_rows(kind, ordered.raw_data(), out.raw_data(), x.dtype(), rows, cols,
-                                  compute_stream(x.device())));
+    reduce_rows(ordered);
   } else if (const std::optional<Slabs> slabs = as_slabs(x, plan)) {
-    MGL_ON_CUDA(cuda::reduce_columns(kind, x.raw_data(), out.raw_data(), x.dtype(), slabs->outer, slabs->reduced,
-                                     slabs->inner, compute_stream(x.device())));
+    cuda::ReduceColumnsArgs args;
+    args.op = kind;
+    args.outer = slabs->outer;
+    args.reduced = slabs->reduced;
+    args.inner = slabs->inner;
+    args.dtype = x.dtype();
+    args.in = x.raw_data();
+    args.out = out.raw_data();
+    MGL_ON_CUDA(cuda::reduce_columns(args, compute_stream(x.device())));
   } else {
     Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());
     copy_(packed, ordered);
-    MGL_ON_CUDA(cuda::reduce_rows(kind, packed.raw_data(), out.raw_data(), x.dtype(), rows, cols,
-                                  compute_stream(x.device())));
+    reduce_rows(packed);
   }
   return out;
 }
