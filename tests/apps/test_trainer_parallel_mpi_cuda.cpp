@@ -9,7 +9,9 @@
 // GEMM and reduction shapes): ~1e-6 relative, checked at 1e-5. In bf16 every activation is rounded
 // to 8 bits of mantissa (relative 2^-9 = 2e-3) and the split changes which roundings happen where
 // (other GEMM tilings, the chunk states carried in f32 instead of recomputed), so gradients of one
-// step agree to ~3e-3 relative; checked at 1e-2, the engine's bf16 tolerance.
+// step agree to ~3e-3 relative; checked at 1e-2, the engine's bf16 tolerance. Under TP the split layers
+// round their partial sums to bf16 too (1.6e-2 to 2.4e-2 from the single process on an H100), so bf16 TP
+// grids are held to the f32 gradient instead: as close to it as the single process, within 2 times.
 #include <cmath>
 
 #include "apps/lib/trainer.h"
@@ -31,11 +33,13 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
   const uint64_t seed = shared_seed(probe->world());
   const Device device = probe->device();
   const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
+  std::vector<Tensor> whole_f32;  // the f32 single-process gradient (the first pass), bf16's yardstick under TP
   for (const std::string dtype : {"f32", "bf16"}) {
     const double tolerance = dtype == "f32" ? 1e-5 : 1e-2;
     apps::Trainer reference(options_for(grid_run(5, {}, 0, dtype), data, scratch("reference_" + dtype), false, device));
     const double loss_ref = reference.accumulate_gradients();
     const std::vector<Tensor> whole_ref = host_f64(reference, true);
+    if (dtype == "f32") whole_f32 = whole_ref;
     const fs::path reference_run = scratch("reference5_" + dtype);
     apps::Trainer(options_for(grid_run(5, {}, 0, dtype), data, reference_run, false, device)).run();
 
@@ -54,7 +58,21 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
         const std::vector<Tensor> grads = host_f64(trainer, true), grads_ref = pieces_for(trainer, whole_ref);
         double worst = 0;
         for (size_t k = 0; k < grads.size(); ++k) worst = std::max(worst, relative_error(grads[k], grads_ref[k]));
-        CHECK(worst <= tolerance);
+        if (dtype == "bf16" && grid.tensor > 1) {
+          // A split layer rounds its partial sums to bf16 before adding them: a second bf16 computation of
+          // the gradient, as close to f32 as the single process's (the CPU test's bound and its seeds).
+          const std::vector<Tensor> exact = pieces_for(trainer, whole_f32);
+          double split_error = 0, single_error = 0;
+          for (size_t k = 0; k < grads.size(); ++k) {
+            split_error = std::max(split_error, relative_error(grads[k], exact[k]));
+            single_error = std::max(single_error, relative_error(grads_ref[k], exact[k]));
+          }
+          CHECK(split_error <= 2 * single_error);
+          WARN(dtype << " grid " << grid.str() << ": worst error against f32 " << split_error << ", the single process's "
+                     << single_error);
+        } else {
+          CHECK(worst <= tolerance);
+        }
         WARN(dtype << " grid " << grid.str() << (recompute ? ", recomputing" : "") << ": loss " << loss
                    << " vs " << loss_ref << ", worst gradient relative error " << worst);
       }
