@@ -1,6 +1,8 @@
 // nn/flops.h: the model FLOPs per token against numbers counted by hand for the "test" preset, the
 // mean causal keys per query for chunks that divide the sequence, exceed it or leave a shorter last one,
-// and the dense term of mega200M's block against docs/perf.md's 77 MFLOP per token.
+// the dense term of mega200M's block against docs/perf.md's 77 MFLOP per token, and the whole model at 4096 tokens.
+#include <cmath>
+
 #include "nn/flops.h"
 #include "support/errors.h"
 #include "support/testing.h"
@@ -53,4 +55,12 @@ TEST_CASE("mega200M's block: 12.85 M matrix weights, 77 MFLOP per token (docs/pe
   CHECK(f.dense == 6.0 * 12845056);
   // Chunk attention at c = 2048: c_eff = 1024.5, 3 * 2 * 1024.5 * (256 + 2048).
   CHECK(f.attention == 3 * 2 * 1024.5 * 2304);
+}
+
+TEST_CASE("mega200M at 4096 tokens: 1.30 GFLOP per token (docs/perf.md)") {
+  const ModelFlops f = megalodon_flops_per_token(MegalodonConfig::preset("mega200M"), 4096);
+  CHECK(f.dense == 6.0 * (12 * 12845056.0 + 32000 * 1024.0));
+  CHECK(f.attention == 12 * 3 * 2 * 1024.5 * 2304);
+  CHECK(f.cema == 12 * 3 * 1024 * (12 * 16 + 2.0));
+  CHECK(std::abs(f.total() / 1.298556e9 - 1) < 1e-6);
 }
