@@ -2,7 +2,7 @@
 // PyTorch). Loads parameters and a batch, runs forward and backward, and writes the logits, the loss and
 // every parameter's gradient.
 //
-//   debug_state --weights W --out S.h5 [--config CFG] [--batch B.h5] [--device cpu|cuda] [--dtype f32|bf16]
+//   debug_state --weights W --out S.h5 [--config CFG] [--batch B.h5] [--device auto|cpu|cuda] [--dtype f32|bf16]
 //
 // W:    model weights in any format of nn/weights.h: an HDF5 file with one dataset per parameter, named
 //       like a PyTorch state_dict ("layers.0.mega.cema.alpha"), a training checkpoint, a run directory,
@@ -16,6 +16,7 @@
 #include <cstdio>
 
 #include "apps/lib/run_config.h"
+#include "apps/lib/trainer.h"
 #include "autograd/engine.h"
 #include "core/cuda_context.h"
 #include "nn/hdf5_file.h"
@@ -28,11 +29,11 @@ using namespace mgl;
 namespace {
 
 struct Arguments {
-  std::string weights, config, batch, out, device = "cpu", dtype = "f32";
+  std::string weights, config, batch, out, device = "auto", dtype = "f32";
 };
 
 int run(const Arguments& a) {
-  const Device device = Device::parse(a.device);
+  const Device device = apps::resolve_device(a.device);
   require_cuda(device, "debug_state");
   const DType dtype = dtype_from_name(a.dtype);
   MGL_CHECK(dtype == DType::f32 || dtype == DType::bf16, "debug_state: --dtype must be f32 or bf16, got ", a.dtype);
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", a.out, "HDF5 file to write logits, loss and grads/<name> to")->required();
   app.add_option("--config", a.config, "preset name, JSON model config or official ModelConf (default: the weights')");
   app.add_option("--batch", a.batch, "HDF5 file with input_ids and targets (default: the --weights file)");
-  app.add_option("--device", a.device, "cpu, cuda or cuda:N");
+  app.add_option("--device", a.device, "auto (CUDA when available), cpu, cuda or cuda:N");
   app.add_option("--dtype", a.dtype, "compute dtype: f32 or bf16");
   CLI11_PARSE(app, argc, argv);
   try {

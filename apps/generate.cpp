@@ -3,7 +3,7 @@
 //
 //   generate --checkpoint FILE|DIR [--prompt TEXT | --prompt-file FILE | --prompts-file FILE]
 //            [--max-new-tokens 256] [--greedy] [--temperature 1] [--top-k 0] [--top-p 1]
-//            [--repetition-penalty 1] [--seed 1234] [--stop TEXT]... [--device cpu|cuda]
+//            [--repetition-penalty 1] [--seed 1234] [--stop TEXT]... [--device auto|cpu|cuda]
 //            [--dtype f32|bf16] [--norm-mode windowed|exact] [--tokenizer-model FILE]
 //   generate --checkpoint FILE|DIR --score FILE... [--score-curve FILE] [--score-buckets log2|linear]
 //            [--score-bucket-width N] [--device ...] [--dtype ...] [--norm-mode ...]
@@ -74,7 +74,7 @@ struct Settings {
   SamplingOptions sampling;
   uint64_t seed = 1234;
   std::vector<std::string> stops;
-  std::string device = "cpu";
+  std::string device = "auto";
   std::string dtype = "f32";
   std::optional<std::string> norm_mode;
   std::string tokenizer_model;
@@ -473,7 +473,7 @@ int main(int argc, char** argv) {
   app.add_option("--repetition-penalty", s.sampling.repetition_penalty, "CTRL penalty on tokens already seen, > 0");
   app.add_option("--seed", s.seed, "sampling seed (prompt i of --prompts-file uses seed + i)");
   app.add_option("--stop", s.stops, "stop when this text is generated (repeatable); it is not printed");
-  app.add_option("--device", s.device, "cpu, cuda or cuda:N");
+  app.add_option("--device", s.device, "auto (CUDA when available), cpu, cuda or cuda:N");
   app.add_option("--dtype", s.dtype, "compute dtype")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--norm-mode", s.norm_mode, "TimestepNorm at inference (default: the model config's)")
       ->check(CLI::IsMember({"windowed", "exact"}));
@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
                  "a SentencePiece .model to use (must be the checkpoint's tokenizer); default: the checkpoint's");
   app.add_option("--score-curve", s.score_curve, "write the loss-vs-position curve here (.json, else TSV)")
       ->needs(score_file);
-  app.add_option("--output", s.output, "write the --prompts-file results here, a JSON line each in input order")
+  app.add_option("--out,--output", s.output, "write the --prompts-file results here, a JSON line each in input order")
       ->needs(prompts_file);
   app.add_option("--score-buckets", s.score_buckets, "position buckets of the curve")
       ->check(CLI::IsMember({"log2", "linear"}));

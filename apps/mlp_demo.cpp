@@ -2,13 +2,14 @@
 // three-arm spiral task and prints the loss and accuracy as training goes. The smallest program
 // that exercises the whole engine: data on the device, forward, backward, optimizer.
 //
-//   mlp_demo [--device cpu|cuda|cuda:N] [--steps N] [--print-every N] [--hidden N] [--lr X] [--seed N]
+//   mlp_demo [--device auto|cpu|cuda|cuda:N] [--steps N] [--print-every N] [--hidden N] [--lr X] [--seed N]
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "apps/lib/trainer.h"
 #include "autograd/engine.h"
 #include "core/cuda_context.h"
 #include "core/random.h"
@@ -95,8 +96,8 @@ int main(int argc, char** argv) {
   CLI::App app{"mlp_demo: a two-layer perceptron trained on the three-arm spiral"};
   app.option_defaults()->always_capture_default();  // --help shows every default
   Settings settings;
-  std::string device = "cpu";
-  app.add_option("--device", device, "cpu, cuda or cuda:N");
+  std::string device = "auto";
+  app.add_option("--device", device, "auto (CUDA when available), cpu, cuda or cuda:N");
   app.add_option("--steps", settings.steps, "optimizer steps")->check(CLI::Range(0, 1 << 30));
   app.add_option("--print-every", settings.print_every, "steps between progress lines")->check(CLI::Range(1, 1 << 30));
   app.add_option("--hidden", settings.hidden, "hidden width")->check(CLI::Range(1, 1 << 20));
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     MGL_CHECK(settings.lr >= 0, "--lr must be >= 0, got ", settings.lr);
-    settings.device = Device::parse(device);
+    settings.device = apps::resolve_device(device);
     run(settings);
   } catch (const Error& e) {
     std::fprintf(stderr, "mlp_demo: %s\n", e.what());

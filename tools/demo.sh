@@ -10,7 +10,7 @@ MGL_BUILD_TARGETS="train generate prepare" tools/build.sh
 run=runs/demo-tiny
 rm -rf "$run"
 build/bin/train --config tiny --out "$run" "$@"
-tools/plot_metrics.sh "$run" "$run/loss.png" "tiny on GCIDE" || true
+tools/plot_metrics.sh "$run" "$run/metrics.png" "tiny on GCIDE" || true
 echo
 echo "== a sample from $run (temperature 0.8, top-k 40):"
 build/bin/generate --checkpoint "$run" --prompt 'Ocean \O"cean\, n. ' --max-new-tokens 300 \

@@ -14,7 +14,7 @@ packages=(
   libsentencepiece-dev sentencepiece    # subword tokenizers (optional in the build)
   zlib1g-dev                            # compressed corpora
   dict-gcide                            # the default training corpus (GCIDE dictionary, GPL text)
-  gnuplot-nox                           # tools/plot_metrics.sh: loss curves as PNG
+  gnuplot-nox                           # tools/plot_metrics.sh: training curves as PNG
 )
 
 missing=()

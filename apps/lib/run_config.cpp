@@ -42,6 +42,8 @@ void for_each_setting(Config& c, F&& f) {
   f("train", "log_every", c.train.log_every, "steps between metrics lines");
   f("train", "checkpoint_every", c.train.checkpoint_every, "steps between checkpoints (one is always written at the end)");
   f("train", "keep_checkpoints", c.train.keep_checkpoints, "newest checkpoints kept");
+  f("train", "peak_tflops", c.train.peak_tflops,
+    "peak TFLOP/s of one device, the MFU's denominator (0: 790, an H200's measured bf16 rate, for bf16 on CUDA; no MFU otherwise)");
   f("eval", "every", c.eval.every, "steps between validations (0: only at the end)");
   f("eval", "batches", c.eval.batches, "validation micro-batches");
   f("eval", "long_context_tokens", c.eval.long_context_tokens,
@@ -149,6 +151,7 @@ void RunConfig::validate() const {
   MGL_CHECK(train.log_every >= 1, "config: train.log_every must be >= 1");
   MGL_CHECK(train.checkpoint_every >= 1, "config: train.checkpoint_every must be >= 1");
   MGL_CHECK(train.keep_checkpoints >= 1, "config: train.keep_checkpoints must be >= 1");
+  MGL_CHECK(train.peak_tflops >= 0, "config: train.peak_tflops must be >= 0 (0: the default), got ", train.peak_tflops);
   MGL_CHECK(eval.every >= 0, "config: eval.every must be >= 0");
   MGL_CHECK(eval.batches >= 1, "config: eval.batches must be >= 1");
   MGL_CHECK(eval.long_context_tokens >= 0, "config: eval.long_context_tokens must be >= 0");

@@ -47,6 +47,7 @@ struct TrainSettings {
   int64_t log_every = 10;
   int64_t checkpoint_every = 500;
   int64_t keep_checkpoints = 3;
+  double peak_tflops = 0;         // the devices' peak, each, for MFU (0: 790 for bf16 on CUDA, else no MFU)
 };
 
 struct EvalSettings {

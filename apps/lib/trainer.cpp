@@ -18,6 +18,7 @@
 #include "core/cuda_context.h"
 #include "core/random.h"
 #include "nn/chunk_parallel.h"
+#include "nn/flops.h"
 #include "nn/grad_clip.h"
 #include "nn/weights.h"
 #include "ops/ops.h"
@@ -33,7 +34,7 @@ namespace {
 // Settings that may change between an interrupted run and its resumption (they do not change the math).
 // The parallel.* keys may change too: a checkpoint holds whole tensors and resumes under any grid.
 const std::vector<std::string> kResumableKeys = {
-    "name", "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "name", "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.peak_tflops",
     "eval.every", "eval.batches", "eval.long_context_tokens", "parallel.data", "parallel.chunk",
     "parallel.tensor", "parallel.zero", "parallel.bucket_mb", "parallel.timeout_s", "parallel.backend"};
 
@@ -84,6 +85,18 @@ void stall_if_asked(int rank, int64_t step) {
   if (std::sscanf(spec, "%d:%lld", &stall_rank, &stall_step) == 2 && stall_rank == rank && stall_step == step)
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
+
+// The dense bf16 rate measured on an H200 (docs/perf.md, "Model FLOPs and MFU"): the default peak of a
+// bf16 run on CUDA. Other cases have no honest default (the CPU's rate depends on the machine and its BLAS,
+// f32 on a GPU on whether TF32 is allowed), so they report MFU only when train.peak_tflops is set.
+constexpr double kBf16CudaPeakTflops = 790.0;
+
+double peak_tflops_per_device(double configured, const Device& device, DType compute) {
+  if (configured > 0) return configured;
+  return device.is_cuda() && compute == DType::bf16 ? kBf16CudaPeakTflops : 0.0;
+}
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 bool all_finite(const Tensor& t) {
   NoGradGuard no_grad;
@@ -454,10 +467,16 @@ TrainingSummary Trainer::run() {
   ProgressLine progress(options_.console ? options_.console : stdout, !parallel_->distributed());
   TrainingSummary summary;
   summary.first_step = state_.step;
-  if (options_.device.is_cuda()) reset_peak_memory(options_.device);
+  const bool on_cuda = options_.device.is_cuda();
+  if (on_cuda) reset_peak_memory(options_.device);
 
   const int64_t tokens_per_step = c.train.batch_size * c.train.seq_len * c.train.grad_accum;  // all ranks
   const double devices = static_cast<double>(parallel_->world_size());
+  // MFU = model FLOPs per second / the peak of all devices; the FLOPs are the model's (nn/flops.h), not what
+  // the kernels actually execute (activation checkpointing's recomputation does not count).
+  const double flops_per_step = nn::megalodon_flops_per_token(c.model, c.train.seq_len).total() * tokens_per_step;
+  const double peak_flops = peak_tflops_per_device(c.train.peak_tflops, options_.device, model_->compute_dtype()) *
+                            1e12 * devices;
   const auto start = Clock::now();
   auto window_start = start;
   int64_t window_steps = 0;
@@ -483,27 +502,43 @@ TrainingSummary Trainer::run() {
     loss = train_step();
     const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     window_steps += 1;
-    write_metrics(json{{"step", state_.step},
-                         {"loss", loss},
-                         {"lr", adam_options().lr},
-                         {"grad_norm", last_grad_norm_},
-                         {"tokens", state_.step * tokens_per_step},
-                         {"tokens_per_s", tokens_per_step / step_seconds},
-                         {"tokens_per_s_per_device", tokens_per_step / step_seconds / devices},
-                         {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}}
-                        .dump());
+    json line{{"step", state_.step},
+              {"loss", loss},
+              {"lr", adam_options().lr},
+              {"grad_norm", last_grad_norm_},
+              {"tokens", state_.step * tokens_per_step},
+              {"tokens_per_s", tokens_per_step / step_seconds},
+              {"tokens_per_s_per_device", tokens_per_step / step_seconds / devices},
+              {"step_ms", step_seconds * 1e3},
+              {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}};
+    if (peak_flops > 0) line["mfu"] = flops_per_step / step_seconds / peak_flops;
+    if (on_cuda) {  // this (the logging) rank's device, tensors held and the high-water mark since the start
+      const MemoryStats memory = memory_stats(options_.device);
+      line["device_mem_gib"] = static_cast<double>(memory.current_bytes) / kGiB;
+      line["device_peak_gib"] = static_cast<double>(memory.peak_bytes) / kGiB;
+    }
+    write_metrics(line.dump());
     if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
       const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
       const double eta = (c.train.steps - state_.step) * window_seconds / window_steps;
-      char line[240];
-      char per_device[48] = "";
+      char per_device[48] = "", mfu[32] = "", memory[48] = "";
       if (parallel_->distributed())
         std::snprintf(per_device, sizeof(per_device), " (%.0f per device)", tokens_per_s / devices);
-      std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s%s | ETA %s",
+      if (peak_flops > 0)
+        std::snprintf(mfu, sizeof(mfu), " | MFU %.1f%%", 100.0 * flops_per_step * window_steps / window_seconds / peak_flops);
+      if (on_cuda) {
+        const MemoryStats m = memory_stats(options_.device);
+        std::snprintf(memory, sizeof(memory), " | mem %.2f/%.2f GiB", static_cast<double>(m.current_bytes) / kGiB,
+                      static_cast<double>(m.peak_bytes) / kGiB);
+      }
+      char text[320];
+      std::snprintf(text, sizeof(text),
+                    "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1f ms/step | %.0f tok/s%s%s%s | ETA %s",
                     static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
-                    adam_options().lr, last_grad_norm_, tokens_per_s, per_device, format_duration(eta).c_str());
-      if (options_.console) progress.update(line);
+                    adam_options().lr, last_grad_norm_, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
+                    mfu, memory, format_duration(eta).c_str());
+      if (options_.console) progress.update(text);
       window_start = Clock::now();
       window_steps = 0;
     }
@@ -532,7 +567,7 @@ TrainingSummary Trainer::run() {
   summary.last_step = state_.step;
   summary.last_loss = loss;
   summary.tokens_per_s = (state_.step - summary.first_step) * tokens_per_step / std::max(seconds, 1e-9);
-  if (options_.device.is_cuda()) summary.peak_device_bytes = memory_stats(options_.device).peak_bytes;
+  if (on_cuda) summary.peak_device_bytes = memory_stats(options_.device).peak_bytes;
   return summary;
 }
 

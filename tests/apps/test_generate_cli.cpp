@@ -41,6 +41,12 @@ std::vector<int32_t> greedy(const nn::Megalodon& model, const std::vector<int32_
   return out;
 }
 
+// generate on the CPU, where the library's results computed here are exact expectations (its --device
+// defaults to auto, which is CUDA on a GPU machine).
+Run on_cpu(const Workspace& ws, const std::string& args, const std::string& input = "") {
+  return ws.generate("--device cpu " + args, input);
+}
+
 // The run failed with status 1 and exactly one line on stderr, "generate: ..." holding `part`.
 void check_error(const Run& run, const std::string& part) {
   INFO("status " << run.status << ", stderr: " << run.err);
@@ -57,7 +63,7 @@ TEST_CASE("generate: greedy output is the library's continuation, deterministic,
   Workspace ws;
   const std::string checkpoint = ws.path("model.h5").string();
   write_checkpoint(checkpoint, byte_config(), "bytes");
-  const Run run = ws.generate("--checkpoint " + quote(checkpoint) + " --prompt 'Once upon a' --greedy --max-new-tokens 30");
+  const Run run = on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt 'Once upon a' --greedy --max-new-tokens 30");
   INFO(run.err);
   REQUIRE(run.status == 0);
   const apps::ByteTokenizer bytes;
@@ -65,12 +71,12 @@ TEST_CASE("generate: greedy output is the library's continuation, deterministic,
   CHECK(run.out == bytes.decode(want) + "\n");
   CHECK(contains(run.err, "tokens/s"));
   CHECK(contains(run.err, "peak host memory"));
-  CHECK(ws.generate("--checkpoint " + quote(checkpoint) + " --prompt 'Once upon a' --greedy --max-new-tokens 30").out ==
+  CHECK(on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt 'Once upon a' --greedy --max-new-tokens 30").out ==
         run.out);
   // The prompt from stdin; the checkpoint found in a run directory's out/checkpoints.
   fs::create_directories(ws.path("run/out/checkpoints"));
   fs::copy_file(checkpoint, ws.path("run/out/checkpoints/step_00000003.h5"));
-  const Run from_dir = ws.generate("--checkpoint " + quote(ws.path("run").string()) + " --greedy --max-new-tokens 30",
+  const Run from_dir = on_cpu(ws, "--checkpoint " + quote(ws.path("run").string()) + " --greedy --max-new-tokens 30",
                                    "Once upon a");
   CHECK(from_dir.status == 0);
   CHECK(from_dir.out == run.out);
@@ -78,7 +84,7 @@ TEST_CASE("generate: greedy output is the library's continuation, deterministic,
   // Sampling: reproducible from the seed.
   const std::string sample = "--checkpoint " + quote(checkpoint) + " --prompt 'Once' --temperature 0.9 --top-p 0.9 "
                              "--top-k 40 --repetition-penalty 1.1 --max-new-tokens 20 --seed ";
-  CHECK(ws.generate(sample + "7").out == ws.generate(sample + "7").out);
+  CHECK(on_cpu(ws, sample + "7").out == on_cpu(ws, sample + "7").out);
 }
 
 TEST_CASE("generate: --prompts-file batches equal lengths and keeps each prompt's result", "[apps][generate]") {
@@ -86,7 +92,7 @@ TEST_CASE("generate: --prompts-file batches equal lengths and keeps each prompt'
   const std::string checkpoint = ws.path("model.h5").string();
   write_checkpoint(checkpoint, byte_config(), "bytes");
   const std::string prompts = ws.file("prompts.txt", "abcdefghijk\nthe end\n0123456789A\n");
-  const Run run = ws.generate("--checkpoint " + quote(checkpoint) + " --prompts-file " + quote(prompts) +
+  const Run run = on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompts-file " + quote(prompts) +
                               " --greedy --max-new-tokens 12 --stop zz");
   INFO(run.err);
   REQUIRE(run.status == 0);
@@ -107,7 +113,7 @@ TEST_CASE("generate: --prompts-file batches equal lengths and keeps each prompt'
     const size_t stop = full.find("zz");
     const std::string completion = full.substr(0, stop);
     // Alone, the same continuation (raw bytes on stdout).
-    const Run alone = ws.generate("--checkpoint " + quote(checkpoint) + " --prompt " + quote(prompt) +
+    const Run alone = on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt " + quote(prompt) +
                                   " --greedy --max-new-tokens 12 --stop zz");
     CHECK(alone.out == completion + "\n");
     // In JSON, the exact ids and the text as JSON carries it (invalid UTF-8 replaced).
@@ -127,7 +133,7 @@ TEST_CASE("generate: --score prints the library's result and writes the curve", 
   for (int i = 0; i < 12; ++i) text += "a long text, line " + std::to_string(i) + "\n";
   const std::string file = ws.file("text.txt", text);
   const std::string curve = ws.path("curve.tsv").string();
-  const Run run = ws.generate("--checkpoint " + quote(checkpoint) + " --score " + quote(file) + " --score-curve " +
+  const Run run = on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --score " + quote(file) + " --score-curve " +
                               quote(curve) + " --norm-mode exact");
   INFO(run.err);
   REQUIRE(run.status == 0);
@@ -148,38 +154,38 @@ TEST_CASE("generate: bad inputs are one line on stderr and a non-zero exit", "[a
   write_checkpoint(checkpoint, byte_config(), "bytes");
   const std::string ok = "--checkpoint " + quote(checkpoint) + " --max-new-tokens 4 ";
 
-  check_error(ws.generate("--checkpoint " + quote(ws.path("absent.h5").string()) + " --prompt x"), "not found");
+  check_error(on_cpu(ws, "--checkpoint " + quote(ws.path("absent.h5").string()) + " --prompt x"), "not found");
   const std::string garbage = ws.file("garbage.h5", "this is not a checkpoint");
-  check_error(ws.generate("--checkpoint " + quote(garbage) + " --prompt x"), "not an HDF5 file");
+  check_error(on_cpu(ws, "--checkpoint " + quote(garbage) + " --prompt x"), "not an HDF5 file");
   const std::string truncated = ws.path("truncated.h5").string();
   fs::copy_file(checkpoint, truncated);
   fs::resize_file(truncated, fs::file_size(truncated) / 2);
-  check_error(ws.generate("--checkpoint " + quote(truncated) + " --prompt x"), "truncated");
+  check_error(on_cpu(ws, "--checkpoint " + quote(truncated) + " --prompt x"), "truncated");
   fs::create_directories(ws.path("empty_run"));
-  check_error(ws.generate("--checkpoint " + quote(ws.path("empty_run").string()) + " --prompt x"),
+  check_error(on_cpu(ws, "--checkpoint " + quote(ws.path("empty_run").string()) + " --prompt x"),
                        "no valid checkpoint");
 
-  check_error(ws.generate(ok + "--prompt ''"), "empty prompt");
-  check_error(ws.generate(ok, ""), "empty prompt");
-  check_error(ws.generate(ok + "--prompts-file " + quote(ws.file("p.txt", "one\n\nthree\n"))),
+  check_error(on_cpu(ws, ok + "--prompt ''"), "empty prompt");
+  check_error(on_cpu(ws, ok, ""), "empty prompt");
+  check_error(on_cpu(ws, ok + "--prompts-file " + quote(ws.file("p.txt", "one\n\nthree\n"))),
                        "empty prompt (line 2 of --prompts-file)");
-  check_error(ws.generate(ok + "--prompt x --temperature -1"), "temperature must be >= 0");
-  check_error(ws.generate(ok + "--prompt x --top-p 0"), "top_p must be in (0, 1]");
-  check_error(ws.generate(ok + "--prompt x --top-k -2"), "top_k must be >= 0");
-  check_error(ws.generate(ok + "--prompt x --repetition-penalty 0"), "repetition_penalty must be > 0");
-  check_error(ws.generate("--checkpoint " + quote(checkpoint) + " --prompt x --max-new-tokens 0"), "--max-new-tokens must be >= 1");
-  check_error(ws.generate(ok + "--prompt x --dtype f16"), "--dtype");
-  check_error(ws.generate(ok + "--prompt x --prompt-file y"), "excludes");
+  check_error(on_cpu(ws, ok + "--prompt x --temperature -1"), "temperature must be >= 0");
+  check_error(on_cpu(ws, ok + "--prompt x --top-p 0"), "top_p must be in (0, 1]");
+  check_error(on_cpu(ws, ok + "--prompt x --top-k -2"), "top_k must be >= 0");
+  check_error(on_cpu(ws, ok + "--prompt x --repetition-penalty 0"), "repetition_penalty must be > 0");
+  check_error(on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt x --max-new-tokens 0"), "--max-new-tokens must be >= 1");
+  check_error(on_cpu(ws, ok + "--prompt x --dtype f16"), "--dtype");
+  check_error(on_cpu(ws, ok + "--prompt x --prompt-file y"), "excludes");
 
   // Ids outside the vocabulary: a byte-level tokenizer on a model of 50 ids.
   const std::string small = ws.path("small.h5").string();
   write_checkpoint(small, nn::MegalodonConfig::preset("test"), "bytes");
-  check_error(ws.generate("--checkpoint " + quote(small) + " --prompt x"),
+  check_error(on_cpu(ws, "--checkpoint " + quote(small) + " --prompt x"),
                        "the tokenizer has 256 ids, more than the model's vocabulary of 50");
   // A tokenizer the checkpoint does not name.
   const std::string unknown = ws.path("unknown.h5").string();
   write_checkpoint(unknown, byte_config(), "wordpiece:1");
-  check_error(ws.generate("--checkpoint " + quote(unknown) + " --prompt x"), "unknown tokenizer identity");
+  check_error(on_cpu(ws, "--checkpoint " + quote(unknown) + " --prompt x"), "unknown tokenizer identity");
   if (apps::sentencepiece_available()) {
     std::string corpus;
     for (int i = 0; i < 200; ++i) corpus += "the quick brown fox " + std::to_string(i) + " jumps over the lazy dog\n";
@@ -188,7 +194,7 @@ TEST_CASE("generate: bad inputs are one line on stderr and a non-zero exit", "[a
     const std::string model_bytes = read(model_path);
     const std::string mismatched = ws.path("mismatched.h5").string();
     write_checkpoint(mismatched, byte_config(), "sentencepiece:12:0123456789abcdef", model_bytes);
-    check_error(ws.generate("--checkpoint " + quote(mismatched) + " --prompt x"), "tokenizer mismatch");
-    check_error(ws.generate(ok + "--prompt x --tokenizer-model " + quote(model_path)), "tokenizer mismatch");
+    check_error(on_cpu(ws, "--checkpoint " + quote(mismatched) + " --prompt x"), "tokenizer mismatch");
+    check_error(on_cpu(ws, ok + "--prompt x --tokenizer-model " + quote(model_path)), "tokenizer mismatch");
   }
 }

@@ -1,6 +1,6 @@
 // The training loop (apps/lib/trainer.h) on the CPU: the tiny model learns real text (a loss bound),
 // resuming from a checkpoint replays the uninterrupted run bitwise, gradient accumulation equals a larger
-// batch, the metrics file, and the bad-input cases (non-finite loss, foreign checkpoints, a run
+// batch, the metrics file (with each step's time and MFU), and the bad-input cases (non-finite loss, foreign checkpoints, a run
 // directory in use, vocabulary mismatches, corrupted checkpoints).
 #include <cmath>
 #include <filesystem>
@@ -10,6 +10,8 @@
 
 #include "apps/lib/token_shards.h"
 #include "autograd/grad_mode.h"
+#include "nn/flops.h"
+#include "support/errors.h"
 #include "apps/trainer_fixtures.h"
 
 using namespace mgl;
@@ -57,6 +59,50 @@ TEST_CASE("trainer: the tiny model learns real text on the CPU", "[apps][trainer
     last += metrics[180 + i]["loss"].get<double>() / 20;
   }
   CHECK(last < first - 2.0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("trainer: each step's time and MFU in the metrics and the progress line", "[apps][trainer]") {
+  const fs::path dir = scratch("mfu");
+  const PreparedData data = gcide_sample(dir, 200'000);
+  apps::RunConfig c = small_run(4);
+  c.train.log_every = 2;
+  // On the CPU MFU needs a peak: without one there is none, with one it is the model FLOPs over it.
+  {
+    Trainer trainer(options_for(c, data, dir / "no_peak"));
+    trainer.run();
+    for (const nlohmann::json& line : read_metrics(dir / "no_peak")) {
+      if (!line.contains("loss")) continue;
+      CHECK(line["step_ms"].get<double>() > 0);
+      CHECK_FALSE(line.contains("mfu"));
+      CHECK_FALSE(line.contains("device_mem_gib"));  // CUDA only
+    }
+  }
+  c.train.peak_tflops = 0.5;
+  apps::TrainerOptions options = options_for(c, data, dir / "peak");
+  std::FILE* console = std::tmpfile();
+  options.console = console;
+  Trainer trainer(options);
+  trainer.run();
+  const double flops_per_step = nn::megalodon_flops_per_token(c.model, c.train.seq_len).total() *
+                                static_cast<double>(c.train.batch_size * c.train.seq_len);
+  int training_lines = 0;
+  for (const nlohmann::json& line : read_metrics(dir / "peak")) {
+    if (!line.contains("loss")) continue;
+    training_lines += 1;
+    const double expected = flops_per_step / (line["step_ms"].get<double>() * 1e-3) / 0.5e12;
+    CHECK(std::abs(line["mfu"].get<double>() / expected - 1) < 1e-12);
+  }
+  CHECK(training_lines == 4);
+  std::rewind(console);
+  std::string text(4096, '\0');
+  text.resize(std::fread(text.data(), 1, text.size(), console));
+  std::fclose(console);
+  INFO(text);
+  CHECK(contains(text, "step 2/4 | loss "));
+  CHECK(contains(text, " ms/step | "));
+  CHECK(contains(text, "% | ETA "));  // "MFU x.y%" before the ETA
+  CHECK(contains(text, " | MFU "));
   fs::remove_all(dir);
 }
 

@@ -81,14 +81,13 @@ inline std::vector<nlohmann::json> read_metrics(const std::filesystem::path& run
   return lines;
 }
 
-// The metrics without the wall-clock fields.
+// The metrics without the wall-clock fields and the device memory (which depends on the grid).
 inline std::vector<nlohmann::json> deterministic_metrics(const std::filesystem::path& run) {
   std::vector<nlohmann::json> lines = read_metrics(run);
-  for (nlohmann::json& line : lines) {
-    line.erase("tokens_per_s");
-    line.erase("tokens_per_s_per_device");
-    line.erase("elapsed_s");
-  }
+  for (nlohmann::json& line : lines)
+    for (const char* key : {"tokens_per_s", "tokens_per_s_per_device", "step_ms", "mfu", "elapsed_s", "device_mem_gib",
+                            "device_peak_gib"})
+      line.erase(key);
   return lines;
 }
 
