@@ -8,17 +8,20 @@
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
-// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1 (under mpirun the
+// metrics are in apps/lib/trainer.h; the run folder is locked for the run's life (apps/lib/run_lock.h:
+// a second train on it is refused). Errors: one line on stderr and exit status 1 (under mpirun the
 // error ends every rank, apps/lib/app_errors.h);
 // an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "apps/lib/app_errors.h"
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
+#include "apps/lib/run_lock.h"
 #include "apps/lib/trainer.h"
 #include "core/allocator.h"
 #include "dist/mpi_world.h"
@@ -121,6 +124,10 @@ int run(const Arguments& a, bool& is_rank0) {
 
   TrainerOptions options;
   options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
+  // One run per folder, for the run's whole life (apps/lib/run_lock.h): rank 0 locks, and a refusal
+  // ends every rank (the others wait for rank 0 at the barrier below, apps/lib/app_errors.h).
+  std::optional<RunLock> lock;
+  if (is_rank0) lock.emplace(options.out, "run");
   // Rank 0 prepares the data (when it must be); the others read what it wrote.
   if (is_rank0) options.data = resolve_data(a, config, options.out);
   parallel->barrier_after_long_work();

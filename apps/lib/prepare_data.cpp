@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/lib/files.h"
+#include "apps/lib/run_lock.h"
 #include "apps/lib/token_shards.h"
 #include "base/error.h"
 
@@ -165,7 +166,7 @@ PreparedData prepare_data(const PrepareOptions& o) {
     head.resize(static_cast<size_t>(in.gcount()));
     check_text_input(input, head);
   }
-  fs::create_directories(o.out);
+  const RunLock lock(o.out, "data");  // one writer per data folder (apps/lib/run_lock.h)
   const std::unique_ptr<Tokenizer> tokenizer = tokenizer_for(o);
 
   std::vector<uint32_t> stream;
