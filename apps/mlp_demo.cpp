@@ -3,12 +3,12 @@
 // that exercises the whole engine: data on the device, forward, backward, optimizer.
 //
 //   mlp_demo [--device cpu|cuda|cuda:N] [--steps N] [--print-every N] [--hidden N] [--lr X] [--seed N]
-#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "apps/lib/command_line.h"
 #include "autograd/engine.h"
 #include "core/cuda_context.h"
 #include "core/random.h"
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", settings.hidden, "hidden width")->check(CLI::Range(1, 1 << 20));
   app.add_option("--lr", settings.lr, "AdamW learning rate, >= 0");
   app.add_option("--seed", settings.seed, "seed of the data and the initialisation");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "mlp_demo")) return *status;
   try {
     MGL_CHECK(settings.lr >= 0, "--lr must be >= 0, got ", settings.lr);
     settings.device = Device::parse(device);
