@@ -11,16 +11,6 @@ bin="$(realpath "${1:?usage: errors_cli.sh path/to/bin}")"
 source "$(dirname "$(realpath "$0")")/cli_setup.sh"
 corpus_sample 100000
 
-# expect_usage "what" "message part" command...: exit status 2 and the message part on stderr.
-expect_usage() {
-  local what="$1" part="$2"
-  shift 2
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local status=$?
-  if [ "$status" -ne 2 ]; then fail "$what: exit status $status, expected 2"; fi
-  if ! grep -q -- "$part" "$work/err.txt"; then fail "$what: stderr lacks '$part':"; cat "$work/err.txt"; fi
-}
-
 expect_usage "an unknown flag" "train: error: The following argument was not expected: --bogus" "$bin/train" --bogus
 expect_usage "--steps overflow" "--steps: expects a whole number in \[1, " "$bin/train" --steps 99999999999999999999
 expect_usage "--steps not a number" "--steps: expects a whole number" "$bin/train" --steps 1e3
