@@ -29,8 +29,10 @@ RunLock::RunLock(const std::string& folder, const std::string& what) {
     ::close(fd_);
     fd_ = -1;
     MGL_CHECK(reason == EWOULDBLOCK, "cannot lock '", path, "': ", std::strerror(reason));
-    const std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : std::string("?");
-    MGL_FAIL(what, " folder '", folder, "' is in use by process ", holder.substr(0, holder.find('\n')),
+    // The pid is missing when the holder is not one of ours (say flock(1)) or has not written it yet.
+    const std::string pid_text = n > 0 ? std::string(pid, static_cast<size_t>(n)) : std::string();
+    const std::string holder = n > 0 ? "process " + pid_text.substr(0, pid_text.find('\n')) : "another process";
+    MGL_FAIL(what, " folder '", folder, "' is in use by ", holder,
              " (one process per folder: wait for it, stop it, or choose another folder)");
   }
   // Ours now: record our pid for the message a second process prints (a stale pid from a killed run is

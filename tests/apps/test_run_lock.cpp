@@ -1,5 +1,7 @@
 // RunLock (apps/lib/run_lock.h): a second lock on a held folder is refused naming the folder and the
 // holder's pid; the lock is released with its holder, and the file a dead holder leaves behind is taken.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -43,5 +45,16 @@ TEST_CASE("a lock file left by a killed run is stale: the next run takes it") {
   std::string pid;
   in >> pid;
   CHECK(pid == std::to_string(::getpid()));
+  std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("a lock held by another program (no pid written) is refused as held by another process") {
+  const std::string folder = temp_folder();
+  std::filesystem::create_directories(folder);
+  const int fd = ::open(RunLock::lock_path(folder).c_str(), O_RDWR | O_CREAT, 0644);  // as flock(1) does
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX) == 0);
+  CHECK(contains(error_message([&] { RunLock lock(folder, "data"); }), "data folder '" + folder + "' is in use by another process"));
+  ::close(fd);
   std::filesystem::remove_all(folder);
 }
