@@ -9,8 +9,8 @@
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
 // metrics are in apps/lib/trainer.h; the run folder is locked for the run's life (apps/lib/run_lock.h:
-// a second train on it is refused). Errors: one line on stderr and exit status 1, a bad command line 2 (under mpirun the
-// error ends every rank, apps/lib/app_errors.h);
+// a second train on it is refused). Errors: one line on stderr and exit status 1, a bad command line 2
+// (under mpirun the error ends every rank, apps/lib/app_errors.h; docs/reliability.md);
 // an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
 #include <algorithm>
 #include <cstdio>

@@ -29,7 +29,8 @@ inline CLI::Validator integer_in(int64_t low, int64_t high) {
         const char* end = text.data() + text.size();
         const auto [stop, error] = std::from_chars(text.data(), end, value);
         if (error == std::errc() && stop == end && value >= low && value <= high) return {};
-        return "expects a whole number in [" + std::to_string(low) + ", " + std::to_string(high) + "], got '" + text + "'";
+        return "expects a whole number in [" + std::to_string(low) + ", " + std::to_string(high) + "], got '" + text +
+               "'";
       },
       "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
 }

@@ -38,7 +38,8 @@ RunLock::RunLock(const std::string& folder, const std::string& what) {
   // Ours now: record our pid for the message a second process prints (a stale pid from a killed run is
   // overwritten; the lock, not the file's contents, says who holds the folder).
   const std::string text = std::to_string(::getpid()) + "\n";
-  const bool written = ::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
+  const bool written =
+      ::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
   if (!written) {
     const int reason = errno;
     ::close(fd_);

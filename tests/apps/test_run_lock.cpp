@@ -54,7 +54,8 @@ TEST_CASE("a lock held by another program (no pid written) is refused as held by
   const int fd = ::open(RunLock::lock_path(folder).c_str(), O_RDWR | O_CREAT, 0644);  // as flock(1) does
   REQUIRE(fd >= 0);
   REQUIRE(::flock(fd, LOCK_EX) == 0);
-  CHECK(contains(error_message([&] { RunLock lock(folder, "data"); }), "data folder '" + folder + "' is in use by another process"));
+  CHECK(contains(error_message([&] { RunLock lock(folder, "data"); }),
+                 "data folder '" + folder + "' is in use by another process"));
   ::close(fd);
   std::filesystem::remove_all(folder);
 }
