@@ -7,10 +7,10 @@
 // and read a few times, and x read again), so the figure says how close the op is to a pure
 // streaming kernel; compare it with the device's memory bandwidth (about 4.8 TB/s on an H200).
 // Exits with status 0 and a message when no GPU is present.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <vector>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/timing.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -55,7 +55,7 @@ double time_ms(const Device& device, F&& step) {
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_cema: time of the CEMA op on CUDA, forward and forward + backward"};  // no options: --help only
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_cema")) return *status;
   if (!cuda_available()) {
     std::printf("bench_cema: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
     return 0;

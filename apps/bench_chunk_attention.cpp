@@ -9,10 +9,10 @@
 // counted: Q Kᵀ recomputed for each 256-wide value slice and dP computed twice in backward make the
 // tensor-core path execute 4352 / 2304 = 1.89x the forward FLOPs and 9216 / 4864 = 1.89x the
 // backward ones (cuda/chunk_attention.cu), so the hardware runs 1.89x the printed rate.
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
+#include "apps/lib/command_line.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #include "core/cuda_context.h"
@@ -69,7 +69,7 @@ void bench(int64_t length) {
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_chunk_attention: the chunk-attention kernels at mega200M's attention shape"};  // no options: --help only
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_chunk_attention")) return *status;
   if (!cuda_available()) {
     std::printf("bench_chunk_attention: no usable GPU (%s); nothing to measure\n", cuda_unavailable_reason().c_str());
     return 0;

@@ -12,11 +12,11 @@
 // The decoder is timed over a whole attention chunk of steps (every KV-cache length 0 .. c-1 once),
 // so the figure includes the attention's growth within a chunk. Exits with status 0 and a message
 // when no GPU is present.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/timing.h"
 #include "cuda/decode_graph.h"
 #include "autograd/grad_mode.h"
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   app.add_option("--baseline-tokens", baseline_tokens, "tokens of the forward() baseline (0: skip it)");
   app.add_flag("--graph-only", graph_only, "time the decoder with its graph only (not with plain launches)");
   app.add_flag("--breakdown", breakdown, "also time each kind of launch of a step on its own");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_decode")) return *status;
   try {
     return run(preset, dtype_from_name(dtype), batch, bandwidth, baseline_tokens, graph_only, breakdown);
   } catch (const std::exception& e) {

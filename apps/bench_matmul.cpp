@@ -5,11 +5,11 @@
 // Each size is warmed up once, then run back to back `iterations` times between two
 // synchronisations: the host clock then measures device time, with launch latency hidden behind
 // the queue. A product is 2 m n k floating-point operations.
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 
+#include "apps/lib/command_line.h"
 #include "autograd/grad_mode.h"
 #include "core/cuda_context.h"
 #include "core/random.h"
@@ -39,7 +39,7 @@ double seconds_per_product(const mgl::Tensor& a, const mgl::Tensor& b, double fl
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_matmul: throughput of the cuBLAS GEMM path in TFLOP/s"};  // no options: --help only
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_matmul")) return *status;
   using namespace mgl;
   if (!cuda_available()) {
     std::printf("bench_matmul: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());

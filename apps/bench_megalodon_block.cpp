@@ -7,10 +7,10 @@
 //   build/bin/bench_megalodon_block [--dtype bf16|f32]
 //
 // Exits with status 0 and a message when no GPU is present.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/timing.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();  // --help shows every default
   std::string dtype_text = "bf16";
   app.add_option("--dtype", dtype_text, "activation dtype")->check(CLI::IsMember({"bf16", "f32"}));
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_megalodon_block")) return *status;
   const DType dtype = dtype_from_name(dtype_text);
   if (!cuda_available()) {
     std::printf("bench_megalodon_block: no GPU (%s)\n", cuda_unavailable_reason().c_str());

@@ -7,12 +7,12 @@
 //
 // The logits are 3·N(0, 1)-like (uniform sums), so the nucleus of top-p 0.9 holds a realistic few
 // hundred tokens; the repetition penalty 1.2 applies to `context` distinct ids.
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <unordered_set>
 #include <vector>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/sampling.h"
 #include "base/philox.h"
 
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", vocab, "logits per row")->check(CLI::PositiveNumber);
   app.add_option("--context", context_size, "distinct ids under the repetition penalty")->check(CLI::NonNegativeNumber);
   app.add_option("--iterations", iterations, "timed tokens per setting")->check(CLI::PositiveNumber);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = parse_command_line(app, argc, argv, "bench_sampling")) return *status;
 
   std::vector<float> logits(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i) {

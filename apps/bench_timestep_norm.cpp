@@ -4,11 +4,11 @@
 // dy, write dx), and what these kernels move (each pass of the scans reads x once more: forward 3,
 // backward 5 tensors of B*L*D; the per-step statistics are G/D of that and are left out).
 // Without a GPU it says so and exits with status 0.
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <functional>
 
+#include "apps/lib/command_line.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -35,7 +35,7 @@ double seconds_per_call(const Device& device, int iterations, const std::functio
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_timestep_norm: TimestepNorm on CUDA, forward and forward + backward"};  // no options: --help only
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_timestep_norm")) return *status;
   if (!cuda_available()) {
     std::printf("bench_timestep_norm: no usable GPU (%s); nothing to measure\n", cuda_unavailable_reason().c_str());
     return 0;

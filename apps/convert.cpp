@@ -11,10 +11,10 @@
 // CFG: the model config (a preset, our JSON or an official ModelConf) when IN carries none; when it
 //      carries one, CFG must agree with it.
 // tools/convert_pth.py turns an export directory into the official consolidated.pth layout and back.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/files.h"
 #include "apps/lib/run_config.h"
 #include "nn/checkpoint.h"
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("OUT", out, "FILE.h5 (HDF5 weights file) or a directory (model.safetensors + config.json)")->required();
   app.add_option("--config", config, "model config when IN carries none: preset, JSON file or official ModelConf");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "convert")) return *status;
   try {
     return run(in, out, config);
   } catch (const std::exception& e) {

@@ -12,9 +12,9 @@
 //       by default the config W carries.
 // S.h5: "logits" (batch, length, vocab) f32, "loss" (scalar) f32, "grads/<name>" f32 for every parameter.
 // See docs/debug-state.md.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/run_config.h"
 #include "apps/lib/trainer.h"
 #include "autograd/engine.h"
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", a.batch, "HDF5 file with input_ids and targets (default: the --weights file)");
   app.add_option("--device", a.device, "auto (CUDA when available), cpu, cuda or cuda:N");
   app.add_option("--dtype", a.dtype, "compute dtype: f32 or bf16");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "debug_state")) return *status;
   try {
     return run(a);
   } catch (const std::exception& e) {

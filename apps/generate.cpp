@@ -28,11 +28,12 @@
 // starts in the training stream that `prepare` writes.
 //
 // Every error (a missing or corrupted checkpoint, a tokenizer mismatch, an empty prompt, bad
-// sampling parameters, ids outside the vocabulary) is one line on stderr and exit status 1.
+// sampling parameters, ids outside the vocabulary, output that cannot be written) is one line on stderr
+// and exit status 1; a bad command line (an unknown flag, a number out of its range) exit status 2.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,6 +47,7 @@
 #include <unordered_set>
 
 #include "apps/lib/app_errors.h"
+#include "apps/lib/command_line.h"
 #include "apps/lib/files.h"
 #include "apps/lib/parallel_scoring.h"
 #include "apps/lib/rank_shares.h"
@@ -83,6 +85,13 @@ struct Settings {
   std::string score_buckets = "log2";
   int64_t score_bucket_width = 1024;
 };
+
+// Output that does not arrive is a failure, not a success (issue 15 item 5): a closed pipe (EPIPE, when
+// SIGPIPE is ignored), a full disk (ENOSPC) or a closed stdout end generation with the reason and exit
+// status 1 at the first token that cannot be written.
+void require_output_written() {
+  MGL_CHECK(std::fflush(stdout) == 0 && !std::ferror(stdout), "cannot write to standard output: ", os_reason());
+}
 
 // Time spent and tokens processed in the two phases, for the closing report.
 struct Throughput {
@@ -177,7 +186,7 @@ std::vector<Completion> generate_batch(const nn::Megalodon& model, const nn::Str
     out[b].text += piece;
     if (echo && b == 0 && !piece.empty()) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
+      require_output_written();
     }
   };
   // Greedy decoding on a GPU chooses on the device (StreamingSession::next_greedy): the host then
@@ -370,7 +379,7 @@ void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& st
       if (streamed) std::printf("%s", text.c_str());
       else mine.emplace_back(static_cast<int64_t>(group[j]), text);
     }
-    std::fflush(stdout);
+    require_output_written();
   }
   if (streamed) return;
   const std::string lines = gather_in_order(mine, parallel.world());
@@ -380,7 +389,6 @@ void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& st
 }
 
 int run(const Settings& s, bool& is_rank0) {
-  MGL_CHECK(s.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got ", s.max_new_tokens);
   s.sampling.validate();
   MGL_CHECK(!s.score_curve || s.score.size() == 1, "--score-curve takes one --score file, got ", s.score.size());
   // Every process is one rank of a data-parallel world (a plain run: one); "cuda" picks the local rank's GPU.
@@ -388,6 +396,7 @@ int run(const Settings& s, bool& is_rank0) {
   grid.sizes.data = dist::launched_by_mpi() ? dist::initialize_mpi().size : 1;
   const std::shared_ptr<dist::ParallelState> parallel = dist::ParallelState::create(grid, s.device);
   is_rank0 = parallel->is_logging_rank();
+  MGL_CHECK(!is_rank0 || ::fcntl(STDOUT_FILENO, F_GETFD) != -1, "standard output is closed: the results would be lost");
   const Device device = parallel->device();
   MGL_CHECK(device.is_cpu() || cuda_available(), "--device ", s.device, ": ", cuda_unavailable_reason());
 
@@ -445,6 +454,7 @@ int run(const Settings& s, bool& is_rank0) {
   } else if (is_rank0) {
     generate_batch(model, streaming, *tokenizer, prompts, {s.seed}, s, true, throughput);
   }
+  if (is_rank0) require_output_written();
   report(throughput, device, *parallel);
   return 0;
 }
@@ -465,13 +475,16 @@ int main(int argc, char** argv) {
   prompt->excludes(prompt_file, prompts_file, score_file);
   prompt_file->excludes(prompts_file, score_file);
   prompts_file->excludes(score_file);
-  app.add_option("--max-new-tokens", s.max_new_tokens, "tokens to generate per prompt (at most)");
+  app.add_option("--max-new-tokens", s.max_new_tokens, "tokens to generate per prompt (at most)")
+      ->check(integer_in(1, kMaxCount));
   app.add_flag("--greedy", s.sampling.greedy, "take the most likely token (same as --temperature 0)");
   app.add_option("--temperature", s.sampling.temperature, "softmax temperature, >= 0");
-  app.add_option("--top-k", s.sampling.top_k, "sample among the k most likely tokens (0: all)");
+  app.add_option("--top-k", s.sampling.top_k, "sample among the k most likely tokens (0: all)")
+      ->check(integer_in(0, INT32_MAX));
   app.add_option("--top-p", s.sampling.top_p, "sample in the smallest set of tokens of mass >= p, (0, 1]");
   app.add_option("--repetition-penalty", s.sampling.repetition_penalty, "CTRL penalty on tokens already seen, > 0");
-  app.add_option("--seed", s.seed, "sampling seed (prompt i of --prompts-file uses seed + i)");
+  app.add_option("--seed", s.seed, "sampling seed (prompt i of --prompts-file uses seed + i)")
+      ->check(integer_in(0, INT64_MAX));
   app.add_option("--stop", s.stops, "stop when this text is generated (repeatable); it is not printed");
   app.add_option("--device", s.device, "auto (CUDA when available), cpu, cuda or cuda:N");
   app.add_option("--dtype", s.dtype, "compute dtype")->check(CLI::IsMember({"f32", "bf16"}));
@@ -485,14 +498,9 @@ int main(int argc, char** argv) {
       ->needs(prompts_file);
   app.add_option("--score-buckets", s.score_buckets, "position buckets of the curve")
       ->check(CLI::IsMember({"log2", "linear"}));
-  app.add_option("--score-bucket-width", s.score_bucket_width, "positions per bucket for --score-buckets linear");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "generate: %s\n", e.what());
-    return 1;
-  }
+  app.add_option("--score-bucket-width", s.score_bucket_width, "positions per bucket for --score-buckets linear")
+      ->check(integer_in(1, kMaxCount));
+  if (auto status = parse_command_line(app, argc, argv, "generate")) return *status;
   bool is_rank0 = dist::launcher_rank() == 0;
   try {
     return run(s, is_rank0);

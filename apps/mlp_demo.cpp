@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/trainer.h"
 #include "autograd/engine.h"
 #include "core/cuda_context.h"
@@ -103,7 +104,7 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", settings.hidden, "hidden width")->check(CLI::Range(1, 1 << 20));
   app.add_option("--lr", settings.lr, "AdamW learning rate, >= 0");
   app.add_option("--seed", settings.seed, "seed of the data and the initialisation");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = mgl::apps::parse_command_line(app, argc, argv, "mlp_demo")) return *status;
   try {
     MGL_CHECK(settings.lr >= 0, "--lr must be >= 0, got ", settings.lr);
     settings.device = apps::resolve_device(device);

@@ -6,9 +6,9 @@
 // What it writes into DIR (train.bin, val.bin, tokenizer.model, meta.json) is described in
 // apps/lib/prepare_data.h. Inputs may be plain or gzip/dictzip-compressed text.
 // Errors go to stderr with a non-zero exit status.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "apps/lib/command_line.h"
 #include "apps/lib/prepare_data.h"
 
 using namespace mgl::apps;
@@ -23,11 +23,13 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", o.tokenizer, "bytes or sentencepiece")
       ->check(CLI::IsMember({"bytes", "sentencepiece"}));
   CLI::Option* vocab_option =
-      app.add_option("--vocab-size", vocab_size, "pieces of the SentencePiece model to train (default 32000)");
+      app.add_option("--vocab-size", vocab_size, "pieces of the SentencePiece model to train (default 32000)")
+          ->check(integer_in(1, INT32_MAX));
   app.add_option("--tokenizer-model", o.tokenizer_model, "an existing SentencePiece .model to use instead of training");
   app.add_option("--val-fraction", o.val_fraction, "held-out fraction of the token stream (the tail)");
-  app.add_option("--seq-len", o.seq_len, "training sequence length: the validation split holds at least one window");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--seq-len", o.seq_len, "training sequence length: the validation split holds at least one window")
+      ->check(integer_in(1, kMaxCount));
+  if (auto status = parse_command_line(app, argc, argv, "prepare")) return *status;
   if (vocab_option->count() > 0) o.vocab_size = vocab_size;
   try {
     prepare_data(o);

@@ -8,17 +8,20 @@
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
-// metrics are in apps/lib/trainer.h. Errors: one line on stderr and exit status 1 (under mpirun the
-// error ends every rank, apps/lib/app_errors.h);
+// metrics are in apps/lib/trainer.h; the run folder is locked for the run's life (apps/lib/run_lock.h:
+// a second train on it is refused). Errors: one line on stderr and exit status 1, a bad command line 2
+// (under mpirun the error ends every rank, apps/lib/app_errors.h; docs/reliability.md);
 // an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "apps/lib/app_errors.h"
+#include "apps/lib/command_line.h"
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
+#include "apps/lib/run_lock.h"
 #include "apps/lib/trainer.h"
 #include "core/allocator.h"
 #include "dist/mpi_world.h"
@@ -121,6 +124,10 @@ int run(const Arguments& a, bool& is_rank0) {
 
   TrainerOptions options;
   options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
+  // One run per folder, for the run's whole life (apps/lib/run_lock.h): rank 0 locks, and a refusal
+  // ends every rank (the others wait for rank 0 at the barrier below, apps/lib/app_errors.h).
+  std::optional<RunLock> lock;
+  if (is_rank0) lock.emplace(options.out, "run");
   // Rank 0 prepares the data (when it must be); the others read what it wrote.
   if (is_rank0) options.data = resolve_data(a, config, options.out);
   parallel->barrier_after_long_work();
@@ -153,7 +160,7 @@ int run(const Arguments& a, bool& is_rank0) {
     summary += line;
   }
   say(summary);
-  return s.interrupted ? 130 : 0;
+  return s.interrupted ? kExitInterrupted : 0;
 }
 
 }  // namespace
@@ -165,8 +172,8 @@ int main(int argc, char** argv) {
   app.add_option("--config", a.config, "a config name in configs/ or a JSON file (an official ModelConf too)");
   app.add_option("--data", a.data, "prepared data directory, or text files/directory to prepare (default: GCIDE)");
   app.add_option("--out", a.out, "run directory (default runs/<config name>)");
-  app.add_option("--steps", a.steps, "optimizer steps (train.steps)");
-  app.add_option("--seed", a.seed, "seed (train.seed)");
+  app.add_option("--steps", a.steps, "optimizer steps (train.steps)")->check(integer_in(1, kMaxCount));
+  app.add_option("--seed", a.seed, "seed (train.seed)")->check(integer_in(0, INT64_MAX));
   app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N");
   app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
   app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
@@ -186,7 +193,7 @@ int main(int argc, char** argv) {
       return text + "(config '" + a.config + "' cannot be shown: " + e.what() + ")\n" + RunConfig::describe_keys(RunConfig());
     }
   });
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = parse_command_line(app, argc, argv, "train")) return *status;
   bool is_rank0 = dist::launcher_rank() == 0;
   try {
     return run(a, is_rank0);
@@ -194,7 +201,7 @@ int main(int argc, char** argv) {
     const std::string message = e.what();
     const bool out_of_memory = message.find("out of memory") != std::string::npos;
     return report_fatal_error(
-        "\ntrain: error: ",
+        "train: error: ",
         message + (out_of_memory ? " (lower train.batch_size or train.seq_len, or set model.activation_checkpointing=true)" : ""),
         is_rank0);
   }

@@ -24,7 +24,8 @@ std::string concat(const Args&... args) {
 
 }  // namespace mgl
 
-// MGL_CHECK(condition, message parts...): throws mgl::Error("<message> [file:line]") when false.
+// MGL_CHECK(condition, message parts...): throws mgl::Error("<message>") when false, with " [file:line]"
+// appended when the environment variable MGL_DEBUG is set (base/error.cpp).
 // The message parts are streamed, so tensors' describe() strings, numbers and shapes can be mixed.
 #define MGL_CHECK(condition, ...)                                                        \
   do {                                                                                   \

@@ -3,7 +3,9 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "base/error.h"
@@ -72,6 +74,10 @@ uint64_t dataset_checksum(const std::string& name, const std::vector<hsize_t>& d
   return fnv1a64(data, bytes, hash);
 }
 
+// The OS reason of a failed HDF5 call, when the OS gave one (errno is cleared before the call): "No
+// space left on device" or "Read-only file system" say what "writing failed" does not (issue 15 item 4).
+std::string os_reason() { return errno != 0 ? std::string(": ") + std::strerror(errno) : std::string(); }
+
 void write_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t checksum);
 void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed);
 
@@ -81,6 +87,10 @@ Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
   silence_hdf5();
   if (mode == Mode::read) {
     MGL_CHECK(std::filesystem::exists(path), "cannot open '", path, "': no such file");
+    MGL_CHECK(!std::filesystem::is_directory(path), "cannot open '", path, "': Is a directory");
+    std::FILE* probe = std::fopen(path.c_str(), "rb");  // unreadable ("Permission denied") is not "corrupted"
+    MGL_CHECK(probe != nullptr, "cannot open '", path, "': ", std::strerror(errno));
+    std::fclose(probe);
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     MGL_CHECK(file_ >= 0, "cannot open '", path, "' as HDF5 (not an HDF5 file, or truncated/corrupted)");
     if (sealed()) {
@@ -89,13 +99,21 @@ Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
                 "changed or damaged after the file was written)");
     }
   } else {
+    errno = 0;
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    MGL_CHECK(file_ >= 0, "cannot create HDF5 file '", path, "'");
+    MGL_CHECK(file_ >= 0, "cannot create HDF5 file '", path, "'", os_reason());
   }
 }
 
 Hdf5File::~Hdf5File() {
   if (file_ >= 0) H5Fclose(file_);
+}
+
+void Hdf5File::close() {
+  errno = 0;
+  const herr_t status = H5Fclose(file_);
+  file_ = -1;
+  MGL_CHECK(status >= 0, path_, ": writing the file failed", os_reason());
 }
 
 void Hdf5File::write(const std::string& name, const Tensor& tensor) {
@@ -110,8 +128,9 @@ void Hdf5File::write(const std::string& name, const Tensor& tensor) {
   Handle dataset(H5Dcreate2(file_, name.c_str(), native_type(stored), space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT),
                  H5Dclose);
   MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
+  errno = 0;
   MGL_CHECK(H5Dwrite(dataset.get(), native_type(stored), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()) >= 0, path_,
-            ": writing dataset '", name, "' failed");
+            ": writing dataset '", name, "' failed", os_reason());
   write_checksum(dataset.get(), path_, name, dataset_checksum(name, dims, host.raw_data(), host.numel() * host.element_size()));
 }
 
@@ -156,8 +175,9 @@ void Hdf5File::write_bytes(const std::string& name, const std::string& bytes) {
   Handle dataset(H5Dcreate2(file_, name.c_str(), H5T_NATIVE_UINT8, space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT),
                  H5Dclose);
   MGL_CHECK(dataset.get() >= 0, path_, ": cannot create dataset '", name, "' (does it exist already?)");
+  errno = 0;
   MGL_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0, path_,
-            ": writing dataset '", name, "' failed");
+            ": writing dataset '", name, "' failed", os_reason());
   write_checksum(dataset.get(), path_, name, dataset_checksum(name, {size}, bytes.data(), bytes.size()));
 }
 
@@ -314,7 +334,8 @@ void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf
       Hdf5File file(temporary, Hdf5File::Mode::create);
       fill(file);
       file.seal_attributes();
-    }  // closed (and flushed) here, before the rename
+      file.close();  // flushed, and a failure (a full disk) thrown, before the rename publishes the file
+    }
     std::filesystem::rename(temporary, path);
   } catch (...) {
     std::remove(temporary.c_str());

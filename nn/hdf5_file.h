@@ -24,6 +24,9 @@ class Hdf5File {
 
   Hdf5File(const std::string& path, Mode mode);
   ~Hdf5File();
+  // Closes the file now, throwing (with the OS reason) when the data it still buffers cannot be written;
+  // a writer calls it so that a failure is seen before the file is used (write_hdf5_atomically does).
+  void close();
   Hdf5File(const Hdf5File&) = delete;
   Hdf5File& operator=(const Hdf5File&) = delete;
 

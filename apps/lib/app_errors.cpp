@@ -14,8 +14,8 @@ int report_fatal_error(const char* prefix, const std::string& message, bool is_r
   if (mpi && !is_rank0) std::this_thread::sleep_for(std::chrono::seconds(2));
   std::fprintf(stderr, "%s%s%s\n", prefix, mpi && !is_rank0 ? "(this rank) " : "", message.c_str());
   std::fflush(stderr);
-  if (mpi) dist::abort_mpi_job(1);
-  return 1;
+  if (mpi) dist::abort_mpi_job(kExitFailure);
+  return kExitFailure;
 }
 
 }  // namespace mgl::apps

@@ -8,9 +8,18 @@
 
 namespace mgl::apps {
 
-// Prints `prefix` (the app's own form, e.g. "\ntrain: error: " or "generate: "), then "(this rank) "
+// The exit status of every app (docs/reliability.md, "Exit status"): 0 success; kExitFailure an error
+// while running (bad data, a bad config value, a file that cannot be read or written, a refused lock);
+// kExitUsage a bad command line (apps/lib/command_line.h); kExitInterrupted a run stopped by SIGINT or
+// SIGTERM after saving its state. Under mpirun a rank that stops answering ends the job with 3
+// (dist/fault_monitor.h).
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;
+
+// Prints `prefix` (the app's name and "error", e.g. "train: error: "), then "(this rank) "
 // on a rank other than 0 under mpirun, then the message and a newline; under an MPI launcher it then
-// ends the whole job. Returns the exit status for a plain run (1).
+// ends the whole job. Returns the exit status for a plain run (kExitFailure).
 int report_fatal_error(const char* prefix, const std::string& message, bool is_rank0);
 
 }  // namespace mgl::apps

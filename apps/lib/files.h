@@ -1,10 +1,14 @@
 #pragma once
-// Whole-file reads and atomic writes, shared by the apps.
+// Whole-file reads and atomic writes, shared by the apps. A failure names the path and the OS reason
+// (strerror: "No space left on device", "Permission denied", "Is a directory", ...), never only "failed".
 #include <string>
 
 namespace mgl::apps {
 
-// The bytes of the file at `path`. Throws mgl::Error "cannot read <what> '<path>'" when it cannot be opened.
+// The text of errno, the OS reason of the last failed call.
+std::string os_reason();
+
+// The bytes of the file at `path`. Throws mgl::Error "cannot read <what> '<path>': <reason>".
 std::string read_file(const std::string& path, const std::string& what = "file");
 
 // Writes `contents` to <path>.tmp and renames it over `path`, so that a reader (or a crash) never sees a

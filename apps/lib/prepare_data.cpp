@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/lib/files.h"
+#include "apps/lib/run_lock.h"
 #include "apps/lib/token_shards.h"
 #include "base/error.h"
 
@@ -165,7 +166,7 @@ PreparedData prepare_data(const PrepareOptions& o) {
     head.resize(static_cast<size_t>(in.gcount()));
     check_text_input(input, head);
   }
-  fs::create_directories(o.out);
+  const RunLock lock(o.out, "data");  // one writer per data folder (apps/lib/run_lock.h)
   const std::unique_ptr<Tokenizer> tokenizer = tokenizer_for(o);
 
   std::vector<uint32_t> stream;
@@ -218,20 +219,29 @@ PreparedData read_prepared_data(const std::string& directory) {
   try {
     std::ifstream in(meta_path);
     meta = json::parse(in);
-    PreparedData d;
-    d.directory = directory;
-    d.tokenizer_identity = meta.at("tokenizer").get<std::string>();
-    d.tokenizer_kind = meta.at("tokenizer_kind").get<std::string>();
-    d.vocab_size = meta.at("vocab_size").get<int64_t>();
-    d.train_tokens = meta.at("train_tokens").get<int64_t>();
-    d.val_tokens = meta.at("val_tokens").get<int64_t>();
-    d.val_bytes = meta.value("val_bytes", d.tokenizer_kind == "bytes" ? d.val_tokens : int64_t{0});
-    for (const std::string& split : {d.train_path(), d.val_path()})
-      MGL_CHECK(fs::is_regular_file(split), "prepared data directory '", directory, "' lacks ", split);
-    return d;
   } catch (const json::exception& e) {
     MGL_FAIL("'", meta_path.string(), "' is not a valid data description: ", e.what());
   }
+  MGL_CHECK(meta.is_object(), "'", meta_path.string(), "' is not a valid data description: not a JSON object");
+  // A missing key or one of the wrong type is named (issue 15 item 4), not a JSON library's type error.
+  auto field = [&](const char* key, bool integer) -> const json& {
+    MGL_CHECK(meta.contains(key) && (integer ? meta[key].is_number_integer() : meta[key].is_string()), "'",
+              meta_path.string(), "': key '", key, "' must be ", integer ? "an integer" : "a string",
+              meta.contains(key) ? ", got " + meta[key].dump() : std::string(", and is missing"));
+    return meta[key];
+  };
+  PreparedData d;
+  d.directory = directory;
+  d.tokenizer_identity = field("tokenizer", false).get<std::string>();
+  d.tokenizer_kind = field("tokenizer_kind", false).get<std::string>();
+  d.vocab_size = field("vocab_size", true).get<int64_t>();
+  d.train_tokens = field("train_tokens", true).get<int64_t>();
+  d.val_tokens = field("val_tokens", true).get<int64_t>();
+  d.val_bytes = meta.contains("val_bytes") ? field("val_bytes", true).get<int64_t>()
+                                           : (d.tokenizer_kind == "bytes" ? d.val_tokens : int64_t{0});
+  for (const std::string& split : {d.train_path(), d.val_path()})
+    MGL_CHECK(fs::is_regular_file(split), "prepared data directory '", directory, "' lacks ", split);
+  return d;
 }
 
 }  // namespace mgl::apps

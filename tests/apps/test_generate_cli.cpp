@@ -47,14 +47,17 @@ Run on_cpu(const Workspace& ws, const std::string& args, const std::string& inpu
   return ws.generate("--device cpu " + args, input);
 }
 
-// The run failed with status 1 and exactly one line on stderr, "generate: ..." holding `part`.
-void check_error(const Run& run, const std::string& part) {
+// The run failed with status 1 (or 2, a bad command line: docs/reliability.md) and exactly one line on
+// stderr, "generate: ..." holding `part`.
+void check_error(const Run& run, const std::string& part, int status = 1) {
   INFO("status " << run.status << ", stderr: " << run.err);
-  CHECK(run.status == 1);
+  CHECK(run.status == status);
   CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
   CHECK(run.err.rfind("generate: ", 0) == 0);
   CHECK(contains(run.err, part));
 }
+
+void check_usage_error(const Run& run, const std::string& part) { check_error(run, "generate: error: " + part, 2); }
 
 }  // namespace
 
@@ -171,11 +174,12 @@ TEST_CASE("generate: bad inputs are one line on stderr and a non-zero exit", "[a
                        "empty prompt (line 2 of --prompts-file)");
   check_error(on_cpu(ws, ok + "--prompt x --temperature -1"), "temperature must be >= 0");
   check_error(on_cpu(ws, ok + "--prompt x --top-p 0"), "top_p must be in (0, 1]");
-  check_error(on_cpu(ws, ok + "--prompt x --top-k -2"), "top_k must be >= 0");
+  check_usage_error(on_cpu(ws, ok + "--prompt x --top-k -2"), "--top-k: expects a whole number in [0, ");
   check_error(on_cpu(ws, ok + "--prompt x --repetition-penalty 0"), "repetition_penalty must be > 0");
-  check_error(on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt x --max-new-tokens 0"), "--max-new-tokens must be >= 1");
-  check_error(on_cpu(ws, ok + "--prompt x --dtype f16"), "--dtype");
-  check_error(on_cpu(ws, ok + "--prompt x --prompt-file y"), "excludes");
+  check_usage_error(on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt x --max-new-tokens 0"),
+                    "--max-new-tokens: expects a whole number in [1, ");
+  check_usage_error(on_cpu(ws, ok + "--prompt x --dtype f16"), "--dtype");
+  check_usage_error(on_cpu(ws, ok + "--prompt x --prompt-file y"), "--prompt excludes --prompt-file");
 
   // Ids outside the vocabulary: a byte-level tokenizer on a model of 50 ids.
   const std::string small = ws.path("small.h5").string();

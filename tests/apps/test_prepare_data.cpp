@@ -90,6 +90,13 @@ TEST_CASE("prepare: bad inputs are clear errors", "[apps][prepare]") {
   CHECK(contains(error_message([&] { read_prepared_data((dir / "nowhere").string()); }), "not found"));
   fs::create_directories(dir / "empty");
   CHECK(contains(error_message([&] { read_prepared_data((dir / "empty").string()); }), "meta.json"));
+  // A meta.json key of the wrong type, or missing, is named.
+  std::ofstream(dir / "empty" / "meta.json") << R"({"tokenizer": "bytes", "tokenizer_kind": "bytes", "vocab_size": "256"})";
+  CHECK(contains(error_message([&] { read_prepared_data((dir / "empty").string()); }),
+                 "key 'vocab_size' must be an integer, got \"256\""));
+  std::ofstream(dir / "empty" / "meta.json") << R"({"tokenizer": "bytes", "tokenizer_kind": "bytes", "vocab_size": 256})";
+  CHECK(contains(error_message([&] { read_prepared_data((dir / "empty").string()); }),
+                 "key 'train_tokens' must be an integer, and is missing"));
   fs::remove_all(dir);
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The train binary end to end (CTest: apps_train_cli): --help, bad input (one clear line, exit 1), and a
-# run killed by SIGKILL after a checkpoint that, resumed, logs exactly the uninterrupted run's metrics.
+# The train binary end to end (CTest: apps_train_cli): --help, bad input (one clear line, exit 1), one run
+# per folder, and a run killed by SIGKILL after a checkpoint that, resumed, logs exactly the uninterrupted run's metrics.
 #   tests/apps/train_cli.sh path/to/train
 set -uo pipefail
 train="$(realpath "${1:?usage: train_cli.sh path/to/train}")"
@@ -53,7 +53,20 @@ expect_error "every unknown key" "num_layerz'; key 'share_emb' expects true or f
   "$train" --config bad_official.json
 
 # SIGKILL after the step-8 checkpoint, then --resume: the metrics equal the uninterrupted run's.
-"$train" "${small[@]}" --steps 24 --out a >a.log 2>&1 || fail "the uninterrupted run failed: $(tail -3 a.log)"
+# One run per folder: a second trainer on the folder of a running one is refused naming the holder's pid,
+# and the first goes on undisturbed (its metrics are compared below). The first is paused (SIGSTOP) while
+# the second tries, so that it cannot finish before: no race.
+"$train" "${small[@]}" --steps 24 --out a >a.log 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ "$(cat a/.lock 2>/dev/null)" = "$pid" ] && break
+  sleep 0.05
+done
+kill -STOP "$pid"
+expect_error "a second trainer on a running one's folder" "run folder 'a' is in use by process $pid" \
+  "$train" "${small[@]}" --steps 24 --out a --resume
+kill -CONT "$pid"
+wait "$pid" || fail "the uninterrupted run failed: $(tail -3 a.log)"
 "$train" "${small[@]}" --steps 24 --out b >b.log 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
@@ -63,6 +76,7 @@ done
 kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 [ -f b/checkpoints/step_00000024.h5 ] && echo "note: the run finished before the kill; resume is then a no-op"
+# The killed run's b/.lock is left behind, but the kernel released its flock: stale, so resume takes it.
 "$train" "${small[@]}" --steps 24 --out b --resume >resume.log 2>&1 || fail "resume failed: $(tail -3 resume.log)"
 strip() {  # the timings differ between runs
   sed -e 's/,"tokens_per_s":[^,}]*//' -e 's/,"tokens_per_s_per_device":[^,}]*//' -e 's/,"step_ms":[^,}]*//' \

@@ -1,0 +1,55 @@
+#pragma once
+// Parsing an app's command line with CLI11, the same way in every app (docs/reliability.md, "Exit
+// status"): --help prints and exits 0; a bad command line (an unknown flag, a value that does not parse
+// or is out of its range, a missing required option) is one line "<app>: error: <what>" on stderr and
+// exit status kExitUsage, so that a script can tell "called wrongly" from "failed while running".
+// (CLI11's own CLI11_PARSE would exit with its internal codes 104-114 instead.)
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "apps/lib/app_errors.h"
+
+namespace mgl::apps {
+
+// The largest count a count flag takes (--steps, --max-new-tokens, ...): far beyond any real run, and
+// small enough that sums and products of counts stay far from int64 overflow.
+constexpr int64_t kMaxCount = 1'000'000'000'000;
+
+// A check on an integer option's text, before CLI11 converts it: CLI11 (2.1) clamps an integer that
+// overflows its type to the type's limit (--steps 99999999999999999999 ran 2^63 - 1 steps) and wraps
+// -1 into an unsigned seed, so the text itself must be a whole number in [low, high].
+inline CLI::Validator integer_in(int64_t low, int64_t high) {
+  return CLI::Validator(
+      [low, high](std::string& text) -> std::string {
+        int64_t value = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, error] = std::from_chars(text.data(), end, value);
+        if (error == std::errc() && stop == end && value >= low && value <= high) return {};
+        return "expects a whole number in [" + std::to_string(low) + ", " + std::to_string(high) + "], got '" + text +
+               "'";
+      },
+      "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+}
+
+// Returns std::nullopt when the app should go on, else the status to return from main.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, const char* name) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    return kExitUsage;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mgl::apps
