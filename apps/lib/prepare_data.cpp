@@ -34,7 +34,15 @@ std::string read_gzip(const std::string& path) {
   std::string text;
   char buffer[1 << 16];
   int got = 0;
-  while ((got = gzread(file, buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(got));
+  while ((got = gzread(file, buffer, sizeof(buffer))) > 0) {
+    // zlib passes data that is not gzip through unchanged ("transparent" mode): a .gz of other bytes
+    // would be read as text. A compressed name must hold compressed data.
+    if (text.empty() && gzdirect(file)) {
+      gzclose(file);
+      MGL_FAIL("'", path, "' is named as gzip-compressed (.gz/.dz) but does not hold gzip data (no gzip header)");
+    }
+    text.append(buffer, static_cast<size_t>(got));
+  }
   int error = Z_OK;
   const char* message = gzerror(file, &error);
   const std::string reason = message ? message : "";
@@ -239,8 +247,23 @@ PreparedData read_prepared_data(const std::string& directory) {
   d.val_tokens = field("val_tokens", true).get<int64_t>();
   d.val_bytes = meta.contains("val_bytes") ? field("val_bytes", true).get<int64_t>()
                                            : (d.tokenizer_kind == "bytes" ? d.val_tokens : int64_t{0});
-  for (const std::string& split : {d.train_path(), d.val_path()})
+  MGL_CHECK(d.tokenizer_kind == "bytes" || d.tokenizer_kind == "sentencepiece", "'", meta_path.string(),
+            "': key 'tokenizer_kind' is '", d.tokenizer_kind, "'; known: bytes, sentencepiece");
+  MGL_CHECK(d.tokenizer_kind == "bytes" || fs::is_regular_file(d.tokenizer_model_path()), "'", meta_path.string(),
+            "' names a sentencepiece tokenizer, but '", d.tokenizer_model_path(), "' is missing");
+  // The description must agree with the shards it describes (their checksums are checked when read).
+  const std::string token_dtype = field("token_dtype", false).get<std::string>();
+  MGL_CHECK(token_dtype == "uint16" || token_dtype == "uint32", "'", meta_path.string(), "': key 'token_dtype' is '",
+            token_dtype, "'; known: uint16, uint32");
+  for (const auto& [split, promised] : {std::pair{d.train_path(), d.train_tokens}, std::pair{d.val_path(), d.val_tokens}}) {
     MGL_CHECK(fs::is_regular_file(split), "prepared data directory '", directory, "' lacks ", split);
+    const TokenShardInfo shard = read_token_shard_info(split);
+    MGL_CHECK(shard.count == static_cast<uint64_t>(promised), "'", meta_path.string(), "' says ", promised,
+              " tokens for ", split, ", which holds ", shard.count);
+    MGL_CHECK((shard.dtype == TokenDType::u16) == (token_dtype == "uint16"), "'", meta_path.string(),
+              "': key 'token_dtype' is ", token_dtype, " but ", split, " holds ",
+              shard.dtype == TokenDType::u16 ? "uint16" : "uint32", " tokens");
+  }
   return d;
 }
 

@@ -86,7 +86,7 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   MGL_CHECK(!error, "token shard: cannot rename '", temporary, "' to '", path, "': ", error.message());
 }
 
-TokenShard read_token_shard(const std::string& path) {
+TokenShardInfo read_token_shard_info(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   MGL_CHECK(in.good(), "token shard '", path, "': cannot open the file");
   in.seekg(0, std::ios::end);
@@ -110,19 +110,26 @@ TokenShard read_token_shard(const std::string& path) {
             header.count, " tokens (", header.count * width, " bytes) but only ", payload, " bytes follow it");
   MGL_CHECK(payload == header.count * width, "token shard '", path, "': ", payload - header.count * width,
             " unexpected bytes after the ", header.count, " tokens");
+  return {dtype, header.count, header.checksum};
+}
 
+TokenShard read_token_shard(const std::string& path) {
+  const TokenShardInfo info = read_token_shard_info(path);
+  const uint64_t width = token_dtype_size(info.dtype), payload = info.count * width;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(kTokenShardHeaderBytes));
   std::vector<unsigned char> bytes(payload);
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(payload));
   MGL_CHECK(in.good(), "token shard '", path, "': read error");
   const uint64_t checksum = fnv1a64(bytes.data(), bytes.size());
-  MGL_CHECK(checksum == header.checksum, "token shard '", path, "': checksum mismatch (header ", header.checksum,
+  MGL_CHECK(checksum == info.checksum, "token shard '", path, "': checksum mismatch (header ", info.checksum,
             ", data ", checksum, "): the file is corrupt");
 
   TokenShard shard;
-  shard.dtype = dtype;
-  shard.tokens.resize(header.count);
-  for (uint64_t i = 0; i < header.count; ++i) {
-    if (dtype == TokenDType::u16) {
+  shard.dtype = info.dtype;
+  shard.tokens.resize(info.count);
+  for (uint64_t i = 0; i < info.count; ++i) {
+    if (info.dtype == TokenDType::u16) {
       uint16_t narrow;
       std::memcpy(&narrow, &bytes[i * width], width);
       shard.tokens[i] = narrow;

@@ -42,4 +42,12 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
 // Reads and validates a shard (see the format above).
 TokenShard read_token_shard(const std::string& path);
 
+// The header of a shard, validated against the file's size (not the checksum: no token is read).
+struct TokenShardInfo {
+  TokenDType dtype = TokenDType::u16;
+  uint64_t count = 0;
+  uint64_t checksum = 0;
+};
+TokenShardInfo read_token_shard_info(const std::string& path);
+
 }  // namespace mgl::apps

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/token_shards.h"
@@ -97,6 +98,38 @@ TEST_CASE("prepare: bad inputs are clear errors", "[apps][prepare]") {
   std::ofstream(dir / "empty" / "meta.json") << R"({"tokenizer": "bytes", "tokenizer_kind": "bytes", "vocab_size": 256})";
   CHECK(contains(error_message([&] { read_prepared_data((dir / "empty").string()); }),
                  "key 'train_tokens' must be an integer, and is missing"));
+  // A .gz that holds no gzip data is refused (zlib would pass its bytes through as if they were text).
+  std::ofstream(dir / "fake.gz", std::ios::binary) << sample_text(500);
+  CHECK(contains(error_message([&] { read_text_file((dir / "fake.gz").string()); }),
+                 "is named as gzip-compressed (.gz/.dz) but does not hold gzip data"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("prepare: a data directory's meta.json must agree with its shards", "[apps][prepare]") {
+  const fs::path dir = scratch("lying");
+  std::ofstream(dir / "a.txt", std::ios::binary) << sample_text(400);
+  PrepareOptions o;
+  o.seq_len = 64;
+  o.inputs = {(dir / "a.txt").string()};
+  o.out = (dir / "data").string();
+  const PreparedData good = prepare_data(o);
+  const fs::path meta_path = dir / "data" / "meta.json";
+  const nlohmann::json meta = nlohmann::json::parse(std::ifstream(meta_path));
+  // Each lie: one key of a true description changed.
+  auto lie = [&](const std::string& key, const nlohmann::json& value) {
+    nlohmann::json edited = meta;
+    edited[key] = value;
+    std::ofstream(meta_path) << edited.dump(2);
+    return error_message([&] { read_prepared_data(good.directory); });
+  };
+  CHECK(contains(lie("val_tokens", good.val_tokens + 1), "says " + std::to_string(good.val_tokens + 1) + " tokens for"));
+  CHECK(contains(lie("train_tokens", 7), "which holds " + std::to_string(good.train_tokens)));
+  CHECK(contains(lie("token_dtype", "uint32"), "key 'token_dtype' is uint32 but"));
+  CHECK(contains(lie("token_dtype", "int8"), "key 'token_dtype' is 'int8'; known: uint16, uint32"));
+  CHECK(contains(lie("tokenizer_kind", "tiktoken"), "key 'tokenizer_kind' is 'tiktoken'; known: bytes, sentencepiece"));
+  CHECK(contains(lie("tokenizer_kind", "sentencepiece"), "tokenizer.model' is missing"));
+  std::ofstream(meta_path) << meta.dump(2);
+  CHECK(read_prepared_data(good.directory).val_tokens == good.val_tokens);
   fs::remove_all(dir);
 }
 
