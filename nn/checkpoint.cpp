@@ -13,9 +13,7 @@ namespace mgl::nn {
 
 namespace {
 
-constexpr const char* kModelPrefix = "model/";
 constexpr const char* kOptimizerPrefix = "optimizer/";
-constexpr const char* kTokenizerModel = "tokenizer/model";
 
 std::string moment_name(const std::string& parameter, const char* what) {
   return kOptimizerPrefix + parameter + "/" + what;
@@ -44,7 +42,7 @@ TrainingState read_training_state(const Hdf5File& file) {
   state.tokenizer = file.string_attribute("tokenizer");
   state.run_config = file.string_attribute("run_config");
   // Absent in checkpoints written before the tokenizer model was stored: the identity still names it.
-  if (file.contains(kTokenizerModel)) state.tokenizer_model = file.read_bytes(kTokenizerModel);
+  if (file.contains(kCheckpointTokenizerModel)) state.tokenizer_model = file.read_bytes(kCheckpointTokenizerModel);
   return state;
 }
 
@@ -59,12 +57,12 @@ void load_model(const Hdf5File& file, const Megalodon& model, const std::set<std
   // Strict in both directions: every model tensor is present (load_parameters checks), and no stored
   // tensor is left unused (a checkpoint of a different architecture with the same config keys).
   std::set<std::string> expected = others;
-  expected.insert(kTokenizerModel);
-  for (const Parameter& p : model.named_parameters()) expected.insert(kModelPrefix + p.name);
+  expected.insert(kCheckpointTokenizerModel);
+  for (const Parameter& p : model.named_parameters()) expected.insert(kCheckpointModelPrefix + p.name);
   for (const std::string& name : file.dataset_names())
     MGL_CHECK(expected.count(name), file.path(), ": checkpoint tensor '", name,
               "' belongs to no parameter of this model");
-  load_parameters(model, file, kModelPrefix, model.tensor_parallel());
+  load_parameters(model, file, kCheckpointModelPrefix, model.tensor_parallel());
 }
 
 // A tensor as the file holds it, and how this rank's copy is a piece of it.
@@ -79,7 +77,7 @@ struct StoredTensor {
 std::vector<StoredTensor> checkpoint_tensors(const Megalodon& model, const AdamW& optimizer) {
   std::vector<StoredTensor> out;
   const std::vector<Parameter> parameters = model.named_parameters();
-  for (const Parameter& p : parameters) out.push_back({kModelPrefix + p.name, p.tensor, p.sharding});
+  for (const Parameter& p : parameters) out.push_back({kCheckpointModelPrefix + p.name, p.tensor, p.sharding});
   for (const Parameter& p : parameters) {
     const size_t i = optimizer.index_of(p.name);
     out.push_back({moment_name(p.name, "exp_avg"), optimizer.exp_avg(i), p.sharding});
@@ -124,7 +122,7 @@ void save_checkpoint(const std::string& path, const Megalodon& model, const Adam
     file.set_attribute("rng_seed", static_cast<int64_t>(state.rng_seed));
     file.set_attribute("rng_offset", static_cast<int64_t>(state.rng_offset));
     file.set_attribute("data_position", state.data_position);
-    file.write_bytes(kTokenizerModel, state.tokenizer_model);
+    file.write_bytes(kCheckpointTokenizerModel, state.tokenizer_model);
     for (const StoredTensor& t : tensors) file.write(t.name, whole_of(t.tensor, t.sharding, tp));
   });
 }
@@ -135,7 +133,7 @@ void validate_checkpoint(const std::string& path) {
   const bool checksummed = file.int_attribute("version") >= 2;
   for (const std::string& name : file.dataset_names()) {
     MGL_CHECK(!checksummed || file.has_checksum(name), path, ": dataset '", name, "' has no checksum");
-    if (name == kTokenizerModel) file.read_bytes(name);
+    if (name == kCheckpointTokenizerModel) file.read_bytes(name);
     else file.read(name);
   }
 }
@@ -158,11 +156,9 @@ TrainingState load_checkpoint(const std::string& path, const Megalodon& model, A
     const Tensor step = file.read(moment_name(p.name, "step"));
     MGL_CHECK(step.numel() == 1 && step.dtype() == DType::i64, path, ": '", moment_name(p.name, "step"),
               "' is ", step.describe(), "; expected one i64");
-    const TensorParallel& tp = model.tensor_parallel();
     auto moment = [&](const char* what) {
-      const Tensor whole = read_checked_floats(file, moment_name(p.name, what),
-                                               p.sharding.full_shape(p.tensor.shape(), tp.size()), "optimizer state");
-      return piece_of(whole, p.sharding, tp.rank(), tp.size());
+      const std::string name = moment_name(p.name, what);
+      return checked_piece(file.read(name), p, model.tensor_parallel(), path, name, "optimizer state");
     };
     try {
       optimizer.set_state(optimizer.index_of(p.name), step.to_vector<int64_t>()[0], moment("exp_avg"),

@@ -30,6 +30,10 @@ namespace mgl::nn {
 
 inline constexpr const char* kCheckpointMagic = "megalodon.cpp training checkpoint";
 inline constexpr int64_t kCheckpointVersion = 2;  // 2: checksums; version 1 files still load
+// Where a checkpoint keeps the parameters ("model/<name>") and the tokenizer's bytes (nn/weights.h reads
+// both from a checkpoint too).
+inline constexpr const char* kCheckpointModelPrefix = "model/";
+inline constexpr const char* kCheckpointTokenizerModel = "tokenizer/model";
 
 // Where a run stands besides the tensors.
 struct TrainingState {

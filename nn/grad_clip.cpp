@@ -69,8 +69,7 @@ GradNorm grad_norm(const std::vector<Parameter>& parameters, const TensorParalle
     if (!std::isfinite(sums[i]) && result.finite()) result.first_nonfinite = parameters[i].name;
     total += sums[i] * norm_weight(parameters[i].sharding, tp);
   }
-  if (tp.split()) total = tp.group().sum(total);
-  result.norm = std::sqrt(total);
+  result.norm = std::sqrt(tp.sum(total));
   return result;
 }
 

@@ -78,8 +78,35 @@ uint64_t dataset_checksum(const std::string& name, const std::vector<hsize_t>& d
 // space left on device" or "Read-only file system" say what "writing failed" does not (issue 15 item 4).
 std::string os_reason() { return errno != 0 ? std::string(": ") + std::strerror(errno) : std::string(); }
 
-void write_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t checksum);
-void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed);
+// Attributes of the file's root group, or of a dataset (`object`).
+void write_attribute(hid_t object, const std::string& path, const std::string& name, hid_t type, const void* value) {
+  if (H5Aexists(object, name.c_str()) > 0) H5Adelete(object, name.c_str());
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attribute(H5Acreate2(object, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  MGL_CHECK(attribute.get() >= 0 && H5Awrite(attribute.get(), type, value) >= 0, path, ": cannot write attribute '",
+            name, "'");
+}
+
+hid_t open_attribute(hid_t object, const std::string& path, const std::string& name) {
+  MGL_CHECK(H5Aexists(object, name.c_str()) > 0, path, ": no attribute '", name, "'");
+  const hid_t attribute = H5Aopen(object, name.c_str(), H5P_DEFAULT);
+  MGL_CHECK(attribute >= 0, path, ": cannot open attribute '", name, "'");
+  return attribute;
+}
+
+void write_checksum(hid_t dataset, const std::string& path, uint64_t checksum) {
+  write_attribute(dataset, path, kDatasetChecksum, H5T_NATIVE_UINT64, &checksum);
+}
+
+void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed) {
+  if (H5Aexists(dataset, kDatasetChecksum) <= 0) return;  // a file written before checksums, or by another tool
+  Handle attribute(open_attribute(dataset, path, kDatasetChecksum), H5Aclose);
+  uint64_t stored = 0;
+  MGL_CHECK(H5Aread(attribute.get(), H5T_NATIVE_UINT64, &stored) >= 0, path, ": cannot read the checksum of dataset '",
+            name, "'");
+  MGL_CHECK(stored == computed, path, ": dataset '", name, "' fails its checksum (the file is damaged: its bytes ",
+            "changed after it was written)");
+}
 
 }  // namespace
 
@@ -131,7 +158,8 @@ void Hdf5File::write(const std::string& name, const Tensor& tensor) {
   errno = 0;
   MGL_CHECK(H5Dwrite(dataset.get(), native_type(stored), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()) >= 0, path_,
             ": writing dataset '", name, "' failed", os_reason());
-  write_checksum(dataset.get(), path_, name, dataset_checksum(name, dims, host.raw_data(), host.numel() * host.element_size()));
+  write_checksum(dataset.get(), path_,
+                 dataset_checksum(name, dims, host.raw_data(), host.numel() * host.element_size()));
 }
 
 bool Hdf5File::contains(const std::string& name) const {
@@ -163,7 +191,8 @@ Tensor Hdf5File::read(const std::string& name) const {
   Tensor out = Tensor::empty(Shape(dims.begin(), dims.end()), dtype, Device::cpu());
   MGL_CHECK(H5Dread(dataset.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.raw_data()) >= 0, path_,
             ": reading dataset '", name, "' failed (file truncated or corrupted?)");
-  verify_checksum(dataset.get(), path_, name, dataset_checksum(name, dims, out.raw_data(), out.numel() * out.element_size()));
+  verify_checksum(dataset.get(), path_, name,
+                  dataset_checksum(name, dims, out.raw_data(), out.numel() * out.element_size()));
   return out;
 }
 
@@ -178,7 +207,7 @@ void Hdf5File::write_bytes(const std::string& name, const std::string& bytes) {
   errno = 0;
   MGL_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0, path_,
             ": writing dataset '", name, "' failed", os_reason());
-  write_checksum(dataset.get(), path_, name, dataset_checksum(name, {size}, bytes.data(), bytes.size()));
+  write_checksum(dataset.get(), path_, dataset_checksum(name, {size}, bytes.data(), bytes.size()));
 }
 
 std::string Hdf5File::read_bytes(const std::string& name) const {
@@ -210,16 +239,6 @@ std::vector<std::string> Hdf5File::dataset_names() const {
   return names;
 }
 
-namespace {
-void write_attribute(hid_t file, const std::string& path, const std::string& name, hid_t type, const void* value) {
-  if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
-  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attribute(H5Acreate2(file, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  MGL_CHECK(attribute.get() >= 0 && H5Awrite(attribute.get(), type, value) >= 0, path, ": cannot write attribute '",
-            name, "'");
-}
-}  // namespace
-
 void Hdf5File::set_attribute(const std::string& name, const std::string& value) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), value.size() + 1);
@@ -234,15 +253,6 @@ void Hdf5File::set_attribute(const std::string& name, double value) {
 }
 
 bool Hdf5File::has_attribute(const std::string& name) const { return H5Aexists(file_, name.c_str()) > 0; }
-
-namespace {
-hid_t open_attribute(hid_t file, const std::string& path, const std::string& name) {
-  MGL_CHECK(H5Aexists(file, name.c_str()) > 0, path, ": no attribute '", name, "'");
-  const hid_t attribute = H5Aopen(file, name.c_str(), H5P_DEFAULT);
-  MGL_CHECK(attribute >= 0, path, ": cannot open attribute '", name, "'");
-  return attribute;
-}
-}  // namespace
 
 std::string Hdf5File::string_attribute(const std::string& name) const {
   Handle attribute(open_attribute(file_, path_, name), H5Aclose);
@@ -276,24 +286,6 @@ bool Hdf5File::has_checksum(const std::string& name) const {
 }
 
 namespace {
-
-void write_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t checksum) {
-  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attribute(H5Acreate2(dataset, kDatasetChecksum, H5T_NATIVE_UINT64, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                   H5Aclose);
-  MGL_CHECK(attribute.get() >= 0 && H5Awrite(attribute.get(), H5T_NATIVE_UINT64, &checksum) >= 0, path,
-            ": cannot write the checksum of dataset '", name, "'");
-}
-
-void verify_checksum(hid_t dataset, const std::string& path, const std::string& name, uint64_t computed) {
-  if (H5Aexists(dataset, kDatasetChecksum) <= 0) return;  // a file written before checksums, or by another tool
-  Handle attribute(H5Aopen(dataset, kDatasetChecksum, H5P_DEFAULT), H5Aclose);
-  uint64_t stored = 0;
-  MGL_CHECK(attribute.get() >= 0 && H5Aread(attribute.get(), H5T_NATIVE_UINT64, &stored) >= 0, path,
-            ": cannot read the checksum of dataset '", name, "'");
-  MGL_CHECK(stored == computed, path, ": dataset '", name, "' fails its checksum (the file is damaged: its bytes ",
-            "changed after it was written)");
-}
 
 // Every root attribute's name, in name order.
 std::vector<std::string> root_attribute_names(hid_t file) {

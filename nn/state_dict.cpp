@@ -12,21 +12,20 @@ void load_parameters(const Module& module, const Hdf5File& file, const std::stri
   for (const Parameter& p : module.named_parameters()) {
     const std::string name = prefix + p.name;
     MGL_CHECK(file.contains(name), file.path(), ": parameter '", name, "' is missing");
-    const Tensor stored = read_checked_floats(file, name, p.sharding.full_shape(p.tensor.shape(), tp.size()), "parameter");
-    copy_(p.tensor, piece_of(stored, p.sharding, tp.rank(), tp.size()));
+    copy_(p.tensor, checked_piece(file.read(name), p, tp, file.path(), name, "parameter"));
   }
 }
 
-Tensor read_checked_floats(const Hdf5File& file, const std::string& name, const Shape& shape, const char* what) {
-  const Tensor stored = file.read(name);
-  MGL_CHECK(stored.shape() == shape, file.path(), ": ", what, " '", name, "' has shape ", shape_str(stored.shape()),
+Tensor checked_piece(const Tensor& stored, const Parameter& p, const TensorParallel& tp, const std::string& source,
+                     const std::string& name, const char* what) {
+  const Shape shape = p.sharding.full_shape(p.tensor.shape(), tp.size());
+  MGL_CHECK(stored.shape() == shape, source, ": ", what, " '", name, "' has shape ", shape_str(stored.shape()),
             ", the model expects ", shape_str(shape));
-  MGL_CHECK(is_floating(stored.dtype()), file.path(), ": ", what, " '", name, "' is stored as ",
+  MGL_CHECK(is_floating(stored.dtype()), source, ": ", what, " '", name, "' is stored as ",
             dtype_name(stored.dtype()), "; expected floating-point values");
   // One f64 sum of squares: NaN or inf in any element makes it non-finite.
-  MGL_CHECK(std::isfinite(squared_norms({stored})[0]), file.path(), ": ", what, " '", name,
-            "' holds NaN or infinite values");
-  return stored;
+  MGL_CHECK(std::isfinite(squared_norms({stored})[0]), source, ": ", what, " '", name, "' holds NaN or infinite values");
+  return piece_of(stored, p.sharding, tp.rank(), tp.size());
 }
 
 }  // namespace mgl::nn

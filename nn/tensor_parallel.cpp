@@ -30,6 +30,8 @@ Tensor TensorParallel::reduce_scatter(const Tensor& x, int64_t dim) const {
 
 Tensor TensorParallel::reduce(const Tensor& x) const { return split() ? dist::reduce_from_group(x, *group_) : x; }
 
+double TensorParallel::sum(double value) const { return split() ? group_->sum(value) : value; }
+
 void check_tensor_parallel_sizes(const MegalodonConfig& c, int64_t tp) {
   MGL_CHECK(tp >= 1, "tensor parallelism: the group size must be >= 1, got ", tp);
   std::vector<std::pair<std::string, int64_t>> sizes = {

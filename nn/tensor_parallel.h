@@ -44,6 +44,7 @@ class TensorParallel {
   Tensor gather(const Tensor& x, int64_t dim) const;             // all-gather | reduce-scatter
   Tensor reduce_scatter(const Tensor& x, int64_t dim) const;     // reduce-scatter | all-gather
   Tensor reduce(const Tensor& x) const;                          // all-reduce | identity
+  double sum(double value) const;                                // a host number summed over the group
 
  private:
   const dist::ProcessGroup* group_ = nullptr;

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "nn/checkpoint.h"
 #include "nn/hdf5_file.h"
+#include "nn/state_dict.h"
 
 namespace mgl::nn {
 
@@ -17,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kTokenizerModel = "tokenizer/model";  // as in a training checkpoint
-constexpr std::string_view kModelPrefix = "model/";  // a training checkpoint's parameters
+constexpr const char* kTokenizerModel = kCheckpointTokenizerModel;  // an HDF5 weights file stores it alike
+constexpr std::string_view kModelPrefix = kCheckpointModelPrefix;
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -155,10 +156,7 @@ void load_weights(const Weights& weights, const Module& model, const std::string
   for (const Parameter& p : model.named_parameters()) {
     const auto it = unused.find(p.name);
     MGL_CHECK(it != unused.end(), source, ": parameter '", p.name, "' is missing");
-    const Shape whole = p.sharding.full_shape(p.tensor.shape(), tp.size());
-    MGL_CHECK(it->second.shape() == whole, source, ": parameter '", p.name, "' has shape ",
-              shape_str(it->second.shape()), ", the model expects ", shape_str(whole));
-    copy_(p.tensor, piece_of(it->second, p.sharding, tp.rank(), tp.size()));
+    copy_(p.tensor, checked_piece(it->second, p, tp, source, p.name, "parameter"));
     unused.erase(it);
   }
   MGL_CHECK(unused.empty(), source, ": tensor '", unused.begin()->first, "' is no parameter of this model (",

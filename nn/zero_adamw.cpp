@@ -41,8 +41,7 @@ double ZeroAdamW::grad_norm(const TensorParallel& tp) const {
   const std::vector<double> sums = squared_norms(parts);
   double local = 0;
   for (size_t i = 0; i < sums.size(); ++i) local += sums[i] * weights[i];
-  const double total = g.sum(local);
-  return std::sqrt(tp.split() ? tp.group().sum(total) : total);
+  return std::sqrt(tp.sum(g.sum(local)));
 }
 
 void ZeroAdamW::scale_grads(double coefficient) {

@@ -512,32 +512,31 @@ TrainingSummary Trainer::run() {
               {"step_ms", step_seconds * 1e3},
               {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}};
     if (peak_flops > 0) line["mfu"] = flops_per_step / step_seconds / peak_flops;
-    if (on_cuda) {  // this (the logging) rank's device, tensors held and the high-water mark since the start
-      const MemoryStats memory = memory_stats(options_.device);
-      line["device_mem_gib"] = static_cast<double>(memory.current_bytes) / kGiB;
-      line["device_peak_gib"] = static_cast<double>(memory.peak_bytes) / kGiB;
+    // This (the logging) rank's device: tensors held, and the high-water mark since the start.
+    const MemoryStats memory = on_cuda ? memory_stats(options_.device) : MemoryStats{};
+    const double memory_gib = static_cast<double>(memory.current_bytes) / kGiB;
+    const double peak_gib = static_cast<double>(memory.peak_bytes) / kGiB;
+    if (on_cuda) {
+      line["device_mem_gib"] = memory_gib;
+      line["device_peak_gib"] = peak_gib;
     }
     write_metrics(line.dump());
     if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
       const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
       const double eta = (c.train.steps - state_.step) * window_seconds / window_steps;
-      char per_device[48] = "", mfu[32] = "", memory[48] = "";
+      char per_device[48] = "", mfu[32] = "", memory_text[48] = "";
       if (parallel_->distributed())
         std::snprintf(per_device, sizeof(per_device), " (%.0f per device)", tokens_per_s / devices);
       if (peak_flops > 0)
         std::snprintf(mfu, sizeof(mfu), " | MFU %.1f%%", 100.0 * flops_per_step * window_steps / window_seconds / peak_flops);
-      if (on_cuda) {
-        const MemoryStats m = memory_stats(options_.device);
-        std::snprintf(memory, sizeof(memory), " | mem %.2f/%.2f GiB", static_cast<double>(m.current_bytes) / kGiB,
-                      static_cast<double>(m.peak_bytes) / kGiB);
-      }
+      if (on_cuda) std::snprintf(memory_text, sizeof(memory_text), " | mem %.2f/%.2f GiB", memory_gib, peak_gib);
       char text[320];
       std::snprintf(text, sizeof(text),
                     "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1f ms/step | %.0f tok/s%s%s%s | ETA %s",
                     static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
                     adam_options().lr, last_grad_norm_, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
-                    mfu, memory, format_duration(eta).c_str());
+                    mfu, memory_text, format_duration(eta).c_str());
       if (options_.console) progress.update(text);
       window_start = Clock::now();
       window_steps = 0;
