@@ -14,11 +14,12 @@ command -v python3 >/dev/null || { echo "FAIL: python3 is missing"; exit 1; }
 # shellcheck source=tests/apps/mpi_cli_setup.sh
 source "$(dirname "$(realpath "$0")")/mpi_cli_setup.sh"
 start=$SECONDS
-# On the CPU wherever it runs (generate's --device defaults to auto, CUDA on a GPU machine): the ranks'
-# results are compared with one process's to 1e-5, and sampling continues from them.
-printf '#!/bin/sh\nexec "%s" --device cpu "$@"\n' "$generate" >generate_on_cpu
-chmod +x generate_on_cpu
-generate="$PWD/generate_on_cpu"
+# On the CPU wherever it runs (generate's --device defaults to auto, CUDA on a GPU machine), unless
+# MGL_TEST_DEVICE names another device (tools/gpu_parallel_check.sh sets cuda): the ranks' results are
+# compared with one process's to 1e-5, and sampling continues from them.
+printf '#!/bin/sh\nexec "%s" --device %s "$@"\n' "$generate" "${MGL_TEST_DEVICE:-cpu}" >generate_on_device
+chmod +x generate_on_device
+generate="$PWD/generate_on_device"
 
 # run_ok "what" out err command...: runs it; false (and a failure showing stderr's tail) unless it exits 0.
 run_ok() {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# On the GPU machine: the benchmarks of this tree against those of a baseline tree, in one device call, so
+# every comparison is a same-run ratio (docs/perf.md). Each benchmark runs A, B, A, B, ... (--rounds times
+# each), interleaved so a drift of the machine's clocks hits both sides alike.
+#   tools/gpu_ab_bench.sh --base DIR [--rounds R] [--benches "bench_cema bench_timestep_norm ..."]
+# DIR holds the baseline's sources (make it here with `git archive COMMIT | tar -x -C DIR`, in a folder git
+# does not ignore so that the device tool carries it, and delete it afterwards). Both trees are built for
+# sm_90 (this one into build-gpu, the baseline into DIR/build-gpu, only the benchmark targets). Each
+# benchmark's output is collected, baseline first, in $OUT/ab_bench/results.txt (one file: the device tool
+# brings back only a few) and printed.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+die() { echo "gpu_ab_bench: $*" >&2; exit 2; }
+
+base="" rounds=2
+benches="bench_matmul bench_timestep_norm bench_cema bench_chunk_attention bench_megalodon_block"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) base="${2:-}"; shift 2 ;;
+    --rounds) rounds="${2:-}"; shift 2 ;;
+    --benches) benches="${2:-}"; shift 2 ;;
+    *) die "unknown argument '$1'" ;;
+  esac
+done
+[ -n "$base" ] && [ -f "$base/CMakeLists.txt" ] || die "--base DIR must hold a source tree (no CMakeLists.txt in '$base')"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer, got '$rounds'"
+out="${OUT:-$PWD/gpu_check_out}/ab_bench"
+mkdir -p "$out"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
+build() {  # build SOURCE BUILD_DIR LOG
+  cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$3" 2>&1 &&
+    cmake --build "$2" -j "$(nproc)" --target $benches >> "$3" 2>&1 ||
+    { grep -E "error" -A3 "$3" | head -40; die "build of $1 failed (log: $3)"; }
+}
+start=$(date +%s)
+build . build-gpu "$out/build.new.log" &
+new_pid=$!
+build "$base" "$base/build-gpu" "$out/build.base.log"
+wait $new_pid || exit 2
+echo "builds: $(( $(date +%s) - start )) s"
+
+for bench in $benches; do
+  for (( r = 1; r <= rounds; r++ )); do
+    for side in base new; do
+      bin="build-gpu/bin/$bench"
+      [ "$side" = base ] && bin="$base/build-gpu/bin/$bench"
+      [ -x "$bin" ] || { echo "gpu_ab_bench: $bin missing (not in the $side tree?)"; continue; }
+      timeout 300 "$bin" > "$out/$bench.$side.$r.log" 2>&1 || echo "gpu_ab_bench: $bench ($side) exit $?"
+    done
+  done
+done
+for bench in $benches; do
+  for side in base new; do
+    for (( r = 1; r <= rounds; r++ )); do
+      [ -f "$out/$bench.$side.$r.log" ] || continue
+      echo "==== $bench ($side, round $r)"
+      grep -vE "^\s*$" "$out/$bench.$side.$r.log" | tail -40
+      rm -f "$out/$bench.$side.$r.log"
+    done
+  done
+done | tee "$out/results.txt"
