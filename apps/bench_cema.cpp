@@ -6,8 +6,10 @@
 // The chunked scan moves more than that (chunk states of 4 bytes per token and channel, written
 // and read a few times, and x read again), so the figure says how close the op is to a pure
 // streaming kernel; compare it with the device's memory bandwidth (about 4.8 TB/s on an H200).
+// --dtype and --length pick one setting (e.g. to profile its kernels under ncu), --iterations the timed runs.
 // Exits with status 0 and a message when no GPU is present.
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "apps/lib/command_line.h"
@@ -24,7 +26,7 @@ using namespace mgl;
 namespace {
 
 constexpr int64_t kBatch = 1, kChannels = 1024, kModes = 16;
-constexpr int kWarmup = 3, kIterations = 20;
+constexpr int kWarmup = 3;
 
 struct Problem {
   Tensor x, alpha, delta, theta, gamma, omega, h_in, dy, dh;
@@ -45,16 +47,17 @@ Problem make_problem(int64_t L, DType dtype, const Device& device) {
           uniform({B, D, N, 2}, -1, 1, DType::f32, false)};
 }
 
-// Average milliseconds of `step` over kIterations, after kWarmup untimed runs.
-template <class F>
-double time_ms(const Device& device, F&& step) {
-  return apps::mean_ms(device, kWarmup, kIterations, step);
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"bench_cema: time of the CEMA op on CUDA, forward and forward + backward"};  // no options: --help only
+  CLI::App app{"bench_cema: time of the CEMA op on CUDA, forward and forward + backward"};
+  std::vector<std::string> dtypes{"f32", "bf16"};
+  std::vector<int64_t> lengths{4096, 32768};
+  int iterations = 20;
+  app.add_option("--dtype", dtypes, "activation dtypes")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--length", lengths, "sequence lengths L")->check(CLI::PositiveNumber);
+  app.add_option("--iterations", iterations, "timed runs of each setting (after 3 untimed)")->check(CLI::PositiveNumber);
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_cema")) return *status;
   if (!cuda_available()) {
     std::printf("bench_cema: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
@@ -62,17 +65,18 @@ int main(int argc, char** argv) {
   }
   const Device device = Device::cuda(0);
   std::printf("CEMA on %s: B = %ld, D = %ld, N = %ld; %d timed iterations\n", device.str().c_str(), long(kBatch),
-              long(kChannels), long(kModes), kIterations);
+              long(kChannels), long(kModes), iterations);
   std::printf("%-5s %7s %12s %12s %14s %14s\n", "dtype", "L", "fwd ms", "fwd GB/s", "fwd+bwd ms", "fwd+bwd GB/s");
-  for (DType dtype : {DType::f32, DType::bf16}) {
-    for (int64_t L : {int64_t(4096), int64_t(32768)}) {
+  for (const std::string& dtype_text : dtypes) {
+    const DType dtype = dtype_text == "bf16" ? DType::bf16 : DType::f32;
+    for (int64_t L : lengths) {
       Problem p = make_problem(L, dtype, device);
       auto forward = [&] { return cema(p.x, p.alpha, p.delta, p.theta, p.gamma, p.omega, p.h_in, true); };
-      const double forward_ms = time_ms(device, [&] {
+      const double forward_ms = apps::mean_ms(device, kWarmup, iterations, [&] {
         NoGradGuard no_grad;
         forward();
       });
-      const double total_ms = time_ms(device, [&] {
+      const double total_ms = apps::mean_ms(device, kWarmup, iterations, [&] {
         const CemaOutput out = forward();
         autograd::backward({out.y, out.h_out}, {p.dy, p.dh});
       });

@@ -8,6 +8,7 @@
 //
 // Exits with status 0 and a message when no GPU is present.
 #include <cstdio>
+#include <vector>
 #include <string>
 
 #include "apps/lib/command_line.h"
@@ -45,6 +46,9 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();  // --help shows every default
   std::string dtype_text = "bf16";
   app.add_option("--dtype", dtype_text, "activation dtype")->check(CLI::IsMember({"bf16", "f32"}));
+  std::vector<int64_t> lengths{4096, 32768};
+  app.add_option("--length", lengths, "sequence lengths L (one, e.g. to profile its kernels under ncu)")
+      ->check(CLI::PositiveNumber);
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_megalodon_block")) return *status;
   const DType dtype = dtype_from_name(dtype_text);
   if (!cuda_available()) {
@@ -64,7 +68,7 @@ int main(int argc, char** argv) {
               "tsnorm", "cema", "attention", "rest");
 
   Generator gen(7);
-  for (int64_t L : {4096, 32768}) {
+  for (int64_t L : lengths) {
     const int64_t D = config.model_dim, H = config.num_heads;
     const Tensor x = random_activation({1, L, D}, dtype, gpu, gen, true);
     const Tensor dy = random_activation({1, L, D}, dtype, gpu, gen, false);
