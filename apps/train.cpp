@@ -3,15 +3,17 @@
 //
 //   train [--config NAME|FILE] [--data PATH] [--out DIR] [--steps N] [--resume] [--init-from WEIGHTS]
 //         [--device auto|cpu|cuda] [--seed N] [--set section.key=value]... [--print-config]
+//         [--profile [--profile-after N] [--profile-steps K] [--profile-top T] [--profile-json FILE]]
 //
 // The config (apps/lib/run_config.h) comes from configs/<NAME>.json or a file, then --set overrides and
 // the per-key flags (--steps, --seed). --data names a prepared directory (build/bin/prepare), or text
 // files / a directory of text to prepare into <out>/data on first use; without --data the default corpus
 // (the GCIDE dictionary from Debian's dict-gcide) is prepared once into data/. The loop, checkpoints and
-// metrics are in apps/lib/trainer.h; the run folder is locked for the run's life (apps/lib/run_lock.h:
-// a second train on it is refused). Errors: one line on stderr and exit status 1, a bad command line 2
-// (under mpirun the error ends every rank, apps/lib/app_errors.h; docs/reliability.md);
-// an interruption by SIGINT/SIGTERM saves a checkpoint and exits with 130.
+// metrics are in apps/lib/trainer.h, --profile's kernel table in apps/lib/kernel_profiler.h; the run
+// folder is locked for the run's life (apps/lib/run_lock.h: a second train on it is refused). Errors:
+// one line on stderr and exit status 1, a bad command line 2 (under mpirun the error ends every rank,
+// apps/lib/app_errors.h; docs/reliability.md); an interruption by SIGINT/SIGTERM saves a checkpoint and
+// exits with 130.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -46,6 +48,7 @@ struct Arguments {
   std::string init_from;
   bool resume = false;
   bool print_config = false;
+  ProfileOptions profile;
 };
 
 // The pieces of the SentencePiece model train prepares: data.vocab_size, or the model's vocabulary.
@@ -122,6 +125,7 @@ int run(const Arguments& a, bool& is_rank0) {
   };
   say("train: resolved config\n" + config.to_json());
 
+  if (a.profile.enabled && is_rank0) KernelProfiler::require_device(parallel->device());  // before any work
   TrainerOptions options;
   options.out = a.out.empty() ? (fs::path("runs") / config.name).string() : a.out;
   // One run per folder, for the run's whole life (apps/lib/run_lock.h): rank 0 locks, and a refusal
@@ -136,6 +140,7 @@ int run(const Arguments& a, bool& is_rank0) {
   options.device = parallel->device();
   options.resume = a.resume;
   options.init_from = a.init_from;
+  options.profile = a.profile;
   options.config = config;
   char line[400];
   std::snprintf(line, sizeof(line), "train: %lld parameters, data %s (%lld train / %lld val tokens, %s), device %s, run %s",
@@ -169,17 +174,20 @@ int main(int argc, char** argv) {
   CLI::App app{"train: train a MEGALODON model on one CPU or GPU"};
   app.option_defaults()->always_capture_default();  // --help shows every default
   Arguments a;
-  app.add_option("--config", a.config, "a config name in configs/ or a JSON file (an official ModelConf too)");
+  add_run_config_options(app, a.config, a.overrides);
   app.add_option("--data", a.data, "prepared data directory, or text files/directory to prepare (default: GCIDE)");
   app.add_option("--out", a.out, "run directory (default runs/<config name>)");
   app.add_option("--steps", a.steps, "optimizer steps (train.steps)")->check(integer_in(1, kMaxCount));
   app.add_option("--seed", a.seed, "seed (train.seed)")->check(integer_in(0, INT64_MAX));
   app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N");
-  app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)");
   app.add_flag("--resume", a.resume, "continue from the newest valid checkpoint in <out>/checkpoints");
   app.add_option("--init-from", a.init_from,
                  "start a new run from these weights (checkpoint, run or export directory, safetensors, HDF5 weights)");
   app.add_flag("--print-config", a.print_config, "print the resolved config and exit");
+  CLI::Option* profile = add_profile_options(app, a.profile, "a window of --profile-steps steps after --profile-after");
+  app.add_option("--profile-after", a.profile.after, "steps this process runs before --profile records")
+      ->check(integer_in(0, kMaxCount))
+      ->needs(profile);
   // --help shows the keys with the values in force: those of --config and --set (parsed before help is printed).
   app.footer([&a] {
     std::string text = "Configs:";

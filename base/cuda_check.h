@@ -1,7 +1,7 @@
 #pragma once
-// Checks for CUDA runtime return codes, for .cu files and CUDA-only code paths (cuBLAS and NCCL have theirs
-// next to their only callers, cuda/matmul.cu and cuda/comm.cu, MPI in dist/mpi_check.h; all four are
-// MGL_CHECK_STATUS).
+// Checks for CUDA runtime return codes, for .cu files and CUDA-only code paths (cuBLAS, NCCL and CUPTI have
+// theirs next to their only callers, cuda/matmul.cu, cuda/comm.cu and cuda/kernel_activity.cu, MPI in
+// dist/mpi_check.h; all five are MGL_CHECK_STATUS).
 #include <cuda_runtime.h>
 
 #include "base/error.h"

@@ -59,6 +59,23 @@ void synchronize(const Device& device) {
   MGL_CUDA_CHECK(cudaStreamSynchronize(compute_stream(device)));
 }
 
+namespace {
+void* record_timing_event(const Device& device) {
+  DeviceGuard guard(device);
+  cudaEvent_t event = nullptr;
+  MGL_CUDA_CHECK(cudaEventCreate(&event));
+  MGL_CUDA_CHECK(cudaEventRecord(event, compute_stream(device)));
+  return event;
+}
+void destroy_timing_event(void* event) { cudaEventDestroy(static_cast<cudaEvent_t>(event)); }
+double event_ms(void* start, void* end) {
+  float ms = 0;
+  MGL_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+  MGL_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return ms;
+}
+}  // namespace
+
 DeviceGuard::DeviceGuard(const Device& device) {
   if (!device.is_cuda()) return;
   MGL_CUDA_CHECK(cudaGetDevice(&previous_));
@@ -79,10 +96,38 @@ Stream compute_stream(const Device& device) {
   return nullptr;
 }
 void synchronize(const Device&) {}
+namespace {
+// No CUDA device exists in this build (require_cuda refuses first), so no event is ever made.
+void* record_timing_event(const Device& device) {
+  require_cuda(device, "DeviceTimePoint");
+  return nullptr;
+}
+void destroy_timing_event(void*) {}
+double event_ms(void*, void*) { return 0; }
+}  // namespace
+
 DeviceGuard::DeviceGuard(const Device&) {}
 DeviceGuard::~DeviceGuard() {}
 
 #endif
+
+DeviceTimePoint::DeviceTimePoint(const Device& device) : device_(device), time_(std::chrono::steady_clock::now()) {
+  if (device.is_cuda()) event_ = record_timing_event(device);
+}
+DeviceTimePoint::~DeviceTimePoint() {
+  if (event_) destroy_timing_event(event_);
+}
+DeviceTimePoint::DeviceTimePoint(DeviceTimePoint&& other) noexcept
+    : device_(other.device_), event_(other.event_), time_(other.time_) {
+  other.event_ = nullptr;
+}
+
+double DeviceTimePoint::ms_since(const DeviceTimePoint& start) const {
+  MGL_CHECK(device_ == start.device_, "DeviceTimePoint: ", start.device_.str(), " and ", device_.str(),
+            " have no common clock");
+  if (!event_) return std::chrono::duration<double, std::milli>(time_ - start.time_).count();
+  return event_ms(start.event_, event_);
+}
 
 void require_cuda(const Device& device, const char* op) {
   if (!device.is_cuda()) return;

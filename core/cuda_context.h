@@ -2,6 +2,7 @@
 // The CUDA runtime as the rest of the engine sees it: is a GPU there, which stream does work go
 // to, which device is current. Compiles (and answers "no GPU") when the engine is built without
 // CUDA, so no other file needs #ifdefs to ask.
+#include <chrono>
 #include <string>
 
 #include "core/device.h"
@@ -22,6 +23,29 @@ void require_cuda(const Device& device, const char* op);  // throws a clear erro
 // must reach the host.
 Stream compute_stream(const Device& device);
 void synchronize(const Device& device);
+
+// A point in a device's work, to time what the device did between two of them (the benchmarks): on CUDA
+// an event recorded on the compute stream, so marking does not wait for the GPU and the time between
+// two points is the GPU's own; on the CPU the steady clock at the call (CPU work is done when its call
+// returns).
+class DeviceTimePoint {
+ public:
+  explicit DeviceTimePoint(const Device& device);
+  ~DeviceTimePoint();
+  DeviceTimePoint(DeviceTimePoint&& other) noexcept;
+  DeviceTimePoint& operator=(DeviceTimePoint&&) = delete;
+  DeviceTimePoint(const DeviceTimePoint&) = delete;
+  DeviceTimePoint& operator=(const DeviceTimePoint&) = delete;
+
+  // Milliseconds from `start` (an earlier point on the same device) to this one; on CUDA it waits until
+  // the GPU has passed this point.
+  double ms_since(const DeviceTimePoint& start) const;
+
+ private:
+  Device device_;
+  void* event_ = nullptr;  // cudaEvent_t on CUDA
+  std::chrono::steady_clock::time_point time_;
+};
 
 // Makes `device` current for the guard's lifetime (no-op for CPU).
 class DeviceGuard {

@@ -26,10 +26,10 @@
 # every run. Builds (--build, or when a binary is missing) into build-gpu for sm_90, like tools/gpu_check.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=tools/gpu_common.sh
+source tools/gpu_common.sh
 
 usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "gpu_parallel_bench: $*" >&2; exit 2; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 
 gpus="" config="mega200M" steps=12 skip_longest=0 build=0 max_tokens=$(( 1 << 21 )) longest_ckpt="both"
 run_timeout=300 budget=0 backend="auto" data="" work="runs/parallel-bench"
@@ -79,36 +79,17 @@ mkdir -p "$report" "$work" || die "cannot create $report or $work"
 : > "$report/metrics.tsv"
 printf 'part\tsetting\tgpus\tbatch\tseq_len\ttokens_per_gpu\ttokens_per_s\tper_device\tefficiency\tpeak_gib\tstatus\n' \
   > "$report/results.tsv"
-t0=$(date +%s)
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 gpu_name="${gpu_name:-an unknown GPU}"
-elapsed() { echo $(( $(date +%s) - t0 )); }
-stamp() { local s; s=$(elapsed); printf '[%02d:%02d]' $(( s / 60 )) $(( s % 60 )); }
 
 {
   echo "== machine"
-  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader 2>&1
-  nvcc --version 2>/dev/null | tail -1
+  describe_machine
   mpirun --version 2>/dev/null | head -1
-  echo "cores: $(nproc)"
-  if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-    git diff --quiet HEAD 2>/dev/null || commit="$commit (+ local changes)"
-    echo "commit: $commit"
-  fi
 } 2>&1 | tee "$report/machine.txt"
 
 if [ "$build" -eq 1 ] || [ ! -x "$bin/train" ] || [ ! -x "$bin/prepare" ]; then
-  echo "== build ($build_dir, sm_90)"
-  start=$(date +%s)
-  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$report/build.log" 2>&1 &&
-    cmake --build "$build_dir" -j "$(nproc)" --target train prepare >> "$report/build.log" 2>&1
-  status=$?
-  echo "build: exit $status in $(( $(date +%s) - start )) s"
-  if [ $status -ne 0 ]; then
-    grep -E "error" -A3 "$report/build.log" | head -60
-    tail -20 "$report/build.log"
-    exit $status
-  fi
+  build_gpu "$build_dir" "$report/build.log" train prepare || exit
 fi
 [ -x "$bin/train" ] || die "$bin/train is missing (run with --build)"
 
@@ -198,17 +179,10 @@ common=(--set schedule.warmup_steps=1 --set eval.every=0 --set eval.long_context
 run_train() {
   local name="$1" np="$2" nsteps="$3" skip="$4"
   shift 4
-  local dir="$work/$name" limit="$run_timeout"
+  local dir="$work/$name"
   R_TRAINED=0 R_TPS="" R_DEV="" R_PEAK="" R_STATUS=""
-  if [ "$budget" -gt 0 ]; then
-    local left=$(( budget - $(elapsed) ))
-    if [ "$left" -lt 30 ]; then
-      R_STATUS="skipped (--budget)"
-      echo "$(stamp) $name: $R_STATUS"
-      return 1
-    fi
-    [ "$left" -ge "$limit" ] || limit="$left"
-  fi
+  budget_limit "$name" "$run_timeout" "$budget" || { R_STATUS="skipped (--budget)"; return 1; }
+  local limit="$RUN_LIMIT"
   rm -rf "$dir"
   mkdir -p "$dir"
   local cmd=("$bin/train" --config "$config" --data "$datadir" --device cuda --out "$dir" --steps "$nsteps"

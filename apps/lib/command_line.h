@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "apps/lib/app_errors.h"
+#include "apps/lib/kernel_profiler.h"
 
 namespace mgl::apps {
 
@@ -33,6 +35,24 @@ inline CLI::Validator integer_in(int64_t low, int64_t high) {
                "'";
       },
       "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+}
+
+// The flags that choose a run's config, spelled alike in train and bench_train: --config (a name in
+// configs/ or a file) and --set section.key=value, for RunConfig::load and RunConfig::set.
+inline void add_run_config_options(CLI::App& app, std::string& config, std::vector<std::string>& overrides) {
+  app.add_option("--config", config, "a config name in configs/ or a JSON file (an official ModelConf too)");
+  app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
+}
+
+// The kernel profiler's flags, spelled alike in train and bench_train (docs/perf.md, "Kernel profiler");
+// `window` says which steps --profile profiles in this app. Returns --profile, which the others need.
+inline CLI::Option* add_profile_options(CLI::App& app, ProfileOptions& profile, const std::string& window) {
+  CLI::Option* flag = app.add_flag("--profile", profile.enabled,
+                                   "record the GPU kernels (CUPTI) of " + window + " and print the top ones by time");
+  app.add_option("--profile-steps", profile.steps, "steps --profile records")->check(integer_in(1, kMaxCount))->needs(flag);
+  app.add_option("--profile-top", profile.top, "kernels --profile prints")->check(integer_in(1, kMaxCount))->needs(flag);
+  app.add_option("--profile-json", profile.json, "also write the whole profile to this JSON file")->needs(flag);
+  return flag;
 }
 
 // Returns std::nullopt when the app should go on, else the status to return from main.

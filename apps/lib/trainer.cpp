@@ -12,14 +12,11 @@
 #include "apps/lib/files.h"
 #include "apps/lib/scoring.h"
 #include "apps/lib/token_shards.h"
-#include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "core/allocator.h"
 #include "core/cuda_context.h"
 #include "core/random.h"
-#include "nn/chunk_parallel.h"
 #include "nn/flops.h"
-#include "nn/grad_clip.h"
 #include "nn/weights.h"
 #include "ops/ops.h"
 
@@ -63,11 +60,6 @@ class StopOnSignal {
   void (*previous_term_)(int);
 };
 
-DType training_dtype(const std::string& setting, const Device& device) {
-  if (setting == "auto") return device.is_cuda() ? DType::bf16 : DType::f32;
-  return dtype_from_name(setting);
-}
-
 // The tokenizer's model file as bytes (empty for the byte tokenizer): checkpoints carry it, so that
 // generate needs nothing but the checkpoint. Read as a file, so no SentencePiece library is needed here.
 std::string read_tokenizer_model(const PreparedData& data) {
@@ -86,23 +78,7 @@ void stall_if_asked(int rank, int64_t step) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
-// The dense bf16 rate measured on an H200 (docs/perf.md, "Model FLOPs and MFU"): the default peak of a
-// bf16 run on CUDA. Other cases have no honest default (the CPU's rate depends on the machine and its BLAS,
-// f32 on a GPU on whether TF32 is allowed), so they report MFU only when train.peak_tflops is set.
-constexpr double kBf16CudaPeakTflops = 790.0;
-
-double peak_tflops_per_device(double configured, const Device& device, DType compute) {
-  if (configured > 0) return configured;
-  return device.is_cuda() && compute == DType::bf16 ? kBf16CudaPeakTflops : 0.0;
-}
-
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-
-bool all_finite(const Tensor& t) {
-  NoGradGuard no_grad;
-  const Tensor x = cast(t, DType::f32);
-  return std::isfinite(sum(mul(x, x)).item());
-}
 
 }  // namespace
 
@@ -120,18 +96,12 @@ Trainer::Trainer(TrainerOptions options)
   c.validate();
   options_.device = parallel_->device();
   if (!parallel_->is_logging_rank()) options_.console = nullptr;
-  const dist::GridSizes& grid = parallel_->sizes();
-  MGL_CHECK(grid.data == c.parallel.data && grid.chunk == c.parallel.chunk && grid.tensor == c.parallel.tensor,
-            "the process grid (", grid.str(), ") is not the config's (data ", c.parallel.data, " x chunk ",
-            c.parallel.chunk, " x tensor ", c.parallel.tensor, ")");
+  if (options_.profile.enabled && parallel_->is_logging_rank())
+    profiler_ = std::make_unique<KernelProfiler>(options_.device);
   const PreparedData& data = options_.data;
   MGL_CHECK(data.vocab_size <= c.model.vocab_size, "the data's tokenizer (", data.tokenizer_identity, ") has ",
             data.vocab_size, " ids but model.vocab_size is ", c.model.vocab_size,
             ": set model.vocab_size >= ", data.vocab_size);
-  MGL_CHECK(c.train.seq_len % c.model.chunk_size == 0 || c.train.seq_len < c.model.chunk_size,
-            "train.seq_len (", c.train.seq_len, ") must be a multiple of model.chunk_size (", c.model.chunk_size,
-            ") or shorter than one chunk");
-
   if (parallel_->is_logging_rank()) fs::create_directories(options_.out);
   checkpoints_ = std::make_unique<nn::CheckpointDirectory>((fs::path(options_.out) / "checkpoints").string(),
                                                            c.train.keep_checkpoints);
@@ -153,59 +123,20 @@ Trainer::Trainer(TrainerOptions options)
               "' already holds checkpoints: pass --resume to continue it, or choose another --out");
   }
 
-  // Initialisation is the first use of the seeded default generator; dropout continues the same stream.
-  // Under tensor parallelism every rank of a tensor group builds the whole model from the same seed and
-  // keeps its pieces (nn/tensor_parallel.h), so the start does not depend on the grid.
-  manual_seed(static_cast<uint64_t>(c.train.seed));
-  model_ = std::make_shared<nn::Megalodon>(c.model, nn::InitOptions{}, nn::TensorParallel(parallel_->tensor()));
-  model_->to(options_.device);
-  model_->set_compute_dtype(training_dtype(c.train.dtype, options_.device));
-  model_->train();
-  parameters_ = model_->named_parameters();
+  step_ = std::make_unique<TrainingStep>(c, parallel_);
   if (!options_.init_from.empty() && !resume_from) {
-    nn::load_weights(nn::read_weights(options_.init_from), *model_, options_.init_from, model_->tensor_parallel());
+    nn::Megalodon& model = step_->model();
+    nn::load_weights(nn::read_weights(options_.init_from), model, options_.init_from, model.tensor_parallel());
     log("initialized the parameters from " + options_.init_from);
   }
-
-  nn::AdamWOptions& adamw = adamw_;
-  adamw.lr = c.optimizer.lr;
-  adamw.beta1 = c.optimizer.beta1;
-  adamw.beta2 = c.optimizer.beta2;
-  adamw.eps = c.optimizer.eps;
-  adamw.weight_decay = c.optimizer.weight_decay;
-  if (!c.optimizer.no_weight_decay.empty()) {
-    adamw.no_weight_decay = [patterns = c.optimizer.no_weight_decay](const std::string& name) {
-      for (const std::string& p : patterns)
-        if (name.find(p) != std::string::npos) return true;
-      return false;
-    };
-  }
-  const bool zero = c.parallel.zero == 1;
-  if (parallel_->distributed()) {
-    // Every parameter (or shard) is replicated over the data x chunk ranks: their gradients are summed there.
-    buckets_ = std::make_unique<nn::GradBuckets>(parameters_, parallel_->data_chunk(),
-                                                 static_cast<int64_t>(c.parallel.bucket_mb * 1048576.0), zero);
-  }
-  if (zero && buckets_) {
-    zero_ = std::make_unique<nn::ZeroAdamW>(*buckets_, adamw);
-  } else {
-    optimizer_ = std::make_unique<nn::AdamW>(parameters_, adamw);
-  }
-
-  schedule_.decay = nn::lr_decay_from_string(c.schedule.decay);
-  schedule_.peak_lr = c.optimizer.lr;
-  schedule_.warmup_steps = c.schedule.warmup_steps;
-  schedule_.total_steps = c.train.steps;
-  schedule_.init_ratio = c.schedule.init_ratio;
-  schedule_.min_lr_ratio = c.schedule.min_lr_ratio;
-  schedule_.validate();
 
   // Data-parallel rank d draws its B / DP windows of every step (apps/lib/data_loader.h); the chunk
   // ranks of one d draw the same windows and keep their own piece of each.
   DataLoaderOptions loader;
-  loader.batch_size = c.train.batch_size / grid.data;
+  const int64_t data_ranks = parallel_->sizes().data;
+  loader.batch_size = c.train.batch_size / data_ranks;
   loader.rank = parallel_->coordinates().data;
-  loader.world_size = grid.data;
+  loader.world_size = data_ranks;
   loader.seq_len = c.train.seq_len;
   loader.vocab_size = c.model.vocab_size;
   loader.seed = static_cast<uint64_t>(c.train.seed) ^ kDataSeedSalt;
@@ -224,14 +155,7 @@ Trainer::Trainer(TrainerOptions options)
   state_.run_config = c.to_json();
   if (options_.resume) parallel_->require_same_everywhere("checkpoint to resume from", resume_from.value_or("(none)"));
   if (resume_from) {
-    nn::TrainingState stored;
-    if (optimizer_) {
-      stored = nn::load_checkpoint(*resume_from, *model_, *optimizer_);
-    } else {  // ZeRO-1: the whole moments, then this rank's pieces of them
-      nn::AdamW full(parameters_, adamw_);
-      stored = nn::load_checkpoint(*resume_from, *model_, full);
-      zero_->import_state(full);
-    }
+    const nn::TrainingState stored = step_->load_checkpoint(*resume_from);
     const std::string difference = first_run_config_difference(stored.run_config, state_.run_config, kResumableKeys);
     MGL_CHECK(difference.empty(), "cannot resume from '", *resume_from, "': its run config differs in '", difference,
               "' (only ", kResumableKeys.size(), " bookkeeping keys such as train.steps may change)");
@@ -262,13 +186,6 @@ void Trainer::write_metrics(const std::string& json_object) const {
   if (metrics_) metrics_->write(json_object);
 }
 
-nn::AdamWOptions& Trainer::adam_options() { return zero_ ? zero_->options() : optimizer_->options(); }
-
-void Trainer::zero_grad() {
-  if (buckets_) buckets_->zero_grad();
-  else model_->zero_grad();
-}
-
 double Trainer::sum_over_data_ranks(double value) const {
   return parallel_->distributed() ? parallel_->data_chunk().sum(value) : value;
 }
@@ -277,94 +194,43 @@ void Trainer::log(const std::string& message) const {
   if (options_.console) std::fprintf(options_.console, "train: %s\n", message.c_str());
 }
 
-void Trainer::fail_nonfinite_loss(double loss) const {
-  for (const nn::Parameter& p : parameters_) {
-    MGL_CHECK(all_finite(p.tensor), "step ", state_.step + 1, ": the loss is ", loss, " because parameter '", p.name,
-              "' holds NaN/inf values (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
-  }
-  MGL_FAIL("step ", state_.step + 1, ": the loss is ", loss,
-           " while every parameter is finite: the logits overflowed (the last good checkpoint is kept)");
-}
-
 double Trainer::accumulate_gradients() {
-  const TrainSettings& t = options_.config.train;
-  const dist::ParallelState& ps = *parallel_;
-  const int64_t cp = ps.sizes().chunk, piece = t.seq_len / cp, start = ps.coordinates().chunk * piece;
-  // Every rank holds the same number of tokens, so its share of the global mean loss is its own mean
-  // times 1 / (DP * CP), and the sum over the ranks of the gradients is the single-process gradient.
-  const double share = 1.0 / static_cast<double>(ps.sizes().data * cp * t.grad_accum);
-  double loss_sum = 0;
-  for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
-    if (buckets_) buckets_->set_sync(micro + 1 == t.grad_accum);  // only the last micro-batch communicates
-    const Batch batch = train_loader_->next();
-    Tensor inputs = batch.inputs, targets = batch.targets;
-    std::optional<nn::ChunkRelay> relay;
-    Tensor logits;
-    if (cp > 1) {
-      inputs = contiguous(slice(inputs, 1, start, start + piece));
-      targets = contiguous(slice(targets, 1, start, start + piece));
-      // The states of this rank's channels: D/TP of them, G/TP groups.
-      const nn::MegalodonConfig& m = options_.config.model;
-      const int64_t tp = ps.sizes().tensor;
-      relay.emplace(ps, inputs.size(0), piece, m.model_dim / tp, m.norm_num_groups / tp, m.cema_ndim,
-                    timestep_norm_state_dtype(model_->compute_dtype()), options_.device);
-      logits = model_->forward(to(inputs, options_.device), *relay);
-    } else {
-      logits = model_->forward(to(inputs, options_.device));
-    }
-    const Tensor loss = model_->token_loss(logits, to(targets, options_.device));
-    const double value = loss.item();
-    if (!std::isfinite(value)) fail_nonfinite_loss(value);
-    loss_sum += value * share;
-    backward(share == 1.0 ? loss : mul(loss, share));
-    if (relay) relay->finish();
-  }
-  if (buckets_) buckets_->finish();
-  return sum_over_data_ranks(loss_sum);
+  return step_->accumulate_gradients(state_.step, [this] { return train_loader_->next(); });
 }
 
-double Trainer::clip_gradients() {
-  const double max_norm = options_.config.optimizer.clip_grad_norm;
-  // Under tensor parallelism the norm sums over the tensor group too, each parameter counted once.
-  const nn::TensorParallel& tp = model_->tensor_parallel();
-  if (!zero_) return max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm, tp) : nn::grad_norm(parameters_, tp).norm;
-  // ZeRO-1: each rank holds its pieces of the summed gradient; the norm sums them over the group.
-  const double norm = zero_->grad_norm(tp);
-  const double coefficient = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && std::isfinite(norm) && coefficient < 1) zero_->scale_grads(coefficient);
-  return norm;
-}
-
-double Trainer::train_step() {
+StepResult Trainer::train_step() {
   parallel_->monitor().set_step(state_.step + 1);
   stall_if_asked(parallel_->world_rank(), state_.step + 1);
-  const double loss = accumulate_gradients();
-  last_grad_norm_ = clip_gradients();
-  if (!std::isfinite(last_grad_norm_)) {
-    try {
-      nn::check_grads_finite(parameters_);
-    } catch (const Error& e) {
-      MGL_FAIL("step ", state_.step + 1, ": ", e.what(), " (the last good checkpoint is kept)");
-    }
-    // Every gradient this rank holds is finite, yet the norm is not: the squares overflowed, or (ZeRO-1,
-    // whose .grad are this rank's unreduced gradients) the sum over the ranks is not finite.
-    MGL_FAIL("step ", state_.step + 1, ": the global gradient norm is ", last_grad_norm_,
-             parallel_->distributed() ? " (over the gradients summed across the ranks)" : "",
-             " (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
-  }
-  adam_options().lr = schedule_.lr(state_.step);
-  if (zero_) zero_->step();
-  else optimizer_->step();
-  zero_grad();
+  const ProfileOptions& profile = options_.profile;
+  const bool profiled = profiler_ && steps_run_ >= profile.after && steps_run_ < profile.after + profile.steps;
+  if (profiled) profiler_->resume();
+  const StepResult result = step_->run(state_.step, [this] { return train_loader_->next(); });
+  if (profiled) profiler_->pause();
+  steps_run_ += 1;
   state_.step += 1;
   state_.data_position = train_loader_->step();
-  return loss;
+  return result;
+}
+
+bool Trainer::profile_window_closed() const {
+  const int64_t profiled = steps_run_ - options_.profile.after;  // steps of the window run so far
+  const bool last_step = state_.step == options_.config.train.steps;
+  return profiler_ && profiled >= 1 && (profiled == options_.profile.steps || (last_step && profiled < options_.profile.steps));
+}
+
+void Trainer::report_kernel_profile() const {
+  const ProfileOptions& profile = options_.profile;
+  const int64_t steps = std::min(steps_run_ - profile.after, profile.steps);
+  log("kernels of steps " + std::to_string(state_.step - steps + 1) + ".." + std::to_string(state_.step) +
+      (profile.json.empty() ? "" : " (also in " + profile.json + ")"));
+  report_profile(profiler_->summary(steps), profile, options_.console);
 }
 
 ValidationResult Trainer::validate() {
   const TrainSettings& t = options_.config.train;
   NoGradGuard no_grad;
-  nn::EvalModeGuard eval_mode(*model_);
+  nn::Megalodon& model = step_->model();
+  nn::EvalModeGuard eval_mode(model);
   // Fixed windows from the start of the validation split: window k is tokens [k L, k L + L].
   const int64_t L = t.seq_len;
   const int64_t available = (static_cast<int64_t>(val_tokens_.size()) - 1) / L;
@@ -384,8 +250,8 @@ ValidationResult Trainer::validate() {
         inputs[r * L + i] = val_tokens_[mine[first + r] * L + i];
         targets[r * L + i] = val_tokens_[mine[first + r] * L + i + 1];
       }
-    const Tensor logits = model_->forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
-    const double loss = model_->token_loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
+    const Tensor logits = model.forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
+    const double loss = model.token_loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
     nll_sum += loss * static_cast<double>(rows * L);
   }
   nll_sum = sum_over_data_ranks(nll_sum);
@@ -449,13 +315,7 @@ void Trainer::save_checkpoint() {
   // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first, and
   // the tensor group of rank 0 (the ranks with data and chunk coordinate 0) gathers the shards to it.
   const bool gathers = parallel_->data_chunk().rank() == 0;
-  if (zero_) {
-    nn::AdamW full(parameters_, adamw_);
-    zero_->export_state(full);
-    if (gathers) checkpoints_->save(*model_, full, state_);
-  } else if (gathers) {
-    checkpoints_->save(*model_, *optimizer_, state_);
-  }
+  step_->save_checkpoint(*checkpoints_, state_, gathers);
   // No rank runs ahead of a checkpoint that is still being written.
   parallel_->barrier_after_long_work();
 }
@@ -475,7 +335,7 @@ TrainingSummary Trainer::run() {
   // MFU = model FLOPs per second / the peak of all devices; the FLOPs are the model's (nn/flops.h), not what
   // the kernels actually execute (activation checkpointing's recomputation does not count).
   const double flops_per_step = nn::megalodon_flops_per_token(c.model, c.train.seq_len).total() * tokens_per_step;
-  const double peak_flops = peak_tflops_per_device(c.train.peak_tflops, options_.device, model_->compute_dtype()) *
+  const double peak_flops = peak_tflops_per_device(c.train.peak_tflops, options_.device, compute_dtype()) *
                             1e12 * devices;
   const auto start = Clock::now();
   auto window_start = start;
@@ -499,13 +359,14 @@ TrainingSummary Trainer::run() {
 
   while (state_.step < c.train.steps && !stop_requested()) {
     const auto step_start = Clock::now();
-    loss = train_step();
+    const StepResult result = train_step();
+    loss = result.loss;
     const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     window_steps += 1;
     json line{{"step", state_.step},
               {"loss", loss},
-              {"lr", adam_options().lr},
-              {"grad_norm", last_grad_norm_},
+              {"lr", result.lr},
+              {"grad_norm", result.grad_norm},
               {"tokens", state_.step * tokens_per_step},
               {"tokens_per_s", tokens_per_step / step_seconds},
               {"tokens_per_s_per_device", tokens_per_step / step_seconds / devices},
@@ -521,6 +382,10 @@ TrainingSummary Trainer::run() {
       line["device_peak_gib"] = peak_gib;
     }
     write_metrics(line.dump());
+    if (profile_window_closed()) {
+      if (options_.console) progress.finish();
+      report_kernel_profile();
+    }
     if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
       const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
@@ -535,7 +400,7 @@ TrainingSummary Trainer::run() {
       std::snprintf(text, sizeof(text),
                     "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1f ms/step | %.0f tok/s%s%s%s | ETA %s",
                     static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
-                    adam_options().lr, last_grad_norm_, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
+                    result.lr, result.grad_norm, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
                     mfu, memory_text, format_duration(eta).c_str());
       if (options_.console) progress.update(text);
       window_start = Clock::now();
@@ -556,7 +421,7 @@ TrainingSummary Trainer::run() {
     // The curve streams one long text through one whole model: rank 0 alone (no rank waits for it),
     // after its tensor group has gathered a split model to it.
     if (c.eval.long_context_tokens > 0 && parallel_->data_chunk().rank() == 0) {
-      const std::shared_ptr<nn::Megalodon> whole = nn::gather_whole_model(model_);
+      const std::shared_ptr<nn::Megalodon> whole = nn::gather_whole_model(step_->shared_model());
       if (parallel_->is_logging_rank()) summary.long_context = evaluate_long_context(*whole);
     }
   } else {

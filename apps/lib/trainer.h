@@ -1,18 +1,12 @@
 #pragma once
-// The training loop of the `train` app, as a library so that tests drive it in-process.
-//
-// One optimizer step:
-//   for each of grad_accum micro-batches: ids -> logits -> mean cross-entropy / grad_accum -> backward
-//   global-norm clipping -> lr from the schedule -> AdamW step -> zero the gradients
-// with every random draw (initialisation, data order, dropout) a pure function of the seed and the step,
+// The training loop of the `train` app, as a library so that tests drive it in-process: steps
+// (apps/lib/training_step.h), with validation, logging, checkpoints and the kernel profiler around them.
+// Every random draw (initialisation, data order, dropout) is a pure function of the seed and the step,
 // so that a run saved at step s and resumed replays steps s+1, ... exactly (bitwise on the CPU).
 //
-// Under mpirun (docs/parallelism.md) every rank builds the same Trainer over one ParallelState: each
-// data-parallel rank draws its share of the global batch, each chunk-parallel rank runs its piece of
-// every sequence (nn/chunk_parallel.h), gradients are summed over the data x chunk ranks in buckets
-// overlapped with backward (nn/grad_buckets.h), and the loss each rank differentiates is its share of
-// the global mean, so every grid computes the single-process step. Only world rank 0 prints and writes
-// the run directory.
+// Under mpirun (docs/parallelism.md) every rank builds the same Trainer over one ParallelState (the step
+// explains how every grid computes the single-process step); each data-parallel rank draws its share of
+// the global batch from the data loader. Only world rank 0 prints and writes the run directory.
 //
 // The run directory (`out`) holds config.json (the resolved config), metrics.jsonl (one object per step;
 // validation results on their own lines), checkpoints/step_<8 digits>.h5 (nn/checkpoint.h), and
@@ -23,16 +17,14 @@
 #include <string>
 
 #include "apps/lib/data_loader.h"
+#include "apps/lib/kernel_profiler.h"
 #include "apps/lib/metrics_log.h"
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
-#include "nn/adamw.h"
+#include "apps/lib/training_step.h"
 #include "dist/parallel_state.h"
 #include "nn/checkpoint.h"
-#include "nn/grad_buckets.h"
-#include "nn/lr_schedule.h"
 #include "nn/megalodon.h"
-#include "nn/zero_adamw.h"
 
 namespace mgl::apps {
 
@@ -48,6 +40,9 @@ struct TrainerOptions {
   std::FILE* console = stdout;       // progress line and messages (nullptr: silent; rank 0 only)
   // The process grid; null: a plain single-process run on `device`. Its device wins over `device`.
   std::shared_ptr<dist::ParallelState> parallel;
+  // With profile.enabled, the kernels of a window of steps are profiled (apps/lib/kernel_profiler.h; on
+  // rank 0, which needs a CUDA device) and reported when it closes; see profile_window_closed.
+  ProfileOptions profile;
 };
 
 struct ValidationResult {
@@ -87,20 +82,20 @@ class Trainer {
   TrainingSummary run();
 
   ValidationResult validate();
-  // The first half of a step: forward and backward over grad_accum micro-batches, leaving the mean
-  // gradient in the parameters' .grad (summed over the ranks; with ZeRO-1, in this rank's bucket
-  // pieces); returns the mean loss over the global batch. (train_step adds clipping and the update.)
+  // The first half of a step on the next batch of the data (TrainingStep::accumulate_gradients): the
+  // mean loss over the global batch, its gradient left in the parameters' .grad.
   double accumulate_gradients();
   int64_t step() const { return state_.step; }
-  const nn::Megalodon& model() const { return *model_; }
+  const nn::Megalodon& model() const { return step_->model(); }
   const dist::ParallelState& parallel() const { return *parallel_; }
-  DType compute_dtype() const { return model_->compute_dtype(); }
+  DType compute_dtype() const { return step_->model().compute_dtype(); }
 
  private:
-  double train_step();        // one optimizer step; returns the mean loss of its micro-batches
-  double clip_gradients();    // the global gradient norm, clipping to optimizer.clip_grad_norm
-  nn::AdamWOptions& adam_options();
-  void zero_grad();
+  StepResult train_step();    // one optimizer step on the next batches of the data, profiled in the window
+  // The profiler's window is steps (after, after + steps] of this process (ProfileOptions), or fewer when
+  // the run ends first: closed once its last step has run, then reported on the console (and in JSON).
+  bool profile_window_closed() const;
+  void report_kernel_profile() const;
   double sum_over_data_ranks(double value) const;  // all-reduce over the data x chunk group
   bool stop_requested() const;                      // SIGINT/SIGTERM seen (on any rank)
   void save_checkpoint();
@@ -111,23 +106,17 @@ class Trainer {
   // definition for the exact windows.
   std::vector<LongContextPoint> evaluate_long_context(nn::Megalodon& model);
   void log(const std::string& message) const;
-  [[noreturn]] void fail_nonfinite_loss(double loss) const;
 
   TrainerOptions options_;
   std::shared_ptr<dist::ParallelState> parallel_;
-  std::shared_ptr<nn::Megalodon> model_;
-  std::vector<nn::Parameter> parameters_;
-  nn::AdamWOptions adamw_;
-  std::unique_ptr<nn::GradBuckets> buckets_;  // distributed runs
-  std::unique_ptr<nn::AdamW> optimizer_;      // all but ZeRO-1 runs
-  std::unique_ptr<nn::ZeroAdamW> zero_;       // ZeRO-1 runs
-  nn::LrSchedule schedule_;
+  std::unique_ptr<TrainingStep> step_;
   std::unique_ptr<DataLoader> train_loader_;
   std::vector<uint32_t> val_tokens_;
   std::unique_ptr<nn::CheckpointDirectory> checkpoints_;
   std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<KernelProfiler> profiler_;  // with options.profile.enabled, on rank 0
+  int64_t steps_run_ = 0;                     // by this process (the profiler's window counts them)
   nn::TrainingState state_;
-  double last_grad_norm_ = 0;
 };
 
 // Which device "auto" means here: cuda:0 when a GPU is usable, else the CPU.

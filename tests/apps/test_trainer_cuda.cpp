@@ -1,6 +1,6 @@
 // The training loop on CUDA: bf16 mixed-precision training of the tiny model learns (the CPU test's
-// bound), its first loss agrees with the f32 CPU run, a resumed run replays the uninterrupted one, and
-// out-of-memory is a clear error.
+// bound), its first loss agrees with the f32 CPU run, a resumed run replays the uninterrupted one,
+// out-of-memory is a clear error, and --profile reports the kernels of its window of steps.
 #include <cmath>
 
 #include "apps/trainer_fixtures.h"
@@ -71,5 +71,37 @@ TEST_CASE("trainer cuda: out of memory is a clear error", "[apps][trainer][cuda]
   });
   CHECK(contains(message, "out of memory"));
   CHECK(contains(message, "cuda:0"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("trainer cuda: the profiler reports the kernels of its window", "[apps][trainer][cuda]") {
+  const fs::path dir = scratch("cuda_profile");
+  const PreparedData data = gcide_sample(dir, 400'000);
+  TrainerOptions o = options_for(small_run(5), data, dir / "run", false, Device::cuda(0));
+  o.profile.enabled = true;
+  o.profile.after = 1;
+  o.profile.steps = 2;  // steps 2 and 3
+  o.profile.json = (dir / "kernels.json").string();
+  Trainer(o).run();
+  std::ifstream in(o.profile.json);
+  REQUIRE(in.good());
+  const nlohmann::json j = nlohmann::json::parse(in);
+  CHECK(j["steps"] == 2);
+  CHECK(j["dropped_records"] == 0);
+  CHECK(j["busy_ms_per_step"].get<double>() > 0);
+  REQUIRE(!j["kernels"].empty());
+  // Every kernel of a step runs once per step at least, and the largest row is a kernel.
+  CHECK(j["kernels"][0]["kind"] == "kernel");
+  CHECK(j["kernels"][0]["count"].get<int64_t>() >= 2);
+
+  // A run that ends inside the window reports the steps it profiled.
+  o.out = (dir / "short").string();
+  o.config.train.steps = 2;
+  o.config.schedule.warmup_steps = 1;
+  o.profile.json = (dir / "short.json").string();
+  Trainer(o).run();
+  std::ifstream short_in(o.profile.json);
+  REQUIRE(short_in.good());
+  CHECK(nlohmann::json::parse(short_in)["steps"] == 1);
   fs::remove_all(dir);
 }
