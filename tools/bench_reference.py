@@ -159,8 +159,9 @@ def main():
         parser.error("--peak-tflops must be > 0")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     if device.type == "cuda":
+        # set_device needs an index: "cuda" alone means the current device.
+        device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
         torch.cuda.set_device(device)
-        device = torch.device("cuda", torch.cuda.current_device())
 
     c = CONFIGS[a.config]
     torch.manual_seed(a.seed)
