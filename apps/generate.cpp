@@ -11,8 +11,9 @@
 // Under mpirun (docs/generate.md, "Under mpirun") each rank loads the checkpoint on its own device:
 // --prompts-file deals the batches to the ranks (balanced by their tokens) and rank 0 prints every
 // result in input order (or writes them to --output FILE.jsonl); --score splits one text into
-// contiguous pieces scored as a pipeline over the ranks (apps/lib/parallel_scoring.h), or scores
-// several files whole, one per rank, when there are at least as many files as ranks.
+// parts dealt in rounds and scored as a pipeline over the ranks (apps/lib/parallel_scoring.h), or
+// scores several files whole, one per rank, when there are at least as many files as ranks. A
+// --score file is read and tokenized a block at a time (apps/lib/token_source.h).
 //
 // The checkpoint holds everything: the model config, the parameters and the tokenizer (its identity
 // and, for SentencePiece, the model bytes). A DIR means its newest valid step_<N>.h5, looked for in
@@ -54,6 +55,7 @@
 #include "apps/lib/sampling.h"
 #include "apps/lib/scoring.h"
 #include "apps/lib/text_stream.h"
+#include "apps/lib/token_source.h"
 #include "apps/lib/tokenizer.h"
 #include "base/error.h"
 #include "core/allocator.h"
@@ -273,51 +275,44 @@ void report(Throughput t, const Device& device, const dist::ParallelState& paral
                double(memory_stats(device).peak_bytes) / (1024.0 * 1024.0));
 }
 
-// The scoring options of the --score file `text` (encoded as `tokens`).
-ScoringOptions scoring_options(const nn::StreamingOptions& streaming, const Tokenizer& tokenizer, const std::string& text,
-                               const std::vector<int32_t>& tokens, const Settings& s) {
-  ScoringOptions options;
-  options.streaming = streaming;
-  options.buckets = s.score_buckets;
-  options.bucket_width = s.score_bucket_width;
-  // Bits per byte over the bytes whose tokens are predicted: all of them after a separator,
-  // otherwise all but the first token's.
-  options.byte_count = static_cast<int64_t>(text.size()) -
-                       (tokenizer.eos_id() ? 0 : static_cast<int64_t>(tokenizer.decode({tokens[0]}).size()));
-  return options;
-}
-
 // Scores the --score files and prints the results (rank 0): one file as one JSON object, several as
 // one JSON line each, with its "file". One file, or fewer files than ranks: each file split over the
-// ranks in turn; otherwise each file whole on one rank, the files dealt by length.
+// ranks in turn; otherwise each file whole on one rank, the files dealt by size. A file is read and
+// tokenized as it is scored (apps/lib/token_source.h), so memory does not grow with it.
 void score(const nn::Megalodon& model, const nn::StreamingOptions& streaming, const Tokenizer& tokenizer,
-           const std::vector<std::string>& texts, const std::vector<std::vector<int32_t>>& tokens, const Settings& s,
-           const dist::ParallelState& parallel, Throughput& throughput) {
+           const std::vector<int64_t>& file_bytes, const Settings& s, const dist::ParallelState& parallel,
+           Throughput& throughput) {
   const dist::ProcessGroup& world = parallel.world();
-  const bool whole_files = texts.size() > 1 && static_cast<int>(texts.size()) >= world.size();
-  std::vector<int> rank_of(texts.size(), world.rank());  // split: every rank takes part in every file
-  if (whole_files) {
-    std::vector<int64_t> lengths;
-    for (const auto& t : tokens) lengths.push_back(static_cast<int64_t>(t.size()));
-    rank_of = assign_by_cost(lengths, world.size());
-  }
-  const bool terminal = isatty(STDERR_FILENO) && parallel.is_logging_rank() && texts.size() == 1;
+  const bool whole_files = s.score.size() > 1 && static_cast<int>(s.score.size()) >= world.size();
+  std::vector<int> rank_of(s.score.size(), world.rank());  // split: every rank takes part in every file
+  if (whole_files) rank_of = assign_by_cost(file_bytes, world.size());
+  const bool terminal = isatty(STDERR_FILENO) && parallel.is_logging_rank() && s.score.size() == 1;
   std::vector<std::pair<int64_t, std::string>> mine;  // (file index, JSON) of the results this rank reports
-  for (size_t f = 0; f < texts.size(); ++f) {
+  for (size_t f = 0; f < s.score.size(); ++f) {
     if (rank_of[f] != world.rank()) continue;
-    ScoringOptions options = scoring_options(streaming, tokenizer, texts[f], tokens[f], s);
-    if (terminal)
-      options.progress = [](int64_t done, int64_t total) {
-        std::fprintf(stderr, "\rscored %lld / %lld tokens", static_cast<long long>(done), static_cast<long long>(total));
+    TextFileTokens tokens(s.score[f], tokenizer);
+    ScoringOptions options;
+    options.streaming = streaming;
+    options.buckets = s.score_buckets;
+    options.bucket_width = s.score_bucket_width;
+    options.byte_count = tokens.predicted_bytes();
+    if (terminal)  // the tokens are not known before the file is read: its bytes give the total
+      options.progress = [&tokens](int64_t done, int64_t) {
+        std::fprintf(stderr, "\rscored %lld tokens, %lld / %lld bytes read", static_cast<long long>(done),
+                     static_cast<long long>(tokens.bytes_read()), static_cast<long long>(tokens.bytes()));
       };
     const auto start = std::chrono::steady_clock::now();
-    const ScoringResult result = whole_files ? score_tokens(model, tokens[f], options)
-                                             : score_tokens_parallel(model, tokens[f], options, world);
+    // A split file is cut in parts of an even share of its bytes (its tokens for the byte tokenizer,
+    // more than them for SentencePiece), at most kPartTokens each.
+    const ScoringResult result =
+        whole_files ? score_stream(model, tokens, options)
+                    : score_stream_parallel(model, tokens, options, world,
+                                            scoring_part_tokens(tokens.bytes(), model.config().chunk_size, world.size()));
     throughput.prefill_seconds += seconds_since(start);
     throughput.prefill_tokens += whole_files || world.rank() == 0 ? result.tokens : 0;
     if (terminal) std::fprintf(stderr, "\n");
     if (!whole_files && world.rank() != 0) continue;  // the split result is the same on every rank
-    if (texts.size() == 1) {
+    if (s.score.size() == 1) {
       mine.emplace_back(0, scoring_json(result));
       if (s.score_curve) write_scoring_curve(result, *s.score_curve);
     } else {
@@ -415,6 +410,7 @@ int run(const Settings& s, bool& is_rank0) {
   // Every input is read and checked before anything is printed.
   std::vector<std::string> texts;  // the prompts (one, or the lines of --prompts-file)
   std::vector<std::vector<int32_t>> prompts;
+  std::vector<int64_t> score_bytes;  // the size of each --score file
   if (s.prompts_file) {
     std::ifstream in(*s.prompts_file);
     MGL_CHECK(in.good(), "cannot open --prompts-file '", *s.prompts_file, "'");
@@ -425,11 +421,10 @@ int run(const Settings& s, bool& is_rank0) {
     }
     MGL_CHECK(!prompts.empty(), "--prompts-file '", *s.prompts_file, "' holds no prompts");
   } else if (!s.score.empty()) {
-    for (const std::string& file : s.score) {
-      texts.push_back(read_file(file, "text file"));
-      MGL_CHECK(texts.back().size() >= 2, "--score file '", file, "' holds ", texts.back().size(),
+    for (const std::string& file : s.score) {  // opened and a block read: an unreadable file fails here
+      score_bytes.push_back(TextFileTokens(file, *tokenizer).bytes());
+      MGL_CHECK(score_bytes.back() >= 2, "--score file '", file, "' holds ", score_bytes.back(),
                 " bytes; scoring needs at least two");
-      prompts.push_back(encode_prompt(*tokenizer, texts.back(), " of --score file '" + file + "'", vocab));
     }
   } else if (is_rank0) {  // one prompt: rank 0 generates it (stdin reaches rank 0 only under mpirun)
     texts.push_back(s.prompt        ? *s.prompt
@@ -448,7 +443,7 @@ int run(const Settings& s, bool& is_rank0) {
   Throughput throughput;
   throughput.scoring = !s.score.empty();
   if (!s.score.empty()) {
-    score(model, streaming, *tokenizer, texts, prompts, s, *parallel, throughput);
+    score(model, streaming, *tokenizer, score_bytes, s, *parallel, throughput);
   } else if (s.prompts_file) {
     generate_prompts(model, streaming, *tokenizer, texts, prompts, s, *parallel, throughput);
   } else if (is_rank0) {

@@ -38,32 +38,30 @@ void add_to_curve(std::vector<PositionBucket>& curve, int64_t position, int64_t 
 
 }  // namespace
 
-void check_scoring_inputs(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
-                          const ScoringOptions& options) {
+void check_scoring_inputs(const ScoringOptions& options, TokenWindow& tokens) {
   MGL_CHECK(options.buckets == "log2" || options.buckets == "linear",
             "scoring: buckets must be \"log2\" or \"linear\", got \"", options.buckets, "\"");
   MGL_CHECK(options.buckets != "linear" || options.bucket_width >= 1, "scoring: bucket_width must be >= 1, got ",
             options.bucket_width);
   MGL_CHECK(options.byte_count >= 0, "scoring: byte_count must be >= 0, got ", options.byte_count);
-  MGL_CHECK(tokens.size() >= 2, "scoring: need at least 2 tokens (one of context, one to predict), got ",
-            tokens.size());
-  const int64_t vocab = model.config().vocab_size;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    MGL_CHECK(tokens[i] >= 0 && tokens[i] < vocab, "scoring: token ", tokens[i], " at position ", i,
-              " is outside the model's vocabulary [0, ", vocab, ")");
+  tokens.read_to(2, 0);
+  MGL_CHECK(tokens.end() >= 2, "scoring: need at least 2 tokens (one of context, one to predict), got ",
+            tokens.end());
 }
 
 // The logits of stream position i predict token i + 1: each call's rows are scored bucket by bucket
 // with the training loss (the mean cross-entropy of a row range, times its length).
-void add_call_scores(const std::vector<int32_t>& tokens, int64_t first, const Tensor& logits,
+void add_call_scores(std::span<const int32_t> targets, int64_t first, const Tensor& logits,
                      const ScoringOptions& options, ScoringResult& result) {
   const int64_t n = logits.size(1);
+  MGL_CHECK(static_cast<int64_t>(targets.size()) == n, "scoring: ", targets.size(), " targets for ", n, " rows");
   const Tensor rows = reshape(logits, {n, logits.size(2)});
   for (int64_t r = 0; r < n;) {
     const int64_t position = first + 1 + r;
     const int64_t count = std::min(n - r, bucket_of(position, options).second - position);
-    const std::vector<int32_t> targets(tokens.begin() + position, tokens.begin() + position + count);
-    const Tensor target = Tensor::from_vector(targets, {count}, DType::i64, logits.device());
+    const std::span<const int32_t> some = targets.subspan(static_cast<size_t>(r), static_cast<size_t>(count));
+    const Tensor target =
+        Tensor::from_vector(std::vector<int32_t>(some.begin(), some.end()), {count}, DType::i64, logits.device());
     const double nll = cross_entropy(slice(rows, 0, r, r + count), target).item() * static_cast<double>(count);
     result.total_nll += nll;
     add_to_curve(result.curve, position, count, nll, options);
@@ -78,26 +76,35 @@ void finish_scoring(ScoringResult& result, const ScoringOptions& options) {
   if (options.byte_count > 0) result.bits_per_byte = result.total_nll / std::log(2.0) / double(options.byte_count);
 }
 
-ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
-                           const ScoringOptions& options) {
-  check_scoring_inputs(model, tokens, options);
+ScoringResult score_stream(const nn::Megalodon& model, TokenSource& source, const ScoringOptions& options) {
+  TokenWindow tokens(source, model.config().vocab_size);
+  check_scoring_inputs(options, tokens);
   nn::StreamingSession session(model, 1, options.streaming.value_or(nn::StreamingOptions::from_config(model.config())));
   ScoringResult result;
-  result.tokens = static_cast<int64_t>(tokens.size()) - 1;
   const nn::LogitsObserver score = [&](int64_t first, const Tensor& logits) {
-    add_call_scores(tokens, first, logits, options, result);
+    add_call_scores(tokens.ids(first + 1, first + 1 + logits.size(1)), first, logits, options, result);
   };
+  const int64_t total = source.size() ? *source.size() - 1 : 0;
   // Two chunks per piece, so that every prefill is one call of whole chunks (the official batching).
+  // A piece goes once the id after it, its last target, has been read; the ids before it are dropped.
   NoGradGuard no_grad;
   const int64_t piece = nn::StreamingSession::kChunksPerCall * model.config().chunk_size;
-  for (int64_t start = 0; start < result.tokens; start += piece) {
-    const int64_t end = std::min(start + piece, result.tokens);
-    const std::vector<int32_t> ids(tokens.begin() + start, tokens.begin() + end);
-    session.prefill(Tensor::from_vector(ids, {1, end - start}, DType::i64), score);
-    if (options.progress) options.progress(end, result.tokens);
+  for (int64_t start = 0;; start += piece) {
+    tokens.read_to(start + piece + 1, start);
+    const int64_t end = std::min(start + piece, tokens.end() - 1);
+    if (end <= start) break;  // the stream has ended
+    session.prefill(tokens.tensor(start, end), score);
+    if (options.progress) options.progress(end, total);
   }
+  result.tokens = tokens.end() - 1;
   finish_scoring(result, options);
   return result;
+}
+
+ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
+                           const ScoringOptions& options) {
+  TokenVector source(tokens);
+  return score_stream(model, source, options);
 }
 
 std::string scoring_json(const ScoringResult& result) {

@@ -1,7 +1,9 @@
 #pragma once
-// Scoring a token stream of any length with a MEGALODON model in constant memory: the stream goes
-// through a StreamingSession (nn/streaming.h) two chunks at a time, so a 1M-token document costs the
-// memory of two chunks. Token t + 1 is predicted from tokens [0, t]; the first token is context only.
+// Scoring a token stream of any length with a MEGALODON model in constant memory: the stream is read
+// from a TokenSource a block at a time (a text file is tokenized as it is read, apps/lib/token_source.h)
+// and goes through a StreamingSession (nn/streaming.h) two chunks at a time, so a 1M-token document
+// costs the memory of two chunks and a block. Token t + 1 is predicted from tokens [0, t]; the first
+// token is context only.
 //
 // Results: the total negative log-likelihood (nats) and the number of predicted tokens, the mean,
 // perplexity exp(mean), bits per token, bits per byte (given the byte count of the text), and the
@@ -11,9 +13,11 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "apps/lib/token_source.h"
 #include "nn/streaming.h"
 
 namespace mgl::apps {
@@ -24,7 +28,8 @@ struct ScoringOptions {
   std::string buckets = "log2";  // "log2" or "linear"
   int64_t bucket_width = 1024;   // positions per bucket for "linear"
   int64_t byte_count = 0;        // bytes of the text the predicted tokens encode; 0: no bits per byte
-  // Called after each piece with (tokens predicted so far, tokens to predict).
+  // Called after each piece with (the stream position scored up to: the tokens predicted so far in one
+  // process; the tokens to predict when the source knows its length before it is read, else 0).
   std::function<void(int64_t done, int64_t total)> progress;
 };
 
@@ -45,17 +50,21 @@ struct ScoringResult {
   std::vector<PositionBucket> curve;    // the buckets up to the last position, in order
 };
 
-// Scores `tokens` (at least two ids in [0, vocab)) with `model` (in evaluation mode). Throws
-// mgl::Error naming a bad option or an id outside the vocabulary (with its position).
+// Scores the stream of `source` (at least two ids in [0, vocab)) with `model` (in evaluation mode),
+// reading it as the pieces need it. Throws mgl::Error naming a bad option or an id outside the
+// vocabulary (with its position).
+ScoringResult score_stream(const nn::Megalodon& model, TokenSource& source, const ScoringOptions& options = {});
+// score_stream of ids in memory.
 ScoringResult score_tokens(const nn::Megalodon& model, const std::vector<int32_t>& tokens,
                            const ScoringOptions& options = {});
 
-// The pieces score_tokens is made of, shared with the chunk-parallel scoring (parallel_scoring.h):
-// the checks of its inputs; the scores of one model call's logits [1, n, vocab] for stream positions
-// [first, first + n), added to result.total_nll and result.curve; and the summary statistics from
-// result.tokens and result.total_nll.
-void check_scoring_inputs(const nn::Megalodon& model, const std::vector<int32_t>& tokens, const ScoringOptions& options);
-void add_call_scores(const std::vector<int32_t>& tokens, int64_t first, const Tensor& logits,
+// The pieces score_stream is made of, shared with the chunk-parallel scoring (parallel_scoring.h):
+// the checks of the options and of the stream's first two ids (read into `tokens`); the scores of one
+// model call's logits [1, n, vocab] for stream positions [first, first + n), whose `targets` are the
+// ids of positions [first + 1, first + n + 1), added to result.total_nll and result.curve; and the
+// summary statistics from result.tokens and result.total_nll.
+void check_scoring_inputs(const ScoringOptions& options, TokenWindow& tokens);
+void add_call_scores(std::span<const int32_t> targets, int64_t first, const Tensor& logits,
                      const ScoringOptions& options, ScoringResult& result);
 void finish_scoring(ScoringResult& result, const ScoringOptions& options);
 

@@ -97,6 +97,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::optional<int32_t> bos_id() const override { return special(processor_.bos_id()); }
   std::optional<int32_t> eos_id() const override { return special(processor_.eos_id()); }
   std::string model_bytes() const override { return bytes_; }
+  // A segmentation of the whole text: cut only after newlines (apps/lib/token_source.h).
+  bool cuts_anywhere() const override { return false; }
 
  private:
   static std::optional<int32_t> special(int id) { return id < 0 ? std::nullopt : std::optional<int32_t>(id); }

@@ -32,6 +32,9 @@ class Tokenizer {
   // The serialized model that rebuilds this tokenizer (sentencepiece_from_bytes); empty for "bytes".
   // Checkpoints store it (TrainingState::tokenizer_model) so that they alone can generate text.
   virtual std::string model_bytes() const = 0;
+  // Whether encode(a + b) == encode(a) + encode(b) for any texts a and b: a long text may then be
+  // encoded in blocks cut anywhere (apps/lib/token_source.h); otherwise it is cut after newlines.
+  virtual bool cuts_anywhere() const = 0;
 };
 
 class ByteTokenizer final : public Tokenizer {
@@ -43,6 +46,7 @@ class ByteTokenizer final : public Tokenizer {
   std::optional<int32_t> bos_id() const override { return std::nullopt; }
   std::optional<int32_t> eos_id() const override { return std::nullopt; }
   std::string model_bytes() const override { return {}; }
+  bool cuts_anywhere() const override { return true; }  // every byte is encoded alone
 };
 
 // Whether this build has the SentencePiece library.

@@ -1,8 +1,9 @@
 #pragma once
 // Shared by the split-scoring tests under mpirun (CPU and CUDA): a text scored over the ranks of the
 // world (apps/lib/parallel_scoring.h) against the one-process score_tokens that every rank also
-// computes, in both TimestepNorm modes, both kinds of buckets, and texts that end inside a call, on a
-// boundary, and before every rank has a piece.
+// computes, in both TimestepNorm modes, both kinds of buckets, texts that end inside a call, on a
+// boundary, and before every rank has a part, and parts of an even share (one round), of one call
+// and of three calls (many rounds, passing the states from the last rank back to the first).
 #include <cmath>
 
 #include "apps/lib/parallel_scoring.h"
@@ -62,8 +63,11 @@ inline void check_split_scores(const std::string& device, DType dtype, double to
         options.buckets = buckets;
         options.bucket_width = 24;
         options.byte_count = 3 * length;
-        check_same_score(apps::score_tokens_parallel(model, tokens, options, ps->world()),
-                         apps::score_tokens(model, tokens, options), tolerance);
+        const apps::ScoringResult want = apps::score_tokens(model, tokens, options);
+        for (int64_t part : {int64_t{0}, 2 * c, 6 * c}) {  // 0: an even share
+          INFO("parts of " << part << " tokens");
+          check_same_score(apps::score_tokens_parallel(model, tokens, options, ps->world(), part), want, tolerance);
+        }
       }
   }
 }

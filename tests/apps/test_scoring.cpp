@@ -1,15 +1,18 @@
 // Scoring a token stream (apps/lib/scoring.h): in the exact TimestepNorm mode the total NLL equals
 // the cross-entropy of one full forward (f64), every bucket of the loss-vs-position curve equals the
 // cross-entropy of the full forward over its positions (powers of two and fixed width), the derived
-// numbers (perplexity, bits per token and per byte) follow, the windowed mode is used when asked,
-// the curve files are written, and bad inputs are named.
+// numbers (perplexity, bits per token and per byte) follow, the windowed mode is used when asked, a
+// text file read and tokenized in small blocks scores bitwise as its whole token vector (byte
+// tokenizer and SentencePiece), the curve files are written, and bad inputs are named.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "apps/generated_text.h"
 #include "apps/lib/scoring.h"
+#include "apps/lib/tokenizer.h"
 #include "nn/megalodon_models.h"
 #include "nn/streaming_runs.h"
 #include "ops/ops.h"
@@ -115,6 +118,51 @@ TEST_CASE("scoring: the windowed mode scores what a windowed session predicts", 
   options.streaming = exact();
   CHECK(std::abs(score_tokens(*model, tokens, options).mean_nll - want) > 1e-9);  // the window acts
   CHECK_FALSE(result.bits_per_byte.has_value());
+}
+
+TEST_CASE("scoring: a text file read in small blocks scores bitwise as its whole token vector", "[apps][scoring]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const auto dir = std::filesystem::temp_directory_path() / ("mgl_scoring_" + std::to_string(seed));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "corpus.txt") << generated_text(1, 400);  // fixed: see test_token_source.cpp
+  const std::string text = "  the model reads\n\n" + generated_text(3, 40) + "and no newline at the end";
+  const std::string file = (dir / "text.txt").string();
+  std::ofstream(file) << text;
+
+  std::vector<std::unique_ptr<Tokenizer>> tokenizers;
+  tokenizers.push_back(std::make_unique<ByteTokenizer>());
+  if (sentencepiece_available())
+    tokenizers.push_back(
+        load_sentencepiece(train_sentencepiece({(dir / "corpus.txt").string()}, (dir / "tok").string(), 400)));
+  else
+    WARN("SKIPPED for SentencePiece: this build has none");
+  for (const auto& tokenizer : tokenizers) {
+    nn::MegalodonConfig config = nn::MegalodonConfig::preset("test");  // chunk 8: blocks cut across calls
+    config.vocab_size = tokenizer->vocab_size();
+    Generator gen(seed);
+    nn::InitOptions init;
+    init.generator = &gen;
+    nn::Megalodon model(config, init);
+    model.eval();
+    std::vector<int32_t> whole;  // a document: the separator (SentencePiece), then the text
+    if (tokenizer->eos_id()) whole.push_back(*tokenizer->eos_id());
+    for (int32_t id : tokenizer->encode(text)) whole.push_back(id);
+    for (const nn::StreamingOptions& streaming : {exact(), windowed(2, 3)})
+      for (int64_t block : {int64_t{5}, int64_t{300}}) {
+        INFO(tokenizer->identity() << ", " << streaming.timestep_norm_mode << ", blocks of " << block << " bytes");
+        TextFileTokens tokens(file, *tokenizer, block);
+        ScoringOptions options;
+        options.streaming = streaming;
+        options.byte_count = tokens.predicted_bytes();
+        const ScoringResult streamed = score_stream(model, tokens, options);
+        const ScoringResult at_once = score_tokens(model, whole, options);
+        CHECK(streamed.tokens == static_cast<int64_t>(whole.size()) - 1);
+        CHECK(streamed.total_nll == at_once.total_nll);
+        CHECK(scoring_json(streamed) == scoring_json(at_once));
+      }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("scoring: curve files in TSV and JSON", "[apps][scoring]") {

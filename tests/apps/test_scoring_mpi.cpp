@@ -10,16 +10,18 @@ TEST_CASE("the split score equals the one-process score in both TimestepNorm mod
   check_split_scores("cpu", DType::f32, 1e-6);
 }
 
-TEST_CASE("the pieces start on call boundaries and cover the stream") {
-  for (int ranks : {1, 2, 3, 4, 7})
-    for (int64_t predicted : {int64_t{1}, int64_t{31}, int64_t{64}, int64_t{1000}}) {
-      const std::vector<int64_t> b = apps::scoring_pieces(predicted, 16, ranks);
-      REQUIRE(b.size() == static_cast<size_t>(ranks + 1));
-      CHECK(b.front() == 0);
-      CHECK(b.back() == predicted);
-      for (int r = 0; r < ranks; ++r) {
-        CHECK(b[r] <= b[r + 1]);
-        CHECK(b[r] % 32 == 0);
+TEST_CASE("a part is whole calls, an even share of a short stream, and at most kPartTokens") {
+  const int64_t call = 32;  // two chunks of 16
+  for (int ranks : {2, 3, 4, 7})
+    for (int64_t stream : {int64_t{1}, int64_t{31}, int64_t{64}, int64_t{1000}, int64_t{10'000'000}}) {
+      INFO(ranks << " ranks, " << stream << " tokens");
+      const int64_t part = apps::scoring_part_tokens(stream, 16, ranks);
+      CHECK(part >= call);
+      CHECK(part % call == 0);
+      CHECK(part <= apps::kPartTokens);
+      if (stream <= ranks * apps::kPartTokens) {
+        CHECK(ranks * part >= stream);          // one round covers the stream
+        CHECK(part < call + stream / ranks + 1);  // no larger than a share rounded up to a call
       }
     }
 }

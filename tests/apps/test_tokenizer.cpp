@@ -5,8 +5,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "apps/generated_text.h"
 #include "apps/lib/tokenizer.h"
-#include "base/philox.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -19,25 +19,6 @@ std::filesystem::path fresh_directory(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed()) + "_" + name);
   std::filesystem::create_directories(dir);
   return dir;
-}
-
-// Sentences of words drawn from a small lexicon by a Philox stream: enough repetition for a subword
-// vocabulary to form, with punctuation, digits and a few non-ASCII words.
-std::string generated_text(uint64_t seed, int lines) {
-  const std::vector<std::string> words = {"the",   "model",  "reads", "tokens", "and",     "predicts", "next",
-                                          "word",  "from",   "long",  "context", "moving", "average",  "gated",
-                                          "chunk", "attention", "café", "naïve",  "über",    "2024",    "megalodon"};
-  std::string text;
-  uint64_t index = 0;
-  for (int line = 0; line < lines; ++line) {
-    const int length = 4 + static_cast<int>(philox::block(seed, 0, index++).x % 10);
-    for (int w = 0; w < length; ++w) {
-      if (w > 0) text += ' ';
-      text += words[philox::block(seed, 0, index++).x % words.size()];
-    }
-    text += line % 3 == 0 ? ".\n" : ",\n";
-  }
-  return text;
 }
 
 }  // namespace
