@@ -4,10 +4,10 @@
 #include <bit>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 
+#include "apps/lib/files.h"
 #include "base/error.h"
 #include "core/fnv1a.h"
 
@@ -69,21 +69,12 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   header.count = tokens.size();
   header.checksum = fnv1a64(bytes.data(), bytes.size());
 
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    MGL_CHECK(out.good(), "token shard: cannot create '", temporary, "'");
-    out.write(reinterpret_cast<const char*>(&header), sizeof header);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out.good()) {
-      std::filesystem::remove(temporary);
-      MGL_FAIL("token shard: writing '", temporary, "' failed (disk full?)");
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  MGL_CHECK(!error, "token shard: cannot rename '", temporary, "' to '", path, "': ", error.message());
+  // Through write_file_atomically: a reader never sees half a shard, and a failed write names the OS's
+  // reason ("No space left on device", ...).
+  std::string contents(sizeof header + bytes.size(), '\0');
+  std::memcpy(contents.data(), &header, sizeof header);
+  std::memcpy(contents.data() + sizeof header, bytes.data(), bytes.size());
+  write_file_atomically(path, contents);
 }
 
 TokenShardInfo read_token_shard_info(const std::string& path) {

@@ -96,6 +96,15 @@ TEST_CASE("token shards: a token too wide for uint16 is refused", "[apps][token_
   CHECK_FALSE(std::filesystem::exists(path));
 }
 
+TEST_CASE("token shards: a failed write names the file and the OS's reason, and publishes nothing",
+          "[apps][token_shards]") {
+  const std::string path = (std::filesystem::path(temp_path("shard_write")) / "missing" / "train.bin").string();
+  const std::string message = error_message([&] { write_token_shard(path, {1, 2, 3}, TokenDType::u16); });
+  CHECK(contains(message, path + ".tmp"));
+  CHECK(contains(message, "No such file or directory"));
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
 TEST_CASE("token shards: corrupt files give errors naming the file and the problem", "[apps][token_shards]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
