@@ -181,6 +181,22 @@ MegalodonConfig make(const std::string& name, int64_t layers, int64_t d, int64_t
   return c;
 }
 
+// The parameters a config builds (tied head counted once), in a number type T: int64_t for the count, double
+// for validate() to check first that the count fits an int64_t (in double nothing overflows).
+template <class T>
+T count_parameters(const MegalodonConfig& c) {
+  const T D = c.model_dim, Z = c.z_dim, V = c.value_dim, F = c.ffn_hidden_dim, N = c.cema_ndim;
+  const T norm = c.norm_affine ? 1 : 0;
+  const T timestep_norm = 2 * D;
+  const T cema = D * N /*alpha*/ + D * N /*delta*/ + D /*theta*/ + 2 * D * N /*gamma*/ + D /*omega*/;
+  const T attention = norm * D /*rmsnorm*/ + (Z * D + Z) /*wz*/ + (V * D + V) /*wv*/ + (V * D + V) /*wr*/ +
+                      (D * D + D) /*wh1*/ + D * V /*wh2*/ + 2 * Z /*gamma*/ + 2 * Z /*beta*/;
+  const T ffn = norm * 2 * D + (c.swiglu ? 3 : 2) * F * D + (c.rescale_nffn ? D : 0);
+  const T per_layer = timestep_norm + cema + attention + ffn;
+  const T head = c.share_embedding ? 0 : c.vocab_size * D;
+  return c.vocab_size * D + c.num_layers * per_layer + timestep_norm /*final norm*/ + head;
+}
+
 }  // namespace
 
 void MegalodonConfig::validate() const {
@@ -212,20 +228,14 @@ void MegalodonConfig::validate() const {
             norm_window_after_chunks, ") must be at least norm_window_chunks (", norm_window_chunks, ")");
   MGL_CHECK(attention_dropout_kind == "dropout" || attention_dropout_kind == "dropkey",
             "config: attention_dropout_kind must be \"dropout\" or \"dropkey\", got \"", attention_dropout_kind, "\"");
+  // Every term of the count is positive and at most the total, so a total below 2^62 computes in int64_t
+  // without overflow (UBSan, running tests/fuzz/fuzz_config.cpp on `--set model.model_dim=1099511627776`: the
+  // count overflowed, and `train` prints it before building the model).
+  const double parameters = count_parameters<double>(*this);
+  MGL_CHECK(parameters < 0x1p62, "config: the model would have ", parameters, " parameters, more than 2^62");
 }
 
-int64_t MegalodonConfig::parameter_count() const {
-  const int64_t D = model_dim, Z = z_dim, V = value_dim, F = ffn_hidden_dim, N = cema_ndim;
-  const int64_t norm = norm_affine ? 1 : 0;
-  const int64_t timestep_norm = 2 * D;
-  const int64_t cema = D * N /*alpha*/ + D * N /*delta*/ + D /*theta*/ + 2 * D * N /*gamma*/ + D /*omega*/;
-  const int64_t attention = norm * D /*rmsnorm*/ + (Z * D + Z) /*wz*/ + (V * D + V) /*wv*/ + (V * D + V) /*wr*/ +
-                            (D * D + D) /*wh1*/ + D * V /*wh2*/ + 2 * Z /*gamma*/ + 2 * Z /*beta*/;
-  const int64_t ffn = norm * 2 * D + (swiglu ? 3 : 2) * F * D + (rescale_nffn ? D : 0);
-  const int64_t per_layer = timestep_norm + cema + attention + ffn;
-  const int64_t head = share_embedding ? 0 : vocab_size * D;
-  return vocab_size * D + num_layers * per_layer + timestep_norm /*final norm*/ + head;
-}
+int64_t MegalodonConfig::parameter_count() const { return count_parameters<int64_t>(*this); }
 
 std::string MegalodonConfig::to_json() const {
   json j;
@@ -275,6 +285,7 @@ MegalodonConfig MegalodonConfig::from_json(const std::string& text, ConfigNotes*
 }
 
 void MegalodonConfig::set(const std::string& key, const std::string& value) {
+  MGL_CHECK(is_utf8(key) && is_utf8(value), "config: the override of '", key, "' is not UTF-8 text");
   // The value as JSON (a number, true/false, null); a string field, or text that is no JSON, takes it as it is.
   json parsed = json::parse(value, nullptr, /*allow_exceptions=*/false);
   for_each_field(*this, [&](const char* name, auto& field) {
@@ -284,6 +295,15 @@ void MegalodonConfig::set(const std::string& key, const std::string& value) {
   json document = json::object();
   document[key] = parsed;
   *this = read(document, *this, nullptr);
+}
+
+bool is_utf8(const std::string& text) {
+  try {
+    (void)json(text).dump();  // nlohmann's own check: dump() refuses a string that is not UTF-8
+    return true;
+  } catch (const json::type_error&) {
+    return false;
+  }
 }
 
 void throw_if_problems(const std::string& what, const std::vector<std::string>& problems) {

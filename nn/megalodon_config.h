@@ -60,7 +60,8 @@ struct MegalodonConfig {
 
   // Throws mgl::Error naming the first inconsistent field (divisibility, ranges, kinds).
   void validate() const;
-  // Number of parameters of the model this config builds (tied head counted once).
+  // Number of parameters of the model this config builds (tied head counted once); validate() checks that it
+  // fits.
   int64_t parameter_count() const;
 
   std::string to_json() const;           // every field, pretty-printed
@@ -78,6 +79,10 @@ struct MegalodonConfig {
   // Applies one "key=value" override (value parsed as the field's type; ModelConf's names work too).
   void set(const std::string& key, const std::string& value);
 };
+
+// Whether `text` is UTF-8, as every string of a JSON document must be: text from outside a document (a --set
+// value, a file name) is checked before it becomes one, or writing the config would fail.
+bool is_utf8(const std::string& text);
 
 // Throws one mgl::Error listing every problem ("<what>: unknown key 'x'; ..."), or returns when there is none.
 void throw_if_problems(const std::string& what, const std::vector<std::string>& problems);

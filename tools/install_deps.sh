@@ -15,6 +15,8 @@ packages=(
   zlib1g-dev                            # compressed corpora
   dict-gcide                            # the default training corpus (GCIDE dictionary, GPL text)
   gnuplot-nox                           # tools/plot_metrics.sh: training curves as PNG
+  clang libclang-rt-dev llvm            # the sanitizer build and fuzzers: clang, its ASan/UBSan/libFuzzer
+                                        # runtimes, llvm-symbolizer for reports with file:line
 )
 
 missing=()

@@ -199,7 +199,11 @@ RunConfig RunConfig::from_json(const std::string& text) {
   if (is_model_document(document)) {
     c.model = nn::MegalodonConfig::from_json(text, &notes);
   } else {
-    for (const auto& [section, body] : document.items()) {
+    // References, not structured bindings: clang before 16 cannot capture those in the lambda below (the
+    // sanitizer build uses clang 14).
+    for (const auto& entry : document.items()) {
+      const std::string& section = entry.key();
+      const json& body = entry.value();
       if (section == "name") {
         if (body.is_string()) c.name = body.get<std::string>();
         else notes.problems.push_back("config key 'name' must be a string");
@@ -208,7 +212,9 @@ RunConfig RunConfig::from_json(const std::string& text) {
       } else if (!body.is_object()) {
         notes.problems.push_back("section '" + section + "' must be an object");
       } else {
-        for (const auto& [key, value] : body.items()) {
+        for (const auto& item : body.items()) {
+          const std::string& key = item.key();
+          const json& value = item.value();
           bool known = false;
           for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
             if (section != s || key != k) return;
@@ -226,6 +232,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
 }
 
 void RunConfig::set(const std::string& assignment) {
+  MGL_CHECK(nn::is_utf8(assignment), "--set ", assignment, ": not UTF-8 text");
   const size_t equals = assignment.find('=');
   MGL_CHECK(equals != std::string::npos, "--set expects section.key=value, got '", assignment, "'");
   const std::string key = assignment.substr(0, equals);
@@ -274,7 +281,7 @@ RunConfig RunConfig::load(const std::string& name_or_path) {
   }
   try {
     RunConfig c = from_json(read_file(path.string(), "config file"));
-    if (c.name == "custom") c.name = path.stem().string();
+    if (c.name == "custom" && nn::is_utf8(path.stem().string())) c.name = path.stem().string();
     return c;
   } catch (const Error& e) {
     MGL_FAIL("in config file '", path.string(), "': ", e.what());
@@ -328,9 +335,15 @@ void report_ignored_keys(const std::string& app, const std::vector<std::string>&
 
 std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,
                                         const std::vector<std::string>& ignored) {
+  // A checkpoint's config is text from a file: not JSON (a version-1 file carries no checksum) is an error.
+  auto parse = [](const std::string& text) {
+    json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    MGL_CHECK(parsed.is_object(), "a run config is not a JSON object: '", text.substr(0, 80), "'");
+    return parsed;
+  };
   std::vector<std::pair<std::string, json>> a, b;
-  flatten(json::parse(a_json), "", a);
-  flatten(json::parse(b_json), "", b);
+  flatten(parse(a_json), "", a);
+  flatten(parse(b_json), "", b);
   auto lookup = [](const std::vector<std::pair<std::string, json>>& items, const std::string& key) -> const json* {
     for (const auto& [k, v] : items)
       if (k == key) return &v;

@@ -113,7 +113,7 @@ nn::MegalodonConfig load_model_config(const std::string& name_or_path, const std
 void report_ignored_keys(const std::string& app, const std::vector<std::string>& ignored);
 
 // The first key (dotted) whose value differs between two resolved configs, ignoring `ignored` keys;
-// empty when they agree.
+// empty when they agree. Throws mgl::Error when one is not a JSON object.
 std::string first_run_config_difference(const std::string& a_json, const std::string& b_json,
                                         const std::vector<std::string>& ignored);
 

@@ -66,7 +66,14 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   // `bytes`: a serialized model (the contents of a .model file); `source` names it in errors.
   SentencePieceTokenizer(std::string bytes, const std::string& source) : bytes_(std::move(bytes)) {
-    const auto status = processor_.LoadFromSerializedProto(bytes_);
+    // SentencePiece reports a bad model by its status, except where its trie library (darts-clone) throws
+    // instead, e.g. for an empty piece (found by tests/fuzz/fuzz_tokenizer.cpp).
+    sentencepiece::util::Status status;
+    try {
+      status = processor_.LoadFromSerializedProto(bytes_);
+    } catch (const std::exception& e) {
+      MGL_FAIL("sentencepiece: cannot load ", source, ": ", e.what());
+    }
     MGL_CHECK(status.ok(), "sentencepiece: cannot load ", source, ": ", status.ToString());
     char hash[17];
     std::snprintf(hash, sizeof hash, "%016" PRIx64, fnv1a64(bytes_.data(), bytes_.size()));

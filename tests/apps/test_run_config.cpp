@@ -81,6 +81,25 @@ TEST_CASE("run config: bad keys and values are clear errors", "[apps][run_config
   CHECK(contains(error_message([&] { bad.validate(); }), "exponential"));
 }
 
+TEST_CASE("run config: text that is not UTF-8 is refused before it enters the config's JSON", "[apps][run_config]") {
+  // Found by tests/fuzz/fuzz_config.cpp: such a value escaped as a JSON library error from the message that
+  // quoted it, and one the config kept (a name) made writing the config throw the same.
+  RunConfig c;
+  for (const char* assignment : {"model.efficient_attn=fu\xf8", "model.name=\xff", "optimizer.no_weight_decay=\xff",
+                                 "train.dtype=\xc3"})
+    CHECK(contains(error_message([&] { c.set(assignment); }), "not UTF-8 text"));
+  CHECK(contains(error_message([&] { c.model.set("name", "\xff"); }), "not UTF-8 text"));
+  c.set("model.name=caf\xc3\xa9");  // UTF-8 beyond ASCII is text
+  CHECK(RunConfig::from_json(c.to_json()).model.name == "caf\xc3\xa9");
+  // A config file whose name is not UTF-8 loads; the run is named "custom" rather than after the file.
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / "mgl_test_\xff.json";
+  std::ofstream(path) << R"({"model": {"preset": "test"}})";
+  const RunConfig loaded = RunConfig::load(path.string());
+  CHECK(loaded.name == "custom");
+  CHECK_NOTHROW(loaded.to_json());
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("run config: a config file by path, with its errors named", "[apps][run_config]") {
   const std::filesystem::path path = std::filesystem::temp_directory_path() / "mgl_test_run_config.json";
   std::ofstream(path) << R"({"model": {"preset": "test", "num_layers": 3}, "train": {"steps": 9}})";
@@ -103,6 +122,11 @@ TEST_CASE("run config: differences between resolved configs", "[apps][run_config
   CHECK(first_run_config_difference(a.to_json(), b.to_json(), {"train.steps"}).empty());
   b.model.chunk_size = 32;
   CHECK(first_run_config_difference(a.to_json(), b.to_json(), {"train.steps"}) == "model.chunk_size");
+  // A checkpoint's stored config is text from a file (unchecked in a version-1 file): an mgl::Error, not the
+  // JSON library's exception.
+  CHECK(contains(error_message([&] { first_run_config_difference("{\"train\": ", a.to_json(), {}); }),
+                 "not a JSON object"));
+  CHECK(contains(error_message([&] { first_run_config_difference(a.to_json(), "[1]", {}); }), "not a JSON object"));
 }
 
 TEST_CASE("run config: an official ModelConf file configures the model of a run", "[apps][run_config]") {

@@ -131,3 +131,13 @@ TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][
                  "nope.txt"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("sentencepiece: a model its own library cannot index is an mgl::Error", "[apps][tokenizer][sentencepiece]") {
+  if (!sentencepiece_available()) return;  // the test above checks the error of a build without SentencePiece
+  // A serialized ModelProto of two pieces, "<unk>" (type UNKNOWN) and "\0" (NORMAL). SentencePiece's trie
+  // (darts-clone) takes keys as C strings, so the second is an empty key: it throws its own exception type,
+  // which escaped the loader until tests/fuzz/fuzz_tokenizer.cpp found it.
+  const std::string model("\x0a\x0e\x0a\x05<unk>\x15\x00\x00\x00\x00\x18\x02"
+                          "\x0a\x0a\x0a\x01\x00\x15\x00\x00\x00\x00\x18\x01", 28);
+  CHECK(contains(error_message([&] { sentencepiece_from_bytes(model); }), "zero-length key"));
+}

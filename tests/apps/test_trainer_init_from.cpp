@@ -18,7 +18,8 @@ void require_parameters_equal(const nn::Megalodon& model, const nn::Weights& wei
   REQUIRE(parameters.size() == weights.tensors.size());
   for (const auto& [name, tensor] : weights.tensors) {
     INFO(name);
-    const auto it = std::find_if(parameters.begin(), parameters.end(), [&](const auto& p) { return p.name == name; });
+    const auto it = std::find_if(parameters.begin(), parameters.end(),
+                                 [&name = name](const auto& p) { return p.name == name; });
     REQUIRE(it != parameters.end());
     REQUIRE(it->tensor.to_vector<float>() == tensor.to_vector<float>());
   }

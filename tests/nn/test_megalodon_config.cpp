@@ -64,6 +64,18 @@ TEST_CASE("bad configs are rejected with the offending key named", "[nn][config]
   CHECK_THROWS_AS(c.set("nope", "1"), Error);
 }
 
+TEST_CASE("a config whose parameter count overflows is refused", "[nn][config]") {
+  // UBSan under tests/fuzz/fuzz_config.cpp: model_dim 2^40 passed validate() and overflowed the int64 count.
+  MegalodonConfig c = MegalodonConfig::preset("test");
+  c.model_dim = int64_t{1} << 40;
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("more than 2^62") != std::string::npos);
+  c = MegalodonConfig::preset("test");
+  c.num_layers = int64_t{1} << 62;
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("more than 2^62") != std::string::npos);
+  c = MegalodonConfig::preset("mega7.3B");
+  CHECK_NOTHROW(c.validate());
+}
+
 // megalodon/config.py ModelConf of the mega7.3B preset, as json.dumps(dataclasses.asdict(conf)) writes it.
 static const char* kOfficialMega73B = R"({"num_layers": 32, "model_dim": 4096, "z_dim": 1024, "value_dim": 8192,
   "num_heads": 4, "ffn_hidden_dim": 8192, "cema_ndim": 16, "chunk_size": 2048, "efficient_attn": null,

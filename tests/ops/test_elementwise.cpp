@@ -48,7 +48,7 @@ TEST_CASE("binary ops: gradients with broadcasting", "[ops][elementwise]") {
       INFO(name << " " << shape_str(sa) << " x " << shape_str(sb) << " seed " << seed);
       Tensor a = random_tensor(sa, seed, DType::f64, 0.5, 2.0).set_requires_grad(true);
       Tensor b = random_tensor(sb, seed + 1, DType::f64, 0.5, 2.0).set_requires_grad(true);
-      check_gradients([&](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, {a, b});
+      check_gradients([f = f](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, {a, b});
     }
   }
 }
