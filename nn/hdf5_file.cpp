@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "base/error.h"
 #include "core/fnv1a.h"
@@ -188,6 +189,18 @@ Tensor Hdf5File::read(const std::string& name) const {
   MGL_CHECK(rank >= 0, path_, ": dataset '", name, "' has no simple shape");
   std::vector<hsize_t> dims(rank);
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  // A corrupted header can declare any shape: before allocating, the declared bytes must be what the file
+  // stores for the dataset (we write datasets whole and uncompressed).
+  uint64_t declared = dtype_size(dtype);
+  bool overflow = false;
+  for (const hsize_t d : dims) {
+    overflow = overflow || (d != 0 && declared > std::numeric_limits<int64_t>::max() / d);
+    declared = overflow ? declared : declared * d;
+  }
+  const hsize_t stored = H5Dget_storage_size(dataset.get());
+  MGL_CHECK(!overflow && declared <= stored, path_, ": dataset '", name, "' declares more bytes (",
+            overflow ? std::string("over 2^63") : std::to_string(declared), ") than the file stores for it (",
+            stored, "): truncated or corrupted");
   Tensor out = Tensor::empty(Shape(dims.begin(), dims.end()), dtype, Device::cpu());
   MGL_CHECK(H5Dread(dataset.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.raw_data()) >= 0, path_,
             ": reading dataset '", name, "' failed (file truncated or corrupted?)");

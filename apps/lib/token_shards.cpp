@@ -73,7 +73,7 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   // reason ("No space left on device", ...).
   std::string contents(sizeof header + bytes.size(), '\0');
   std::memcpy(contents.data(), &header, sizeof header);
-  std::memcpy(contents.data() + sizeof header, bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(contents.data() + sizeof header, bytes.data(), bytes.size());
   write_file_atomically(path, contents);
 }
 

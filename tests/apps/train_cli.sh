@@ -25,7 +25,9 @@ grep -q -- '--device TEXT=auto' help.txt || fail "--help does not show the flags
 # A schedule that does not fit the steps names the keys to change.
 expect_error "warmup past the steps" "lower it (--set schedule.warmup_steps=N, N <= 2)" "$train" --steps 2 --data corpus.txt
 # A folder of another trainer's token ids (nanoGPT's uint16 train.bin / val.bin) is refused, not read as text.
-mkdir nanogpt && head -c 4000 /dev/urandom >nanogpt/train.bin && head -c 400 /dev/urandom >nanogpt/val.bin
+# (Two fixed bytes first: random ones would start like a pickle, 0x80, in one run of 256.)
+mkdir nanogpt && printf '\x01\x02' >nanogpt/train.bin && head -c 4000 /dev/urandom >>nanogpt/train.bin
+head -c 400 /dev/urandom >nanogpt/val.bin
 printf '\x00\x01' >>nanogpt/train.bin
 expect_error "a nanoGPT folder" "nanoGPT's prepare.py" "$train" --data nanogpt --out run_nanogpt
 
