@@ -190,7 +190,10 @@ Tensor Hdf5File::read(const std::string& name) const {
   std::vector<hsize_t> dims(rank);
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   // A corrupted header can declare any shape: before allocating, the declared bytes must be what the file
-  // stores for the dataset (we write datasets whole and uncompressed).
+  // stores for the dataset. That holds for contiguous datasets (ours, h5py's default); a chunked one (maybe
+  // compressed) stores fewer bytes than it holds, so it is only checked for an overflowing size.
+  Handle create_list(H5Dget_create_plist(dataset.get()), H5Pclose);
+  const bool contiguous = create_list.get() >= 0 && H5Pget_layout(create_list.get()) == H5D_CONTIGUOUS;
   uint64_t declared = dtype_size(dtype);
   bool overflow = false;
   for (const hsize_t d : dims) {
@@ -198,7 +201,7 @@ Tensor Hdf5File::read(const std::string& name) const {
     declared = overflow ? declared : declared * d;
   }
   const hsize_t stored = H5Dget_storage_size(dataset.get());
-  MGL_CHECK(!overflow && declared <= stored, path_, ": dataset '", name, "' declares more bytes (",
+  MGL_CHECK(!overflow && (!contiguous || declared <= stored), path_, ": dataset '", name, "' declares more bytes (",
             overflow ? std::string("over 2^63") : std::to_string(declared), ") than the file stores for it (",
             stored, "): truncated or corrupted");
   Tensor out = Tensor::empty(Shape(dims.begin(), dims.end()), dtype, Device::cpu());
