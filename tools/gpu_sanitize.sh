@@ -23,16 +23,18 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
   cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1 ||
   { grep -E "error" -A3 "$out/build.log" | head -60; echo "gpu_sanitize: the build failed ($out/build.log)"; exit 1; }
 
-# One line per test: name, working directory, timeout, environment and command, the lists joined by \x1f, and
-# the command split where the test binary starts (before it: mpiexec and its arguments, if any).
+# One line per test, its fields separated by \x1e: name, working directory, timeout, environment and command,
+# the lists joined by \x1f (separators that are not white space, so that an empty field stays a field), and
+# the command split where the test binary starts (before it: mpiexec and its arguments, if any; a command
+# without a test binary is run whole under the sanitizer).
 tests="$(ctest --test-dir build-gpu -L cuda "$@" --show-only=json-v1 | python3 -c '
 import json, os, sys
 binaries = os.path.realpath("build-gpu") + "/tests/"
 for test in json.load(sys.stdin)["tests"]:
     props = {p["name"]: p["value"] for p in test.get("properties", [])}
     command = test["command"]
-    start = next(i for i, arg in enumerate(command) if arg.startswith(binaries))
-    print("\t".join([test["name"], props.get("WORKING_DIRECTORY", "."), str(int(props.get("TIMEOUT", 1500))),
+    start = next((i for i, arg in enumerate(command) if os.path.realpath(arg).startswith(binaries)), 0)
+    print("\x1e".join([test["name"], props.get("WORKING_DIRECTORY", "."), str(int(props.get("TIMEOUT", 1500))),
                      "\x1f".join(props.get("ENVIRONMENT", [])), "\x1f".join(command[:start]),
                      "\x1f".join(command[start:])]))
 ')" || { echo "gpu_sanitize: cannot list the tests" >&2; exit 1; }
@@ -47,7 +49,7 @@ errors() {
 
 echo "== sanitizers: $tools over $(wc -l <<<"$tests") tests"
 table=() status=0
-while IFS=$'\t' read -r name directory limit environment launcher command; do
+while IFS=$'\x1e' read -r name directory limit environment launcher command; do
   IFS=$'\x1f' read -ra environment <<<"$environment"
   IFS=$'\x1f' read -ra launcher <<<"$launcher"
   IFS=$'\x1f' read -ra command <<<"$command"
@@ -55,7 +57,7 @@ while IFS=$'\t' read -r name directory limit environment launcher command; do
     log="$out/$name.$tool.log"
     start=$SECONDS
     (cd "$directory" && env "${environment[@]}" timeout "${TIMEOUT_S:-$limit}" "${launcher[@]}" "$sanitizer" \
-      --tool "$tool" --print-limit 100 "${command[@]}") >"$log" 2>&1
+      --tool "$tool" --print-limit 100 "${command[@]}") </dev/null >"$log" 2>&1  # mpirun would read the list
     code=$?
     count="$(errors "$log")"
     case "$code" in

@@ -6,9 +6,9 @@
 // and the run config compared with a run's; load_checkpoint_model and the checkpoint's tokenizer (generate).
 // Models are built only for configs of at most kMaxParameters: a file may name any size, and building a
 // model of billions of parameters is what the apps would do too, not a finding.
-// HDF5 parses the file before our code sees it: a crash inside libhdf5 is HDF5's (docs/reliability.md says
-// which ones are known and how the apps are guarded). Seeds: the checkpoint and the safetensors export
-// tests/fuzz/make_seeds.sh makes with train and convert.
+// HDF5 parses the file before our code sees it: a crash inside libhdf5 would be HDF5's, and its leaks on
+// malformed files are (tests/lsan_suppressions.txt). Seeds: the checkpoint, HDF5 weights file and safetensors
+// export that tests/fuzz/make_seeds.sh makes with train and convert.
 #include <cstddef>
 #include <cstdint>
 
