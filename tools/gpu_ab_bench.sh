@@ -10,7 +10,8 @@
 # brings back only a few) and printed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-die() { echo "gpu_ab_bench: $*" >&2; exit 2; }
+# shellcheck source=tools/gpu_common.sh
+source tools/gpu_common.sh
 
 base="" rounds=2
 benches="bench_matmul bench_timestep_norm bench_cema bench_chunk_attention bench_megalodon_block"
@@ -23,22 +24,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$base" ] && [ -f "$base/CMakeLists.txt" ] || die "--base DIR must hold a source tree (no CMakeLists.txt in '$base')"
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer, got '$rounds'"
+{ is_uint "$rounds" && [ "$rounds" -ge 1 ]; } || die "--rounds must be a positive integer, got '$rounds'"
 out="${OUT:-$PWD/gpu_check_out}/ab_bench"
 mkdir -p "$out"
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
-build() {  # build SOURCE BUILD_DIR LOG
-  cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$3" 2>&1 &&
-    cmake --build "$2" -j "$(nproc)" --target $benches >> "$3" 2>&1 ||
-    { grep -E "error" -A3 "$3" | head -40; die "build of $1 failed (log: $3)"; }
-}
-start=$(date +%s)
-build . build-gpu "$out/build.new.log" &
+describe_machine | tee "$out/machine.txt"
+# Both trees at once, each with build_gpu (the baseline's from inside it: build_gpu builds the tree it is in).
+build_gpu build-gpu "$out/build.new.log" $benches &
 new_pid=$!
-build "$base" "$base/build-gpu" "$out/build.base.log"
-wait $new_pid || exit 2
-echo "builds: $(( $(date +%s) - start )) s"
+(cd "$base" && build_gpu build-gpu "$out/build.base.log" $benches) || die "the build of $base failed"
+wait $new_pid || die "the build of this tree failed"
+echo "$(stamp) both builds done"
 
 for bench in $benches; do
   for (( r = 1; r <= rounds; r++ )); do

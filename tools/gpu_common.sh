@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Sourced by the GPU benchmark scripts (tools/gpu_bench_train.sh, tools/gpu_parallel_bench.sh): argument
-# checks, what every record of theirs starts with, and their build.
+# Sourced by the GPU benchmark scripts (tools/gpu_bench_train.sh, tools/gpu_parallel_bench.sh,
+# tools/gpu_ab_bench.sh): argument checks, what every record of theirs starts with, and their build.
 
 t0=$(date +%s)  # when the script began: --budget counts from here
 elapsed() { echo $(( $(date +%s) - t0 )); }
