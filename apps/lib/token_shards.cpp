@@ -27,21 +27,20 @@ struct Header {
 };
 static_assert(sizeof(Header) == kTokenShardHeaderBytes, "the header has no padding");
 
-// The tokens narrowed to their stored width, as the bytes that go into the file.
-std::vector<unsigned char> pack(const std::vector<uint32_t>& tokens, TokenDType dtype, const std::string& path) {
+// The tokens narrowed to their stored width, written to `out` (tokens.size() × the width bytes): the body of
+// the file.
+void pack(const std::vector<uint32_t>& tokens, TokenDType dtype, const std::string& path, char* out) {
   const size_t width = token_dtype_size(dtype);
-  std::vector<unsigned char> bytes(tokens.size() * width);
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (dtype == TokenDType::u16) {
       MGL_CHECK(tokens[i] <= std::numeric_limits<uint16_t>::max(), "token shard '", path, "': token ", tokens[i],
                 " at position ", i, " does not fit uint16");
       const auto narrow = static_cast<uint16_t>(tokens[i]);
-      std::memcpy(&bytes[i * width], &narrow, width);
+      std::memcpy(out + i * width, &narrow, width);
     } else {
-      std::memcpy(&bytes[i * width], &tokens[i], width);
+      std::memcpy(out + i * width, &tokens[i], width);
     }
   }
-  return bytes;
 }
 
 }  // namespace
@@ -61,19 +60,18 @@ TokenDType token_dtype_for_vocab(int64_t vocab_size) {
 }
 
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens, TokenDType dtype) {
-  const std::vector<unsigned char> bytes = pack(tokens, dtype, path);
+  // The file's image, header then body, packed in place; written through write_file_atomically, so a reader
+  // never sees half a shard and a failed write names the OS's reason ("No space left on device", ...).
+  std::string contents(sizeof(Header) + tokens.size() * token_dtype_size(dtype), '\0');
+  char* body = contents.data() + sizeof(Header);
+  pack(tokens, dtype, path, body);
   Header header{};
   std::memcpy(header.magic, kTokenShardMagic, sizeof header.magic);
   header.version = kTokenShardVersion;
   header.dtype = static_cast<uint32_t>(dtype);
   header.count = tokens.size();
-  header.checksum = fnv1a64(bytes.data(), bytes.size());
-
-  // Through write_file_atomically: a reader never sees half a shard, and a failed write names the OS's
-  // reason ("No space left on device", ...).
-  std::string contents(sizeof header + bytes.size(), '\0');
+  header.checksum = fnv1a64(body, contents.size() - sizeof header);
   std::memcpy(contents.data(), &header, sizeof header);
-  if (!bytes.empty()) std::memcpy(contents.data() + sizeof header, bytes.data(), bytes.size());
   write_file_atomically(path, contents);
 }
 
