@@ -17,8 +17,10 @@
 // innocuous?", 1995), and likewise f32 (24 bits) for two bf16 (8 bits). A bf16 destination
 // accumulating an f32 source does not qualify (the source has more bits than bf16), nor do f64 and
 // integers: those stay in f64, scalar.
-// A contiguous zero fill is a memset (0.0 is all zero bits in every dtype); other contiguous fills
-// skip the index arithmetic.
+// A row broadcast (a contiguous destination [..., n] from a source whose only non-zero stride is 1 on the
+// last dimension: how a linear's bias is spread over its output before the GEMM accumulates onto it)
+// reads element i % n. A contiguous zero fill is a memset (0.0 is all zero bits in every dtype); other
+// contiguous fills skip the index arithmetic.
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -138,6 +140,14 @@ __global__ void contiguous_copy_kernel(Dst* dst, const Src* src, int64_t count) 
   }
 }
 
+// dst[i] = src[i % row] over count contiguous elements (a row of `row` values repeated).
+template <class Dst, class Src>
+__global__ void row_broadcast_kernel(Dst* dst, const Src* src, int64_t row, int64_t count) {
+  using M = ContiguousMath<false, Dst, Src>;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    narrow(dst + i, widen<M>(src + i % row));
+}
+
 template <class T>
 __global__ void contiguous_fill_kernel(T* dst, int64_t count, double value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
@@ -145,6 +155,14 @@ __global__ void contiguous_fill_kernel(T* dst, int64_t count, double value) {
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Whether `layout` repeats one contiguous row: stride 1 on the last dimension, 0 (or size 1) elsewhere.
+bool is_row_broadcast(const Layout& layout) {
+  if (layout.rank == 0 || (layout.shape[layout.rank - 1] != 1 && layout.strides[layout.rank - 1] != 1)) return false;
+  for (int d = 0; d < layout.rank - 1; ++d)
+    if (layout.shape[d] != 1 && layout.strides[d] != 0) return false;
+  return true;
+}
 
 // ---- launchers ---------------------------------------------------------------------------------------
 
@@ -160,13 +178,17 @@ void launch_copy(const CopyArgs& args, Stream stream) {
     return;
   }
   const bool vector = aligned16(args.dst) && aligned16(args.src);
+  const bool row_broadcast = !kAccumulate && args.dst_layout.is_contiguous() && is_row_broadcast(args.src_layout);
   dispatch_device_type(args.dst_dtype, [&](auto dst_tag) {
     dispatch_device_type(args.src_dtype, [&](auto src_tag) {
       using Dst = decltype(dst_tag);
       using Src = decltype(src_tag);
       auto* dst = static_cast<Dst*>(args.dst);
       const auto* src = static_cast<const Src*>(args.src);
-      if (!contiguous) {
+      if (row_broadcast && !contiguous) {
+        const int64_t row = args.src_layout.shape[args.src_layout.rank - 1];
+        row_broadcast_kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(dst, src, row, args.count);
+      } else if (!contiguous) {
         copy_kernel<kAccumulate>
             <<<blocks_for(args.count), kThreads, 0, stream>>>(dst, args.dst_layout, src, args.src_layout, args.count);
       } else if (vector) {

@@ -120,7 +120,8 @@ TEST_CASE("device conversions round like the host: bf16 ties, NaN, infinities, t
 
 // The contiguous fast paths of cuda/copy.cu (memcpy, 8 elements per thread with 16-byte accesses when
 // aligned, the tail one by one) must give the general kernel's bits, which are the host's: every dtype
-// pair, a length that is not a multiple of 8, views starting one element in (so not 16-byte aligned).
+// pair, a length that is not a multiple of 8, views starting one element in (so not 16-byte aligned); and
+// the row broadcast and the contiguous fills.
 TEST_CASE("contiguous device copies and sums equal the host's bit for bit, aligned or not", "[cuda][tensor]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -167,6 +168,26 @@ TEST_CASE("contiguous device copies and sums equal the host's bit for bit, align
         copy_(expected_sum, dst);
         add_(expected_sum, src);
         CHECK(same_bits(host_copy_of(summed), expected_sum));
+      }
+    }
+  }
+  // A row broadcast (a linear's bias spread over its output): [37] into [5, 3, 37], and a row of one value.
+  for (int64_t row : {int64_t(37), int64_t(1)}) {
+    for (DType dst_dtype : kAllDTypes) {
+      for (DType src_dtype : kAllDTypes) {
+        INFO("row " << row << ": " << dtype_name(src_dtype) << " -> " << dtype_name(dst_dtype));
+        Tensor host_row = Tensor::empty({row}, src_dtype);
+        copy_(host_row, random_tensor({row}, ++draw, DType::f64, -300.0, 300.0));
+        const Tensor device_row = Tensor::empty({row}, src_dtype, kGpu);
+        copy_(device_row, host_row);
+        const Shape shape{5, 3, row};
+        const Tensor device_out = Tensor::empty(shape, dst_dtype, kGpu);
+        copy_(device_out, device_row.as_strided(shape, {0, 0, 1}, 0));
+        Tensor expected = Tensor::empty(shape, dst_dtype);
+        copy_(expected, host_row.as_strided(shape, {0, 0, 1}, 0));
+        Tensor got = Tensor::empty(shape, dst_dtype);
+        copy_(got, device_out);
+        CHECK(std::memcmp(got.raw_data(), expected.raw_data(), size_t(5 * 3 * row) * got.element_size()) == 0);
       }
     }
   }
