@@ -22,7 +22,6 @@
 // reads element i % n. A contiguous zero fill is a memset (0.0 is all zero bits in every dtype); other
 // contiguous fills skip the index arithmetic.
 #include <cmath>
-#include <cstdint>
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -53,69 +52,12 @@ __global__ void fill_kernel(T* dst, Layout layout, int64_t count, double value) 
 
 // ---- contiguous kernels -----------------------------------------------------------------------------
 
-constexpr int kPack = 8;  // elements per thread: one 16-byte access of bf16, two of f32
-
-template <class T>
-constexpr bool kNarrow = std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>;
-
 // The type the contiguous kernels compute in: f32 where that is exact (see the top), else f64.
 template <bool kAccumulate, class Dst, class Src>
 using ContiguousMath =
     std::conditional_t<kNarrow<Dst> && kNarrow<Src> &&
                            !(kAccumulate && std::is_same_v<Dst, __nv_bfloat16> && std::is_same_v<Src, float>),
                        float, double>;
-
-template <class M, class T>
-__device__ __forceinline__ M widen(const T* p) {
-  if constexpr (std::is_same_v<M, float>) return to_float(*p);
-  else return load_as_double(p);
-}
-template <class M, class T>
-__device__ __forceinline__ void narrow(T* p, M v) {
-  if constexpr (std::is_same_v<M, float>) *p = from_float<T>(v);
-  else store_from_double(p, v);
-}
-
-// kPack values at p (16-byte aligned when kVector) into v, widened to M.
-template <bool kVector, class M, class T>
-__device__ __forceinline__ void load_pack(const T* p, M (&v)[kPack]) {
-  if constexpr (kVector && std::is_same_v<M, float> && kNarrow<T>) {
-    constexpr int kWidth = kPackedWidth<T>;  // values per 16 bytes
-#pragma unroll
-    for (int j = 0; j < kPack; j += kWidth) {
-      float part[kWidth];
-      unpack<T, kWidth>(*reinterpret_cast<const uint4*>(p + j), part);
-#pragma unroll
-      for (int k = 0; k < kWidth; ++k) v[j + k] = part[k];
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < kPack; ++j) v[j] = widen<M>(p + j);
-  }
-}
-
-// The 16 bits of a bf16 rounded (to nearest even) from an f32.
-__device__ __forceinline__ unsigned bf16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
-
-// kPack values v to p (16-byte aligned when kVector), narrowed from M to T.
-template <bool kVector, class T, class M>
-__device__ __forceinline__ void store_pack(T* p, const M (&v)[kPack]) {
-  if constexpr (kVector && std::is_same_v<M, float> && std::is_same_v<T, float>) {
-    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-  } else if constexpr (kVector && std::is_same_v<M, float> && std::is_same_v<T, __nv_bfloat16>) {
-    // Value 2i in the low half of word i, 2i + 1 in the high half (little-endian, as unpack reads them).
-    uint4 words;
-    words.x = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;
-    words.y = bf16_bits(v[2]) | bf16_bits(v[3]) << 16;
-    words.z = bf16_bits(v[4]) | bf16_bits(v[5]) << 16;
-    words.w = bf16_bits(v[6]) | bf16_bits(v[7]) << 16;
-    *reinterpret_cast<uint4*>(p) = words;
-  } else {
-#pragma unroll
-    for (int j = 0; j < kPack; ++j) narrow(p + j, v[j]);
-  }
-}
 
 // dst = src or dst += src over count contiguous elements: whole packs first, then the tail one by one.
 template <bool kAccumulate, bool kVector, class Dst, class Src>
@@ -153,8 +95,6 @@ __global__ void contiguous_fill_kernel(T* dst, int64_t count, double value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     store_from_double(dst + i, value);
 }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Whether `layout` repeats one contiguous row: stride 1 on the last dimension, 0 (or size 1) elsewhere.
 bool is_row_broadcast(const Layout& layout) {
