@@ -4,6 +4,7 @@
 // instruction. The load and the widening are separate steps so that a kernel can issue many loads
 // (say, a whole tile of weights) before it needs any of the values. Other widths (1, or the 2 of a
 // RoPE pair) are the scalar fallback for rows whose length or alignment does not allow vectors.
+#include <cstdint>
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -82,5 +83,70 @@ __device__ __forceinline__ void load_floats(const float* p, float (&out)[VEC]) {
     }
   }
 }
+
+// ---- packs of 8 contiguous values, widened to a math type M (f32 or f64) -------------------------------
+// For streaming elementwise kernels (copies, casts, unary and binary ops): a thread takes kPack consecutive
+// values, read and written with 16-byte accesses when kAligned (the pointer is 16-byte aligned and T is
+// f32 or bf16, M f32: 8 bf16 or 2 × 4 f32), one by one otherwise.
+
+constexpr int kPack = 8;
+
+template <class T>
+constexpr bool kNarrow = std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>;
+
+template <class M, class T>
+__device__ __forceinline__ M widen(const T* p) {
+  if constexpr (std::is_same_v<M, float>) return to_float(*p);
+  else return load_as_double(p);
+}
+template <class M, class T>
+__device__ __forceinline__ void narrow(T* p, M v) {
+  if constexpr (std::is_same_v<M, float>) *p = from_float<T>(v);
+  else store_from_double(p, v);
+}
+
+// kPack values at p into v. Ordinary loads (not the read-only path): p may be written by this kernel.
+template <bool kAligned, class M, class T>
+__device__ __forceinline__ void load_pack(const T* p, M (&v)[kPack]) {
+  if constexpr (kAligned && std::is_same_v<M, float> && kNarrow<T>) {
+    constexpr int kWidth = kPackedWidth<T>;
+#pragma unroll
+    for (int j = 0; j < kPack; j += kWidth) {
+      float part[kWidth];
+      unpack<T, kWidth>(*reinterpret_cast<const uint4*>(p + j), part);
+#pragma unroll
+      for (int k = 0; k < kWidth; ++k) v[j + k] = part[k];
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) v[j] = widen<M>(p + j);
+  }
+}
+
+// The 16 bits of a bf16 rounded (to nearest even) from an f32.
+__device__ __forceinline__ unsigned bf16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+
+// kPack values v to p, narrowed from M to T (rounded to nearest even for bf16).
+template <bool kAligned, class T, class M>
+__device__ __forceinline__ void store_pack(T* p, const M (&v)[kPack]) {
+  if constexpr (kAligned && std::is_same_v<M, float> && std::is_same_v<T, float>) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else if constexpr (kAligned && std::is_same_v<M, float> && std::is_same_v<T, __nv_bfloat16>) {
+    // Value 2i in the low half of word i, 2i + 1 in the high half (little-endian, as unpack reads them).
+    uint4 words;
+    words.x = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;
+    words.y = bf16_bits(v[2]) | bf16_bits(v[3]) << 16;
+    words.z = bf16_bits(v[4]) | bf16_bits(v[5]) << 16;
+    words.w = bf16_bits(v[6]) | bf16_bits(v[7]) << 16;
+    *reinterpret_cast<uint4*>(p) = words;
+  } else {
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) narrow(p + j, v[j]);
+  }
+}
+
+// Whether p is 16-byte aligned (host side: picks the kAligned instantiation).
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace mgl::cuda

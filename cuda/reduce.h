@@ -24,14 +24,19 @@ struct ReduceRowsArgs {
 };
 void reduce_rows(const ReduceRowsArgs& args, Stream stream);
 
-// in [outer, reduced, inner] -> out [outer, inner].
+// in [outer, reduced, inner] -> out [outer, inner]. When few outputs share many reduced rows (a bias
+// gradient: 768 sums of 32768 rows each) the rows are cut into slices reduced by separate blocks, whose
+// partial results go to `workspace` (reduce_columns_workspace_bytes of it, 0 when not needed) and are
+// folded in slice order: the same result on every run.
 struct ReduceColumnsArgs {
   ReduceOp op = ReduceOp::sum;
   int64_t outer = 0, reduced = 0, inner = 0;
   DType dtype = DType::f32;  // of in and out
   const void* in = nullptr;
   void* out = nullptr;
+  void* workspace = nullptr;
 };
+int64_t reduce_columns_workspace_bytes(const ReduceColumnsArgs& args);
 void reduce_columns(const ReduceColumnsArgs& args, Stream stream);
 
 }  // namespace mgl::cuda

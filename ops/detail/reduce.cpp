@@ -118,6 +118,11 @@ Tensor reduce_forward(const char* op, cuda::ReduceOp kind, const Tensor& x, cons
     args.dtype = x.dtype();
     args.in = x.raw_data();
     args.out = out.raw_data();
+    int64_t bytes = 0;
+    MGL_ON_CUDA(bytes = cuda::reduce_columns_workspace_bytes(args));
+    // The slices' partial results are doubles: the workspace is bytes / 8 of them.
+    const Tensor workspace = bytes > 0 ? Tensor::empty({bytes / 8}, DType::f64, x.device()) : Tensor();
+    args.workspace = bytes > 0 ? workspace.raw_data() : nullptr;
     MGL_ON_CUDA(cuda::reduce_columns(args, compute_stream(x.device())));
   } else {
     Tensor packed = Tensor::empty(order_shape, x.dtype(), x.device());

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "core/allocator.h"
 #include "core/cuda_context.h"
@@ -115,6 +116,89 @@ TEST_CASE("device conversions round like the host: bf16 ties, NaN, infinities, t
   Tensor ints = Tensor::empty({5}, DType::i32, kGpu);
   copy_(ints, d);
   CHECK(ints.to_vector<int32_t>() == std::vector<int32_t>{2, -2, 0, 0, 1000000});
+}
+
+// The contiguous fast paths of cuda/copy.cu (memcpy, 8 elements per thread with 16-byte accesses when
+// aligned, the tail one by one) must give the general kernel's bits, which are the host's: every dtype
+// pair, a length that is not a multiple of 8, views starting one element in (so not 16-byte aligned); and
+// the row broadcast and the contiguous fills.
+TEST_CASE("contiguous device copies and sums equal the host's bit for bit, aligned or not", "[cuda][tensor]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const int64_t n = 1003;
+  // A device copy of `host` (any dtype) held in a view of n elements starting `offset` elements in.
+  const auto on_device = [&](const Tensor& host, int64_t offset) {
+    const Tensor storage = Tensor::zeros({n + 1}, host.dtype(), kGpu);
+    const Tensor view = storage.as_strided({n}, {1}, offset);
+    copy_(view, host);
+    return view;
+  };
+  const auto host_copy_of = [&](const Tensor& device) {
+    Tensor host = Tensor::empty({n}, device.dtype());
+    copy_(host, device);
+    return host;
+  };
+  const auto same_bits = [&](const Tensor& a, const Tensor& b) {
+    return std::memcmp(a.raw_data(), b.raw_data(), size_t(n) * a.element_size()) == 0;
+  };
+  // Reals of every size, so that roundings and truncations happen, converted to `dtype` on the host.
+  uint64_t draw = seed;
+  const auto random_values = [&](DType dtype) {
+    Tensor t = Tensor::empty({n}, dtype);
+    copy_(t, random_tensor({n}, ++draw, DType::f64, -300.0, 300.0));
+    return t;
+  };
+  for (DType dst_dtype : kAllDTypes) {
+    for (DType src_dtype : kAllDTypes) {
+      for (auto [dst_offset, src_offset] : {std::pair{0, 0}, std::pair{1, 1}, std::pair{0, 1}}) {
+        INFO(dtype_name(src_dtype) << " -> " << dtype_name(dst_dtype) << ", offsets " << dst_offset << ", "
+                                   << src_offset);
+        const Tensor src = random_values(src_dtype), dst = random_values(dst_dtype);
+        const Tensor device_src = on_device(src, src_offset);
+
+        const Tensor copied = on_device(dst, dst_offset);
+        copy_(copied, device_src);
+        Tensor expected = Tensor::empty({n}, dst_dtype);
+        copy_(expected, src);
+        CHECK(same_bits(host_copy_of(copied), expected));
+
+        const Tensor summed = on_device(dst, dst_offset);
+        add_(summed, device_src);
+        Tensor expected_sum = Tensor::empty({n}, dst_dtype);
+        copy_(expected_sum, dst);
+        add_(expected_sum, src);
+        CHECK(same_bits(host_copy_of(summed), expected_sum));
+      }
+    }
+  }
+  // A row broadcast (a linear's bias spread over its output): [37] into [5, 3, 37], and a row of one value.
+  for (int64_t row : {int64_t(37), int64_t(1)}) {
+    for (DType dst_dtype : kAllDTypes) {
+      for (DType src_dtype : kAllDTypes) {
+        INFO("row " << row << ": " << dtype_name(src_dtype) << " -> " << dtype_name(dst_dtype));
+        Tensor host_row = Tensor::empty({row}, src_dtype);
+        copy_(host_row, random_tensor({row}, ++draw, DType::f64, -300.0, 300.0));
+        const Tensor device_row = Tensor::empty({row}, src_dtype, kGpu);
+        copy_(device_row, host_row);
+        const Shape shape{5, 3, row};
+        const Tensor device_out = Tensor::empty(shape, dst_dtype, kGpu);
+        copy_(device_out, device_row.as_strided(shape, {0, 0, 1}, 0));
+        Tensor expected = Tensor::empty(shape, dst_dtype);
+        copy_(expected, host_row.as_strided(shape, {0, 0, 1}, 0));
+        Tensor got = Tensor::empty(shape, dst_dtype);
+        copy_(got, device_out);
+        CHECK(std::memcmp(got.raw_data(), expected.raw_data(), size_t(5 * 3 * row) * got.element_size()) == 0);
+      }
+    }
+  }
+  // A contiguous fill: zero (a memset) and another value.
+  for (DType dtype : kAllDTypes) {
+    const Tensor t = on_device(Tensor::full({n}, 5.0, dtype), 1);
+    fill_(t, 0.0);
+    CHECK(t.to_vector<double>() == std::vector<double>(n, 0.0));
+    fill_(t, -7.0);
+    CHECK(t.to_vector<double>() == std::vector<double>(n, -7.0));
+  }
 }
 
 TEST_CASE("fill_ and add_ on device views", "[cuda][tensor]") {

@@ -1,4 +1,10 @@
-// Elementwise ops on CUDA against the CPU reference, forward and backward, f32 and bf16.
+// Elementwise ops on CUDA against the CPU reference, forward and backward, f32 and bf16; the contiguous
+// kernels against the strided one.
+#include <cstring>
+#include <initializer_list>
+#include <utility>
+
+#include "autograd/grad_mode.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -43,6 +49,49 @@ TEST_CASE("binary ops: CUDA matches CPU with broadcasting and strided inputs", "
           {a, b}, dtype, &report);
       INFO(name << " " << dtype_name(dtype) << " seed " << seed << "\n" << report);
       CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
+// The contiguous kernels (8 elements per thread, 16-byte accesses when aligned, the tail one by one) must
+// give the strided kernel's bits: the same inputs held contiguously and aligned, contiguously one element
+// into an allocation (not 16-byte aligned), and with stride 2 (the strided kernel); 1003 elements, not a
+// multiple of 8.
+TEST_CASE("contiguous and strided elementwise kernels give the same bits, aligned or not", "[cuda][elementwise]") {
+  const int64_t n = 1003;
+  const Device gpu = Device::cuda(0);
+  NoGradGuard no_grad;
+  for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
+    const uint64_t seed = fresh_seed();
+    INFO(dtype_name(dtype) << " seed " << seed);
+    // The values of `host` on the GPU in the three layouts: aligned, offset by one, stride 2.
+    const auto layouts = [&](const Tensor& host) {
+      const Tensor aligned = Tensor::empty({n}, dtype, gpu);
+      const Tensor offset = Tensor::empty({n + 1}, dtype, gpu).as_strided({n}, {1}, 1);
+      const Tensor strided = Tensor::empty({2 * n}, dtype, gpu).as_strided({n}, {2}, 0);
+      for (const Tensor& t : {aligned, offset, strided}) copy_(t, host);
+      return std::vector<Tensor>{aligned, offset, strided};
+    };
+    const std::vector<Tensor> a = layouts(random_tensor({n}, seed, dtype, 0.5, 2.0));
+    const std::vector<Tensor> b = layouts(random_tensor({n}, seed + 1, dtype, 0.5, 2.0));
+    const auto same_bits = [&](const Tensor& x, const Tensor& y) {
+      const Tensor hx = to(x, Device::cpu()), hy = to(y, Device::cpu());
+      return std::memcmp(hx.raw_data(), hy.raw_data(), size_t(n) * hx.element_size()) == 0;
+    };
+    for (const auto& [name, f] : std::initializer_list<std::pair<const char*, Unary>>{
+             {"neg", neg}, {"exp", exp}, {"silu", silu}, {"sigmoid", sigmoid}, {"rsqrt", rsqrt}}) {
+      INFO(name);
+      const Tensor reference = f(a[2]);
+      CHECK(same_bits(f(a[0]), reference));
+      CHECK(same_bits(f(a[1]), reference));
+    }
+    for (const auto& [name, f] :
+         std::initializer_list<std::pair<const char*, Binary>>{{"add", add}, {"mul", mul}, {"div", div}}) {
+      INFO(name);
+      const Tensor reference = f(a[2], b[2]);
+      CHECK(same_bits(f(a[0], b[0]), reference));
+      CHECK(same_bits(f(a[1], b[1]), reference));
+      CHECK(same_bits(f(a[0], b[1]), reference));
     }
   }
 }

@@ -46,6 +46,10 @@ TEST_CASE("reductions: CUDA matches CPU over leading, middle and several dims", 
       INFO("seed " << seed);
       Tensor x = random_tensor({4099, 257}, seed, DType::f32).set_requires_grad(true);
       check_cuda_matches_cpu([f = f](const Tensor& t) { return f(t, {0}, false); }, x, dtype, name);
+      // Both are cut into slices of rows reduced by separate blocks (cuda/reduce.cu), the first into 8 of
+      // 513 and 510 rows; a middle-dim one with several outer slabs: [3, 2050, 40] over dim 1, 4 slices.
+      Tensor y = random_tensor({3, 2050, 40}, seed + 1, DType::f32).set_requires_grad(true);
+      check_cuda_matches_cpu([f = f](const Tensor& t) { return f(t, {1}, false); }, y, dtype, name);
     }
   }
 }
