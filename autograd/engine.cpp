@@ -10,14 +10,27 @@ namespace mgl::autograd {
 
 namespace {
 
-// Sum of two gradients without touching either (both may be referenced elsewhere in the graph).
-Tensor sum_gradients(const Tensor& a, const Tensor& b) {
-  MGL_CHECK(a.shape() == b.shape(), "backward: gradients ", a.describe(), " and ", b.describe(),
+// Adds `grad` into a node's running gradient sum `current` (undefined before the first one).
+// When `current` is the only reference to a dense buffer of its own (the usual case: the fresh result of
+// one backward formula, held by nothing but this slot), the sum goes into it in place: one pass over
+// memory and no allocation. Otherwise the buffer may be seen elsewhere (the same tensor delivered to two
+// slots, as the backward of x + x does; a view sharing storage with another gradient; a broadcast view
+// whose elements alias) and the sum is a new tensor, leaving both operands untouched. The result is the
+// same either way: current + grad, rounded to current's dtype.
+void accumulate(Tensor& current, const Tensor& grad) {
+  if (!current.defined()) {
+    current = grad;
+    return;
+  }
+  MGL_CHECK(current.shape() == grad.shape(), "backward: gradients ", current.describe(), " and ", grad.describe(),
             " for the same tensor differ in shape");
-  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
-  copy_(out, a);
-  add_(out, b);
-  return out;
+  const bool sole_owner = current.impl_ptr().use_count() == 1 && current.storage().use_count() == 1;
+  if (!sole_owner || !current.is_contiguous()) {
+    Tensor sum = Tensor::empty(current.shape(), current.dtype(), current.device());
+    copy_(sum, current);
+    current = sum;
+  }
+  add_(current, grad);
 }
 
 struct NodeState {
@@ -81,8 +94,7 @@ std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, 
   auto deliver = [&](Node* node, int slot, const Tensor& grad) {
     NodeState& s = state[node];
     if (s.grads.empty()) s.grads.resize(node->num_outputs);
-    Tensor& current = s.grads.at(slot);
-    current = current.defined() ? sum_gradients(current, grad) : grad;
+    accumulate(s.grads.at(slot), grad);
   };
   for (auto& [edge, seed] : seeds) deliver(edge.node.get(), edge.output_nr, seed);
 

@@ -2,6 +2,7 @@
 // bound), its first loss agrees with the f32 CPU run, a resumed run replays the uninterrupted one,
 // out-of-memory is a clear error, and --profile reports the kernels of its window of steps.
 #include <cmath>
+#include <string>
 
 #include "apps/trainer_fixtures.h"
 
@@ -90,9 +91,16 @@ TEST_CASE("trainer cuda: the profiler reports the kernels of its window", "[apps
   CHECK(j["dropped_records"] == 0);
   CHECK(j["busy_ms_per_step"].get<double>() > 0);
   REQUIRE(!j["kernels"].empty());
-  // Every kernel of a step runs once per step at least, and the largest row is a kernel.
-  CHECK(j["kernels"][0]["kind"] == "kernel");
+  // Every activity of a step runs once per step at least. The largest row may be a copy (a small model's
+  // same-dtype copies are cudaMemcpyAsync calls, cuda/copy.cu), but kernels are there too.
   CHECK(j["kernels"][0]["count"].get<int64_t>() >= 2);
+  bool any_kernel = false;
+  for (const nlohmann::json& row : j["kernels"]) {
+    const std::string kind = row["kind"].get<std::string>();
+    CHECK((kind == "kernel" || kind == "memcpy" || kind == "memset"));
+    any_kernel = any_kernel || kind == "kernel";
+  }
+  CHECK(any_kernel);
 
   // A run that ends inside the window reports the steps it profiled.
   o.out = (dir / "short").string();

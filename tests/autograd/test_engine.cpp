@@ -88,6 +88,33 @@ TEST_CASE("a tensor used twice (diamond) receives the sum of both paths", "[auto
   check_close(grad_of(y), {6});
 }
 
+TEST_CASE("gradients summed in place never change a tensor seen elsewhere", "[autograd][engine]") {
+  // The engine adds a later gradient into the first one in place when nothing else holds the first
+  // (autograd/engine.cpp, accumulate). Here the first gradient reaching p is shared: the backward of
+  // p + q hands one tensor to both p and q. Chains of (· 1.0) make p's and q's other gradients arrive
+  // after it, p's before q's node runs, so summing into the shared tensor in place would change q's
+  // gradient. Then sum(y) hands y a broadcast view first, which must not be summed into either.
+  const std::vector<double> xs = {0.5, -1.0, 2.0}, w = {1.5, -2.0, 0.25}, u = {0.5, 4.0, -1.0}, v = {-3.0, 0.75, 2.0};
+  auto constant = [](const std::vector<double>& values) { return Tensor::from_vector(values, {3}); };
+  auto delayed = [](Tensor t, int links) {
+    for (int i = 0; i < links; ++i) t = t * 1.0;
+    return t;
+  };
+  const Tensor x = leaf(xs);
+  const Tensor p = exp(x), q = x * 3.0;
+  backward(sum((p + q) * constant(w)) + sum(delayed(p * constant(v), 2)) + sum(delayed(q * constant(u), 6)));
+  std::vector<double> expected;
+  for (int i = 0; i < 3; ++i) expected.push_back((w[i] + v[i]) * std::exp(xs[i]) + (w[i] + u[i]) * 3);
+  check_close(grad_of(x), expected);
+
+  const Tensor z = leaf(xs);
+  const Tensor y = exp(z);
+  backward(sum(y) + sum(delayed(y * constant(v), 2)));
+  expected.clear();
+  for (int i = 0; i < 3; ++i) expected.push_back((1 + v[i]) * std::exp(xs[i]));
+  check_close(grad_of(z), expected);
+}
+
 TEST_CASE("deep chains: 100k ops, no recursion, saved tensors freed", "[autograd][engine]") {
   // Everything runs on a thread with a 1 MiB stack: recursing once per node (in backward or in
   // the graph's destruction) would overflow it in any build type.
