@@ -383,9 +383,13 @@ void generate_prompts(const nn::Megalodon& model, const nn::StreamingOptions& st
   else std::printf("%s", lines.c_str());
 }
 
-int run(const Settings& s, bool& is_rank0) {
+// The checks of the settings alone: the same on every rank.
+void check_settings(const Settings& s) {
   s.sampling.validate();
   MGL_CHECK(!s.score_curve || s.score.size() == 1, "--score-curve takes one --score file, got ", s.score.size());
+}
+
+int run(const Settings& s, bool& is_rank0) {
   // Every process is one rank of a data-parallel world (a plain run: one); "cuda" picks the local rank's GPU.
   dist::ParallelOptions grid;
   grid.sizes.data = dist::launched_by_mpi() ? dist::initialize_mpi().size : 1;
@@ -497,6 +501,14 @@ int main(int argc, char** argv) {
       ->check(integer_in(1, kMaxCount));
   if (auto status = parse_command_line(app, argc, argv, "generate")) return *status;
   bool is_rank0 = dist::launcher_rank() == 0;
+  // Bad settings fail alike on every rank: the ranks agree that rank 0 reports them (apps/lib/app_errors.h).
+  std::optional<std::string> failure;
+  try {
+    check_settings(s);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (auto status = settle_setup("generate: ", failure, is_rank0)) return *status;
   try {
     return run(s, is_rank0);
   } catch (const std::exception& e) {

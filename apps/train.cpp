@@ -104,12 +104,17 @@ std::shared_ptr<dist::ParallelState> make_parallel_state(const RunConfig& c, con
   return dist::ParallelState::create(p, device);
 }
 
-int run(const Arguments& a, bool& is_rank0) {
+// The config that --config, --set, --steps and --seed resolve to, checked: the same on every rank.
+RunConfig resolve_config(const Arguments& a) {
   RunConfig config = RunConfig::load(a.config);
   for (const std::string& assignment : a.overrides) config.set(assignment);
   if (a.steps) config.train.steps = *a.steps;
   if (a.seed) config.train.seed = *a.seed;
   config.validate();
+  return config;
+}
+
+int run(const Arguments& a, const RunConfig& config, bool& is_rank0) {
   if (is_rank0) report_ignored_keys("train", config.ignored_keys);
   if (a.print_config) {  // before the grid: no mpirun needed to see what a parallel config resolves to
     if (is_rank0) std::printf("train: resolved config\n%s\n", config.to_json().c_str());
@@ -203,8 +208,17 @@ int main(int argc, char** argv) {
   });
   if (auto status = parse_command_line(app, argc, argv, "train")) return *status;
   bool is_rank0 = dist::launcher_rank() == 0;
+  // A bad config fails alike on every rank: the ranks agree that rank 0 reports it (apps/lib/app_errors.h).
+  std::optional<RunConfig> config;
+  std::optional<std::string> failure;
   try {
-    return run(a, is_rank0);
+    config = resolve_config(a);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (auto status = settle_setup("train: error: ", failure, is_rank0)) return *status;
+  try {
+    return run(a, *config, is_rank0);
   } catch (const std::exception& e) {
     const std::string message = e.what();
     const bool out_of_memory = message.find("out of memory") != std::string::npos;
