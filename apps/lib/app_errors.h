@@ -3,7 +3,7 @@
 // stderr and a non-zero status, and under mpirun no rank left waiting. Most errors strike every rank
 // alike (a bad argument or config), so rank 0 speaks for all and ends the job at once (MPI_Abort). For
 // the setup phase (the command line's files and the config) the ranks agree on who failed before going on
-// (settle_setup), so that this does not hang on timing. An error later, while the ranks work apart, can
+// (settle_setup), so that who reports does not depend on timing. An error later, while the ranks work apart, can
 // be this rank's alone: another rank first waits a moment, so that rank 0 can end the job if it failed
 // too, then reports its own error, marked "(this rank)", and ends the job.
 #include <optional>
