@@ -120,6 +120,11 @@ struct Tile {
   __device__ int64_t block(int64_t g) const { return (first + g) * shape.heads + head; }  // AttentionShape's numbering
 };
 
+// The logit scale · S, rounded before anything is subtracted from it (no FMA contraction), so that
+// every pass sees the same value: a row with one key gets logsumexp = logit and P = exp(0) = 1
+// exactly, and its output is its value bit for bit.
+__device__ __forceinline__ float logit(float scale, float score) { return __fmul_rn(scale, score); }
+
 // Threads for a row of `keys` scores taken kPack at a time.
 unsigned tile_threads(int64_t keys) { return row_threads(ceil_div(keys, kPack)); }
 
@@ -139,7 +144,7 @@ __global__ void softmax_kernel(Tile tile, Matrices<const float> scores, Matrices
       load_floats<kPack>(in + c, x);
 #pragma unroll
       for (int e = 0; e < kPack; ++e)
-        if (in_softmax(s, block, i, c + e)) state = fold(state, scale * x[e]);
+        if (in_softmax(s, block, i, c + e)) state = fold(state, logit(scale, x[e]));
     }
     state = block_reduce(state, [](MaxSum<float> a, MaxSum<float> b) { return merge(a, b); });
     const float lse = state.max + logf(state.sum);  // -inf for a row without logits: none is read below
@@ -149,8 +154,9 @@ __global__ void softmax_kernel(Tile tile, Matrices<const float> scores, Matrices
       load_floats<kPack>(in + c, x);
 #pragma unroll
       for (int e = 0; e < kPack; ++e)
-        x[e] = in_softmax(s, block, i, c + e) ? expf(scale * x[e] - lse) * dropout_factor<float>(s, block, i, c + e)
-                                              : 0.0f;
+        x[e] = in_softmax(s, block, i, c + e)
+                   ? expf(logit(scale, x[e]) - lse) * dropout_factor<float>(s, block, i, c + e)
+                   : 0.0f;
       store_pack<true>(probs.row(g, r) + c, x);
     }
   }
@@ -177,7 +183,7 @@ __global__ void score_gradient_kernel(Tile tile, Matrices<const float> scores, M
       for (int e = 0; e < kPack; ++e) {
         p[e] = ds[e] = 0.0f;
         if (in_softmax(s, block, i, c + e)) {
-          const float prob = expf(scale * x[e] - lse), factor = dropout_factor<float>(s, block, i, c + e);
+          const float prob = expf(logit(scale, x[e]) - lse), factor = dropout_factor<float>(s, block, i, c + e);
           p[e] = prob * factor;
           ds[e] = scale * prob * (dx[e] * factor - d);
         }
