@@ -5,10 +5,11 @@
 // FLOP count (model FLOPs of the causal problem, 2 per multiply-add, half of each c x c product):
 //   forward  = 2 · (c²/2) · (dz + dv)    per chunk      (S = Q Kᵀ and O = P V)
 //   backward = 2 · (c²/2) · (3dz + 2dv)  per chunk      (S again, dP = dO Vᵀ, dV = Pᵀ dO, dQ = dS K, dK = dSᵀ Q)
-// With dz = dv = d the forward is FlashAttention's 4·c²·d/2. Work the kernels add on top is not
-// counted: Q Kᵀ recomputed for each 256-wide value slice and dP computed twice in backward make the
-// tensor-core path execute 4352 / 2304 = 1.89x the forward FLOPs and 9216 / 4864 = 1.89x the
-// backward ones (cuda/chunk_attention.cu), so the hardware runs 1.89x the printed rate.
+// With dz = dv = d the forward is FlashAttention's 4·c²·d/2. Work the GEMMs add on top is not
+// counted: they cover the causal triangle with rectangles of 256 query rows, (n + 1)/n of it for
+// n = c / 256 tiles (cuda/chunk_attention.cu), so at c = 2048 the tensor cores run 1.125x the printed
+// rate. The peak memory includes the pass's scratch tiles (score and probability tiles of a group of
+// chunks, at most ~256 MiB).
 #include <chrono>
 #include <cstdio>
 

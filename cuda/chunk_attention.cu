@@ -1,630 +1,382 @@
-// Chunk-wise causal attention, FlashAttention-style (Dao et al. 2022; Dao 2023): the c x c
-// probability matrix of a block never reaches global memory; it is rebuilt tile by tile from Q, K
-// and the per-row logsumexp of S, which is all the forward saves.
+// Chunk-wise causal attention as GEMMs on tensor cores (cuBLAS through cuda/matmul.h), with two small
+// kernels between them, for one head of a group of blocks at a time.
 //
-// Every kernel works on 64 x 64 score tiles: rows are a tile of the block's queries or keys (the
-// tile a CUDA block owns), columns a tile of the other side (the tiles it loops over). One kernel
-// shape does all the heavy work, a weighted sum over the column side:
+// Tiles. A block has q_len queries and k_len keys; query i sees key j iff j <= i + offset, offset =
+// k_len - q_len. Its queries are cut into row tiles of T = kTile: tile t holds queries [tT, tT + T)
+// (fewer in the last) and sees the key prefix [0, p_t), p_t = min(tT + T + offset, k_len). The causal
+// triangle is covered by n = ceil(q_len / T) rectangles, each a GEMM; their parts above the diagonal
+// are masked to probability 0, so the GEMMs do n(n+1)/2 · T² of the triangle's n² T² / 2 entries:
+// (n + 1) / n of the useful work, 1.125 for c = 2048. Keys are cut into matching column tiles: key
+// tile u is [p_{u-1}, p_u) (p_{-1} = 0), so the queries that see any of its keys are exactly
+// [uT, q_len), the rows of tiles u .. n-1, all of whose rectangles contain it.
 //
-//   out[r, slice] = Σ_c W[r, c] · X[c, slice]
+// Forward, per row tile t, each step one launch over the group's blocks:
+//   S_t = Q_t K[0:p_t]ᵀ                 GEMM, f32 out (the logits are not rounded to bf16)
+//   P̃_t, logsumexp                     softmax_kernel: mask, DropKey, dropout; P̃ in the input dtype
+//   O_t = P̃_t V[0:p_t]                 GEMM into o
+// Backward: D = rowsum(dO ⊙ O) (delta_kernel), then per row tile t
+//   S_t = Q_t K[0:p_t]ᵀ,  dP_t = dO_t V[0:p_t]ᵀ     GEMMs, f32 out
+//   P̃_t, dS_t = scale · P ⊙ (dP ⊙ M/(1-p) − D)     score_gradient_kernel, into whole-block buffers
+//   dQ_t = dS_t K[0:p_t]                            GEMM into dq
+// and per key tile u, over the rows [uT, q_len) of the whole-block buffers,
+//   dV_u = P̃[uT:, u]ᵀ dO[uT:],   dK_u = dS[uT:, u]ᵀ Q[uT:]     GEMMs into dv and dk.
+// Every output row is written by one GEMM that sums over all the keys (or queries) it needs: no
+// accumulation across tiles (which in bf16 would round at every tile), no atomics, no extra pass.
 //
-//   output   rows     W                        X     kernel
-//   O        queries  P̃   = P ⊙ M/(1-p)       V     forward, slices of dv
-//   dV       keys     P̃ᵀ                      dO    backward, slices of dv
-//   dQ       queries  dS  · scale             K     backward, all of dz
-//   dK       keys     dSᵀ · scale             Q     backward, all of dz
+// Why GEMMs. With dv = 2048 no on-chip accumulator holds an output row: a FlashAttention kernel has to
+// split dv into slices and recompute S (and in backward dP) for each, 1.9x the useful work with
+// slices of 256 (docs/perf.md's optimisation log). As GEMMs, P and dS go through memory instead,
+// which is cheap against the arithmetic: per block of c = 2048 the forward moves ~12 bytes per score
+// (f32 S written and read, bf16 P̃ written and read), ~28 MB against 10.3 GFLOP, and the backward
+// ~60 MB against 20.4 GFLOP.
+// The backward recomputes S from Q, K and the logsumexp (dz / (dz + dv) = 1/9 of the forward's work)
+// rather than keeping P across the step, and keeps P̃ and dS of whole blocks so that dV and dK come
+// from one GEMM per key tile. The tile size trades masked work, (n + 1) / n, against operand reuse:
+// each of the three dv-wide products (P̃ V, dO Vᵀ, P̃ᵀ dO) streams a [p, dv] operand (V or dO) for T
+// rows, T FLOPs per byte of bf16, so T = 256 sits near the H100's balance of tensor cores and HBM
+// (~650 TFLOP/s that cuBLAS reaches over ~3 TB/s: ~220 FLOPs per byte); T = 512 would be safely
+// compute-bound at 1.25x the useful work instead of 1.125x.
 //
-// with P = exp(scale·S - logsumexp) and dS = P ⊙ (dP ⊙ M/(1-p) - D), D = rowsum(dO ⊙ O), all
-// elementwise once S (and dP = dO Vᵀ) of the tile are known. Because P comes out normalised, the
-// output accumulator is never rescaled, so the forward runs in two passes: a statistics kernel
-// (online max and sum over the key tiles, S only) writes the logsumexp, then the weighted sum.
+// Scratch, per block of a group: f32 score tiles [T, ld] (forward S; backward S and dP) and
+// probabilities in the input dtype (forward P̃ [T, ld]; backward P̃ and dS of the whole block,
+// [q_len, ld]), ld = k_len rounded up to 8 so that every row starts 16-byte aligned. A group is as
+// many blocks as kScratchBytes holds (at least one), evened out over the groups: for c = 2048 in bf16,
+// 3 MiB per block forward and 20 MiB backward, so a 32K sequence (16 blocks) runs its forward as one
+// group and its backward as two groups of 8.
 //
-// DropKey: the dropout mask joins the causal one instead (in_softmax() in base/chunk_attention_math.h)
-// and M/(1-p) is 1, so the statistics pass and every recompute of P skip the dropped logits alike.
-// A row left without logits has logsumexp -inf, which is never read: all of its weights are
-// skipped, and its O and D are 0.
-//
-// Work, in multiply-adds per (query, key) pair of the causal triangle (the model needs dz + dv in
-// forward and 3 dz + 2 dv in backward): splitting dv = 2048 into slices of 256 recomputes S = Q Kᵀ
-// once per slice, so the forward costs dz + 8 (dz + 256) = 4352 against 2304 for dz = 256 — the
-// price of a 64 x 256 f32 accumulator that stays on chip (a whole-dv one would not fit; a
-// materialised P would cost c² per head of memory traffic instead). The backward costs 8 (dz + 256)
-// for dV plus 2 (dz + dv + dz) for dQ and dK = 9216 against 4864: dQ and dK come from different
-// blocks (no atomics), so each recomputes the dP tile, the dv = 2048 reduction.
-//
-// Two engines do the tile arithmetic:
-//   FmaEngine (f32, and bf16 that tensor cores cannot take): 256 threads, thread (ty, tx) owns the
-//     4 x 4 micro-tile of rows ty + 16a and columns tx + 16b; f32 FMAs on operands staged in shared
-//     memory in f32; value slices of 128 columns.
-//   MmaEngine (bf16 with head dims that are multiples of 8 and 16-byte aligned rows): 8 warps, each
-//     owning 16 rows and half the columns of a tile; tensor cores through nvcuda::wmma (16 x 16 x 16,
-//     bf16 inputs, f32 accumulation); W is rounded to bf16 before its product. Operand slabs are
-//     double-buffered with cp.async (the next slab loads while the current one is multiplied) and
-//     the X tile loads while the weights are computed.
-// Both write each score tile to shared memory; the elementwise step between products is common.
-#include <cuda_pipeline.h>
-#include <mma.h>
-
-#include <cfloat>
-#include <cstdint>
+// f32 inputs take the same GEMMs in f32 (CUBLAS_COMPUTE_32F, no TF32): the reference precision.
+#include <algorithm>
+#include <type_traits>
 
 #include "cuda/chunk_attention.h"
-#include "cuda/common.cuh"
+#include "cuda/matmul.h"
+#include "cuda/packed_load.cuh"
+#include "cuda/row_reduce.cuh"
 
 namespace mgl::cuda {
 
 namespace {
 
-namespace wmma = nvcuda::wmma;
+constexpr int64_t kTile = 256;                        // queries per row tile
+constexpr int64_t kScratchBytes = int64_t(256) << 20;  // workspace a pass aims to stay within
+constexpr int64_t kBufferAlign = 256;                  // bytes: each scratch buffer starts on this boundary
 
-constexpr int kTile = 64;          // rows and columns of a score tile
-constexpr int kScoreLd = kTile + 4;  // row pitch of score tiles in shared memory (floats; a multiple of 4 for wmma)
-constexpr int kMaxHeadDim = 256;   // widest dz the score-gradient accumulators hold
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-__host__ __device__ inline int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
-
-// One side (queries or keys) of an attention block: the (token, head) row index of its element 0
-// and its number of tokens. Consecutive tokens of a side are `heads` rows apart.
-struct Side {
-  int64_t row0 = 0, length = 0;
+// The tiling of a pass and the layout of its workspace: [S][P̃] forward, [S][dP][P̃][dS] backward.
+struct Plan {
+  int64_t blocks = 0;      // per head: batch * chunks
+  int64_t tile_rows = 0;   // rows of a full row tile, min(kTile, q_len)
+  int64_t ld = 0;          // row pitch (elements) of every scratch matrix
+  int64_t group = 0;       // blocks per group
+  int64_t prob_rows = 0;   // rows per block of the probability buffers: tile_rows forward, q_len backward
+  int64_t score_bytes = 0;  // one f32 buffer [group, tile_rows, ld]
+  int64_t prob_bytes = 0;   // one buffer [group, prob_rows, ld] in the input dtype
+  int64_t bytes = 0;        // the whole workspace
 };
 
-// Up to 64 consecutive tokens of one side of a [.., tokens, heads, width] tensor; rows at or past
-// `rows` do not exist (they read as zeros, and are not written).
-template <class P>
-struct Panel {
-  P* base = nullptr;  // the panel's first row
-  int64_t stride = 0;  // elements between consecutive rows
-  int rows = 0;
-};
-
-template <class P>
-__device__ __forceinline__ Panel<P> panel(P* data, const Side& side, int64_t heads, int64_t width, int64_t start) {
-  const int64_t left = side.length - start;
-  return {data + (side.row0 + start * heads) * width, heads * width, static_cast<int>(left < kTile ? left : kTile)};
+Plan plan_of(const AttentionShape& s, DType dtype, AttentionPass pass) {
+  Plan p;
+  p.blocks = s.batch * s.chunks;
+  if (p.blocks == 0 || s.heads == 0 || s.q_len == 0) return p;
+  const int64_t buffers = pass == AttentionPass::backward ? 2 : 1;  // of each kind
+  p.tile_rows = std::min(kTile, s.q_len);
+  p.ld = round_up(s.k_len, 8);
+  p.prob_rows = pass == AttentionPass::backward ? s.q_len : p.tile_rows;
+  const int64_t score_size = sizeof(float), prob_size = dtype_size(dtype);
+  const int64_t per_block = buffers * p.ld * (p.tile_rows * score_size + p.prob_rows * prob_size);
+  const int64_t groups = ceil_div(p.blocks, std::max<int64_t>(1, kScratchBytes / per_block));
+  p.group = ceil_div(p.blocks, groups);
+  p.score_bytes = round_up(p.group * p.tile_rows * p.ld * score_size, kBufferAlign);
+  p.prob_bytes = round_up(p.group * p.prob_rows * p.ld * prob_size, kBufferAlign);
+  p.bytes = buffers * (p.score_bytes + p.prob_bytes);
+  return p;
 }
 
-// ---- FMA engine ------------------------------------------------------------------------------------
-
-template <class T, int kWidth>
-struct FmaEngine {
-  using Storage = T;
-  using Weight = float;
-  static constexpr int kThreads = 256;
-  static constexpr int kMinBlocks = 1;
-  static constexpr int kCols = kWidth;  // output columns per block
-  static constexpr int kSlab = 16;      // reduction slab staged per step
-
-  struct Shared {
-    float a[kSlab][kTile + 1];  // slab of the row operand, transposed ([e][row]); +1 spreads the stores over banks
-    float b[kSlab][kTile + 1];  // slab of the column operand
-    float s[kTile][kScoreLd];   // S tile
-    float dp[kTile][kScoreLd];  // dP tile (score gradients only)
-    float w[kTile][kTile];      // weights W
-    float x[kSlab][kCols];      // 16 rows of X
-  };
-  struct Accumulator {
-    float v[4][kCols / 16];
-  };
-
-  __device__ static void zero(Accumulator& acc) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int b = 0; b < kCols / 16; ++b) acc.v[i][b] = 0.0f;
-  }
-
-  // out = A Bᵀ (64 x 64) over the first `len` columns of both panels.
-  __device__ static void product(const Panel<const T>& A, const Panel<const T>& B, int64_t len, float (*out)[kScoreLd],
-                                 Shared& sh) {
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    float s[4][4] = {};
-    for (int64_t e0 = 0; e0 < len; e0 += kSlab) {
-      // 64 rows x 16 columns of each operand; consecutive threads read consecutive columns.
-      for (int n = tid; n < kTile * kSlab; n += kThreads) {
-        const int row = n / kSlab, e = n % kSlab;
-        const bool inside = e0 + e < len;
-        sh.a[e][row] = (inside && row < A.rows) ? to_float(A.base[row * A.stride + e0 + e]) : 0.0f;
-        sh.b[e][row] = (inside && row < B.rows) ? to_float(B.base[row * B.stride + e0 + e]) : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int e = 0; e < kSlab; ++e) {
-        float av[4], bv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          av[i] = sh.a[e][ty + 16 * i];
-          bv[i] = sh.b[e][tx + 16 * i];
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) s[i][j] = fmaf(av[i], bv[j], s[i][j]);
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) out[ty + 16 * i][tx + 16 * j] = s[i][j];
-  }
-
-  __device__ static void prefetch(const Panel<const T>&, int64_t, int64_t, Shared&) {}  // accumulate() loads X itself
-
-  // acc += W · X[0..64, col0 .. col0 + kCols) (columns at or past `width` read as zeros).
-  __device__ static void accumulate(const Panel<const T>& X, int64_t col0, int64_t width, Accumulator& acc, Shared& sh) {
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    for (int j0 = 0; j0 < kTile; j0 += kSlab) {
-      for (int n = tid; n < kSlab * kCols; n += kThreads) {
-        const int j = n / kCols, c = n % kCols;
-        sh.x[j][c] = (j0 + j < X.rows && col0 + c < width) ? to_float(X.base[(j0 + j) * X.stride + col0 + c]) : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int j = 0; j < kSlab; ++j) {
-        float wv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) wv[i] = sh.w[ty + 16 * i][j0 + j];
-#pragma unroll
-        for (int b = 0; b < kCols / 16; ++b) {
-          const float x = sh.x[j][tx + 16 * b];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc.v[i][b] = fmaf(wv[i], x, acc.v[i][b]);
-        }
-      }
-      __syncthreads();
-    }
-  }
-
-  __device__ static void store(const Accumulator& acc, const Panel<T>& out, int64_t col0, int64_t width, Shared&) {
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int row = ty + 16 * i;
-      if (row >= out.rows) continue;
-#pragma unroll
-      for (int b = 0; b < kCols / 16; ++b) {
-        const int64_t c = col0 + tx + 16 * b;
-        if (c < width) out.base[row * out.stride + c] = from_float<T>(acc.v[i][b]);
-      }
-    }
+// One matrix per block of a group: element (row, col) of block g at data + g * stride + row * ld + col.
+template <class T>
+struct Matrices {
+  T* data = nullptr;
+  int64_t ld = 0, stride = 0;
+  __host__ __device__ T* row(int64_t g, int64_t r) const { return data + g * stride + r * ld; }
+  // The GEMM operand whose element (0, 0) is (r, c), read as stored or transposed.
+  GemmOperand operand(int64_t r, int64_t c, bool transposed = false) const {
+    return {data + r * ld + c, ld, stride, transposed};
   }
 };
-
-// ---- tensor-core engine (bf16) -----------------------------------------------------------------------
-
-template <int kWidth>
-struct MmaEngine {
-  using T = __nv_bfloat16;
-  using Storage = T;
-  using Weight = T;
-  // 8 warps: warp w owns rows 16 (w % 4) .. + 15 of every tile and the half w / 4 of its columns
-  // (of the 64 score columns in a product, of the kCols output columns in an accumulation).
-  static constexpr int kThreads = 256;
-  static constexpr int kMinBlocks = 2;  // caps registers at 128 per thread
-  static constexpr int kCols = kWidth;
-  static constexpr int kSlab = 64;  // reduction slab staged per step
-  static constexpr int kPad = 8;    // bf16 row padding: rows 16 bytes apart in bank space, 16-byte aligned
-
-  // wmma needs 32-byte aligned tile pointers: every array starts on 128 bytes, every pitch is a
-  // multiple of 16 bytes and fragments start at multiples of 16 rows and columns. Arrays whose
-  // lifetimes do not overlap share storage: the product's slabs and the X tile of an accumulation;
-  // the S tile and the output scratch.
-  struct Shared {
-    union {
-      struct {
-        alignas(128) T a[2][kTile][kSlab + kPad];  // double-buffered slabs of the row operand
-        alignas(128) T b[2][kTile][kSlab + kPad];  // and of the column operand
-      };
-      alignas(128) T x[kTile][kCols + kPad];
-    };
-    union {
-      alignas(128) float s[kTile][kScoreLd];
-      alignas(128) float scratch[kThreads / 32][16][16];  // one accumulator tile per warp, for the output
-    };
-    alignas(128) float dp[kTile][kScoreLd];
-    alignas(128) T w[kTile][kTile + kPad];
-  };
-  using Fragment = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-  static constexpr int kOutFragments = kCols / 32;  // per warp: 16 rows x kCols / 2 columns
-  struct Accumulator {
-    Fragment f[kOutFragments];
-  };
-
-  __device__ static int row_block() { return threadIdx.x / 32 % 4; }
-  __device__ static int column_half() { return threadIdx.x / 128; }
-
-  __device__ static void zero(Accumulator& acc) {
-#pragma unroll
-    for (int n = 0; n < kOutFragments; ++n) wmma::fill_fragment(acc.f[n], 0.0f);
-  }
-
-  // Starts copying panel columns [col0, col0 + kW) into dst[0..64, 0..kW) with cp.async, 16 bytes
-  // (8 bf16) per copy; rows past the panel and columns past `len` (a multiple of 8) are zeroed.
-  // The data is there after __pipeline_commit(), __pipeline_wait_prior() and __syncthreads().
-  template <int kW, int kLd>
-  __device__ static void stage(T (*dst)[kLd], const Panel<const T>& p, int64_t col0, int64_t len) {
-    constexpr int kVectors = kW / 8;
-#pragma unroll 2
-    for (int n = threadIdx.x; n < kTile * kVectors; n += kThreads) {
-      const int row = n / kVectors, c = (n % kVectors) * 8;
-      if (row < p.rows && col0 + c < len) __pipeline_memcpy_async(&dst[row][c], p.base + row * p.stride + col0 + c, 16);
-      else *reinterpret_cast<uint4*>(&dst[row][c]) = make_uint4(0u, 0u, 0u, 0u);
-    }
-  }
-
-  // c[n] += A[r .. r + 16, 0 .. kDepth) · B_n for this warp, where A is row-major in shared memory and
-  // B_n (kDepth x 16) starts at b_at(kk, n) for depth kk, with layout BLayout and pitch ldb.
-  template <class BLayout, int kDepth, int kN, int kLdA, class BAt>
-  __device__ static void warp_mma(Fragment (&c)[kN], const T (*a)[kLdA], int r, unsigned ldb, BAt b_at) {
-#pragma unroll
-    for (int kk = 0; kk < kDepth; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-      wmma::load_matrix_sync(fa, &a[r][kk], kLdA);
-#pragma unroll
-      for (int n = 0; n < kN; ++n) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, BLayout> fb;
-        wmma::load_matrix_sync(fb, b_at(kk, n), ldb);
-        wmma::mma_sync(c[n], fa, fb, c[n]);
-      }
-    }
-  }
-
-  // out = A Bᵀ over `len` columns, slab after slab: while the tensor cores work on slab i, slab
-  // i + 1 is in flight into the other buffer.
-  __device__ static void product(const Panel<const T>& A, const Panel<const T>& B, int64_t len, float (*out)[kScoreLd],
-                                 Shared& sh) {
-    const int r = 16 * row_block(), c0 = 32 * column_half();
-    Fragment c[2];
-    wmma::fill_fragment(c[0], 0.0f);
-    wmma::fill_fragment(c[1], 0.0f);
-    const int64_t slabs = (len + kSlab - 1) / kSlab;
-    if (slabs > 0) {
-      stage<kSlab>(sh.a[0], A, 0, len);
-      stage<kSlab>(sh.b[0], B, 0, len);
-      __pipeline_commit();
-    }
-    for (int64_t i = 0; i < slabs; ++i) {
-      const int buffer = static_cast<int>(i % 2);
-      if (i + 1 < slabs) {
-        stage<kSlab>(sh.a[1 - buffer], A, (i + 1) * kSlab, len);
-        stage<kSlab>(sh.b[1 - buffer], B, (i + 1) * kSlab, len);
-      }
-      __pipeline_commit();
-      __pipeline_wait_prior(1);  // this thread's copies of slab i have landed
-      __syncthreads();           // and everyone else's
-      // Bᵀ as a col-major k x n matrix: element (k, j) of B_n is B[c0 + 16n + j][kk + k].
-      warp_mma<wmma::col_major, kSlab>(c, sh.a[buffer], r, kSlab + kPad,
-                                       [&](int kk, int n) { return &sh.b[buffer][c0 + 16 * n][kk]; });
-      __syncthreads();  // the buffer is refilled next iteration
-    }
-    wmma::store_matrix_sync(&out[r][c0], c[0], kScoreLd, wmma::mem_row_major);
-    wmma::store_matrix_sync(&out[r][c0 + 16], c[1], kScoreLd, wmma::mem_row_major);
-  }
-
-  // Starts loading the X tile of the next accumulate() (the slabs it shares storage with are idle
-  // once the products are done), so the copy overlaps the computation of the weights.
-  __device__ static void prefetch(const Panel<const T>& X, int64_t col0, int64_t width, Shared& sh) {
-    stage<kCols>(sh.x, X, col0, width);
-    __pipeline_commit();
-  }
-
-  // acc += W · X, X already requested by prefetch().
-  __device__ static void accumulate(const Panel<const T>&, int64_t, int64_t, Accumulator& acc, Shared& sh) {
-    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
-    __pipeline_wait_prior(0);
-    __syncthreads();
-    warp_mma<wmma::row_major, kTile>(acc.f, sh.w, r, kCols + kPad,
-                                     [&](int kk, int n) { return &sh.x[kk][c0 + 16 * n]; });
-    __syncthreads();
-  }
-
-  // The fragment layout is opaque: each warp stores a fragment to its scratch tile, then writes it out.
-  __device__ static void store(const Accumulator& acc, const Panel<T>& out, int64_t col0, int64_t width, Shared& sh) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int r = 16 * row_block(), c0 = column_half() * (kCols / 2);
-#pragma unroll
-    for (int n = 0; n < kOutFragments; ++n) {
-      wmma::store_matrix_sync(&sh.scratch[warp][0][0], acc.f[n], 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int row = r + e / 16;
-        const int64_t c = col0 + c0 + 16 * n + e % 16;
-        if (row < out.rows && c < width) out.base[row * out.stride + c] = __float2bfloat16_rn(sh.scratch[warp][e / 16][e % 16]);
-      }
-      __syncwarp();
-    }
-  }
-};
-
-// ---- the shared steps ----------------------------------------------------------------------------------
 
 template <class T>
-struct Inputs {
-  const T *q, *k, *v, *grad_o;
-  const float *logsumexp, *delta;
+Matrices<const T> read_only(const Matrices<T>& m) {
+  return {m.data, m.ld, m.stride};
+}
+
+// A row tile of a group: rows 0 .. rows - 1 are queries query0 .. of each block, seeing keys 0 .. keys - 1.
+struct Tile {
+  AttentionShape shape;
+  int64_t first = 0, head = 0, count = 0;  // the group: blocks first .. first + count - 1 (of one head)
+  int64_t query0 = 0, rows = 0, keys = 0;
+
+  __device__ int64_t block(int64_t g) const { return (first + g) * shape.heads + head; }  // AttentionShape's numbering
 };
 
-// What a weighted-sum launch computes, per role (0: rows are queries, 1: rows are keys).
+// The logit scale · S, rounded before anything is subtracted from it (no FMA contraction), so that
+// every pass sees the same value: a row with one key gets logsumexp = logit and P = exp(0) = 1
+// exactly, and its output is its value bit for bit.
+__device__ __forceinline__ float logit(float scale, float score) { return __fmul_rn(scale, score); }
+
+// Threads for a row of `keys` scores taken kPack at a time.
+unsigned tile_threads(int64_t keys) { return row_threads(ceil_div(keys, kPack)); }
+
+// Forward: the logsumexp of each row of the tile's logits and its probabilities P̃ = exp(scale S -
+// logsumexp) · M/(1-p), 0 outside the softmax (masked, dropped by DropKey, or the pitch's padding).
+// One block per row (grid-stride): a pass for the running max and sum (MaxSum), a pass to write.
 template <class T>
-struct WeightedSum {
-  const T* x[2] = {nullptr, nullptr};  // X: on the key side for role 0, on the query side for role 1
-  T* out[2] = {nullptr, nullptr};      // the output, on the rows' side
-  int64_t width = 0;                   // columns of X and of the output
-};
-
-enum class Weights { probabilities, score_gradients };
-
-// W[r, c] of the tile (rows r0.., columns c0..) from the scores in sh.s (and sh.dp).
-template <class Engine, Weights kWeights>
-__device__ void compute_weights(typename Engine::Shared& sh, const AttentionShape& s, int64_t block, bool key_rows,
-                                int64_t r0, int64_t c0, int64_t query_row0, const float* logsumexp, const float* delta) {
+__global__ void softmax_kernel(Tile tile, Matrices<const float> scores, Matrices<T> probs, float* logsumexp) {
+  const AttentionShape& s = tile.shape;
   const float scale = static_cast<float>(s.scale);
-#pragma unroll 1
-  for (int n = threadIdx.x; n < kTile * kTile; n += blockDim.x) {
-    const int r = n / kTile, c = n % kTile;
-    const int64_t qi = key_rows ? c0 + c : r0 + r, kj = key_rows ? r0 + r : c0 + c;
-    float value = 0.0f;
-    if (in_softmax(s, block, qi, kj)) {
-      const int64_t row = query_row0 + qi * s.heads;
-      const float p = expf(sh.s[r][c] * scale - logsumexp[row]);
-      const float factor = dropout_factor<float>(s, block, qi, kj);
-      if constexpr (kWeights == Weights::probabilities) value = p * factor;
-      else value = scale * p * (sh.dp[r][c] * factor - delta[row]);
+  for (int64_t n = blockIdx.x; n < tile.count * tile.rows; n += gridDim.x) {
+    const int64_t g = n / tile.rows, r = n % tile.rows, i = tile.query0 + r, block = tile.block(g);
+    const float* in = scores.row(g, r);
+    MaxSum<float> state{-INFINITY, 0.0f};
+    for (int64_t c = threadIdx.x * kPack; c < tile.keys; c += blockDim.x * kPack) {
+      float x[kPack];
+      load_floats<kPack>(in + c, x);
+#pragma unroll
+      for (int e = 0; e < kPack; ++e)
+        if (in_softmax(s, block, i, c + e)) state = fold(state, logit(scale, x[e]));
     }
-    sh.w[r][c] = from_float<typename Engine::Weight>(value);
+    state = block_reduce(state, [](MaxSum<float> a, MaxSum<float> b) { return merge(a, b); });
+    const float lse = state.max + logf(state.sum);  // -inf for a row without logits: none is read below
+    if (threadIdx.x == 0) logsumexp[query_row(s, block, i)] = lse;
+    for (int64_t c = threadIdx.x * kPack; c < tile.keys; c += blockDim.x * kPack) {
+      float x[kPack];
+      load_floats<kPack>(in + c, x);
+#pragma unroll
+      for (int e = 0; e < kPack; ++e)
+        x[e] = in_softmax(s, block, i, c + e)
+                   ? expf(logit(scale, x[e]) - lse) * dropout_factor<float>(s, block, i, c + e)
+                   : 0.0f;
+      store_pack<true>(probs.row(g, r) + c, x);
+    }
   }
 }
 
-// Forward pass 1: the logsumexp of every query row, by an online max and sum over the key tiles
-// (-inf for a row whose every key is dropped by DropKey). Launch: grid (query tiles, 1, blocks),
-// Engine::kThreads threads, sizeof(Engine::Shared) bytes of dynamic shared memory. Each row of a
-// score tile is read by kThreads / 64 adjacent lanes.
-template <class Engine>
-__global__ void __launch_bounds__(Engine::kThreads) softmax_stats_kernel(Inputs<typename Engine::Storage> in,
-                                                                         float* logsumexp, AttentionShape s) {
-  using T = typename Engine::Storage;
-  extern __shared__ __align__(128) unsigned char raw[];
-  auto& sh = *reinterpret_cast<typename Engine::Shared*>(raw);
-  constexpr int kGroup = Engine::kThreads / kTile;
-  const int64_t block = blockIdx.z;
-  const Side queries{query_row(s, block, 0), s.q_len}, keys{key_row(s, block, 0), s.k_len};
-  const int64_t r0 = (gridDim.x - 1 - blockIdx.x) * int64_t(kTile);  // the longest (last) tiles first
-  const Panel<const T> Q = panel(in.q, queries, s.heads, s.dz, r0);
-  const int64_t last_key = min(r0 + kTile, s.q_len) - 1 + (s.k_len - s.q_len);
-  const int row = threadIdx.x / kGroup, part = threadIdx.x % kGroup;
-  const int64_t qi = r0 + row;
-  const float scale = static_cast<float>(s.scale);
-
-  float m = -INFINITY, l = 0.0f;
-  for (int64_t k0 = 0; k0 <= last_key; k0 += kTile) {
-    Engine::product(Q, panel(in.k, keys, s.heads, s.dz, k0), s.dz, sh.s, sh);
-    __syncthreads();
-    // Each thread turns its scores into scaled logits, -inf outside the softmax (the mask is
-    // evaluated once per element: under DropKey it costs a Philox draw).
-    float tile_max = -INFINITY;
-    for (int c = part; c < kTile; c += kGroup) {
-      const float logit = in_softmax(s, block, qi, k0 + c) ? sh.s[row][c] * scale : -INFINITY;
-      sh.s[row][c] = logit;
-      tile_max = fmaxf(tile_max, logit);
-    }
-    for (int offset = kGroup / 2; offset > 0; offset /= 2)
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-    const float m_new = fmaxf(m, tile_max);
-    const float reference = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps l = 0
-    float sum = 0.0f;
-    for (int c = part; c < kTile; c += kGroup) sum += expf(sh.s[row][c] - reference);  // expf(-inf) = 0
-    for (int offset = kGroup / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    l = l * expf(m - reference) + sum;
-    m = m_new;
-    __syncthreads();  // sh.s is overwritten by the next product
-  }
-  if (part == 0 && qi < s.q_len) logsumexp[queries.row0 + qi * s.heads] = m + logf(l);
-}
-
-// out[r, slice] = Σ_c W[r, c] X[c, slice] (the table at the top of the file).
-// Launch: grid (row tiles, slices of Engine::kCols output columns, blocks * roles), Engine::kThreads
-// threads, sizeof(Engine::Shared) bytes of dynamic shared memory. blockIdx.z = block + blocks *
-// (role - first_role). Query tiles run last-first and key tiles first-first: the longest loops of
-// the causal triangle start first.
-template <class Engine, Weights kWeights>
-__global__ void __launch_bounds__(Engine::kThreads, Engine::kMinBlocks) weighted_sum_kernel(Inputs<typename Engine::Storage> in,
-                                                                        WeightedSum<typename Engine::Storage> job,
-                                                                        AttentionShape s, int first_role, int64_t blocks) {
-  using T = typename Engine::Storage;
-  extern __shared__ __align__(128) unsigned char raw[];
-  auto& sh = *reinterpret_cast<typename Engine::Shared*>(raw);
-  const int64_t block = blockIdx.z % blocks;
-  const int role = first_role + static_cast<int>(blockIdx.z / blocks);
-  const bool key_rows = role == 1;
-  const Side queries{query_row(s, block, 0), s.q_len}, keys{key_row(s, block, 0), s.k_len};
-  const Side rows = key_rows ? keys : queries;
-  const Side cols = key_rows ? queries : keys;
-  const int64_t row_tiles = tiles(rows.length);
-  if (blockIdx.x >= row_tiles) return;  // the grid covers the longer side
-  const int64_t r0 = (key_rows ? blockIdx.x : row_tiles - 1 - blockIdx.x) * int64_t(kTile);
-  const int64_t col0 = blockIdx.y * int64_t(Engine::kCols);
-  const int64_t offset = s.k_len - s.q_len;  // query i sees key j iff j <= i + offset
-
-  // The column tiles that meet the row tile: for query rows, keys up to the last row's diagonal;
-  // for key rows, queries from the first one that sees the tile's first key.
-  const int64_t c_begin = key_rows ? (r0 - offset > 0 ? (r0 - offset) / kTile * kTile : 0) : 0;
-  const int64_t c_end = key_rows ? s.q_len : min(r0 + kTile, s.q_len) + offset;
-
-  // Row operands: S (or Sᵀ) = A_z B_zᵀ over dz, dP (or dPᵀ) = A_v B_vᵀ over dv.
-  const Panel<const T> A_z = panel(key_rows ? in.k : in.q, rows, s.heads, s.dz, r0);
-  const T* col_z = key_rows ? in.q : in.k;
-  const T* x = key_rows ? job.x[1] : job.x[0];
-
-  typename Engine::Accumulator acc;
-  Engine::zero(acc);
-  for (int64_t c0 = c_begin; c0 < c_end; c0 += kTile) {
-    Engine::product(A_z, panel(col_z, cols, s.heads, s.dz, c0), s.dz, sh.s, sh);
-    if constexpr (kWeights == Weights::score_gradients) {
-      const Panel<const T> A_v = panel(key_rows ? in.v : in.grad_o, rows, s.heads, s.dv, r0);
-      Engine::product(A_v, panel(key_rows ? in.grad_o : in.v, cols, s.heads, s.dv, c0), s.dv, sh.dp, sh);
-    }
-    const Panel<const T> X = panel(x, cols, s.heads, job.width, c0);
-    Engine::prefetch(X, col0, job.width, sh);
-    __syncthreads();
-    compute_weights<Engine, kWeights>(sh, s, block, key_rows, r0, c0, queries.row0, in.logsumexp, in.delta);
-    __syncthreads();
-    Engine::accumulate(X, col0, job.width, acc, sh);
-  }
-  Engine::store(acc, panel(key_rows ? job.out[1] : job.out[0], rows, s.heads, job.width, r0), col0, job.width, sh);
-}
-
-// delta[row] = Σ_c dO[row][c] · O[row][c]. Launch: blocks of 256 threads, one warp per row (grid-stride).
+// Backward: from the tile's logits S and dP = dO Vᵀ, the dropped probabilities P̃ = P · M/(1-p) and
+// the logit gradients dS = scale · P ⊙ (dP · M/(1-p) - D), P = exp(scale S - logsumexp), both 0
+// outside the softmax, into rows query0 .. of the whole-block buffers. One block per row.
 template <class T>
+__global__ void score_gradient_kernel(Tile tile, Matrices<const float> scores, Matrices<const float> score_grads,
+                                      Matrices<T> probs, Matrices<T> grads, const float* logsumexp,
+                                      const float* delta) {
+  const AttentionShape& s = tile.shape;
+  const float scale = static_cast<float>(s.scale);
+  for (int64_t n = blockIdx.x; n < tile.count * tile.rows; n += gridDim.x) {
+    const int64_t g = n / tile.rows, r = n % tile.rows, i = tile.query0 + r, block = tile.block(g);
+    const int64_t row = query_row(s, block, i);
+    const float lse = logsumexp[row], d = delta[row];
+    for (int64_t c = threadIdx.x * kPack; c < tile.keys; c += blockDim.x * kPack) {
+      float x[kPack], dx[kPack], p[kPack], ds[kPack];
+      load_floats<kPack>(scores.row(g, r) + c, x);
+      load_floats<kPack>(score_grads.row(g, r) + c, dx);
+#pragma unroll
+      for (int e = 0; e < kPack; ++e) {
+        p[e] = ds[e] = 0.0f;
+        if (in_softmax(s, block, i, c + e)) {
+          const float prob = expf(logit(scale, x[e]) - lse), factor = dropout_factor<float>(s, block, i, c + e);
+          p[e] = prob * factor;
+          ds[e] = scale * prob * (dx[e] * factor - d);
+        }
+      }
+      store_pack<true>(probs.row(g, i) + c, p);
+      store_pack<true>(grads.row(g, i) + c, ds);
+    }
+  }
+}
+
+// delta[row] = Σ_c dO[row, c] · O[row, c] over the [rows, dv] rows of o and grad_o. One warp per row
+// (grid-stride), kPack values per lane and step (16-byte loads when kAligned), the row's tail one by one.
+template <class T, bool kAligned>
 __global__ void delta_kernel(const T* o, const T* grad_o, float* delta, int64_t rows, int64_t dv) {
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
+    const T *a = o + row * dv, *b = grad_o + row * dv;
     float sum = 0.0f;
-    for (int64_t c = lane; c < dv; c += 32) sum = fmaf(to_float(grad_o[row * dv + c]), to_float(o[row * dv + c]), sum);
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    for (int64_t c = lane * kPack; c < dv; c += 32 * kPack) {
+      if (c + kPack <= dv) {
+        float x[kPack], y[kPack];
+        load_pack<kAligned>(a + c, x);
+        load_pack<kAligned>(b + c, y);
+#pragma unroll
+        for (int e = 0; e < kPack; ++e) sum = fmaf(x[e], y[e], sum);
+      } else {
+        for (int64_t e = c; e < dv; ++e) sum = fmaf(to_float(a[e]), to_float(b[e]), sum);
+      }
+    }
+    sum = warp_sum(sum);
     if (lane == 0) delta[row] = sum;
   }
 }
 
-// ---- launches ----------------------------------------------------------------------------------------
+// ---- the passes --------------------------------------------------------------------------------------
 
-dim3 grid_of(int64_t x, int64_t y, int64_t z) {
-  MGL_CHECK(z <= 65535, "chunk_attention: batch * chunks * heads (times 2 in backward) = ", z,
-            " exceeds the CUDA grid limit 65535");
-  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y), static_cast<unsigned>(z));
-}
+// What the launches of a pass share, and its current group and head.
+struct Pass {
+  AttentionShape shape;
+  DType dtype;
+  int device = 0;
+  Stream stream = nullptr;
+  Plan plan;
+  int64_t first = 0, count = 0, head = 0;
 
-template <class Kernel, class... Args>
-void launch(Kernel kernel, dim3 grid, int threads, size_t shared_bytes, Stream stream, const Args&... args) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-  MGL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
-  kernel<<<grid, threads, shared_bytes, stream>>>(args...);
-  MGL_CUDA_CHECK_LAUNCH();
-}
+  int64_t tiles() const { return ceil_div(shape.q_len, kTile); }
+  Tile tile(int64_t t) const {
+    Tile tile{shape, first, head, count, t * kTile, std::min(kTile, shape.q_len - t * kTile), 0};
+    tile.keys = std::min(tile.query0 + tile.rows + (shape.k_len - shape.q_len), shape.k_len);
+    return tile;
+  }
+  // One head of a [batch, chunks * length, heads, width] tensor for the current group.
+  template <class T>
+  Matrices<T> side(T* data, int64_t length, int64_t width) const {
+    return {data + (first * length * shape.heads + head) * width, shape.heads * width, length * shape.heads * width};
+  }
+  // C[0:m, 0:n] = op(A) op(B), a sum over k, for every block of the group (f32 C for the logits).
+  template <class C>
+  void product(int64_t m, int64_t n, int64_t k, const GemmOperand& a, const GemmOperand& b, const Matrices<C>& c,
+               int64_t c_row) const {
+    if (k == 0) {  // dz or dv = 0: a sum over nothing (only the logits have such products)
+      MGL_CUDA_CHECK(cudaMemsetAsync(c.data, 0, plan.score_bytes, stream));
+      return;
+    }
+    gemm({.dtype = dtype, .batch = count, .m = m, .n = n, .k = k, .a = a, .b = b, .c = c.row(0, c_row), .ldc = c.ld,
+          .c_batch_stride = c.stride, .f32_output = std::is_same_v<C, float>},
+         device, stream);
+  }
+  // S = Q_t K[0:p_t]ᵀ of the tile for every block of the group, in f32, from the whole q and k.
+  template <class T>
+  void logits(const Tile& tile, const T* q, const T* k, const Matrices<float>& S) const {
+    product(tile.rows, tile.keys, shape.dz, side(q, shape.q_len, shape.dz).operand(tile.query0, 0),
+            side(k, shape.k_len, shape.dz).operand(0, 0, true), S, 0);
+  }
+  // Calls f() for each head and each group of blocks, with head, first and count set.
+  template <class F>
+  void for_each_group(F&& f) {
+    for (head = 0; head < shape.heads; ++head)
+      for (first = 0; first < plan.blocks; first += plan.group) {
+        count = std::min(plan.group, plan.blocks - first);
+        f();
+      }
+  }
+  // Launches kernel over the tile's rows of every block of the group.
+  template <class Kernel, class... Args>
+  void rows_kernel(Kernel kernel, const Tile& tile, const Args&... args) const {
+    kernel<<<row_blocks(tile.count * tile.rows), tile_threads(tile.keys), 0, stream>>>(tile, args...);
+    MGL_CUDA_CHECK_LAUNCH();
+  }
+};
 
-// Calls f(std::integral_constant<int, W>{}) for the narrowest W in {64, 128, 256} >= min(width, 256)
-// (FMA: at most kMax columns, fewer registers).
-template <int kMax, class F>
-void dispatch_width(int64_t width, F&& f) {
-  if (width <= 64) f(std::integral_constant<int, 64>{});
-  else if constexpr (kMax == 128) f(std::integral_constant<int, 128>{});
-  else if (width <= 128) f(std::integral_constant<int, 128>{});
-  else f(std::integral_constant<int, 256>{});
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// Tensor cores take bf16 with rows of whole 16-byte vectors.
-bool tensor_cores_apply(DType dtype, const AttentionShape& s, std::initializer_list<const void*> pointers) {
-  if (dtype != DType::bf16 || s.dz % 8 != 0 || s.dv % 8 != 0) return false;
-  for (const void* p : pointers)
-    if (!aligned16(p)) return false;
-  return true;
-}
-
-// The two engine families: FMA (any dtype, widths up to 128 for value slices) and tensor cores.
+// Pointers into the workspace: buffer `index` of the plan's layout (scores first, then probabilities).
 template <class T>
-struct FmaFamily {
-  template <int kWidth>
-  using Engine = FmaEngine<T, kWidth>;
-  static constexpr int kMaxSlice = 128;
-};
-struct MmaFamily {
-  template <int kWidth>
-  using Engine = MmaEngine<kWidth>;
-  static constexpr int kMaxSlice = 256;
-};
+Matrices<T> scratch(void* workspace, const Plan& plan, int64_t score_buffers, int64_t index) {
+  char* base = static_cast<char*>(workspace);
+  if (index < score_buffers)
+    return {reinterpret_cast<T*>(base + index * plan.score_bytes), plan.ld, plan.tile_rows * plan.ld};
+  base += score_buffers * plan.score_bytes + (index - score_buffers) * plan.prob_bytes;
+  return {reinterpret_cast<T*>(base), plan.ld, plan.prob_rows * plan.ld};
+}
 
-// Launches weighted_sum_kernel for `job` with the engine of `Family` whose output width is the
-// narrowest of 64, 128, 256 covering min(width, kMax); grid (x_tiles, slices, blocks * roles).
-template <class Family, Weights kWeights, int kMax, class T>
-void weighted_sum(const Inputs<T>& in, const WeightedSum<T>& job, const AttentionShape& s, int first_role, int roles,
-                  int64_t x_tiles, Stream stream) {
-  const int64_t blocks = s.batch * s.chunks * s.heads;
-  dispatch_width<kMax>(job.width, [&](auto width) {
-    using E = typename Family::template Engine<decltype(width)::value>;
-    launch(weighted_sum_kernel<E, kWeights>, grid_of(x_tiles, (job.width + E::kCols - 1) / E::kCols, roles * blocks),
-           E::kThreads, sizeof(typename E::Shared), stream, in, job, s, first_role, blocks);
+template <class T>
+void forward_pass(const ChunkAttentionForwardArgs& args, Stream stream) {
+  Pass pass{args.shape, args.dtype, args.device, stream, plan_of(args.shape, args.dtype, AttentionPass::forward)};
+  const AttentionShape& s = pass.shape;
+  const T *q = static_cast<const T*>(args.q), *k = static_cast<const T*>(args.k), *v = static_cast<const T*>(args.v);
+  const Matrices<float> S = scratch<float>(args.workspace, pass.plan, 1, 0);
+  const Matrices<T> P = scratch<T>(args.workspace, pass.plan, 1, 1);
+  pass.for_each_group([&] {
+    const auto V = pass.side(v, s.k_len, s.dv);
+    const auto O = pass.side(static_cast<T*>(args.o), s.q_len, s.dv);
+    for (int64_t t = 0; t < pass.tiles(); ++t) {
+      const Tile tile = pass.tile(t);
+      pass.logits(tile, q, k, S);
+      pass.rows_kernel(softmax_kernel<T>, tile, read_only(S), P, args.logsumexp);
+      pass.product(tile.rows, s.dv, tile.keys, P.operand(0, 0), V.operand(0, 0), O, tile.query0);
+    }
   });
 }
 
-template <class Family, class T>
-void forward_with(Inputs<T> in, T* o, float* logsumexp, const AttentionShape& s, Stream stream) {
-  using Stats = typename Family::template Engine<64>;
-  launch(softmax_stats_kernel<Stats>, grid_of(tiles(s.q_len), 1, s.batch * s.chunks * s.heads), Stats::kThreads,
-         sizeof(typename Stats::Shared), stream, in, logsumexp, s);
-  in.logsumexp = logsumexp;
-  WeightedSum<T> values;  // O = P̃ V: query rows
-  values.x[0] = in.v;
-  values.out[0] = o;
-  values.width = s.dv;
-  weighted_sum<Family, Weights::probabilities, Family::kMaxSlice>(in, values, s, 0, 1, tiles(s.q_len), stream);
+template <class T>
+void backward_pass(const ChunkAttentionBackwardArgs& args, Stream stream) {
+  Pass pass{args.shape, args.dtype, args.device, stream, plan_of(args.shape, args.dtype, AttentionPass::backward)};
+  const AttentionShape& s = pass.shape;
+  const T *q = static_cast<const T*>(args.q), *k = static_cast<const T*>(args.k), *v = static_cast<const T*>(args.v);
+  const T *o = static_cast<const T*>(args.o), *grad_o = static_cast<const T*>(args.grad_o);
+  const int64_t rows = s.batch * s.chunks * s.q_len * s.heads;
+  auto delta = [&](auto aligned) {
+    delta_kernel<T, decltype(aligned)::value><<<blocks_for(rows, kThreads / 32), kThreads, 0, stream>>>(
+        o, grad_o, args.delta, rows, s.dv);
+  };
+  if (s.dv % kPack == 0 && aligned16(o) && aligned16(grad_o)) delta(std::true_type{});
+  else delta(std::false_type{});
+  MGL_CUDA_CHECK_LAUNCH();
+
+  const Matrices<float> S = scratch<float>(args.workspace, pass.plan, 2, 0);
+  const Matrices<float> dP = scratch<float>(args.workspace, pass.plan, 2, 1);
+  const Matrices<T> P = scratch<T>(args.workspace, pass.plan, 2, 2);
+  const Matrices<T> dS = scratch<T>(args.workspace, pass.plan, 2, 3);
+  pass.for_each_group([&] {
+    const auto Q = pass.side(q, s.q_len, s.dz);
+    const auto K = pass.side(k, s.k_len, s.dz);
+    const auto V = pass.side(v, s.k_len, s.dv);
+    const auto dO = pass.side(grad_o, s.q_len, s.dv);
+    for (int64_t t = 0; t < pass.tiles(); ++t) {
+      const Tile tile = pass.tile(t);
+      pass.logits(tile, q, k, S);
+      pass.product(tile.rows, tile.keys, s.dv, dO.operand(tile.query0, 0), V.operand(0, 0, true), dP, 0);
+      pass.rows_kernel(score_gradient_kernel<T>, tile, read_only(S), read_only(dP), P, dS, args.logsumexp,
+                       static_cast<const float*>(args.delta));
+      pass.product(tile.rows, s.dz, tile.keys, dS.operand(tile.query0, 0), K.operand(0, 0),
+                   pass.side(static_cast<T*>(args.grad_q), s.q_len, s.dz), tile.query0);
+    }
+    // Key tile u: keys [p_{u-1}, p_u), seen by the queries [uT, q_len).
+    const auto dK = pass.side(static_cast<T*>(args.grad_k), s.k_len, s.dz);
+    const auto dV = pass.side(static_cast<T*>(args.grad_v), s.k_len, s.dv);
+    for (int64_t u = 0, key0 = 0; u < pass.tiles(); key0 = pass.tile(u).keys, ++u) {
+      const int64_t keys = pass.tile(u).keys - key0, query0 = u * kTile, queries = s.q_len - query0;
+      pass.product(keys, s.dv, queries, P.operand(query0, key0, true), dO.operand(query0, 0), dV, key0);
+      pass.product(keys, s.dz, queries, dS.operand(query0, key0, true), Q.operand(query0, 0), dK, key0);
+    }
+  });
 }
 
-template <class Family, class T>
-void backward_with(const Inputs<T>& in, T* grad_q, T* grad_k, T* grad_v, const AttentionShape& s, Stream stream) {
-  WeightedSum<T> values;  // dV = P̃ᵀ dO: key rows
-  values.x[1] = in.grad_o;
-  values.out[1] = grad_v;
-  values.width = s.dv;
-  weighted_sum<Family, Weights::probabilities, Family::kMaxSlice>(in, values, s, 1, 1, tiles(s.k_len), stream);
-  WeightedSum<T> scores;  // dQ = dS K (query rows) and dK = dSᵀ Q (key rows), in one launch
-  scores.x[0] = in.k;
-  scores.x[1] = in.q;
-  scores.out[0] = grad_q;
-  scores.out[1] = grad_k;
-  scores.width = s.dz;
-  weighted_sum<Family, Weights::score_gradients, kMaxHeadDim>(in, scores, s, 0, 2,
-                                                              std::max(tiles(s.q_len), tiles(s.k_len)), stream);
+template <class F>
+void dispatch(DType dtype, F&& f) {
+  if (dtype == DType::f32) f(float{});
+  else if (dtype == DType::bf16) f(__nv_bfloat16{});
+  else MGL_FAIL("chunk_attention: the CUDA path supports f32 and bf16, got ", dtype_name(dtype));
+}
+
+void check_workspace(const void* workspace, const AttentionShape& s, DType dtype, AttentionPass pass) {
+  MGL_CHECK(plan_of(s, dtype, pass).bytes == 0 || (workspace && aligned16(workspace)),
+            "chunk_attention: a 16-byte aligned workspace of chunk_attention_workspace_bytes() is required");
 }
 
 }  // namespace
 
+int64_t chunk_attention_workspace_bytes(const AttentionShape& shape, DType dtype, AttentionPass pass) {
+  return plan_of(shape, dtype, pass).bytes;
+}
+
 void chunk_attention_forward(const ChunkAttentionForwardArgs& args, Stream stream) {
-  const AttentionShape& s = args.shape;
-  const DType dtype = args.dtype;
-  const void *q = args.q, *k = args.k, *v = args.v;
-  void* o = args.o;
-  float* logsumexp = args.logsumexp;
-  if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
-  MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
-  auto run = [&](auto tag, auto family) {
-    using T = decltype(tag);
-    const Inputs<T> in{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), nullptr, nullptr,
-                       nullptr};
-    forward_with<decltype(family)>(in, static_cast<T*>(o), logsumexp, s, stream);
-  };
-  if (tensor_cores_apply(dtype, s, {q, k, v, o})) run(__nv_bfloat16{}, MmaFamily{});
-  else if (dtype == DType::f32) run(float{}, FmaFamily<float>{});
-  else if (dtype == DType::bf16) run(__nv_bfloat16{}, FmaFamily<__nv_bfloat16>{});
-  else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
+  if (plan_of(args.shape, args.dtype, AttentionPass::forward).bytes == 0) return;
+  check_workspace(args.workspace, args.shape, args.dtype, AttentionPass::forward);
+  dispatch(args.dtype, [&](auto tag) { forward_pass<decltype(tag)>(args, stream); });
 }
 
 void chunk_attention_backward(const ChunkAttentionBackwardArgs& args, Stream stream) {
-  const AttentionShape& s = args.shape;
-  const DType dtype = args.dtype;
-  const void *q = args.q, *k = args.k, *v = args.v, *o = args.o, *grad_o = args.grad_o;
-  const float* logsumexp = args.logsumexp;
-  float* delta = args.delta;
-  void *grad_q = args.grad_q, *grad_k = args.grad_k, *grad_v = args.grad_v;
-  if (s.batch * s.chunks * s.heads == 0 || s.q_len == 0) return;
-  MGL_CHECK(s.dz <= kMaxHeadDim, "chunk_attention: q/k head dim ", s.dz, " exceeds ", kMaxHeadDim);
-  auto run = [&](auto tag, auto family) {
-    using T = decltype(tag);
-    const int64_t rows = s.batch * s.chunks * s.q_len * s.heads;
-    delta_kernel<<<blocks_for(rows, kThreads / 32), kThreads, 0, stream>>>(static_cast<const T*>(o),
-                                                                           static_cast<const T*>(grad_o), delta, rows, s.dv);
-    MGL_CUDA_CHECK_LAUNCH();
-    const Inputs<T> in{static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                       static_cast<const T*>(grad_o), logsumexp, delta};
-    backward_with<decltype(family)>(in, static_cast<T*>(grad_q), static_cast<T*>(grad_k), static_cast<T*>(grad_v), s,
-                                    stream);
-  };
-  if (tensor_cores_apply(dtype, s, {q, k, v, grad_o, grad_q, grad_k, grad_v})) run(__nv_bfloat16{}, MmaFamily{});
-  else if (dtype == DType::f32) run(float{}, FmaFamily<float>{});
-  else if (dtype == DType::bf16) run(__nv_bfloat16{}, FmaFamily<__nv_bfloat16>{});
-  else MGL_FAIL("chunk_attention: the CUDA kernels support f32 and bf16, got ", dtype_name(dtype));
+  if (plan_of(args.shape, args.dtype, AttentionPass::backward).bytes == 0) return;
+  check_workspace(args.workspace, args.shape, args.dtype, AttentionPass::backward);
+  dispatch(args.dtype, [&](auto tag) { backward_pass<decltype(tag)>(args, stream); });
 }
 
 }  // namespace mgl::cuda

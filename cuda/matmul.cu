@@ -77,6 +77,8 @@ void gemm(const Gemm& p, int device, Stream stream) {
             " n ", p.n, " k ", p.k);
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   const TypeInfo type = type_info(p.dtype);
+  MGL_CHECK(!p.f32_output || p.dtype != DType::f64, "gemm: f64 operands take no f32 output");
+  const cudaDataType_t c_type = p.f32_output ? CUDA_R_32F : type.data;
   // alpha and beta have the compute type: float for CUBLAS_COMPUTE_32F, double for 64F.
   const float alpha32 = 1.0f, beta32 = p.accumulate ? 1.0f : 0.0f;
   const double alpha64 = 1.0, beta64 = p.accumulate ? 1.0 : 0.0;
@@ -91,7 +93,7 @@ void gemm(const Gemm& p, int device, Stream stream) {
   MGL_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
       handle, p.b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, p.a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, p.n, p.m, p.k,
       f64 ? static_cast<const void*>(&alpha64) : &alpha32, p.b.data, type.data, p.b.ld, p.b.batch_stride, p.a.data,
-      type.data, p.a.ld, p.a.batch_stride, f64 ? static_cast<const void*>(&beta64) : &beta32, p.c, type.data, p.ldc,
+      type.data, p.a.ld, p.a.batch_stride, f64 ? static_cast<const void*>(&beta64) : &beta32, p.c, c_type, p.ldc,
       p.c_batch_stride, p.batch, type.compute, CUBLAS_GEMM_DEFAULT));
 }
 

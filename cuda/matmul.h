@@ -24,18 +24,20 @@ struct GemmOperand {
 };
 
 struct Gemm {
-  DType dtype = DType::f32;  // of A, B and C
+  DType dtype = DType::f32;  // of A and B, and of C unless f32_output
   int64_t batch = 1, m = 0, n = 0, k = 0;
   GemmOperand a, b;
   void* c = nullptr;
   int64_t ldc = 1;
   int64_t c_batch_stride = 0;
   bool accumulate = false;  // C += op(A) op(B) instead of C = op(A) op(B)
+  bool f32_output = false;  // C is f32 whatever A and B are (bf16 products not rounded: attention logits)
 };
 
 // cuBLAS (cublasGemmStridedBatchedEx) on the device's compute stream, accumulating in f32 for f32
-// and bf16 (no TF32), f64 for f64. `device` must be the current device. An empty problem (batch, m
-// or n zero) does nothing; k must be >= 1 (a product over nothing is the caller's zero fill).
+// and bf16 (no TF32), f64 for f64 (which takes no f32_output). `device` must be the current device.
+// An empty problem (batch, m or n zero) does nothing; k must be >= 1 (a product over nothing is the
+// caller's zero fill).
 void gemm(const Gemm& problem, int device, Stream stream);
 
 }  // namespace mgl::cuda

@@ -11,8 +11,8 @@
 // logit left has P = 0 throughout (not 0/0).
 //
 // The CPU code below is the reference and test oracle: plain loops, one query row at a time. The CUDA
-// kernels (cuda/chunk_attention.cu) tile the same computation FlashAttention-style and keep only the
-// per-row logsumexp of S for the backward.
+// path (cuda/chunk_attention.cu) runs the same products as GEMMs over tiles of query rows, keeps only
+// the per-row logsumexp of S for the backward, and borrows its scratch tiles from the allocator.
 #include "ops/chunk_attention.h"
 
 #include <algorithm>
@@ -124,6 +124,15 @@ void backward_cpu(const T* q, const T* k, const T* v, const T* grad_o, T* grad_q
 
 // ---- dispatch ------------------------------------------------------------------------------------
 
+// The CUDA pass's scratch (score and probability tiles), from the caching allocator: it returns to
+// the pool when the tensor is dropped, stream-ordered after the pass's kernels. Undefined when the
+// pass needs none. (f32 elements: the size is a multiple of 256 bytes.)
+Tensor scratch(const AttentionShape& s, const Tensor& q, cuda::AttentionPass pass) {
+  int64_t bytes = 0;
+  MGL_ON_CUDA(bytes = cuda::chunk_attention_workspace_bytes(s, q.dtype(), pass));
+  return bytes > 0 ? Tensor::empty({bytes / 4}, DType::f32, q.device()) : Tensor();
+}
+
 struct Forward {
   Tensor o;
   Tensor logsumexp;  // CUDA only: the kernels' saved softmax statistics (the CPU recomputes P)
@@ -144,11 +153,14 @@ Forward forward(const Tensor& q, const Tensor& k, const Tensor& v, const Attenti
   cuda::ChunkAttentionForwardArgs args;
   args.shape = s;
   args.dtype = q.dtype();
+  args.device = q.device().index;
   args.q = q.raw_data();
   args.k = k.raw_data();
   args.v = v.raw_data();
   args.o = out.o.raw_data();
   args.logsumexp = out.logsumexp.data<float>();
+  const Tensor workspace = scratch(s, q, cuda::AttentionPass::forward);
+  args.workspace = workspace.defined() ? workspace.raw_data() : nullptr;
   MGL_ON_CUDA(cuda::chunk_attention_forward(args, compute_stream(q.device())));
   return out;
 }
@@ -171,6 +183,7 @@ std::vector<Tensor> backward(const Tensor& q, const Tensor& k, const Tensor& v, 
   cuda::ChunkAttentionBackwardArgs args;
   args.shape = s;
   args.dtype = q.dtype();
+  args.device = q.device().index;
   args.q = q.raw_data();
   args.k = k.raw_data();
   args.v = v.raw_data();
@@ -181,6 +194,8 @@ std::vector<Tensor> backward(const Tensor& q, const Tensor& k, const Tensor& v, 
   args.grad_q = gq.raw_data();
   args.grad_k = gk.raw_data();
   args.grad_v = gv.raw_data();
+  const Tensor workspace = scratch(s, q, cuda::AttentionPass::backward);
+  args.workspace = workspace.defined() ? workspace.raw_data() : nullptr;
   MGL_ON_CUDA(cuda::chunk_attention_backward(args, compute_stream(q.device())));
   return {gq, gk, gv};
 }
@@ -202,10 +217,7 @@ void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor
   MGL_CHECK(q.size(3) == k.size(3), op, ": head dims of q and k differ: ", q.describe(), " and ", k.describe());
   MGL_CHECK(k.size(1) == v.size(1), op, ": k and v have different lengths: ", k.describe(), " and ", v.describe());
   MGL_CHECK(options.dropout >= 0.0 && options.dropout < 1.0, op, ": dropout must be in [0, 1), got ", options.dropout);
-  if (q.is_cuda()) {
-    MGL_CHECK(q.dtype() != DType::f64, op, ": CUDA supports f32 and bf16, got ", q.describe());
-    MGL_CHECK(q.size(3) <= 256, op, ": the CUDA kernels support q/k head dims up to 256, got ", q.describe());
-  }
+  if (q.is_cuda()) MGL_CHECK(q.dtype() != DType::f64, op, ": CUDA supports f32 and bf16, got ", q.describe());
 }
 
 Tensor attention(const char* op, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int64_t chunks,

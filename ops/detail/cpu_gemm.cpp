@@ -103,12 +103,15 @@ std::vector<float> widen(const GemmOperand& x, int64_t batch, int64_t rows, int6
   return out;
 }
 
-// bf16: widen A and B (and C when accumulating) to f32, multiply in f32, round C back.
+// bf16: widen A and B (and C when accumulating) to f32, multiply in f32, round C back; an f32 C
+// (f32_output) takes the product as it is.
 void bf16_through_f32(const Gemm& p) {
   Gemm wide = p;
   wide.dtype = DType::f32;
+  wide.f32_output = false;
   const std::vector<float> a = widen(p.a, p.batch, p.m, p.k, wide.a);
   const std::vector<float> b = widen(p.b, p.batch, p.k, p.n, wide.b);
+  if (p.f32_output) return native<float>(wide);
   std::vector<float> c(static_cast<size_t>(p.batch * p.m * p.n));
   wide.c = c.data();
   wide.ldc = p.n;
@@ -129,6 +132,7 @@ void bf16_through_f32(const Gemm& p) {
 void cpu_gemm(const Gemm& p) {
   MGL_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 1, "gemm: invalid problem batch ", p.batch, " m ", p.m,
             " n ", p.n, " k ", p.k);
+  MGL_CHECK(!p.f32_output || p.dtype != DType::f64, "gemm: f64 operands take no f32 output");
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   switch (p.dtype) {
     case DType::f32: return native<float>(p);

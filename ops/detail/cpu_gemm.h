@@ -5,7 +5,7 @@
 //
 // f32 and f64 go to OpenBLAS (cblas_sgemm / cblas_dgemm) when the engine is built with it
 // (MGL_WITH_OPENBLAS), otherwise to gemm_blocked(); bf16 operands are widened to f32, multiplied
-// as f32, and the result rounded back to bf16.
+// as f32, and the result rounded back to bf16 (or kept in f32 for f32_output).
 #include "cuda/matmul.h"
 
 namespace mgl::detail {

@@ -1,6 +1,9 @@
 // Chunk attention on CUDA against the CPU reference, forward and backward (dq, dk, dv), f32 and bf16.
 // The reference runs in f64: rows of up to 2048 keys make the f32 CPU loop's own summation-order
-// error comparable to the 1e-5 budget, so the comparison measures the kernels' error alone.
+// error comparable to the 1e-5 budget, so the comparison measures the kernels' error alone. In bf16
+// the GEMMs multiply P̃ and dS rounded to bf16 (relative 2^-9 per entry, as the outputs' own rounding)
+// with f32 accumulation, so the error stays at a few 1e-3 against the 1e-2 bound; f32 runs exact f32
+// GEMMs (no TF32).
 #include <cmath>
 
 #include "autograd/engine.h"
@@ -39,15 +42,16 @@ TEST_CASE("chunk_attention: CUDA matches CPU", "[cuda][chunk_attention]") {
   struct Case {
     int64_t B, L, H, chunk, dz, dv;
   };
-  // Chunk sizes 1, 37, 128, 2048 (full and partial), q/k head dims 64, 128, 256, value dims 64 and
-  // 2048, and sizes that are not multiples of the 64-row tiles or of the value slices. bf16 runs on
-  // tensor cores when both head dims are multiples of 8 (dz = 40: a partial 64-wide slab), and on
-  // the FMA kernels otherwise (dv = 70).
+  // Chunk sizes 1, 37, 128, 2048 (full and partial), q/k head dims 64, 128, 256, 320 and ones that
+  // are no multiple of 8 (unaligned rows for the GEMMs and the packed loads), value dims 64 to 2048.
+  // Against the 256-query row tiles: chunks of one tile, exactly one (256), one and a bit (257, 300:
+  // a last tile of 1 and of 44 rows), two and one row (513), eight (2048), with heads > 1 among them.
   const Case cases[] = {
-      {2, 5, 3, 1, 64, 64},         {2, 74, 2, 37, 64, 2048},     {1, 111, 2, 37, 256, 96},
-      {1, 130, 2, 65, 128, 200},    {1, 200, 1, 100, 40, 136},    {1, 150, 2, 75, 72, 70},
-      {1, 256, 2, 128, 256, 2048},  {1, 2048, 1, 2048, 256, 64},  {1, 2048, 1, 2048, 64, 2048},
-      {2, 100, 1, 2048, 256, 2048},
+      {2, 5, 3, 1, 64, 64},          {2, 74, 2, 37, 64, 2048},     {1, 111, 2, 37, 256, 96},
+      {1, 130, 2, 65, 128, 200},     {1, 200, 1, 100, 40, 136},    {1, 150, 2, 75, 72, 70},
+      {1, 256, 2, 128, 256, 2048},   {1, 2048, 1, 2048, 256, 64},  {1, 2048, 1, 2048, 64, 2048},
+      {2, 100, 1, 2048, 256, 2048},  {1, 512, 2, 256, 64, 96},     {2, 514, 3, 257, 36, 50},
+      {1, 600, 2, 300, 256, 264},    {1, 1026, 1, 513, 128, 136},  {1, 300, 1, 300, 320, 40},
   };
   for (const Case& c : cases) {
     const uint64_t seed = fresh_seed();
@@ -73,9 +77,12 @@ TEST_CASE("chunk_attention: CUDA matches CPU", "[cuda][chunk_attention]") {
 
 TEST_CASE("chunk_attention: CUDA KV-cache form matches CPU", "[cuda][chunk_attention]") {
   // (n queries, m keys): a decoding step late in a chunk, a few tokens after a cache, no cache, a
-  // short cache. (With a single key the probabilities are exactly 1 and dQ, dK are zero in exact
-  // arithmetic: only rounding noise is left to compare, so m = 1 is checked separately.)
-  for (const auto& [n, m] : {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {3, 40}}) {
+  // short cache; prefills over a cache that span row tiles (the first key tile then holds the whole
+  // cache plus 256 keys: 656 of 700, 343 of 600). (With a single key the probabilities are exactly
+  // 1 and dQ, dK are zero in exact arithmetic: only rounding noise is left to compare, so m = 1 is
+  // checked separately.)
+  for (const auto& [n, m] :
+       {std::pair<int64_t, int64_t>{1, 2047}, {7, 300}, {70, 70}, {3, 40}, {300, 700}, {513, 600}}) {
     const uint64_t seed = fresh_seed();
     const std::vector<Tensor> inputs = random_qkv(seed, 2, n, m, 2, 256, 2048);
     check_against_cpu(
@@ -84,6 +91,21 @@ TEST_CASE("chunk_attention: CUDA KV-cache form matches CPU", "[cuda][chunk_atten
         },
         inputs, "n " + std::to_string(n) + " m " + std::to_string(m) + " seed " + std::to_string(seed));
   }
+}
+
+TEST_CASE("chunk_attention: CUDA matches CPU when the blocks take more than one scratch group",
+          "[cuda][chunk_attention]") {
+  // The backward keeps P̃ and dS of whole blocks (c · c entries each) in a workspace of ~256 MiB
+  // (cuda/chunk_attention.cu): with c = 2048 that is 7 blocks at a time in f32 and 12 in bf16, so 13
+  // blocks (batch 13 of one chunk) run as two groups of 7 and 6 in both dtypes, and each of the two
+  // heads walks the groups again. Small head dims keep the CPU reference quick.
+  const uint64_t seed = fresh_seed();
+  const std::vector<Tensor> inputs = random_qkv(seed, 13, 2048, 2048, 2, 16, 24);
+  check_against_cpu(
+      [](const std::vector<Tensor>& x) {
+        return std::vector<Tensor>{chunk_attention(x[0], x[1], x[2], 2048, {.scale = attention_scale(16)})};
+      },
+      inputs, "13 blocks of 2048, seed " + std::to_string(seed));
 }
 
 TEST_CASE("chunk_attention: CUDA with a single key copies the value and passes no gradient to q, k",
@@ -104,15 +126,19 @@ TEST_CASE("chunk_attention: CUDA with a single key copies the value and passes n
 }
 
 TEST_CASE("chunk_attention: CUDA dropout uses the same mask as the CPU", "[cuda][chunk_attention]") {
-  const uint64_t seed = fresh_seed();
-  const std::vector<Tensor> inputs = random_qkv(seed, 2, 150, 150, 2, 64, 80);
-  check_against_cpu(
-      [seed](const std::vector<Tensor>& x) {
-        Generator gen(seed + 5);  // the same stream on both devices
-        return std::vector<Tensor>{
-            chunk_attention(x[0], x[1], x[2], 75, {.scale = attention_scale(64), .dropout = 0.25, .generator = &gen})};
-      },
-      inputs, "dropout, seed " + std::to_string(seed));
+  // One row tile per chunk (75), and chunks of two tiles (300: the mask's indices past the first tile).
+  for (const auto& [L, chunk] : {std::pair<int64_t, int64_t>{150, 75}, {600, 300}}) {
+    const uint64_t seed = fresh_seed();
+    const std::vector<Tensor> inputs = random_qkv(seed, 2, L, L, 2, 64, 80);
+    const int64_t c = chunk;
+    check_against_cpu(
+        [seed, c](const std::vector<Tensor>& x) {
+          Generator gen(seed + 5);  // the same stream on both devices
+          return std::vector<Tensor>{
+              chunk_attention(x[0], x[1], x[2], c, {.scale = attention_scale(64), .dropout = 0.25, .generator = &gen})};
+        },
+        inputs, "dropout, chunk " + std::to_string(chunk) + " seed " + std::to_string(seed));
+  }
 }
 
 TEST_CASE("chunk_attention: CUDA DropKey uses the same mask as the CPU", "[cuda][chunk_attention]") {
@@ -120,12 +146,12 @@ TEST_CASE("chunk_attention: CUDA DropKey uses the same mask as the CPU", "[cuda]
     int64_t B, n, m, H, chunk, dz, dv;  // chunk 0: the cached form (n queries, m keys)
     double p;
   };
-  // Tensor cores (bf16, head dims multiples of 8) and FMA kernels (dv = 70); p = 0.9 with chunks of
-  // 37 leaves many early queries of each chunk without a key (zero output and gradient on both sides);
-  // the cached form with a long cache.
-  const Case cases[] = {{2, 150, 150, 2, 75, 64, 80, 0.25},
-                        {1, 74, 74, 2, 37, 40, 70, 0.9},
-                        {2, 7, 300, 2, 0, 256, 200, 0.3}};
+  // p = 0.9 with chunks of 37 leaves many early queries of each chunk without a key (zero output and
+  // gradient on both sides); the cached form with a long cache, and with queries over two row tiles;
+  // chunks of two row tiles.
+  const Case cases[] = {{2, 150, 150, 2, 75, 64, 80, 0.25},  {1, 74, 74, 2, 37, 40, 70, 0.9},
+                        {2, 7, 300, 2, 0, 256, 200, 0.3},     {1, 300, 420, 2, 0, 64, 72, 0.3},
+                        {1, 600, 600, 1, 300, 64, 96, 0.5}};
   for (const Case& c : cases) {
     const uint64_t seed = fresh_seed();
     const std::vector<Tensor> inputs = random_qkv(seed, c.B, c.n, c.m, c.H, c.dz, c.dv);

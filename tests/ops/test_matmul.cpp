@@ -108,6 +108,39 @@ TEST_CASE("matmul: bf16 on the CPU multiplies in f32 and rounds once", "[ops][ma
   CHECK(relative_error(out, reference) <= 4e-3);
 }
 
+TEST_CASE("cpu gemm: bf16 operands with an f32 output keep the f32 product", "[ops][matmul][gemm]") {
+  // f32_output (attention logits): the product of the bf16 values, accumulated in f32 and not
+  // rounded, so it equals the f32 GEMM of the same values bit for bit, accumulating into C or not.
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const Tensor a = cast(random_tensor({2, 9, 13}, seed, DType::f32), DType::bf16);
+  const Tensor b = cast(random_tensor({2, 11, 13}, seed + 1, DType::f32), DType::bf16);  // used transposed
+  const Tensor a32 = cast(a, DType::f32), b32 = cast(b, DType::f32), c0 = random_tensor({2, 9, 11}, seed + 2, DType::f32);
+  for (bool accumulate : {false, true}) {
+    auto product = [&](const Tensor& x, const Tensor& y, bool f32_output) {
+      Tensor out = Tensor::empty({2, 9, 11}, DType::f32);
+      copy_(out, c0);
+      cuda::Gemm g;
+      g.dtype = x.dtype();
+      g.batch = 2;
+      g.m = 9;
+      g.n = 11;
+      g.k = 13;
+      g.a = {x.raw_data(), 13, 9 * 13, false};
+      g.b = {y.raw_data(), 13, 11 * 13, true};
+      g.c = out.raw_data();
+      g.ldc = 11;
+      g.c_batch_stride = 9 * 11;
+      g.accumulate = accumulate;
+      g.f32_output = f32_output;
+      detail::cpu_gemm(g);
+      return out.to_vector<float>();
+    };
+    INFO("accumulate " << accumulate);
+    CHECK(product(a, b, true) == product(a32, b32, false));
+  }
+}
+
 TEST_CASE("matmul: empty and degenerate sizes", "[ops][matmul]") {
   // k = 0: a sum over nothing is 0.
   const Tensor z = matmul(Tensor::ones({3, 0}), Tensor::ones({0, 4}));
