@@ -109,7 +109,7 @@ std::unique_ptr<Tokenizer> tokenizer_for(const PrepareOptions& o) {
       continue;
     }
     const fs::path copy = fs::path(o.out) / (fs::path(input).stem().string() + ".spm-input.txt");
-    std::ofstream(copy, std::ios::binary) << read_text_file(input);
+    write_file_atomically(copy.string(), read_text_file(input));  // a full disk is an error, not a shorter corpus
     plain.push_back(copy.string());
   }
   const std::string trained = train_sentencepiece(plain, (fs::path(o.out) / "tokenizer").string(), vocab_size);
