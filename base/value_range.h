@@ -1,9 +1,10 @@
 #pragma once
 // The range a numeric setting accepts (a command-line flag, a config key): an interval of finite numbers,
-// either end open or closed (docs/reliability.md, "Numbers are checked"). contains() refuses NaN and the
-// infinities whatever the bounds: a check `lr > 0` alone lets +inf through, and one written as
-// `!(p < 0)` lets NaN through (every comparison with NaN is false). describe() prints the interval as --help
-// and the error messages show it: "[0, 1)", "(0, inf)", "[1, 2147483647]".
+// either end open or closed (docs/reliability.md, "Numeric flags and their ranges"; docs/training.md,
+// "Config keys and their ranges"). contains() refuses NaN and the infinities whatever the bounds: a check
+// `lr > 0` alone lets +inf through, and one written as `!(p < 0)` lets NaN through (every comparison with NaN
+// is false). describe() prints the interval as --help and the error messages show it: "[0, 1)", "(0, inf)",
+// "[1, 2147483647]".
 //
 // The bounds are doubles, exact for every whole number up to 2^53: integer settings use it too, their
 // values converted (an int64 beyond 2^53 is only ever compared with a bound far from it).
