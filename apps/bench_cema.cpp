@@ -56,8 +56,9 @@ int main(int argc, char** argv) {
   std::vector<int64_t> lengths{4096, 32768};
   int iterations = 20;
   app.add_option("--dtype", dtypes, "activation dtypes")->check(CLI::IsMember({"f32", "bf16"}));
-  app.add_option("--length", lengths, "sequence lengths L")->check(CLI::PositiveNumber);
-  app.add_option("--iterations", iterations, "timed runs of each setting (after 3 untimed)")->check(CLI::PositiveNumber);
+  app.add_option("--length", lengths, "sequence lengths L")->check(mgl::apps::integer_in(1, kMaxSize));
+  app.add_option("--iterations", iterations, "timed runs of each setting (after 3 untimed)")
+      ->check(mgl::apps::integer_in(1, kMaxSize));
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_cema")) return *status;
   if (!cuda_available()) {
     std::printf("bench_cema: no usable GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());

@@ -133,10 +133,12 @@ int main(int argc, char** argv) {
   bool graph_only = false, breakdown = false;
   double bandwidth = 4.8e12;  // H200 HBM3e, bytes/s
   app.add_option("--config", preset, "model preset");
-  app.add_option("--dtype", dtype, "compute dtype: bf16 or f32");
-  app.add_option("--batch", batch, "sequences decoded together");
-  app.add_option("--bandwidth", bandwidth, "HBM bandwidth in bytes/s for the ideal bound");
-  app.add_option("--baseline-tokens", baseline_tokens, "tokens of the forward() baseline (0: skip it)");
+  app.add_option("--dtype", dtype, "compute dtype")->check(CLI::IsMember({"bf16", "f32"}));
+  app.add_option("--batch", batch, "sequences decoded together")->check(mgl::apps::integer_in(1, kMaxSize));
+  app.add_option("--bandwidth", bandwidth, "HBM bandwidth in bytes/s for the ideal bound")
+      ->check(mgl::apps::real_in(ValueRange::above(0)));
+  app.add_option("--baseline-tokens", baseline_tokens, "tokens of the forward() baseline (0: skip it)")
+      ->check(mgl::apps::integer_in(0, kMaxSize));
   app.add_flag("--graph-only", graph_only, "time the decoder with its graph only (not with plain launches)");
   app.add_flag("--breakdown", breakdown, "also time each kind of launch of a step on its own");
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_decode")) return *status;

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype_text, "activation dtype")->check(CLI::IsMember({"bf16", "f32"}));
   std::vector<int64_t> lengths{4096, 32768};
   app.add_option("--length", lengths, "sequence lengths L (one, e.g. to profile its kernels under ncu)")
-      ->check(CLI::PositiveNumber);
+      ->check(mgl::apps::integer_in(1, kMaxSize));
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "bench_megalodon_block")) return *status;
   const DType dtype = dtype_from_name(dtype_text);
   if (!cuda_available()) {

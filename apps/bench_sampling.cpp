@@ -23,9 +23,9 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_sampling: host time per sampled token, against the greedy choice"};
   int64_t vocab = 32000, context_size = 512;
   int iterations = 200;
-  app.add_option("--vocab", vocab, "logits per row")->check(CLI::PositiveNumber);
-  app.add_option("--context", context_size, "distinct ids under the repetition penalty")->check(CLI::NonNegativeNumber);
-  app.add_option("--iterations", iterations, "timed tokens per setting")->check(CLI::PositiveNumber);
+  app.add_option("--vocab", vocab, "logits per row")->check(integer_in(1, kMaxSize));
+  app.add_option("--context", context_size, "distinct ids under the repetition penalty")->check(integer_in(0, kMaxSize));
+  app.add_option("--iterations", iterations, "timed tokens per setting")->check(integer_in(1, kMaxSize));
   if (auto status = parse_command_line(app, argc, argv, "bench_sampling")) return *status;
 
   std::vector<float> logits(static_cast<size_t>(vocab));

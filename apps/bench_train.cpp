@@ -205,15 +205,15 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();  // --help shows every default
   Arguments a;
   add_run_config_options(app, a.config, a.overrides);
-  app.add_option("--batch", a.batch, "sequences per step (train.batch_size)")->check(integer_in(1, kMaxCount));
-  app.add_option("--seq-len", a.seq_len, "tokens per sequence (train.seq_len)")->check(integer_in(1, kMaxCount));
+  app.add_option("--batch", a.batch, "sequences per step (train.batch_size)")->check(integer_in(1, kMaxSize));
+  app.add_option("--seq-len", a.seq_len, "tokens per sequence (train.seq_len)")->check(integer_in(1, kMaxSize));
   app.add_option("--dtype", a.dtype, "compute dtype (train.dtype)")->check(CLI::IsMember({"auto", "f32", "bf16"}));
   app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N");
   app.add_option("--seed", a.seed, "seed of the weights and the tokens (train.seed)")->check(integer_in(0, INT64_MAX));
   app.add_option("--warmup", a.warmup, "untimed steps first")->check(integer_in(0, kMaxCount));
   app.add_option("--steps", a.steps, "timed steps (the median is reported)")->check(integer_in(1, kMaxCount));
   app.add_option("--peak-tflops", a.peak_tflops, "the device's peak for MFU (train.peak_tflops; default 790 for bf16 on CUDA)")
-      ->check(CLI::PositiveNumber);
+      ->check(real_in(RunConfig::range_of("train.peak_tflops").value()));
   app.add_option("--json", a.json, "also write the figures to this JSON file");
   add_profile_options(app, a.profile, "--profile-steps more steps after the timed ones");
   if (auto status = parse_command_line(app, argc, argv, "bench_train")) return *status;

@@ -8,6 +8,11 @@
 // OUT: ending in .h5, an HDF5 weights file (parameters at the root, as debug_state reads them); otherwise an
 //      export directory: model.safetensors, config.json in the official ModelConf form, and tokenizer.model
 //      when the tokenizer is a SentencePiece model.
+// Every file is written atomically (a temporary file, synced, then renamed). An export directory is several
+// files that belong together, so convert holds its lock while writing them (apps/lib/run_lock.h: a second
+// convert, or a trainer whose run folder it is, is refused) and writes model.safetensors last: it carries the
+// config and the tokenizer identity itself, so a directory that has it is whole, and one that lacks it is
+// refused as no export by every reader.
 // CFG: the model config (a preset, our JSON or an official ModelConf) when IN carries none; when it
 //      carries one, CFG must agree with it.
 // tools/convert_pth.py turns an export directory into the official consolidated.pth layout and back.
@@ -17,6 +22,7 @@
 #include "apps/lib/command_line.h"
 #include "apps/lib/files.h"
 #include "apps/lib/run_config.h"
+#include "apps/lib/run_lock.h"
 #include "nn/checkpoint.h"
 #include "nn/weights.h"
 
@@ -42,12 +48,14 @@ int run(const std::string& in, const std::string& out, const std::string& config
     written = "HDF5 weights file";
   } else {
     MGL_CHECK(weights.config, "'", in, "' carries no model config, which an export needs (config.json): pass --config");
-    fs::create_directories(out);
-    nn::write_weights_safetensors((fs::path(out) / "model.safetensors").string(), weights);
+    MGL_CHECK(!fs::exists(fs::path(out) / "checkpoints"), "'", out, "' is a run folder (it holds checkpoints/): an ",
+              "export there would replace the run's config.json; choose another folder");
+    const apps::RunLock lock(out, "export");  // creates the folder
     apps::write_file_atomically((fs::path(out) / "config.json").string(), weights.config->to_official_json() + "\n");
     const fs::path tokenizer = fs::path(out) / "tokenizer.model";
     if (!weights.tokenizer_model.empty()) apps::write_file_atomically(tokenizer.string(), weights.tokenizer_model);
     else fs::remove(tokenizer);  // a stale one would pair these weights with another tokenizer
+    nn::write_weights_safetensors((fs::path(out) / "model.safetensors").string(), weights);
     written = "export directory";
   }
   std::printf("convert: %zu tensors, %lld values, from %s (%s) to %s (%s)\n", weights.tensors.size(),

@@ -477,11 +477,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-new-tokens", s.max_new_tokens, "tokens to generate per prompt (at most)")
       ->check(integer_in(1, kMaxCount));
   app.add_flag("--greedy", s.sampling.greedy, "take the most likely token (same as --temperature 0)");
-  app.add_option("--temperature", s.sampling.temperature, "softmax temperature, >= 0");
+  app.add_option("--temperature", s.sampling.temperature, "softmax temperature")
+      ->check(real_in(SamplingOptions::kTemperatureRange));
   app.add_option("--top-k", s.sampling.top_k, "sample among the k most likely tokens (0: all)")
       ->check(integer_in(0, INT32_MAX));
-  app.add_option("--top-p", s.sampling.top_p, "sample in the smallest set of tokens of mass >= p, (0, 1]");
-  app.add_option("--repetition-penalty", s.sampling.repetition_penalty, "CTRL penalty on tokens already seen, > 0");
+  app.add_option("--top-p", s.sampling.top_p, "sample in the smallest set of tokens of mass >= p (1: off)")
+      ->check(real_in(SamplingOptions::kTopPRange));
+  app.add_option("--repetition-penalty", s.sampling.repetition_penalty, "CTRL penalty on tokens already seen (1: off)")
+      ->check(real_in(SamplingOptions::kRepetitionPenaltyRange));
   app.add_option("--seed", s.seed, "sampling seed (prompt i of --prompts-file uses seed + i)")
       ->check(integer_in(0, INT64_MAX));
   app.add_option("--stop", s.stops, "stop when this text is generated (repeatable); it is not printed");

@@ -99,14 +99,15 @@ int main(int argc, char** argv) {
   Settings settings;
   std::string device = "auto";
   app.add_option("--device", device, "auto (CUDA when available), cpu, cuda or cuda:N");
-  app.add_option("--steps", settings.steps, "optimizer steps")->check(CLI::Range(0, 1 << 30));
-  app.add_option("--print-every", settings.print_every, "steps between progress lines")->check(CLI::Range(1, 1 << 30));
-  app.add_option("--hidden", settings.hidden, "hidden width")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--lr", settings.lr, "AdamW learning rate, >= 0");
-  app.add_option("--seed", settings.seed, "seed of the data and the initialisation");
+  app.add_option("--steps", settings.steps, "optimizer steps")->check(apps::integer_in(0, 1 << 30));
+  app.add_option("--print-every", settings.print_every, "steps between progress lines")
+      ->check(apps::integer_in(1, 1 << 30));
+  app.add_option("--hidden", settings.hidden, "hidden width")->check(apps::integer_in(1, 1 << 20));
+  app.add_option("--lr", settings.lr, "AdamW learning rate")->check(apps::real_in(ValueRange::at_least(0)));
+  app.add_option("--seed", settings.seed, "seed of the data and the initialisation")
+      ->check(apps::integer_in(0, INT64_MAX));
   if (auto status = mgl::apps::parse_command_line(app, argc, argv, "mlp_demo")) return *status;
   try {
-    MGL_CHECK(settings.lr >= 0, "--lr must be >= 0, got ", settings.lr);
     settings.device = apps::resolve_device(device);
     run(settings);
   } catch (const Error& e) {

@@ -26,9 +26,10 @@ int main(int argc, char** argv) {
       app.add_option("--vocab-size", vocab_size, "pieces of the SentencePiece model to train (default 32000)")
           ->check(integer_in(1, INT32_MAX));
   app.add_option("--tokenizer-model", o.tokenizer_model, "an existing SentencePiece .model to use instead of training");
-  app.add_option("--val-fraction", o.val_fraction, "held-out fraction of the token stream (the tail)");
+  app.add_option("--val-fraction", o.val_fraction, "held-out fraction of the token stream (the tail)")
+      ->check(real_in(kValFractionRange));
   app.add_option("--seq-len", o.seq_len, "training sequence length: the validation split holds at least one window")
-      ->check(integer_in(1, kMaxCount));
+      ->check(integer_in(1, mgl::kMaxCount));
   if (auto status = parse_command_line(app, argc, argv, "prepare")) return *status;
   if (vocab_option->count() > 0) o.vocab_size = vocab_size;
   try {

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "core/atomic_file.h"
 #include "core/fnv1a.h"
 
 namespace mgl::nn {
@@ -344,6 +345,7 @@ void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf
       file.seal_attributes();
       file.close();  // flushed, and a failure (a full disk) thrown, before the rename publishes the file
     }
+    sync_file_to_disk(temporary);  // on the disk, not only in the page cache, before its name says it is whole
     std::filesystem::rename(temporary, path);
   } catch (...) {
     std::remove(temporary.c_str());

@@ -67,8 +67,8 @@ class Hdf5File {
 };
 
 // Writes `path` atomically: `fill` writes into "<path>.tmp", which is sealed (seal_attributes) and
-// renamed over `path` only after it was closed successfully. A failure (or a crash) never leaves a
-// half-written file at `path`.
+// renamed over `path` only after it was closed successfully and synced to the disk. A failure (or a crash)
+// never leaves a half-written file at `path`.
 void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill);
 
 }  // namespace mgl::nn

@@ -13,9 +13,9 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-// One table of fields drives JSON output, JSON input and key=value overrides.
-template <class F>
-void for_each_field(MegalodonConfig& c, F&& f) {
+// One table of fields drives JSON output, JSON input, key=value overrides and the range checks.
+template <class Config, class F>
+void for_each_field(Config& c, F&& f) {
   f("name", c.name);
   f("vocab_size", c.vocab_size);
   f("model_dim", c.model_dim);
@@ -43,6 +43,30 @@ void for_each_field(MegalodonConfig& c, F&& f) {
   f("norm_window_chunks", c.norm_window_chunks);
   f("norm_window_after_chunks", c.norm_window_after_chunks);
 }
+
+// The range of every numeric field (docs/training.md, "Config keys and their ranges"). Sizes are whole numbers
+// up to kMaxSize (token ids are int32, so vocab_size is; the parameter count, checked by validate(), bounds
+// the dimensions together). A dropout of 1 drops everything; a norm_eps above 1 outweighs the variance it is
+// added to.
+constexpr std::pair<const char*, ValueRange> kRanges[] = {
+    {"vocab_size", ValueRange::closed(1, kMaxSize)},
+    {"model_dim", ValueRange::closed(1, kMaxSize)},
+    {"num_layers", ValueRange::closed(1, kMaxSize)},
+    {"num_heads", ValueRange::closed(1, kMaxSize)},
+    {"z_dim", ValueRange::closed(1, kMaxSize)},
+    {"value_dim", ValueRange::closed(1, kMaxSize)},
+    {"ffn_hidden_dim", ValueRange::closed(1, kMaxSize)},
+    {"cema_ndim", ValueRange::closed(1, kMaxSize)},
+    {"norm_num_groups", ValueRange::closed(1, kMaxSize)},
+    {"chunk_size", ValueRange::closed(1, kMaxSize)},
+    {"rope_base", ValueRange::above(1)},
+    {"norm_eps", ValueRange::open_closed(0, 1)},
+    {"dropout", ValueRange::closed_open(0, 1)},
+    {"hidden_dropout", ValueRange::closed_open(0, 1)},
+    {"attention_dropout", ValueRange::closed_open(0, 1)},
+    {"norm_window_chunks", ValueRange::closed(1, kMaxSize)},
+    {"norm_window_after_chunks", ValueRange::closed(1, kMaxSize)},
+};
 
 template <class T>
 void assign(const std::string& key, const json& value, T& field, std::vector<std::string>& problems) {
@@ -200,30 +224,18 @@ T count_parameters(const MegalodonConfig& c) {
 }  // namespace
 
 void MegalodonConfig::validate() const {
-  auto positive = [](const char* key, int64_t v) { MGL_CHECK(v > 0, "config: ", key, " must be positive, got ", v); };
-  positive("vocab_size", vocab_size);
-  positive("model_dim", model_dim);
-  positive("num_layers", num_layers);
-  positive("num_heads", num_heads);
-  positive("z_dim", z_dim);
-  positive("value_dim", value_dim);
-  positive("ffn_hidden_dim", ffn_hidden_dim);
-  positive("cema_ndim", cema_ndim);
-  positive("norm_num_groups", norm_num_groups);
-  positive("chunk_size", chunk_size);
+  for_each_field(*this, [](const char* key, const auto& field) {
+    using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+      check_in_range(range_of(key).value(), std::string("config: ") + key, field);
+  });
   MGL_CHECK(z_dim % num_heads == 0, "config: z_dim ", z_dim, " is not divisible by num_heads ", num_heads);
   MGL_CHECK(value_dim % num_heads == 0, "config: value_dim ", value_dim, " is not divisible by num_heads ", num_heads);
   MGL_CHECK(head_z_dim() % 2 == 0, "config: the per-head z width ", head_z_dim(), " must be even for rotary embedding");
   MGL_CHECK(model_dim % norm_num_groups == 0, "config: model_dim ", model_dim, " is not divisible by norm_num_groups ",
             norm_num_groups);
-  MGL_CHECK(rope_base > 1.0, "config: rope_base must be > 1, got ", rope_base);
-  MGL_CHECK(norm_eps > 0.0, "config: norm_eps must be positive, got ", norm_eps);
-  for (auto [key, p] : {std::pair{"dropout", dropout}, std::pair{"hidden_dropout", hidden_dropout},
-                        std::pair{"attention_dropout", attention_dropout}})
-    MGL_CHECK(p >= 0.0 && p < 1.0, "config: ", key, " must be in [0, 1), got ", p);
   MGL_CHECK(timestep_norm_mode == "exact" || timestep_norm_mode == "windowed",
             "config: timestep_norm_mode must be \"exact\" or \"windowed\", got \"", timestep_norm_mode, "\"");
-  positive("norm_window_chunks", norm_window_chunks);
   MGL_CHECK(norm_window_after_chunks >= norm_window_chunks, "config: norm_window_after_chunks (",
             norm_window_after_chunks, ") must be at least norm_window_chunks (", norm_window_chunks, ")");
   MGL_CHECK(attention_dropout_kind == "dropout" || attention_dropout_kind == "dropkey",
@@ -235,12 +247,17 @@ void MegalodonConfig::validate() const {
   MGL_CHECK(parameters < 0x1p62, "config: the model would have ", parameters, " parameters, more than 2^62");
 }
 
+std::optional<ValueRange> MegalodonConfig::range_of(const std::string& key) {
+  for (const auto& [name, range] : kRanges)
+    if (key == name) return range;
+  return std::nullopt;
+}
+
 int64_t MegalodonConfig::parameter_count() const { return count_parameters<int64_t>(*this); }
 
 std::string MegalodonConfig::to_json() const {
   json j;
-  MegalodonConfig copy = *this;
-  for_each_field(copy, [&](const char* key, const auto& field) { j[key] = field; });
+  for_each_field(*this, [&](const char* key, const auto& field) { j[key] = field; });
   return j.dump(2);
 }
 

@@ -13,8 +13,11 @@
 //   init_mode "he" | "none", output_size -1 -> accepted without effect here, noted
 // A document with a key only ModelConf has is in the official form and starts from ModelConf's defaults.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "base/value_range.h"
 
 namespace mgl::nn {
 
@@ -60,6 +63,8 @@ struct MegalodonConfig {
 
   // Throws mgl::Error naming the first inconsistent field (divisibility, ranges, kinds).
   void validate() const;
+  // The range validate() holds a numeric field to ("norm_eps": (0, 1]); nullopt for the other keys.
+  static std::optional<ValueRange> range_of(const std::string& key);
   // Number of parameters of the model this config builds (tied head counted once); validate() checks that it
   // fits.
   int64_t parameter_count() const;

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "core/atomic_file.h"
 
 namespace mgl::nn {
 
@@ -80,25 +80,16 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  const std::string temporary = path + ".tmp";
-  try {
-    std::ofstream out(temporary, std::ios::binary);
-    MGL_CHECK(out.good(), "cannot create '", temporary, "'");
-    const uint64_t length = text.size();
-    out.write(reinterpret_cast<const char*>(&length), sizeof length);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, tensor] : tensors) {  // one host copy at a time, row-major
-      const Tensor host = Tensor::empty(tensor.shape(), tensor.dtype(), Device::cpu());
-      copy_(host, tensor);
-      out.write(static_cast<const char*>(host.raw_data()), static_cast<std::streamsize>(host.numel() * host.element_size()));
-    }
-    out.close();
-    MGL_CHECK(out.good(), "writing '", temporary, "' failed (disk full?)");
-    std::filesystem::rename(temporary, path);
-  } catch (...) {
-    std::remove(temporary.c_str());
-    throw;
+  AtomicFile out(path);  // a crash or a full disk never leaves a half-written file under `path`
+  const uint64_t length = text.size();
+  out.write(&length, sizeof length);
+  out.write(text.data(), text.size());
+  for (const auto& [name, tensor] : tensors) {  // one host copy at a time, row-major
+    const Tensor host = Tensor::empty(tensor.shape(), tensor.dtype(), Device::cpu());
+    copy_(host, tensor);
+    out.write(host.raw_data(), static_cast<size_t>(host.numel() * host.element_size()));
   }
+  out.commit();
 }
 
 SafetensorsContents read_safetensors(const std::string& path) {

@@ -14,12 +14,9 @@
 
 #include "apps/lib/app_errors.h"
 #include "apps/lib/kernel_profiler.h"
+#include "base/value_range.h"
 
 namespace mgl::apps {
-
-// The largest count a count flag takes (--steps, --max-new-tokens, ...): far beyond any real run, and
-// small enough that sums and products of counts stay far from int64 overflow.
-constexpr int64_t kMaxCount = 1'000'000'000'000;
 
 // A check on an integer option's text, before CLI11 converts it: CLI11 (2.1) clamps an integer that
 // overflows its type to the type's limit (--steps 99999999999999999999 ran 2^63 - 1 steps) and wraps
@@ -35,6 +32,22 @@ inline CLI::Validator integer_in(int64_t low, int64_t high) {
                "'";
       },
       "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+}
+
+// A check on a real-number option's text, before CLI11 converts it: the whole text must be a number inside
+// `range`, which refuses NaN and the infinities (base/value_range.h). CLI11 alone converts "nan" and "inf",
+// and its CLI::Range lets NaN through (no comparison with NaN fails). --top-p 1.5 is refused as
+// "--top-p: expects a number in (0, 1], got '1.5'".
+inline CLI::Validator real_in(const ValueRange& range) {
+  return CLI::Validator(
+      [range](std::string& text) -> std::string {
+        double value = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, error] = std::from_chars(text.data(), end, value);
+        if (error == std::errc() && stop == end && range.contains(value)) return {};
+        return "expects a number in " + range.describe() + ", got '" + text + "'";
+      },
+      "NUMBER in " + range.describe());
 }
 
 // The flags that choose a run's config, spelled alike in train and bench_train: --config (a name in

@@ -1,14 +1,12 @@
 #include "apps/lib/files.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 
 #include "base/error.h"
+#include "core/atomic_file.h"
 
 namespace mgl::apps {
 
@@ -36,26 +34,9 @@ std::string read_file(const std::string& path, const std::string& what) {
 }
 
 void write_file_atomically(const std::string& path, const std::string& contents) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::FILE* raw = std::fopen(temporary.c_str(), "wb");
-    MGL_CHECK(raw, "cannot write '", temporary, "': ", os_reason());
-    File out(raw);
-    // fflush and fsync too: a full disk often shows only there, and the rename below must not publish
-    // a file whose bytes are not yet on disk.
-    const bool written = std::fwrite(contents.data(), 1, contents.size(), raw) == contents.size() &&
-                         std::fflush(raw) == 0 && ::fsync(::fileno(raw)) == 0;
-    if (!written) {
-      const std::string reason = os_reason();
-      out.reset();
-      std::remove(temporary.c_str());
-      MGL_FAIL("cannot write '", temporary, "': ", reason);
-    }
-    MGL_CHECK(std::fclose(out.release()) == 0, "cannot write '", temporary, "': ", os_reason());
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  MGL_CHECK(!error, "cannot rename '", temporary, "' to '", path, "': ", error.message());
+  AtomicFile file(path);
+  file.write(contents.data(), contents.size());
+  file.commit();
 }
 
 }  // namespace mgl::apps

@@ -11,8 +11,9 @@ std::string os_reason();
 // The bytes of the file at `path`. Throws mgl::Error "cannot read <what> '<path>': <reason>".
 std::string read_file(const std::string& path, const std::string& what = "file");
 
-// Writes `contents` to <path>.tmp and renames it over `path`, so that a reader (or a crash) never sees a
-// half-written file under the final name. Throws mgl::Error naming the file when the write fails.
+// Writes `contents` to <path>.tmp, syncs it to the disk and renames it over `path` (core/atomic_file.h), so
+// that a reader (or a crash) never sees a half-written file under the final name. Throws mgl::Error naming
+// the file and the OS reason when the write fails.
 void write_file_atomically(const std::string& path, const std::string& contents);
 
 }  // namespace mgl::apps

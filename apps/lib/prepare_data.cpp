@@ -109,7 +109,7 @@ std::unique_ptr<Tokenizer> tokenizer_for(const PrepareOptions& o) {
       continue;
     }
     const fs::path copy = fs::path(o.out) / (fs::path(input).stem().string() + ".spm-input.txt");
-    std::ofstream(copy, std::ios::binary) << read_text_file(input);
+    write_file_atomically(copy.string(), read_text_file(input));  // a full disk is an error, not a shorter corpus
     plain.push_back(copy.string());
   }
   const std::string trained = train_sentencepiece(plain, (fs::path(o.out) / "tokenizer").string(), vocab_size);
@@ -163,7 +163,7 @@ std::unique_ptr<Tokenizer> PreparedData::tokenizer() const {
 
 PreparedData prepare_data(const PrepareOptions& o) {
   MGL_CHECK(!o.inputs.empty(), "no input files to prepare");
-  MGL_CHECK(o.val_fraction > 0 && o.val_fraction < 1, "the validation fraction must be in (0, 1), got ", o.val_fraction);
+  check_in_range(kValFractionRange, "the validation fraction", o.val_fraction);
   MGL_CHECK(o.seq_len >= 1, "the sequence length must be >= 1, got ", o.seq_len);
   for (const std::string& input : o.inputs) {  // before anything reads them (a SentencePiece training, say)
     MGL_CHECK(fs::is_regular_file(input), "input file '", input, "' not found");

@@ -21,8 +21,12 @@
 #include <vector>
 
 #include "apps/lib/tokenizer.h"
+#include "base/value_range.h"
 
 namespace mgl::apps {
+
+// The held-out fraction: both splits must hold tokens (prepare --val-fraction, data.val_fraction).
+constexpr ValueRange kValFractionRange = ValueRange::open(0, 1);
 
 struct PrepareOptions {
   std::vector<std::string> inputs;

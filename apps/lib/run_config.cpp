@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "apps/lib/files.h"
+#include "apps/lib/prepare_data.h"
 #include "base/error.h"
 #include "nn/lr_schedule.h"
 #include "nn/tensor_parallel.h"
@@ -18,46 +19,64 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One table of settings (all but the model section) drives JSON in/out, --set and --help.
+// One table of settings (all but the model section) drives JSON in/out, --set, --help and the range checks.
+// Each numeric key has its range (docs/training.md, "Config keys and their ranges"): counts of steps up to
+// kMaxCount, sizes that fit int32 like the model's, and upper bounds where a larger value can only be a
+// mistake (a bucket beyond any device's memory, a timeout of years, a ratio of the peak above 1).
 template <class Config, class F>
 void for_each_setting(Config& c, F&& f) {
-  f("optimizer", "lr", c.optimizer.lr, "peak learning rate");
-  f("optimizer", "beta1", c.optimizer.beta1, "AdamW beta1");
-  f("optimizer", "beta2", c.optimizer.beta2, "AdamW beta2");
-  f("optimizer", "eps", c.optimizer.eps, "AdamW epsilon");
-  f("optimizer", "weight_decay", c.optimizer.weight_decay, "decoupled weight decay");
-  f("optimizer", "no_weight_decay", c.optimizer.no_weight_decay,
+  using R = ValueRange;
+  const std::optional<R> text;  // a string or a list: no numeric range
+  f("optimizer", "lr", c.optimizer.lr, R::above(0), "peak learning rate");
+  f("optimizer", "beta1", c.optimizer.beta1, R::closed_open(0, 1), "AdamW beta1");
+  f("optimizer", "beta2", c.optimizer.beta2, R::closed_open(0, 1), "AdamW beta2");
+  f("optimizer", "eps", c.optimizer.eps, R::open_closed(0, 1), "AdamW epsilon");
+  f("optimizer", "weight_decay", c.optimizer.weight_decay, R::at_least(0),
+    "decoupled weight decay (lr * weight_decay < 1: each step scales the weights by 1 - lr * weight_decay)");
+  f("optimizer", "no_weight_decay", c.optimizer.no_weight_decay, text,
     "parameter-name substrings exempt from weight decay (default: none, as the official recipe)");
-  f("optimizer", "clip_grad_norm", c.optimizer.clip_grad_norm, "clip gradients to this global L2 norm (0: off)");
-  f("schedule", "decay", c.schedule.decay, "constant | linear | cosine");
-  f("schedule", "warmup_steps", c.schedule.warmup_steps, "linear warmup steps");
-  f("schedule", "init_ratio", c.schedule.init_ratio, "learning rate of the first step / peak (0: that step is a no-op)");
-  f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, "final learning rate / peak");
-  f("train", "steps", c.train.steps, "optimizer steps");
-  f("train", "batch_size", c.train.batch_size, "sequences per micro-batch, over all data-parallel ranks");
-  f("train", "seq_len", c.train.seq_len, "tokens per sequence, split over the chunk-parallel ranks");
-  f("train", "grad_accum", c.train.grad_accum, "micro-batches per optimizer step");
-  f("train", "dtype", c.train.dtype, "auto (bf16 on CUDA, f32 on CPU) | f32 | bf16");
-  f("train", "seed", c.train.seed, "seed of initialisation, data order and dropout");
-  f("train", "log_every", c.train.log_every, "steps between metrics lines");
-  f("train", "checkpoint_every", c.train.checkpoint_every, "steps between checkpoints (one is always written at the end)");
-  f("train", "keep_checkpoints", c.train.keep_checkpoints, "newest checkpoints kept");
-  f("train", "peak_tflops", c.train.peak_tflops,
+  f("optimizer", "clip_grad_norm", c.optimizer.clip_grad_norm, R::at_least(0),
+    "clip gradients to this global L2 norm (0: off)");
+  f("schedule", "decay", c.schedule.decay, text, "constant | linear | cosine");
+  f("schedule", "warmup_steps", c.schedule.warmup_steps, R::closed(0, kMaxCount),
+    "linear warmup steps (at most train.steps unless the decay is constant)");
+  f("schedule", "init_ratio", c.schedule.init_ratio, R::closed(0, 1),
+    "learning rate of the first step / peak (0: that step is a no-op)");
+  f("schedule", "min_lr_ratio", c.schedule.min_lr_ratio, R::closed(0, 1), "final learning rate / peak");
+  f("train", "steps", c.train.steps, R::closed(1, kMaxCount), "optimizer steps");
+  f("train", "batch_size", c.train.batch_size, R::closed(1, kMaxSize),
+    "sequences per micro-batch, over all data-parallel ranks");
+  f("train", "seq_len", c.train.seq_len, R::closed(1, kMaxSize),
+    "tokens per sequence, split over the chunk-parallel ranks");
+  f("train", "grad_accum", c.train.grad_accum, R::closed(1, kMaxSize), "micro-batches per optimizer step");
+  f("train", "dtype", c.train.dtype, text, "auto (bf16 on CUDA, f32 on CPU) | f32 | bf16");
+  f("train", "seed", c.train.seed, R::at_least(0), "seed of initialisation, data order and dropout");
+  f("train", "log_every", c.train.log_every, R::closed(1, kMaxCount), "steps between metrics lines");
+  f("train", "checkpoint_every", c.train.checkpoint_every, R::closed(1, kMaxCount),
+    "steps between checkpoints (one is always written at the end)");
+  f("train", "keep_checkpoints", c.train.keep_checkpoints, R::closed(1, kMaxCount), "newest checkpoints kept");
+  f("train", "peak_tflops", c.train.peak_tflops, R::closed(0, 1e6),
     "peak TFLOP/s of one device, the MFU's denominator (0: 790, an H200's measured bf16 rate, for bf16 on CUDA; no MFU otherwise)");
-  f("eval", "every", c.eval.every, "steps between validations (0: only at the end)");
-  f("eval", "batches", c.eval.batches, "validation micro-batches");
-  f("eval", "long_context_tokens", c.eval.long_context_tokens,
+  f("eval", "every", c.eval.every, R::closed(0, kMaxCount), "steps between validations (0: only at the end)");
+  f("eval", "batches", c.eval.batches, R::closed(1, kMaxCount), "validation micro-batches");
+  f("eval", "long_context_tokens", c.eval.long_context_tokens, R::closed(0, kMaxCount),
     "tokens scored by the long-context evaluation at the end (0: off)");
-  f("data", "tokenizer", c.data.tokenizer, "bytes | sentencepiece, for data prepared by train");
-  f("data", "vocab_size", c.data.vocab_size, "SentencePiece pieces to train (0: model.vocab_size)");
-  f("data", "val_fraction", c.data.val_fraction, "held-out tail of the corpus");
-  f("parallel", "data", c.parallel.data, "data-parallel ranks (DP)");
-  f("parallel", "chunk", c.parallel.chunk, "chunk-parallel ranks (CP): each holds seq_len / CP tokens of a sequence");
-  f("parallel", "tensor", c.parallel.tensor, "tensor-parallel ranks (TP): each block's channels, heads and hidden units split over them");
-  f("parallel", "zero", c.parallel.zero, "1: ZeRO-1, optimizer moments sharded over the data x chunk ranks");
-  f("parallel", "bucket_mb", c.parallel.bucket_mb, "gradient reduction bucket size in MiB");
-  f("parallel", "timeout_s", c.parallel.timeout_s, "seconds a communication may take before the job is ended");
-  f("parallel", "backend", c.parallel.backend, "CUDA tensors: auto | nccl | mpi (staged through pinned host memory)");
+  f("data", "tokenizer", c.data.tokenizer, text, "bytes | sentencepiece, for data prepared by train");
+  f("data", "vocab_size", c.data.vocab_size, R::closed(0, kMaxSize),
+    "SentencePiece pieces to train (0: model.vocab_size)");
+  f("data", "val_fraction", c.data.val_fraction, kValFractionRange, "held-out tail of the corpus");
+  f("parallel", "data", c.parallel.data, R::closed(1, kMaxSize), "data-parallel ranks (DP)");
+  f("parallel", "chunk", c.parallel.chunk, R::closed(1, kMaxSize),
+    "chunk-parallel ranks (CP): each holds seq_len / CP tokens of a sequence");
+  f("parallel", "tensor", c.parallel.tensor, R::closed(1, kMaxSize),
+    "tensor-parallel ranks (TP): each block's channels, heads and hidden units split over them");
+  f("parallel", "zero", c.parallel.zero, R::closed(0, 1),
+    "1: ZeRO-1, optimizer moments sharded over the data x chunk ranks");
+  f("parallel", "bucket_mb", c.parallel.bucket_mb, R::closed(0.001, 1048576), "gradient reduction bucket size in MiB");
+  f("parallel", "timeout_s", c.parallel.timeout_s, R::open_closed(0, 1e6),
+    "seconds a communication may take before the job is ended");
+  f("parallel", "backend", c.parallel.backend, text,
+    "CUDA tensors: auto | nccl | mpi (staged through pinned host memory)");
 }
 
 template <class T>
@@ -129,43 +148,25 @@ void flatten(const json& value, const std::string& prefix, std::vector<std::pair
 
 void RunConfig::validate() const {
   model.validate();
-  MGL_CHECK(optimizer.lr > 0, "config: optimizer.lr must be positive, got ", optimizer.lr);
-  MGL_CHECK(optimizer.beta1 >= 0 && optimizer.beta1 < 1, "config: optimizer.beta1 must be in [0, 1)");
-  MGL_CHECK(optimizer.beta2 >= 0 && optimizer.beta2 < 1, "config: optimizer.beta2 must be in [0, 1)");
-  MGL_CHECK(optimizer.eps > 0, "config: optimizer.eps must be positive");
-  MGL_CHECK(optimizer.weight_decay >= 0, "config: optimizer.weight_decay must be >= 0");
-  MGL_CHECK(optimizer.clip_grad_norm >= 0, "config: optimizer.clip_grad_norm must be >= 0");
+  for_each_setting(*this, [](const char* section, const char* key, const auto& field,
+                             const std::optional<ValueRange>& range, const char*) {
+    using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_arithmetic_v<T>) check_in_range(*range, std::string("config: ") + section + "." + key, field);
+  });
+  MGL_CHECK(optimizer.lr * optimizer.weight_decay < 1, "config: optimizer.lr * optimizer.weight_decay must be < 1 ",
+            "(each step scales the weights by 1 - lr * weight_decay), got ", optimizer.lr, " * ",
+            optimizer.weight_decay);
   nn::lr_decay_from_string(schedule.decay);
-  MGL_CHECK(schedule.warmup_steps >= 0, "config: schedule.warmup_steps must be >= 0");
   MGL_CHECK(schedule.decay == "constant" || schedule.warmup_steps <= train.steps, "config: schedule.warmup_steps (",
             schedule.warmup_steps, ") exceeds train.steps (", train.steps, "), which leaves the ", schedule.decay,
             " decay no steps: lower it (--set schedule.warmup_steps=N, N <= ", train.steps,
             "), raise train.steps (--steps), or set schedule.decay=constant");
-  MGL_CHECK(train.steps >= 1, "config: train.steps must be >= 1, got ", train.steps);
-  MGL_CHECK(train.batch_size >= 1, "config: train.batch_size must be >= 1, got ", train.batch_size);
-  MGL_CHECK(train.seq_len >= 1, "config: train.seq_len must be >= 1, got ", train.seq_len);
-  MGL_CHECK(train.grad_accum >= 1, "config: train.grad_accum must be >= 1, got ", train.grad_accum);
   MGL_CHECK(train.dtype == "auto" || train.dtype == "f32" || train.dtype == "bf16",
             "config: train.dtype must be auto, f32 or bf16, got '", train.dtype, "'");
-  MGL_CHECK(train.seed >= 0, "config: train.seed must be >= 0");
-  MGL_CHECK(train.log_every >= 1, "config: train.log_every must be >= 1");
-  MGL_CHECK(train.checkpoint_every >= 1, "config: train.checkpoint_every must be >= 1");
-  MGL_CHECK(train.keep_checkpoints >= 1, "config: train.keep_checkpoints must be >= 1");
-  MGL_CHECK(train.peak_tflops >= 0, "config: train.peak_tflops must be >= 0 (0: the default), got ", train.peak_tflops);
-  MGL_CHECK(eval.every >= 0, "config: eval.every must be >= 0");
-  MGL_CHECK(eval.batches >= 1, "config: eval.batches must be >= 1");
-  MGL_CHECK(eval.long_context_tokens >= 0, "config: eval.long_context_tokens must be >= 0");
   MGL_CHECK(data.tokenizer == "bytes" || data.tokenizer == "sentencepiece",
             "config: data.tokenizer must be bytes or sentencepiece, got '", data.tokenizer, "'");
-  MGL_CHECK(data.vocab_size >= 0, "config: data.vocab_size must be >= 0");
-  MGL_CHECK(data.val_fraction > 0 && data.val_fraction < 1, "config: data.val_fraction must be in (0, 1)");
   const ParallelSettings& p = parallel;
-  MGL_CHECK(p.data >= 1 && p.chunk >= 1 && p.tensor >= 1, "config: parallel.data, parallel.chunk and parallel.tensor ",
-            "must be >= 1, got ", p.data, ", ", p.chunk, ", ", p.tensor);
   nn::check_tensor_parallel_sizes(model, p.tensor);
-  MGL_CHECK(p.zero == 0 || p.zero == 1, "config: parallel.zero must be 0 or 1, got ", p.zero);
-  MGL_CHECK(p.bucket_mb > 0, "config: parallel.bucket_mb must be > 0");
-  MGL_CHECK(p.timeout_s > 0, "config: parallel.timeout_s must be > 0");
   MGL_CHECK(p.backend == "auto" || p.backend == "nccl" || p.backend == "mpi",
             "config: parallel.backend must be auto, nccl or mpi, got '", p.backend, "'");
   MGL_CHECK(train.batch_size % p.data == 0, "config: train.batch_size (", train.batch_size,
@@ -176,11 +177,22 @@ void RunConfig::validate() const {
               " for chunk parallelism (each rank holds whole attention chunks)");
 }
 
+std::optional<ValueRange> RunConfig::range_of(const std::string& key) {
+  std::optional<ValueRange> found;
+  RunConfig defaults;
+  for_each_setting(defaults, [&](const char* section, const char* name, const auto&,
+                                 const std::optional<ValueRange>& range, const char*) {
+    if (key == std::string(section) + "." + name) found = range;
+  });
+  return found;
+}
+
 std::string RunConfig::to_json() const {
   json out;
   out["name"] = name;
   out["model"] = json::parse(model.to_json());
-  for_each_setting(*this, [&](const char* section, const char* key, const auto& field, const char*) {
+  for_each_setting(*this, [&](const char* section, const char* key, const auto& field, const std::optional<ValueRange>&,
+                               const char*) {
     out[section][key] = field;
   });
   return out.dump(2);
@@ -216,7 +228,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
           const std::string& key = item.key();
           const json& value = item.value();
           bool known = false;
-          for_each_setting(c, [&](const char* s, const char* k, auto& field, const char*) {
+          for_each_setting(c, [&](const char* s, const char* k, auto& field, const std::optional<ValueRange>&, const char*) {
             if (section != s || key != k) return;
             known = true;
             assign(section + "." + key, value, field, notes.problems);
@@ -254,7 +266,7 @@ void RunConfig::set(const std::string& assignment) {
   }
   bool known = false;
   std::vector<std::string> problems;
-  for_each_setting(*this, [&](const char* s, const char* k, auto& field, const char*) {
+  for_each_setting(*this, [&](const char* s, const char* k, auto& field, const std::optional<ValueRange>&, const char*) {
     if (section != s || field_name != k) return;
     known = true;
     assign(key, parse_value(value), field, problems);
@@ -307,12 +319,19 @@ std::string RunConfig::describe_keys(const RunConfig& shown) {
   out << "  model.preset  a model preset: ";
   for (const std::string& n : nn::MegalodonConfig::preset_names()) out << n << " ";
   out << "\n";
+  // "  key  [value]  in RANGE  description", the range for numbers only.
+  auto line = [&](const std::string& key, const json& value, const std::optional<ValueRange>& range,
+                  const std::string& description) {
+    out << "  " << key << "  [" << value.dump() << "]";
+    if (range) out << "  in " << range->describe();
+    out << (description.empty() ? "" : "  ") << description << "\n";
+  };
   const json model = json::parse(shown.model.to_json());
-  for (const auto& [key, value] : model.items()) {
-    out << "  model." << key << "  [" << value.dump() << "]\n";
-  }
-  for_each_setting(shown, [&](const char* section, const char* key, const auto& field, const char* description) {
-    out << "  " << section << "." << key << "  [" << json(field).dump() << "]  " << description << "\n";
+  for (const auto& item : model.items())
+    line("model." + item.key(), item.value(), nn::MegalodonConfig::range_of(item.key()), "");
+  for_each_setting(shown, [&](const char* section, const char* key, const auto& field,
+                              const std::optional<ValueRange>& range, const char* description) {
+    line(std::string(section) + "." + key, json(field), range, description);
   });
   return out.str();
 }

@@ -12,9 +12,11 @@
 // configures the model of a run with the default settings. The resolved config (to_json) always spells out every model field,
 // so a printed or checkpointed config is complete and stands on its own.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/value_range.h"
 #include "nn/megalodon_config.h"
 
 namespace mgl::apps {
@@ -87,8 +89,11 @@ struct RunConfig {
   // its value and why: for the app to report once. Not part of the config itself (to_json).
   std::vector<std::string> ignored_keys;
 
-  // Throws mgl::Error naming the first bad setting.
+  // Throws mgl::Error naming the first bad setting: a value outside its range (range_of), or settings that
+  // do not fit together.
   void validate() const;
+  // The range of a numeric key other than the model's ("optimizer.beta1": [0, 1)); nullopt for the others.
+  static std::optional<ValueRange> range_of(const std::string& key);
   // The resolved config: every key, model fields spelled out.
   std::string to_json() const;
   // Starts from the defaults, applies a JSON document (nested as to_json, or a model config alone).

@@ -1,9 +1,9 @@
 #pragma once
 // One process per folder (issue 15 item 3). Two trainers writing the same run folder interleave their
 // checkpoints and metrics: one run's output vanishes although it reported success, or both fail for an
-// unrelated reason. So a process that writes a folder (train's --out, prepare's --out) first takes an
-// exclusive flock(2) on <folder>/.lock and holds it for its whole life; a second process is refused
-// with one line naming the folder and the holder's pid.
+// unrelated reason. So a process that writes a folder (train's --out, prepare's --out, convert's export
+// directory) first takes an exclusive flock(2) on <folder>/.lock and holds it while it writes there; a second
+// process is refused with one line naming the folder and the holder's pid.
 //
 // Why flock: the kernel releases the lock when its holder dies however it dies (SIGKILL, a crash, a
 // lost node), so a .lock file left behind by a killed run is stale by construction and the next run

@@ -26,11 +26,10 @@ size_t arg_max(const std::vector<double>& values) {
 }  // namespace
 
 void SamplingOptions::validate() const {
-  MGL_CHECK(std::isfinite(temperature) && temperature >= 0.0, "sampling: temperature must be >= 0, got ", temperature);
+  check_in_range(kTemperatureRange, "sampling: temperature", temperature);
   MGL_CHECK(top_k >= 0, "sampling: top_k must be >= 0 (0 = off), got ", top_k);
-  MGL_CHECK(top_p > 0.0 && top_p <= 1.0, "sampling: top_p must be in (0, 1] (1 = off), got ", top_p);
-  MGL_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0.0,
-            "sampling: repetition_penalty must be > 0 (1 = off), got ", repetition_penalty);
+  check_in_range(kTopPRange, "sampling: top_p (1 = off)", top_p);
+  check_in_range(kRepetitionPenaltyRange, "sampling: repetition_penalty (1 = off)", repetition_penalty);
 }
 
 Sampler::Sampler(const SamplingOptions& options, uint64_t seed) : options_(options), generator_(seed) {

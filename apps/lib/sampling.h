@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/value_range.h"
 #include "core/random.h"
 
 namespace mgl::apps {
@@ -27,6 +28,11 @@ struct SamplingOptions {
   int64_t top_k = 0;                // 0: off
   double top_p = 1.0;               // in (0, 1]; 1: off
   double repetition_penalty = 1.0;  // > 0; 1: off
+
+  // The ranges validate() holds the real-valued options to (generate's flags are checked against them too).
+  static constexpr ValueRange kTemperatureRange = ValueRange::at_least(0);
+  static constexpr ValueRange kTopPRange = ValueRange::open_closed(0, 1);
+  static constexpr ValueRange kRepetitionPenaltyRange = ValueRange::above(0);
 
   // Throws mgl::Error naming the bad parameter and its value.
   void validate() const;

@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "apps/lib/files.h"
 #include "autograd/grad_mode.h"
 #include "base/error.h"
 #include "ops/ops.h"
@@ -134,11 +134,11 @@ std::string scoring_curve_tsv(const ScoringResult& result) {
 
 void write_scoring_curve(const ScoringResult& result, const std::string& path) {
   const bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-  std::ofstream out(path);
-  MGL_CHECK(out.good(), "scoring: cannot write the curve to '", path, "'");
-  out << (json ? scoring_json(result) : scoring_curve_tsv(result));
-  out.close();
-  MGL_CHECK(out.good(), "scoring: writing the curve to '", path, "' failed");
+  try {
+    write_file_atomically(path, json ? scoring_json(result) : scoring_curve_tsv(result));
+  } catch (const Error& e) {
+    MGL_FAIL("scoring: cannot write the curve: ", e.what());
+  }
 }
 
 }  // namespace mgl::apps

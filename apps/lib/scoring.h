@@ -72,7 +72,8 @@ void finish_scoring(ScoringResult& result, const ScoringOptions& options);
 // (begin, end, tokens, mean_nll, perplexity).
 std::string scoring_json(const ScoringResult& result);
 std::string scoring_curve_tsv(const ScoringResult& result);
-// Writes the curve to `path`: JSON (scoring_json) when the name ends in ".json", else TSV.
+// Writes the curve to `path` atomically (apps/lib/files.h): JSON (scoring_json) when the name ends in ".json",
+// else TSV.
 void write_scoring_curve(const ScoringResult& result, const std::string& path);
 
 }  // namespace mgl::apps

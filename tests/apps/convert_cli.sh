@@ -3,7 +3,8 @@
 # checkpoint -> export directory (safetensors + official config.json) -> HDF5 weights -> export again gives
 # the same safetensors bytes and the same HDF5 datasets; debug_state gives one loss from the checkpoint, the
 # export and the weights file; train --init-from an export starts at step 0 from its weights; foreign files
-# and missing configs are one clear error.
+# and missing configs are one clear error; outputs are atomic (a full disk publishes nothing) and an export
+# directory is locked while written.
 #   tests/apps/convert_cli.sh path/to/bin   (holding convert, debug_state, train)
 set -uo pipefail
 bin="$(realpath "${1:?usage: convert_cli.sh path/to/bin}")"
@@ -51,5 +52,31 @@ header='{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'  # a safetensors
 expect_error "no config" "pass --config" "$bin/convert" bare.safetensors out
 "$bin/convert" bare.safetensors bare_export --config export/config.json >/dev/null || fail "convert --config"
 grep -q '"model_dim": 128' bare_export/config.json || fail "convert --config did not write the given config"
+
+# Outputs are written atomically, and an export directory is locked while it is written (docs/reliability.md).
+# A folder another process holds (this shell, through fd 9, as a second convert or a trainer would) is refused
+# naming the holder; a run folder is no place for an export (its config.json would be replaced).
+mkdir busy
+exec 9>busy/.lock
+flock -n 9 || fail "could not lock busy/.lock"
+echo $$ >&9
+expect_error "a locked export folder" "convert: export folder 'busy' is in use by process $$" "$bin/convert" run busy
+exec 9>&-
+"$bin/convert" run busy >/dev/null || fail "convert into the folder once its lock was released"
+expect_error "an export into a run folder" "'run' is a run folder (it holds checkpoints/)" "$bin/convert" export run
+# A full disk (the temporary file is /dev/full): the OS reason, nothing published under the final name, the
+# temporary file gone; an export cut short before model.safetensors is refused by every reader.
+mkdir full_export && ln -s /dev/full full_export/model.safetensors.tmp
+expect_error "a full disk while exporting" "model.safetensors.tmp': No space left on device" "$bin/convert" run full_export
+[ -e full_export/model.safetensors ] && fail "a safetensors file that could not be written was published"
+[ -e full_export/model.safetensors.tmp ] && fail "the temporary safetensors file was left behind"
+expect_error "a half-written export" "holds neither model.safetensors" "$bin/convert" full_export again.h5
+ln -s /dev/full full.h5.tmp
+expect_error "a full disk while writing weights" "full.h5.tmp.*No space left on device" "$bin/convert" run full.h5
+[ -e full.h5 ] && fail "a weights file that could not be written was published"
+ln -s /dev/full state_full.h5.tmp
+expect_error "a full disk while writing the state" "state_full.h5.tmp.*No space left on device" \
+  "$bin/debug_state" --weights run --batch batch.h5 --out state_full.h5
+[ -e state_full.h5 ] && fail "a state file that could not be written was published"
 
 finish convert_cli

@@ -21,6 +21,32 @@ expect_usage "a negative unsigned seed" "--seed: expects a whole number in \[0, 
 expect_usage "a missing required option" "--checkpoint is required" "$bin/generate" --prompt hi
 expect_usage "prepare --seq-len 0" "--seq-len: expects a whole number in \[1, " "$bin/prepare" --input a --out b --seq-len 0
 expect_usage "convert without arguments" "convert: error: " "$bin/convert"
+# Real-valued flags: NaN, infinities, text and values outside the documented range are usage errors naming
+# the flag and the range (docs/reliability.md, "Numeric flags and their ranges").
+expect_usage "--temperature nan" "generate: error: --temperature: expects a number in \[0, inf), got 'nan'" \
+  "$bin/generate" --checkpoint x --temperature nan
+expect_usage "--top-p above 1" "generate: error: --top-p: expects a number in (0, 1], got '1.5'" \
+  "$bin/generate" --checkpoint x --top-p 1.5
+expect_usage "--repetition-penalty inf" "--repetition-penalty: expects a number in (0, inf), got 'inf'" \
+  "$bin/generate" --checkpoint x --repetition-penalty inf
+expect_usage "--val-fraction 1" "prepare: error: --val-fraction: expects a number in (0, 1), got '1'" \
+  "$bin/prepare" --input a --out b --val-fraction 1
+expect_usage "--val-fraction not a number" "--val-fraction: expects a number in (0, 1), got '1%'" \
+  "$bin/prepare" --input a --out b --val-fraction 1%
+expect_usage "--peak-tflops negative" "bench_train: error: --peak-tflops: expects a number in \[0, 1000000], got '-1'" \
+  "$bin/bench_train" --peak-tflops -1
+# Config keys out of their range (--set or a file) are runtime errors naming the key and the range; a value
+# that is no number (nan, 1e999: JSON has neither) is a wrong type, naming the key.
+expect_error "--set optimizer.beta1=1" "train: error: config: optimizer.beta1 must be in \[0, 1), got 1" \
+  "$bin/train" --set optimizer.beta1=1
+expect_error "--set model.dropout=1" "train: error: config: dropout must be in \[0, 1), got 1" \
+  "$bin/train" --set model.dropout=1
+expect_error "--set parallel.timeout_s=1e9" "config: parallel.timeout_s must be in (0, 1000000], got 1e+09" \
+  "$bin/train" --set parallel.timeout_s=1e9
+expect_error "--set optimizer.lr=nan" "config: config key 'optimizer.lr': wrong type" "$bin/train" --set optimizer.lr=nan
+echo '{"optimizer": {"lr": 3e-4, "eps": 2}}' >bad_config.json
+expect_error "a config file's key out of range" "config: optimizer.eps must be in (0, 1], got 2" \
+  "$bin/train" --config bad_config.json
 
 # A runtime error: one line, exit 1, no blank line and no source location; MGL_DEBUG=1 adds the location.
 expect_error "a missing checkpoint" "generate: checkpoint 'nowhere' not found" "$bin/generate" --checkpoint nowhere --prompt hi

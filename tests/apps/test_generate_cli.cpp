@@ -211,10 +211,18 @@ TEST_CASE("generate: bad inputs are one line on stderr and a non-zero exit", "[a
   check_error(on_cpu(ws, ok, ""), "empty prompt");
   check_error(on_cpu(ws, ok + "--prompts-file " + quote(ws.file("p.txt", "one\n\nthree\n"))),
                        "empty prompt (line 2 of --prompts-file)");
-  check_error(on_cpu(ws, ok + "--prompt x --temperature -1"), "temperature must be >= 0");
-  check_error(on_cpu(ws, ok + "--prompt x --top-p 0"), "top_p must be in (0, 1]");
-  check_usage_error(on_cpu(ws, ok + "--prompt x --top-k -2"), "--top-k: expects a whole number in [0, ");
-  check_error(on_cpu(ws, ok + "--prompt x --repetition-penalty 0"), "repetition_penalty must be > 0");
+  // Real-valued flags: out of range, NaN, infinite or not a number is a usage error naming the flag and its range.
+  auto refused = [&](const std::string& flag, const std::string& part) {
+    check_usage_error(on_cpu(ws, ok + "--prompt x " + flag), part);
+  };
+  refused("--temperature -1", "--temperature: expects a number in [0, inf), got '-1'");
+  refused("--temperature nan", "--temperature: expects a number in [0, inf), got 'nan'");
+  refused("--top-p 0", "--top-p: expects a number in (0, 1], got '0'");
+  refused("--top-p 1.5", "--top-p: expects a number in (0, 1], got '1.5'");
+  refused("--top-p 0.9x", "--top-p: expects a number in (0, 1], got '0.9x'");
+  refused("--top-k -2", "--top-k: expects a whole number in [0, ");
+  refused("--repetition-penalty 0", "--repetition-penalty: expects a number in (0, inf), got '0'");
+  refused("--repetition-penalty inf", "--repetition-penalty: expects a number in (0, inf), got 'inf'");
   check_usage_error(on_cpu(ws, "--checkpoint " + quote(checkpoint) + " --prompt x --max-new-tokens 0"),
                     "--max-new-tokens: expects a whole number in [1, ");
   check_usage_error(on_cpu(ws, ok + "--prompt x --dtype f16"), "--dtype");

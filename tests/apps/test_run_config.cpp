@@ -1,8 +1,10 @@
 // RunConfig (apps/lib/run_config.h): the shipped configs load and validate, the resolved JSON round-trips,
 // --set overrides reach every section, and unknown keys, wrong types and bad values are clear errors.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "apps/lib/run_config.h"
 #include "support/testing.h"
@@ -79,6 +81,57 @@ TEST_CASE("run config: bad keys and values are clear errors", "[apps][run_config
   bad = RunConfig();
   bad.schedule.decay = "exponential";
   CHECK(contains(error_message([&] { bad.validate(); }), "exponential"));
+}
+
+TEST_CASE("run config: a numeric key outside its range is refused naming the key and the range", "[apps][run_config]") {
+  struct Case {
+    const char* assignment;
+    const char* message;
+  };
+  for (const Case& bad : {
+           Case{"optimizer.lr=0", "config: optimizer.lr must be in (0, inf), got 0"},
+           Case{"optimizer.beta1=1", "config: optimizer.beta1 must be in [0, 1), got 1"},
+           Case{"optimizer.beta2=-0.5", "config: optimizer.beta2 must be in [0, 1), got -0.5"},
+           Case{"optimizer.eps=0", "config: optimizer.eps must be in (0, 1], got 0"},
+           Case{"optimizer.weight_decay=-1", "config: optimizer.weight_decay must be in [0, inf), got -1"},
+           Case{"optimizer.weight_decay=1000", "optimizer.lr * optimizer.weight_decay must be < 1"},
+           Case{"optimizer.clip_grad_norm=-1", "config: optimizer.clip_grad_norm must be in [0, inf), got -1"},
+           Case{"schedule.init_ratio=1.5", "config: schedule.init_ratio must be in [0, 1], got 1.5"},
+           Case{"schedule.min_lr_ratio=-0.1", "config: schedule.min_lr_ratio must be in [0, 1], got -0.1"},
+           Case{"train.steps=1000000000001", "config: train.steps must be in [1, 1000000000000], got 1000000000001"},
+           Case{"train.batch_size=2147483648", "config: train.batch_size must be in [1, 2147483647], got 2147483648"},
+           Case{"train.seed=-1", "config: train.seed must be in [0, inf), got -1"},
+           Case{"train.peak_tflops=-2", "config: train.peak_tflops must be in [0, 1000000], got -2"},
+           Case{"eval.every=-1", "config: eval.every must be in [0, 1000000000000], got -1"},
+           Case{"data.val_fraction=1", "config: data.val_fraction must be in (0, 1), got 1"},
+           Case{"parallel.zero=2", "config: parallel.zero must be in [0, 1], got 2"},
+           Case{"parallel.bucket_mb=0", "config: parallel.bucket_mb must be in [0.001, 1048576], got 0"},
+           Case{"parallel.timeout_s=1e300", "config: parallel.timeout_s must be in (0, 1000000], got 1e+300"},
+           Case{"model.dropout=1", "config: dropout must be in [0, 1), got 1"},
+           Case{"model.norm_eps=5", "config: norm_eps must be in (0, 1], got 5"}}) {
+    RunConfig c = RunConfig::load("tiny");
+    c.set(bad.assignment);
+    const std::string message = error_message([&] { c.validate(); });
+    INFO(bad.assignment << ": " << message);
+    CHECK(contains(message, bad.message));
+  }
+  // NaN and infinity: JSON has neither (a --set of "nan" or "1e999" is no number: a wrong type, naming the key),
+  // but code and fuzzers can set them; the ranges refuse them.
+  RunConfig c = RunConfig::load("tiny");
+  CHECK(contains(error_message([&] { c.set("optimizer.lr=nan"); }), "'optimizer.lr': wrong type"));
+  CHECK(contains(error_message([&] { c.set("optimizer.lr=1e999"); }), "'optimizer.lr': wrong type"));
+  c.optimizer.lr = std::numeric_limits<double>::infinity();
+  CHECK(contains(error_message([&] { c.validate(); }), "optimizer.lr must be in (0, inf), got inf"));
+  c = RunConfig::load("tiny");
+  c.optimizer.clip_grad_norm = std::nan("");
+  CHECK(contains(error_message([&] { c.validate(); }), "optimizer.clip_grad_norm must be in [0, inf), got nan"));
+  // --help shows each numeric key's range; range_of gives it to a flag that sets the key.
+  const std::string help = RunConfig::describe_keys(RunConfig::load("tiny"));
+  CHECK(contains(help, "optimizer.beta1  [0.9]  in [0, 1)  AdamW beta1"));
+  CHECK(contains(help, "model.dropout  [0.0]  in [0, 1)"));
+  CHECK(contains(help, "schedule.decay  [\"cosine\"]  constant | linear | cosine"));
+  CHECK(RunConfig::range_of("parallel.timeout_s")->describe() == "(0, 1000000]");
+  CHECK_FALSE(RunConfig::range_of("parallel.backend"));
 }
 
 TEST_CASE("run config: text that is not UTF-8 is refused before it enters the config's JSON", "[apps][run_config]") {

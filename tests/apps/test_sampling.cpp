@@ -174,12 +174,22 @@ TEST_CASE("sampling: the repetition penalty divides positive and multiplies nega
 }
 
 TEST_CASE("sampling: bad parameters and logits are named", "[apps][sampling]") {
-  CHECK(contains(error_message([] { Sampler(with(-0.1, 0, 1.0), 1); }), "temperature must be >= 0, got -0.1"));
-  CHECK(contains(error_message([] { Sampler(with(1.0, -3, 1.0), 1); }), "top_k must be >= 0"));
-  CHECK(contains(error_message([] { Sampler(with(1.0, 0, 0.0), 1); }), "top_p must be in (0, 1]"));
-  CHECK(contains(error_message([] { Sampler(with(1.0, 0, 1.5), 1); }), "top_p must be in (0, 1] (1 = off), got 1.5"));
-  CHECK(contains(error_message([] { Sampler(with(1.0, 0, 1.0, 0.0), 1); }), "repetition_penalty must be > 0"));
-  CHECK(contains(error_message([] { Sampler(with(1.0, 0, 1.0, -1.0), 1); }), "repetition_penalty must be > 0"));
+  // Each real-valued option outside its range (NaN and the infinities included) is named with the range.
+  auto refused = [](const SamplingOptions& options, const std::string& part) {
+    const std::string message = error_message([&] { Sampler(options, 1); });
+    INFO(message);
+    CHECK(contains(message, part));
+  };
+  refused(with(-0.1, 0, 1.0), "temperature must be in [0, inf), got -0.1");
+  refused(with(NAN, 0, 1.0), "temperature must be in [0, inf), got nan");
+  refused(with(INFINITY, 0, 1.0), "temperature must be in [0, inf), got inf");
+  refused(with(1.0, -3, 1.0), "top_k must be >= 0");
+  refused(with(1.0, 0, 0.0), "top_p (1 = off) must be in (0, 1], got 0");
+  refused(with(1.0, 0, 1.5), "top_p (1 = off) must be in (0, 1], got 1.5");
+  refused(with(1.0, 0, NAN), "top_p (1 = off) must be in (0, 1], got nan");
+  refused(with(1.0, 0, 1.0, 0.0), "repetition_penalty (1 = off) must be in (0, inf), got 0");
+  refused(with(1.0, 0, 1.0, -1.0), "repetition_penalty (1 = off) must be in (0, inf), got -1");
+  refused(with(1.0, 0, 1.0, INFINITY), "repetition_penalty (1 = off) must be in (0, inf), got inf");
   Sampler sampler(with(1.0, 0, 1.0), 1);
   CHECK(contains(error_message([&] { sampler.next({}, {}); }), "empty logits"));
   CHECK(contains(error_message([&] { sampler.next({1.0f, NAN}, {}); }), "logit 1 is nan"));

@@ -158,6 +158,7 @@ TEST_CASE("trainer: a non-finite loss stops the run naming the step and the tens
   const PreparedData data = gcide_sample(dir, 400'000);
   RunConfig c = small_run(50);
   c.optimizer.lr = 1e30;  // AdamW moves every weight by ~lr: the next forward overflows
+  c.optimizer.weight_decay = 0;  // lr * weight_decay must be < 1 (RunConfig::validate)
   c.optimizer.clip_grad_norm = 0;
   c.schedule.warmup_steps = 0;
   c.train.checkpoint_every = 1;

@@ -1,5 +1,7 @@
 // HDF5 files of named tensors: round trip of every dtype and layout, groups, attributes, atomic writes,
 // and clear errors for missing, corrupted and truncated files.
+#include <hdf5.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -14,6 +16,22 @@ using mgl::nn::Hdf5File;
 namespace {
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed() % 1000000) + name)).string();
+}
+
+// A file holding one f32 dataset "w" of shape `dims` whose data was never written, made with the HDF5 C API
+// as a corrupted or hostile file would be: only the header declares the size. `chunk` (empty: contiguous)
+// gives the chunked layout's chunk shape.
+void write_declared_only(const std::string& path, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk) {
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+  if (!chunk.empty()) H5Pset_chunk(create, static_cast<int>(chunk.size()), chunk.data());
+  const hid_t dataset = H5Dcreate2(file, "w", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, create, H5P_DEFAULT);
+  REQUIRE(dataset >= 0);
+  H5Dclose(dataset);
+  H5Pclose(create);
+  H5Sclose(space);
+  REQUIRE(H5Fclose(file) >= 0);
 }
 }  // namespace
 
@@ -108,6 +126,26 @@ TEST_CASE("hdf5: bad files and names give clear errors", "[nn][hdf5]") {
   CHECK(mgl::testing::error_message([&] { file.read("y"); }).find("no dataset 'y'") != std::string::npos);
   CHECK(mgl::testing::error_message([&] { file.int_attribute("step"); }).find("no attribute 'step'") != std::string::npos);
   std::filesystem::remove(ok);
+}
+
+TEST_CASE("hdf5: a dataset declaring more than the file stores is refused before allocating", "[nn][hdf5]") {
+  const std::string path = temp_path("declared.h5");
+  // Contiguous, 2^20 x 2^20 f32: 4 TiB declared, nothing stored (the fuzzer's find was 824 GB). Allocating it
+  // would abort under ASan and swap or fail elsewhere; the read must stop at the header.
+  write_declared_only(path, {hsize_t{1} << 20, hsize_t{1} << 20}, {});
+  std::string message = mgl::testing::error_message([&] { Hdf5File(path, Hdf5File::Mode::read).read("w"); });
+  INFO(message);
+  CHECK(message.find("dataset 'w' declares more bytes (4398046511104) than the file stores for it (0)") !=
+        std::string::npos);
+  CHECK(message.find("truncated or corrupted") != std::string::npos);
+
+  // Chunked (maybe compressed: it may store fewer bytes than it holds), only the overflow is checked:
+  // 2^31 x 2^31 f32 is 2^64 bytes.
+  write_declared_only(path, {hsize_t{1} << 31, hsize_t{1} << 31}, {1, 1024});
+  message = mgl::testing::error_message([&] { Hdf5File(path, Hdf5File::Mode::read).read("w"); });
+  INFO(message);
+  CHECK(message.find("dataset 'w' declares more bytes (over 2^63)") != std::string::npos);
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("hdf5: atomic writes leave nothing behind on failure", "[nn][hdf5]") {

@@ -1,10 +1,13 @@
 // MEGALODON configuration: preset parameter counts equal docs/megalodon.md §4.1, JSON round trip, overrides,
 // and clear errors for bad configs.
+#include <cmath>
+
 #include "base/error.h"
 #include "nn/megalodon_config.h"
 #include "support/testing.h"
 
 using mgl::Error;
+using mgl::kMaxSize;
 using mgl::nn::MegalodonConfig;
 
 TEST_CASE("preset parameter counts equal the spec's table (vocab 32000)", "[nn][config]") {
@@ -66,14 +69,51 @@ TEST_CASE("bad configs are rejected with the offending key named", "[nn][config]
 
 TEST_CASE("a config whose parameter count overflows is refused", "[nn][config]") {
   // UBSan under tests/fuzz/fuzz_config.cpp: model_dim 2^40 passed validate() and overflowed the int64 count.
+  // Each size is now at most 2^31 - 1 on its own; together they can still overflow.
   MegalodonConfig c = MegalodonConfig::preset("test");
-  c.model_dim = int64_t{1} << 40;
+  c.model_dim = int64_t{1} << 30;
+  c.num_layers = kMaxSize;
   CHECK(mgl::testing::error_message([&] { c.validate(); }).find("more than 2^62") != std::string::npos);
   c = MegalodonConfig::preset("test");
-  c.num_layers = int64_t{1} << 62;
+  c.model_dim = int64_t{1} << 30;
+  c.vocab_size = kMaxSize;
   CHECK(mgl::testing::error_message([&] { c.validate(); }).find("more than 2^62") != std::string::npos);
   c = MegalodonConfig::preset("mega7.3B");
   CHECK_NOTHROW(c.validate());
+}
+
+TEST_CASE("a numeric field outside its range is refused naming the field and the range", "[nn][config]") {
+  struct Case {
+    const char* key;
+    const char* value;
+    const char* message;
+  };
+  for (const Case& bad : {Case{"vocab_size", "2147483648", "vocab_size must be in [1, 2147483647], got 2147483648"},
+                          Case{"chunk_size", "0", "chunk_size must be in [1, 2147483647], got 0"},
+                          Case{"dropout", "1", "dropout must be in [0, 1), got 1"},
+                          Case{"hidden_dropout", "-0.1", "hidden_dropout must be in [0, 1), got -0.1"},
+                          Case{"norm_eps", "0", "norm_eps must be in (0, 1], got 0"},
+                          Case{"norm_eps", "2", "norm_eps must be in (0, 1], got 2"},
+                          Case{"rope_base", "1", "rope_base must be in (1, inf), got 1"},
+                          Case{"norm_window_chunks", "0", "norm_window_chunks must be in [1, 2147483647], got 0"}}) {
+    MegalodonConfig c = MegalodonConfig::preset("test");
+    c.set(bad.key, bad.value);
+    const std::string message = mgl::testing::error_message([&] { c.validate(); });
+    INFO(bad.key << "=" << bad.value << ": " << message);
+    CHECK(message.find(std::string("config: ") + bad.message) != std::string::npos);
+  }
+  // NaN and the infinities pass comparisons written the wrong way round; the ranges refuse them (JSON has
+  // neither, so they come from code, a checkpoint's attributes or a fuzzer).
+  MegalodonConfig c = MegalodonConfig::preset("test");
+  c.attention_dropout = std::nan("");
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("attention_dropout must be in [0, 1), got nan") !=
+        std::string::npos);
+  c = MegalodonConfig::preset("test");
+  c.rope_base = INFINITY;
+  CHECK(mgl::testing::error_message([&] { c.validate(); }).find("rope_base must be in (1, inf), got inf") !=
+        std::string::npos);
+  CHECK(MegalodonConfig::range_of("dropout")->describe() == "[0, 1)");
+  CHECK_FALSE(MegalodonConfig::range_of("timestep_norm_mode"));
 }
 
 // megalodon/config.py ModelConf of the mega7.3B preset, as json.dumps(dataclasses.asdict(conf)) writes it.

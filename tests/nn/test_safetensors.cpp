@@ -126,3 +126,19 @@ TEST_CASE("safetensors: bad files are named errors", "[nn][safetensors]") {
                  }),
                  "repeated"));
 }
+
+TEST_CASE("safetensors: a failed write names the OS reason and publishes nothing", "[nn][safetensors]") {
+  // Was "writing '...' failed (disk full?)" after an unchecked stream, and no sync before the rename.
+  const auto path = scratch_file("full.safetensors");
+  write_safetensors(path.string(), {{"a", Tensor::from_vector(std::vector<float>{1, 2}, {2})}}, {});
+  const std::string before = bytes_of(path);
+  std::filesystem::create_symlink("/dev/full", path.string() + ".tmp");  // every write fails with ENOSPC
+  const std::string message = error_message([&] {
+    write_safetensors(path.string(), {{"a", Tensor::from_vector(std::vector<float>{3, 4}, {2})}}, {});
+  });
+  INFO(message);
+  CHECK(contains(message, "full.safetensors.tmp': No space left on device"));
+  CHECK(bytes_of(path) == before);  // the old file, whole
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path.string() + ".tmp")));
+  std::filesystem::remove_all(path.parent_path());
+}
