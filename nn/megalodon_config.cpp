@@ -13,60 +13,43 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-// One table of fields drives JSON output, JSON input, key=value overrides and the range checks.
+// One table of fields drives JSON output, JSON input, key=value overrides and the range checks. Each numeric
+// field has its range (docs/training.md, "Config keys and their ranges"); strings and flags have none. Sizes are
+// whole numbers up to kMaxSize (token ids are int32, so vocab_size is; the parameter count, checked by
+// validate(), bounds the dimensions together). A dropout of 1 drops everything; a norm_eps above 1 outweighs
+// the variance it is added to.
 template <class Config, class F>
 void for_each_field(Config& c, F&& f) {
-  f("name", c.name);
-  f("vocab_size", c.vocab_size);
-  f("model_dim", c.model_dim);
-  f("num_layers", c.num_layers);
-  f("num_heads", c.num_heads);
-  f("z_dim", c.z_dim);
-  f("value_dim", c.value_dim);
-  f("ffn_hidden_dim", c.ffn_hidden_dim);
-  f("cema_ndim", c.cema_ndim);
-  f("norm_num_groups", c.norm_num_groups);
-  f("chunk_size", c.chunk_size);
-  f("rope_base", c.rope_base);
-  f("norm_eps", c.norm_eps);
-  f("swiglu", c.swiglu);
-  f("share_embedding", c.share_embedding);
-  f("scale_embedding", c.scale_embedding);
-  f("norm_affine", c.norm_affine);
-  f("rescale_nffn", c.rescale_nffn);
-  f("dropout", c.dropout);
-  f("hidden_dropout", c.hidden_dropout);
-  f("attention_dropout", c.attention_dropout);
-  f("attention_dropout_kind", c.attention_dropout_kind);
-  f("activation_checkpointing", c.activation_checkpointing);
-  f("timestep_norm_mode", c.timestep_norm_mode);
-  f("norm_window_chunks", c.norm_window_chunks);
-  f("norm_window_after_chunks", c.norm_window_after_chunks);
+  using R = ValueRange;
+  const std::optional<R> none;
+  const R size = R::closed(1, kMaxSize), probability = R::closed_open(0, 1);
+  f("name", c.name, none);
+  f("vocab_size", c.vocab_size, size);
+  f("model_dim", c.model_dim, size);
+  f("num_layers", c.num_layers, size);
+  f("num_heads", c.num_heads, size);
+  f("z_dim", c.z_dim, size);
+  f("value_dim", c.value_dim, size);
+  f("ffn_hidden_dim", c.ffn_hidden_dim, size);
+  f("cema_ndim", c.cema_ndim, size);
+  f("norm_num_groups", c.norm_num_groups, size);
+  f("chunk_size", c.chunk_size, size);
+  f("rope_base", c.rope_base, R::above(1));
+  f("norm_eps", c.norm_eps, R::open_closed(0, 1));
+  f("swiglu", c.swiglu, none);
+  f("share_embedding", c.share_embedding, none);
+  f("scale_embedding", c.scale_embedding, none);
+  f("norm_affine", c.norm_affine, none);
+  f("rescale_nffn", c.rescale_nffn, none);
+  f("dropout", c.dropout, probability);
+  f("hidden_dropout", c.hidden_dropout, probability);
+  f("attention_dropout", c.attention_dropout, probability);
+  f("attention_dropout_kind", c.attention_dropout_kind, none);
+  f("activation_checkpointing", c.activation_checkpointing, none);
+  f("timestep_norm_mode", c.timestep_norm_mode, none);
+  f("norm_window_chunks", c.norm_window_chunks, size);
+  f("norm_window_after_chunks", c.norm_window_after_chunks, size);
 }
-
-// The range of every numeric field (docs/training.md, "Config keys and their ranges"). Sizes are whole numbers
-// up to kMaxSize (token ids are int32, so vocab_size is; the parameter count, checked by validate(), bounds
-// the dimensions together). A dropout of 1 drops everything; a norm_eps above 1 outweighs the variance it is
-// added to.
-constexpr std::pair<const char*, ValueRange> kRanges[] = {
-    {"vocab_size", ValueRange::closed(1, kMaxSize)},
-    {"model_dim", ValueRange::closed(1, kMaxSize)},
-    {"num_layers", ValueRange::closed(1, kMaxSize)},
-    {"num_heads", ValueRange::closed(1, kMaxSize)},
-    {"z_dim", ValueRange::closed(1, kMaxSize)},
-    {"value_dim", ValueRange::closed(1, kMaxSize)},
-    {"ffn_hidden_dim", ValueRange::closed(1, kMaxSize)},
-    {"cema_ndim", ValueRange::closed(1, kMaxSize)},
-    {"norm_num_groups", ValueRange::closed(1, kMaxSize)},
-    {"chunk_size", ValueRange::closed(1, kMaxSize)},
-    {"rope_base", ValueRange::above(1)},
-    {"norm_eps", ValueRange::open_closed(0, 1)},
-    {"dropout", ValueRange::closed_open(0, 1)},
-    {"hidden_dropout", ValueRange::closed_open(0, 1)},
-    {"attention_dropout", ValueRange::closed_open(0, 1)},
-    {"norm_window_chunks", ValueRange::closed(1, kMaxSize)},
-    {"norm_window_after_chunks", ValueRange::closed(1, kMaxSize)},
-};
 
 template <class T>
 void assign(const std::string& key, const json& value, T& field, std::vector<std::string>& problems) {
@@ -136,7 +119,7 @@ class Reader {
       for (auto [official, ours] : kOfficialAliases)
         if (key == official) name = ours;
       bool known = false;
-      for_each_field(c_, [&](const char* field_name, auto& field) {
+      for_each_field(c_, [&](const char* field_name, auto& field, const std::optional<ValueRange>&) {
         if (name != field_name) return;
         known = true;
         claim(name, key);
@@ -224,10 +207,9 @@ T count_parameters(const MegalodonConfig& c) {
 }  // namespace
 
 void MegalodonConfig::validate() const {
-  for_each_field(*this, [](const char* key, const auto& field) {
-    using T = std::decay_t<decltype(field)>;
-    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
-      check_in_range(range_of(key).value(), std::string("config: ") + key, field);
+  for_each_field(*this, [](const char* key, const auto& field, const std::optional<ValueRange>& range) {
+    if constexpr (std::is_arithmetic_v<std::decay_t<decltype(field)>>)
+      if (range) check_in_range(*range, std::string("config: ") + key, field);
   });
   MGL_CHECK(z_dim % num_heads == 0, "config: z_dim ", z_dim, " is not divisible by num_heads ", num_heads);
   MGL_CHECK(value_dim % num_heads == 0, "config: value_dim ", value_dim, " is not divisible by num_heads ", num_heads);
@@ -248,16 +230,19 @@ void MegalodonConfig::validate() const {
 }
 
 std::optional<ValueRange> MegalodonConfig::range_of(const std::string& key) {
-  for (const auto& [name, range] : kRanges)
-    if (key == name) return range;
-  return std::nullopt;
+  std::optional<ValueRange> found;
+  const MegalodonConfig defaults;
+  for_each_field(defaults, [&](const char* name, const auto&, const std::optional<ValueRange>& range) {
+    if (key == name) found = range;
+  });
+  return found;
 }
 
 int64_t MegalodonConfig::parameter_count() const { return count_parameters<int64_t>(*this); }
 
 std::string MegalodonConfig::to_json() const {
   json j;
-  for_each_field(*this, [&](const char* key, const auto& field) { j[key] = field; });
+  for_each_field(*this, [&](const char* key, const auto& field, const std::optional<ValueRange>&) { j[key] = field; });
   return j.dump(2);
 }
 
@@ -305,7 +290,7 @@ void MegalodonConfig::set(const std::string& key, const std::string& value) {
   MGL_CHECK(is_utf8(key) && is_utf8(value), "config: the override of '", key, "' is not UTF-8 text");
   // The value as JSON (a number, true/false, null); a string field, or text that is no JSON, takes it as it is.
   json parsed = json::parse(value, nullptr, /*allow_exceptions=*/false);
-  for_each_field(*this, [&](const char* name, auto& field) {
+  for_each_field(*this, [&](const char* name, auto& field, const std::optional<ValueRange>&) {
     if (key == name && std::is_same_v<std::decay_t<decltype(field)>, std::string>) parsed = json(value);
   });
   if (parsed.is_discarded()) parsed = json(value);
