@@ -505,13 +505,7 @@ int main(int argc, char** argv) {
   if (auto status = parse_command_line(app, argc, argv, "generate")) return *status;
   bool is_rank0 = dist::launcher_rank() == 0;
   // Bad settings fail alike on every rank: the ranks agree that rank 0 reports them (apps/lib/app_errors.h).
-  std::optional<std::string> failure;
-  try {
-    check_settings(s);
-  } catch (const std::exception& e) {
-    failure = e.what();
-  }
-  if (auto status = settle_setup("generate: ", failure, is_rank0)) return *status;
+  if (auto status = settle_setup("generate: ", is_rank0, [&] { check_settings(s); })) return *status;
   try {
     return run(s, is_rank0);
   } catch (const std::exception& e) {

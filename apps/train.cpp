@@ -210,13 +210,7 @@ int main(int argc, char** argv) {
   bool is_rank0 = dist::launcher_rank() == 0;
   // A bad config fails alike on every rank: the ranks agree that rank 0 reports it (apps/lib/app_errors.h).
   std::optional<RunConfig> config;
-  std::optional<std::string> failure;
-  try {
-    config = resolve_config(a);
-  } catch (const std::exception& e) {
-    failure = e.what();
-  }
-  if (auto status = settle_setup("train: error: ", failure, is_rank0)) return *status;
+  if (auto status = settle_setup("train: error: ", is_rank0, [&] { config = resolve_config(a); })) return *status;
   try {
     return run(a, *config, is_rank0);
   } catch (const std::exception& e) {

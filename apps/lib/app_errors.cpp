@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <thread>
 
 #include "dist/mpi_world.h"
@@ -18,7 +19,13 @@ int report_fatal_error(const char* prefix, const std::string& message, bool is_r
   return kExitFailure;
 }
 
-std::optional<int> settle_setup(const char* prefix, const std::optional<std::string>& failure, bool is_rank0) {
+std::optional<int> settle_setup(const char* prefix, bool is_rank0, const std::function<void()>& setup) {
+  std::optional<std::string> failure;
+  try {
+    setup();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
   if (!dist::launched_by_mpi()) return failure ? std::optional<int>(report_fatal_error(prefix, *failure, is_rank0)) : std::nullopt;
   dist::initialize_mpi();
   const bool rank0_failed = dist::on_any_rank(is_rank0 && failure.has_value());

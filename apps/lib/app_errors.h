@@ -6,6 +6,7 @@
 // (settle_setup), so that who reports does not depend on timing. An error later, while the ranks work apart, can
 // be this rank's alone: another rank first waits a moment, so that rank 0 can end the job if it failed
 // too, then reports its own error, marked "(this rank)", and ends the job.
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -25,15 +26,15 @@ constexpr int kExitInterrupted = 130;
 // ends the whole job. Returns the exit status for a plain run (kExitFailure).
 int report_fatal_error(const char* prefix, const std::string& message, bool is_rank0);
 
-// The end of the phase that every rank runs alike before the process grid exists: the command line's
-// files and the config, identical on every rank as a rule. `failure` is this rank's error message (none
-// when it succeeded). Under mpirun the ranks agree over the world on who failed before any goes on, so
-// that who reports does not depend on timing, as report_fatal_error's wait would under load:
+// Runs `setup`, the phase that every rank runs alike before the process grid exists (the command line's files
+// and the config, identical on every rank as a rule), and settles its failure, an exception. Under mpirun the
+// ranks agree over the world on who failed before any goes on, so that who reports does not depend on timing,
+// as report_fatal_error's wait would under load:
 //   - no rank failed: returns nothing, and the caller goes on;
 //   - rank 0 failed: it reports its error for all and ends the job; the other ranks, failed or not,
 //     print nothing and wait for that end;
 //   - only other ranks failed: each reports its own error, marked "(this rank)", and ends the job.
 // Without a launcher a failure is reported as report_fatal_error does, and its exit status returned.
-std::optional<int> settle_setup(const char* prefix, const std::optional<std::string>& failure, bool is_rank0);
+std::optional<int> settle_setup(const char* prefix, bool is_rank0, const std::function<void()>& setup);
 
 }  // namespace mgl::apps
