@@ -50,11 +50,14 @@ void ZeroAdamW::scale_grads(double coefficient) {
   scale_(shards, coefficient);
 }
 
-void ZeroAdamW::step() {
+void ZeroAdamW::step(const Tensor& norm) {
   check_adamw_options(options_);
   for (int64_t& s : steps_) ++s;  // under data parallelism every parameter has a (possibly zero) gradient
   const dist::ProcessGroup& g = buckets_.group();
   std::vector<GradBucket>& buckets = buckets_.buckets();
+  // Each member parameter's part of this rank's piece of every bucket, with that parameter's decay and
+  // step: one span each, one update for all of them.
+  std::vector<AdamWSpan> spans;
   for (size_t k = 0; k < buckets.size(); ++k) {
     GradBucket& b = buckets[k];
     const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
@@ -62,17 +65,16 @@ void ZeroAdamW::step() {
     float* grad = static_cast<float*>(b.shard.raw_data());
     float* m = static_cast<float*>(exp_avg_[k].raw_data());
     float* v = static_cast<float*>(exp_avg_sq_[k].raw_data());
-    // Each member parameter's part of this rank's piece, with that parameter's decay and step.
     for (size_t j = 0; j < b.members.size(); ++j) {
       const size_t i = b.members[j];
       const int64_t lo = std::max(begin, b.offsets[j]);
       const int64_t hi = std::min(end, b.offsets[j] + buckets_.parameters()[i].tensor.numel());
       if (lo >= hi) continue;
       const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, steps_[i]);
-      adamw_update_span(values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars,
-                        b.values.device());
+      spans.push_back({values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars});
     }
   }
+  if (!buckets.empty()) adamw_update_spans(spans, buckets.front().values.device(), norm);
   // Every rank's updated piece to every rank, in place in the flat parameter buffers.
   std::vector<dist::WorkHandle> gathers;
   for (GradBucket& b : buckets) {

@@ -24,7 +24,9 @@ class ZeroAdamW {
   double grad_norm(const TensorParallel& tp = {}) const;
   // Scales this rank's gradient pieces (global-norm clipping).
   void scale_grads(double coefficient);
-  void step();
+  // One update. With `norm` (one f64 on the device) it is skipped on the device when the norm is not
+  // finite, as AdamW::step_unless_nonfinite; the step counts advance either way.
+  void step(const Tensor& norm = {});
 
   // Checkpoints hold whole moments: export_state gathers them into `full` (an AdamW over the same
   // parameters; collective over the group), import_state takes this rank's pieces from `full`.
