@@ -22,32 +22,42 @@ bool ZeroAdamW::decays(size_t i) const {
   return !options_.no_weight_decay || !options_.no_weight_decay(buckets_.parameters()[i].name);
 }
 
-double ZeroAdamW::grad_norm(const TensorParallel& tp) const {
-  // This rank's pieces of the summed gradient, cut where parameters meet so that each part counts with
-  // its parameter's weight (nn/tensor_parallel.h norm_weight); the padding past the last is zero.
+std::vector<ZeroAdamW::GradPart> ZeroAdamW::grad_parts() const {
   const dist::ProcessGroup& g = buckets_.group();
-  std::vector<Tensor> parts;
-  std::vector<double> weights;
+  std::vector<GradPart> parts;
   for (const GradBucket& b : buckets_.buckets()) {
     const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
     for (size_t m = 0; m < b.members.size(); ++m) {
       const Parameter& p = buckets_.parameters()[b.members[m]];
       const int64_t first = std::max(begin, b.offsets[m]), last = std::min(end, b.offsets[m] + p.tensor.numel());
-      if (first >= last) continue;
-      parts.push_back(slice(b.shard, 0, first - begin, last - begin));
-      weights.push_back(norm_weight(p.sharding, tp));
+      if (first < last) parts.push_back({slice(b.shard, 0, first - begin, last - begin), b.members[m]});
     }
   }
-  const std::vector<double> sums = squared_norms(parts);
-  double local = 0;
-  for (size_t i = 0; i < sums.size(); ++i) local += sums[i] * weights[i];
-  return std::sqrt(tp.sum(g.sum(local)));
+  return parts;
 }
 
-void ZeroAdamW::scale_grads(double coefficient) {
+GlobalNorm ZeroAdamW::grad_norm(const TensorParallel& tp) const {
+  // Each part counts with its parameter's weight (nn/tensor_parallel.h norm_weight); the sum of the
+  // weighted squares goes over the group that holds the other pieces, then over the tensor group.
+  std::vector<Tensor> values;
+  std::vector<double> weights;
+  for (const GradPart& part : grad_parts()) {
+    values.push_back(part.values);
+    weights.push_back(norm_weight(buckets_.parameters()[part.parameter].sharding, tp));
+  }
+  return global_norm(values, weights, {&buckets_.group(), tp.split() ? &tp.group() : nullptr}, grad_part_names());
+}
+
+std::vector<std::string> ZeroAdamW::grad_part_names() const {
+  std::vector<std::string> names;
+  for (const GradPart& part : grad_parts()) names.push_back(buckets_.parameters()[part.parameter].name);
+  return names;
+}
+
+void ZeroAdamW::clip_grads(const Tensor& norm, double max_norm) {
   std::vector<Tensor> shards;
   for (const GradBucket& b : buckets_.buckets()) shards.push_back(b.shard);
-  scale_(shards, coefficient);
+  clip_to_norm_(shards, norm, max_norm);
 }
 
 void ZeroAdamW::step(const Tensor& norm) {
