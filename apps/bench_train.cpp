@@ -9,7 +9,8 @@
 // --peak-tflops set train.batch_size, train.seq_len, train.dtype, train.seed and train.peak_tflops. W
 // untimed steps (the memory pool fills, cuBLAS picks its kernels), then S timed ones, each phase of each
 // step (forward, backward, optimizer: StepPhase) between device time points (core/cuda_context.h: CUDA
-// events on the GPU, the steady clock on the CPU). Prints a table and, with --json, writes the same
+// events on the GPU, the steady clock on the CPU). The timed steps run back to back without a host
+// synchronisation, as train's unlogged steps do; the times and the steps' results are read after the last. Prints a table and, with --json, writes the same
 // figures under the keys tools/bench_reference.py writes, so that a script divides one run by the other:
 // tokens/s of the median step, step ms (median, min, max), model FLOPs per token (nn/flops.h), MFU against
 // the peak, peak tensor memory, the parameter count and each phase's median ms. --profile then records
@@ -85,11 +86,18 @@ DataLoader random_token_loader(const RunConfig& c) {
   return DataLoader(std::move(tokens), o, "random tokens");
 }
 
-// Runs step `index` with a time point at each phase boundary; the times are read once the device has
-// passed the last point.
-StepTimes timed_step(TrainingStep& step, int64_t index, const BatchSource& batches, const Device& device) {
-  std::vector<std::pair<StepPhase, DeviceTimePoint>> marks;
+// A time point at each phase boundary of one step.
+using PhaseMarks = std::vector<std::pair<StepPhase, DeviceTimePoint>>;
+
+// Issues step `index`, marking its phases; nothing waits for the device (TrainingStep::run).
+PhaseMarks marked_step(TrainingStep& step, int64_t index, const BatchSource& batches, const Device& device) {
+  PhaseMarks marks;
   step.run(index, batches, [&](StepPhase phase) { marks.emplace_back(phase, DeviceTimePoint(device)); });
+  return marks;
+}
+
+// The times between a step's marks, read once the device has passed them.
+StepTimes step_times(const PhaseMarks& marks) {
   StepTimes t;
   t.total = marks.back().second.ms_since(marks.front().second);
   for (size_t k = 0; k + 1 < marks.size(); ++k)
@@ -125,8 +133,13 @@ int run(const Arguments& a) {
   const DType dtype = step.model().compute_dtype();
   reset_peak_memory(device);
   for (int64_t i = 0; i < a.warmup; ++i) step.run(i, batches);
+  step.read_results();  // a non-finite step is an error here, as in train
+  // The timed steps run back to back as in train, the host reading nothing until the last one is issued.
+  std::vector<PhaseMarks> marks;
+  for (int64_t i = 0; i < a.steps; ++i) marks.push_back(marked_step(step, a.warmup + i, batches, device));
+  step.read_results();
   std::vector<StepTimes> times;
-  for (int64_t i = 0; i < a.steps; ++i) times.push_back(timed_step(step, a.warmup + i, batches, device));
+  for (const PhaseMarks& m : marks) times.push_back(step_times(m));
   const double peak_gib = static_cast<double>(memory_stats(device).peak_bytes) / kGiB;
 
   std::vector<double> totals;
@@ -191,6 +204,7 @@ int run(const Arguments& a) {
   if (profiler) {
     profiler->resume();
     for (int64_t i = 0; i < a.profile.steps; ++i) step.run(a.warmup + a.steps + i, batches);
+    step.read_results();
     profiler->pause();
     std::printf("\n");
     report_profile(profiler->summary(a.profile.steps), a.profile, stdout);

@@ -12,6 +12,7 @@
 // explicit fmaf and no other multiply-add pair, so no compiler can contract the two differently:
 // CPU and GPU compute the same bits.
 #include <math.h>
+#include <stdint.h>
 
 #include "base/dtype.h"
 
@@ -24,6 +25,17 @@ struct AdamWScalars {
   float step_size;              // lr / (1 - b1^t)
   float bias_correction2_sqrt;  // sqrt(1 - b2^t)
   float eps;
+};
+
+// A run of `count` contiguous f32 values of one parameter (or a piece of one), with its gradient and
+// moments, updated with the scalars of its step: the unit of work of the CPU loop and the CUDA kernel.
+struct AdamWSpan {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* exp_avg = nullptr;     // m
+  float* exp_avg_sq = nullptr;  // v
+  int64_t count = 0;
+  AdamWScalars scalars{};
 };
 
 MGL_HOST_DEVICE inline void adamw_update(float& p, float g, float& m, float& v, const AdamWScalars& s) {

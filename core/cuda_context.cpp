@@ -1,5 +1,6 @@
 #include "core/cuda_context.h"
 
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -10,6 +11,12 @@
 #endif
 
 namespace mgl {
+
+namespace {
+std::atomic<int64_t> g_host_synchronizations{0};
+}  // namespace
+
+int64_t host_synchronizations() { return g_host_synchronizations.load(); }
 
 #ifdef MGL_WITH_CUDA
 
@@ -56,6 +63,7 @@ Stream compute_stream(const Device& device) {
 
 void synchronize(const Device& device) {
   if (!device.is_cuda()) return;
+  ++g_host_synchronizations;
   MGL_CUDA_CHECK(cudaStreamSynchronize(compute_stream(device)));
 }
 
@@ -70,6 +78,7 @@ void* record_timing_event(const Device& device) {
 void destroy_timing_event(void* event) { cudaEventDestroy(static_cast<cudaEvent_t>(event)); }
 double event_ms(void* start, void* end) {
   float ms = 0;
+  ++g_host_synchronizations;
   MGL_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
   MGL_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
   return ms;

@@ -3,6 +3,7 @@
 // to, which device is current. Compiles (and answers "no GPU") when the engine is built without
 // CUDA, so no other file needs #ifdefs to ask.
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "core/device.h"
@@ -23,6 +24,11 @@ void require_cuda(const Device& device, const char* op);  // throws a clear erro
 // must reach the host.
 Stream compute_stream(const Device& device);
 void synchronize(const Device& device);
+
+// How many times so far the host has waited for a CUDA device: every synchronize() of one (reads to
+// the host included) and every DeviceTimePoint::ms_since. A test reads it around a span of work to prove
+// that the span never waits (a training step that logs nothing, apps/lib/training_step.h).
+int64_t host_synchronizations();
 
 // A point in a device's work, to time what the device did between two of them (the benchmarks): on CUDA
 // an event recorded on the compute stream, so marking does not wait for the GPU and the time between

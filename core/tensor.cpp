@@ -4,6 +4,7 @@
 
 #include "core/allocator.h"
 #include "core/cuda_context.h"
+#include "core/host_upload.h"
 #include "core/strided.h"
 #include "cuda/copy.h"
 #ifdef MGL_WITH_CUDA
@@ -218,7 +219,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   }
 #ifdef MGL_WITH_CUDA
   // Across devices: bring a contiguous copy of the source's bytes over, then convert/scatter on
-  // the destination device. Host-bound copies synchronise, so the host can read the result.
+  // the destination device. Host-bound copies synchronise, so the host can read the result; uploads do not.
   const Tensor packed = contiguous_copy(src);
   Tensor staged = Tensor::empty(src.shape(), src.dtype(), dst.device());
   const size_t bytes = static_cast<size_t>(packed.numel()) * packed.element_size();
@@ -235,11 +236,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
                                    compute_stream(src.device())));
     synchronize(src.device());
   } else {
-    DeviceGuard guard(dst.device());
-    MGL_CUDA_CHECK(cudaMemcpyAsync(staged.raw_data(), packed.raw_data(), bytes, cudaMemcpyHostToDevice,
-                                   compute_stream(dst.device())));
-    // The host buffer must outlive the asynchronous copy: wait before `packed` can be freed.
-    synchronize(dst.device());
+    // Through a pinned block (core/host_upload.h): the host does not wait, and `packed` may go at once.
+    upload(staged.raw_data(), packed.raw_data(), bytes, dst.device());
   }
   copy_(dst, staged);
 #else

@@ -1,6 +1,6 @@
-// The fused AdamW update: one thread per element reads p, g, m, v once and writes p, m, v once
-// (7 x 4 bytes per element; the kernel is bound by memory bandwidth). Grid-stride loop; launch
-// configuration: kThreads (256) threads per block, enough blocks to cover the tensor (capped).
+// The fused AdamW update over a list of spans: block b takes chunk b of the list (cuda/multi_tensor.h);
+// each thread reads p, g, m, v once and writes p, m, v once per element (7 x 4 bytes per element; the
+// kernel is bound by memory bandwidth). kThreads (256) threads per block, one block per chunk.
 #include "cuda/adamw.h"
 #include "cuda/common.cuh"
 
@@ -8,23 +8,27 @@ namespace mgl::cuda {
 
 namespace {
 
-__global__ void adamw_kernel(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ exp_avg,
-                             float* __restrict__ exp_avg_sq, int64_t count, AdamWScalars scalars) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    float p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
-    adamw_update(p, grad[i], m, v, scalars);
-    param[i] = p;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
+__global__ void adamw_kernel(const AdamWSpan* __restrict__ spans, const MultiTensorChunk* __restrict__ chunks,
+                             const double* __restrict__ skip_unless_finite) {
+  if (skip_unless_finite && !isfinite(*skip_unless_finite)) return;
+  const MultiTensorChunk chunk = chunks[blockIdx.x];
+  const AdamWSpan s = spans[chunk.tensor];
+  const int64_t begin = chunk.piece * kMultiTensorChunk, end = min(s.count, begin + kMultiTensorChunk);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    float p = s.param[i], m = s.exp_avg[i], v = s.exp_avg_sq[i];
+    adamw_update(p, s.grad[i], m, v, s.scalars);
+    s.param[i] = p;
+    s.exp_avg[i] = m;
+    s.exp_avg_sq[i] = v;
   }
 }
 
 }  // namespace
 
-void adamw_step(const AdamWStepArgs& args, Stream stream) {
-  if (args.count == 0) return;
-  adamw_kernel<<<blocks_for(args.count), kThreads, 0, stream>>>(args.param, args.grad, args.exp_avg, args.exp_avg_sq,
-                                                                args.count, args.scalars);
+void adamw_step(const AdamWMultiArgs& args, Stream stream) {
+  if (args.chunk_count == 0) return;
+  adamw_kernel<<<static_cast<unsigned>(args.chunk_count), kThreads, 0, stream>>>(args.spans, args.chunks,
+                                                                                  args.skip_unless_finite);
   MGL_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,8 +20,9 @@
 // target or the row is ignored) and its weight (1 counted, 0 ignored). The arithmetic is in f32 for
 // f32 and bf16 logits (bf16 ones are widened to an f32 copy), in f64 for f64, like cross_entropy's.
 // All rows ignored (n_c = 0): the loss is 0 with a zero gradient, as in cross_entropy.
-// Targets are copied to the host and checked (a sync on CUDA) before any communication; they are the
-// same on every rank, so a bad id throws on every rank alike and no rank is left waiting in a collective.
+// Targets are read on the host and checked before any communication (CUDA targets are copied there, CPU
+// ones cost no wait); they are the same on every rank, so a bad id throws on every rank alike and no rank
+// is left waiting in a collective.
 #include "dist/vocab_parallel_cross_entropy.h"
 
 #include <vector>
@@ -41,9 +42,9 @@ struct SliceTargets {
 };
 
 // Checks every id (in [0, vocab) or ignore_index) and finds which targets fall in this rank's columns
-// [first, first + cols).
+// [first, first + cols); the tensors are made on `device`, the logits'.
 SliceTargets slice_targets(const Tensor& targets, int64_t first, int64_t cols, int64_t vocab, int64_t ignore_index,
-                           DType dtype) {
+                           DType dtype, const Device& device) {
   const std::vector<int64_t> ids = targets.to_vector<int64_t>();
   std::vector<double> column(ids.size(), -1.0), weight(ids.size(), 0.0);
   int64_t counted = 0;
@@ -57,8 +58,8 @@ SliceTargets slice_targets(const Tensor& targets, int64_t first, int64_t cols, i
     ++counted;
   }
   const Shape shape{static_cast<int64_t>(ids.size())};
-  return {Tensor::from_vector(column, shape, dtype, targets.device()),
-          Tensor::from_vector(weight, shape, dtype, targets.device()), counted};
+  return {Tensor::from_vector(column, shape, dtype, device), Tensor::from_vector(weight, shape, dtype, device),
+          counted};
 }
 
 // [N, cols], zero exactly at each row's target column and non-zero elsewhere (a row whose column is -1
@@ -80,14 +81,15 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits, const Tensor& targets,
   const int64_t rows = logits.size(0), cols = logits.size(1);
   MGL_CHECK(targets.dim() == 1 && targets.size(0) == rows, "vocab_parallel_cross_entropy: targets ",
             targets.describe(), " do not match logits ", logits.describe(), " (expected [", rows, "])");
-  MGL_CHECK(targets.device() == logits.device(), "vocab_parallel_cross_entropy: logits ", logits.describe(),
-            " and targets ", targets.describe(), " are on different devices");
+  MGL_CHECK(targets.device() == logits.device() || targets.is_cpu(), "vocab_parallel_cross_entropy: logits ",
+            logits.describe(), " and targets ", targets.describe(),
+            " are on different devices (targets may also be on the CPU)");
   MGL_CHECK(cols > 0 && cols <= (int64_t{1} << 24), "vocab_parallel_cross_entropy: logits ", logits.describe(),
             " must have between 1 and 2^24 columns on each rank (columns are compared as f32 values)");
 
   const DType dtype = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
   const SliceTargets t =
-      slice_targets(targets, group.rank() * cols, cols, cols * group.size(), ignore_index, dtype);
+      slice_targets(targets, group.rank() * cols, cols, cols * group.size(), ignore_index, dtype, logits.device());
   const double scale = t.counted > 0 ? 1.0 / static_cast<double>(t.counted) : 0.0;
   Communicator& comm = group.on(logits.device());
 

@@ -4,6 +4,7 @@
 
 #include "core/cuda_context.h"
 #include "cuda/adamw.h"
+#include "nn/multi_tensor.h"
 
 namespace mgl::nn {
 
@@ -27,21 +28,28 @@ AdamWScalars adamw_scalars(const AdamWOptions& o, double weight_decay, int64_t s
           static_cast<float>(o.eps)};
 }
 
-void adamw_update_span(float* param, const float* grad, float* m, float* v, int64_t count,
-                       const AdamWScalars& scalars, const Device& device) {
+void adamw_update_spans(const std::vector<AdamWSpan>& spans, const Device& device,
+                        const Tensor& skip_unless_finite) {
+  if (skip_unless_finite.defined())
+    MGL_CHECK(skip_unless_finite.numel() == 1 && skip_unless_finite.dtype() == DType::f64 &&
+                  skip_unless_finite.device() == device,
+              "AdamW: the step's gate ", skip_unless_finite.describe(), " must be one f64 value on ", device.str());
   if (device.is_cpu()) {
-    for (int64_t k = 0; k < count; ++k) adamw_update(param[k], grad[k], m[k], v[k], scalars);
-  } else {
-    DeviceGuard guard(device);
-    cuda::AdamWStepArgs args;
-    args.count = count;
-    args.scalars = scalars;
-    args.param = param;
-    args.grad = grad;
-    args.exp_avg = m;
-    args.exp_avg_sq = v;
-    MGL_ON_CUDA(cuda::adamw_step(args, compute_stream(device)));
+    if (skip_unless_finite.defined() && !std::isfinite(skip_unless_finite.item())) return;
+    for (const AdamWSpan& s : spans)
+      for (int64_t k = 0; k < s.count; ++k) adamw_update(s.param[k], s.grad[k], s.exp_avg[k], s.exp_avg_sq[k], s.scalars);
+    return;
   }
+  std::vector<int64_t> counts;
+  for (const AdamWSpan& s : spans) counts.push_back(s.count);
+  const MultiTensorTable<AdamWSpan> table(spans, counts, device);
+  cuda::AdamWMultiArgs args;
+  args.spans = table.slots();
+  args.chunks = table.chunks();
+  args.chunk_count = table.chunk_count();
+  args.skip_unless_finite = skip_unless_finite.defined() ? skip_unless_finite.data<double>() : nullptr;
+  DeviceGuard guard(device);
+  MGL_ON_CUDA(cuda::adamw_step(args, compute_stream(device)));
 }
 
 AdamW::AdamW(std::vector<Parameter> parameters, const AdamWOptions& options)
@@ -77,19 +85,27 @@ bool AdamW::decays(size_t i) const {
   return !options_.no_weight_decay || !options_.no_weight_decay(parameters_.at(i).name);
 }
 
-void AdamW::step() {
+void AdamW::step() { step_unless_nonfinite(Tensor()); }
+
+void AdamW::step_unless_nonfinite(const Tensor& norm) {
   check_adamw_options(options_);
+  if (parameters_.empty()) return;
+  const Device device = parameters_.front().tensor.device();
+  std::vector<AdamWSpan> spans;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].tensor;
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     MGL_CHECK(g.dtype() == DType::f32 && g.is_contiguous() && g.device() == p.device(), "AdamW: gradient of '",
               parameters_[i].name, "' is ", g.describe(), "; expected contiguous f32 on ", p.device().str());
+    MGL_CHECK(p.device() == device, "AdamW: parameter '", parameters_[i].name, "' is on ", p.device().str(),
+              ", the first on ", device.str(), "; one update covers parameters on one device");
     State& s = state_[i];
     const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, ++s.step);
-    adamw_update_span(p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(),
-                      scalars, p.device());
+    spans.push_back({p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(),
+                     scalars});
   }
+  adamw_update_spans(spans, device, norm);
 }
 
 }  // namespace mgl::nn

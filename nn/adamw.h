@@ -1,10 +1,11 @@
 #pragma once
 // AdamW with decoupled weight decay, as torch.optim.AdamW (the formulas are in base/adamw_math.h).
 // Parameters and their gradients are f32 (the master weights); both moments are f32 tensors on
-// the parameter's device. On CUDA each parameter tensor is updated by one fused kernel launch.
+// the parameter's device. On CUDA one fused multi-tensor launch updates every parameter (cuda/adamw.h).
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "base/adamw_math.h"
 #include "nn/optimizer.h"
@@ -24,10 +25,13 @@ struct AdamWOptions {
 
 // The per-step scalars of the update (base/adamw_math.h) for one parameter at its step `step` (1-based).
 AdamWScalars adamw_scalars(const AdamWOptions& options, double weight_decay, int64_t step);
-// Applies the update to `count` contiguous f32 values in place, on the CPU or, for device pointers,
-// on `device`'s compute stream: the one loop/kernel both AdamW and ZeroAdamW (nn/zero_adamw.h) use.
-void adamw_update_span(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t count,
-                       const AdamWScalars& scalars, const Device& device);
+// Applies the update in place to every span (`count` contiguous f32 values of a parameter, or of a piece
+// of one, with its gradient, moments and scalars): on the CPU a loop, on `device` one multi-tensor launch
+// on its compute stream. The one update both AdamW and ZeroAdamW (nn/zero_adamw.h) use.
+// skip_unless_finite (optional; one f64 on `device`, e.g. the global gradient norm): when its value is
+// not finite nothing changes. It is read where it lies, so on CUDA the host does not wait for it.
+void adamw_update_spans(const std::vector<AdamWSpan>& spans, const Device& device,
+                        const Tensor& skip_unless_finite = {});
 // Throws mgl::Error naming the first bad option.
 void check_adamw_options(const AdamWOptions& options);
 
@@ -36,6 +40,11 @@ class AdamW : public Optimizer {
   AdamW(std::vector<Parameter> parameters, const AdamWOptions& options = {});
 
   void step() override;
+  // step(), skipped on the device when `norm` (one f64 on the parameters' device, the gradient norm) is
+  // not finite: the parameters and moments keep their values, without the host reading the norm. The
+  // step counts are the host's and advance either way (a caller that skips stops the run when it reads
+  // the norm, as apps/lib/training_step.h does).
+  void step_unless_nonfinite(const Tensor& norm);
 
   // Mutable so that a learning-rate schedule can set options().lr before each step.
   AdamWOptions& options() { return options_; }

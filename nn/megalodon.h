@@ -47,6 +47,8 @@ class Megalodon : public Module {
   // ids [B, L] (i32/i64) -> logits [B, L, vocab] in f32 (this rank's vocab/TP slice when the untied
   // head is split). `incoming`/`outgoing` carry the streaming
   // state between calls (see megalodon_state.h); pass neither to process independent sequences.
+  // The ids may be on the model's device or on the CPU, where the embedding reads them without waiting
+  // for the device (ops/ops.h embedding); the same holds for the targets of loss() and token_loss().
   Tensor forward(const Tensor& ids, const ModelState* incoming = nullptr, ModelState* outgoing = nullptr) const;
   // The forward of piece r of sequences split over a chunk group (nn/chunk_parallel.h): every block
   // and the final norm start from the state `relay` receives from rank r-1 and hand theirs to rank

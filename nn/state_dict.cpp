@@ -24,7 +24,7 @@ Tensor checked_piece(const Tensor& stored, const Parameter& p, const TensorParal
   MGL_CHECK(is_floating(stored.dtype()), source, ": ", what, " '", name, "' is stored as ",
             dtype_name(stored.dtype()), "; expected floating-point values");
   // One f64 sum of squares: NaN or inf in any element makes it non-finite.
-  MGL_CHECK(std::isfinite(squared_norms({stored})[0]), source, ": ", what, " '", name, "' holds NaN or infinite values");
+  MGL_CHECK(std::isfinite(global_norm({stored}).norm().item()), source, ": ", what, " '", name, "' holds NaN or infinite values");
   return piece_of(stored, p.sharding, tp.rank(), tp.size());
 }
 

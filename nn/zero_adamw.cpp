@@ -22,39 +22,52 @@ bool ZeroAdamW::decays(size_t i) const {
   return !options_.no_weight_decay || !options_.no_weight_decay(buckets_.parameters()[i].name);
 }
 
-double ZeroAdamW::grad_norm(const TensorParallel& tp) const {
-  // This rank's pieces of the summed gradient, cut where parameters meet so that each part counts with
-  // its parameter's weight (nn/tensor_parallel.h norm_weight); the padding past the last is zero.
+std::vector<ZeroAdamW::GradPart> ZeroAdamW::grad_parts() const {
   const dist::ProcessGroup& g = buckets_.group();
-  std::vector<Tensor> parts;
-  std::vector<double> weights;
+  std::vector<GradPart> parts;
   for (const GradBucket& b : buckets_.buckets()) {
     const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
     for (size_t m = 0; m < b.members.size(); ++m) {
       const Parameter& p = buckets_.parameters()[b.members[m]];
       const int64_t first = std::max(begin, b.offsets[m]), last = std::min(end, b.offsets[m] + p.tensor.numel());
-      if (first >= last) continue;
-      parts.push_back(slice(b.shard, 0, first - begin, last - begin));
-      weights.push_back(norm_weight(p.sharding, tp));
+      if (first < last) parts.push_back({slice(b.shard, 0, first - begin, last - begin), b.members[m]});
     }
   }
-  const std::vector<double> sums = squared_norms(parts);
-  double local = 0;
-  for (size_t i = 0; i < sums.size(); ++i) local += sums[i] * weights[i];
-  return std::sqrt(tp.sum(g.sum(local)));
+  return parts;
 }
 
-void ZeroAdamW::scale_grads(double coefficient) {
+GlobalNorm ZeroAdamW::grad_norm(const TensorParallel& tp) const {
+  // Each part counts with its parameter's weight (nn/tensor_parallel.h norm_weight); the sum of the
+  // weighted squares goes over the group that holds the other pieces, then over the tensor group.
+  std::vector<Tensor> values;
+  std::vector<double> weights;
+  for (const GradPart& part : grad_parts()) {
+    values.push_back(part.values);
+    weights.push_back(norm_weight(buckets_.parameters()[part.parameter].sharding, tp));
+  }
+  return global_norm(values, weights, {&buckets_.group(), tp.split() ? &tp.group() : nullptr}, grad_part_names());
+}
+
+std::vector<std::string> ZeroAdamW::grad_part_names() const {
+  std::vector<std::string> names;
+  for (const GradPart& part : grad_parts()) names.push_back(buckets_.parameters()[part.parameter].name);
+  return names;
+}
+
+void ZeroAdamW::clip_grads(const Tensor& norm, double max_norm) {
   std::vector<Tensor> shards;
   for (const GradBucket& b : buckets_.buckets()) shards.push_back(b.shard);
-  scale_(shards, coefficient);
+  clip_to_norm_(shards, norm, max_norm);
 }
 
-void ZeroAdamW::step() {
+void ZeroAdamW::step(const Tensor& norm) {
   check_adamw_options(options_);
   for (int64_t& s : steps_) ++s;  // under data parallelism every parameter has a (possibly zero) gradient
   const dist::ProcessGroup& g = buckets_.group();
   std::vector<GradBucket>& buckets = buckets_.buckets();
+  // Each member parameter's part of this rank's piece of every bucket, with that parameter's decay and
+  // step: one span each, one update for all of them.
+  std::vector<AdamWSpan> spans;
   for (size_t k = 0; k < buckets.size(); ++k) {
     GradBucket& b = buckets[k];
     const int64_t begin = b.shard_begin(g.rank(), g.size()), end = begin + b.shard_size(g.size());
@@ -62,17 +75,16 @@ void ZeroAdamW::step() {
     float* grad = static_cast<float*>(b.shard.raw_data());
     float* m = static_cast<float*>(exp_avg_[k].raw_data());
     float* v = static_cast<float*>(exp_avg_sq_[k].raw_data());
-    // Each member parameter's part of this rank's piece, with that parameter's decay and step.
     for (size_t j = 0; j < b.members.size(); ++j) {
       const size_t i = b.members[j];
       const int64_t lo = std::max(begin, b.offsets[j]);
       const int64_t hi = std::min(end, b.offsets[j] + buckets_.parameters()[i].tensor.numel());
       if (lo >= hi) continue;
       const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, steps_[i]);
-      adamw_update_span(values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars,
-                        b.values.device());
+      spans.push_back({values + lo, grad + (lo - begin), m + (lo - begin), v + (lo - begin), hi - lo, scalars});
     }
   }
+  if (!buckets.empty()) adamw_update_spans(spans, buckets.front().values.device(), norm);
   // Every rank's updated piece to every rank, in place in the flat parameter buffers.
   std::vector<dist::WorkHandle> gathers;
   for (GradBucket& b : buckets) {

@@ -6,8 +6,10 @@
 //
 // All rows ignored (n = 0): the loss is 0 with a zero gradient. PyTorch's mean would give 0/0 =
 // NaN; a batch that is all padding should add nothing to training rather than poison it.
-// Targets are copied to the host and checked (a sync on CUDA): an id outside [0, C) that is not
-// ignore_index throws, naming the id and its row, instead of reading out of bounds.
+// Targets are read on the host and checked: an id outside [0, C) that is not ignore_index throws,
+// naming the id and its row, instead of reading out of bounds. Targets may be on the logits' device or
+// on the CPU: CPU targets (a training batch) are read for free and uploaded without a wait
+// (core/host_upload.h), so a CUDA step never waits for the device here; CUDA targets are copied to the host.
 #include <cmath>
 #include "autograd/node.h"
 #include "core/cuda_context.h"
@@ -90,8 +92,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const int64_t rows = logits.size(0), cols = logits.size(1);
   MGL_CHECK(targets.dim() == 1 && targets.size(0) == rows, "cross_entropy: targets ", targets.describe(),
             " do not match logits ", logits.describe(), " (expected [", rows, "])");
-  MGL_CHECK(targets.device() == logits.device(), "cross_entropy: logits ", logits.describe(), " and targets ",
-            targets.describe(), " are on different devices");
+  MGL_CHECK(targets.device() == logits.device() || targets.is_cpu(), "cross_entropy: logits ", logits.describe(),
+            " and targets ", targets.describe(), " are on different devices (targets may also be on the CPU)");
   MGL_CHECK(cols > 0, "cross_entropy: logits ", logits.describe(), " have no classes");
 
   const std::vector<int64_t> ids = targets.to_vector<int64_t>();
@@ -103,7 +105,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const Tensor row_loss = Tensor::empty({rows}, loss_dtype, logits.device());
   const Tensor row_lse = Tensor::empty({rows}, loss_dtype, logits.device());
   // The targets as the backward reads them: the checked i64 ids on the CPU, the caller's on CUDA.
-  const Tensor t = logits.is_cpu() ? Tensor::from_vector(ids, {rows}) : contiguous(targets);
+  const Tensor t = logits.is_cpu() ? Tensor::from_vector(ids, {rows}) : contiguous(to(targets, logits.device()));
   if (logits.is_cpu()) {
     forward_cpu(x, t.data<int64_t>(), ignore_index, row_loss, row_lse);
   } else {

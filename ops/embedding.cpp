@@ -2,10 +2,12 @@
 // Backward: dweight[v, :] = sum over the positions i with ids[i] = v of dy[i, :] (a scatter-add);
 // the ids get no gradient.
 //
-// The ids are copied to the host once, in the forward, to check that each lies in [0, vocab). The
+// The ids are read on the host once, in the forward, to check that each lies in [0, vocab). The
 // backward reuses that host copy to group the positions by id (a stable sort), so both the CPU loop
 // and the CUDA kernel add each row's contributions in increasing position order: the gradient is
-// deterministic, identical run to run, and repeated ids need no atomics.
+// deterministic, identical run to run, and repeated ids need no atomics. Ids may be on the weight's
+// device or on the CPU: CPU ids (a training batch) are read for free and uploaded without a wait
+// (core/host_upload.h), so a CUDA step never waits for the device here; CUDA ids are copied to the host.
 #include <algorithm>
 #include <numeric>
 
@@ -108,8 +110,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   MGL_CHECK(ids.defined(), "embedding: ids are an undefined tensor");
   MGL_CHECK(weight.dim() == 2, "embedding: weight must be [vocab, dim], got ", weight.describe());
   MGL_CHECK(is_integer(ids.dtype()), "embedding: ids must be i32 or i64, got ", ids.describe());
-  MGL_CHECK(ids.device() == weight.device(), "embedding: ids ", ids.describe(), " and weight ", weight.describe(),
-            " are on different devices");
+  MGL_CHECK(ids.device() == weight.device() || ids.is_cpu(), "embedding: ids ", ids.describe(), " and weight ",
+            weight.describe(), " are on different devices (ids may also be on the CPU)");
   const int64_t vocab = weight.size(0), dim = weight.size(1);
   std::vector<int64_t> host_ids = ids.to_vector<int64_t>();
   for (size_t i = 0; i < host_ids.size(); ++i)
@@ -123,7 +125,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   if (weight.is_cpu()) {
     gather_cpu(weight, host_ids, out);
   } else {
-    const Tensor device_ids = contiguous(ids);
+    const Tensor device_ids = contiguous(to(ids, weight.device()));
     DeviceGuard guard(weight.device());
     cuda::EmbeddingForwardArgs args;
     args.count = ids.numel();

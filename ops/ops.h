@@ -102,10 +102,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-5);
 
 // ---- embeddings, losses, regularisation ---------------------------------------------------------------
-// weight [vocab, dim], ids (i32/i64, any shape) -> [ids..., dim]; ids outside [0, vocab) throw.
+// weight [vocab, dim], ids (i32/i64, any shape) -> [ids..., dim]; ids outside [0, vocab) throw. The ids
+// are read on the host: ids on the CPU with a CUDA weight cost no synchronisation (a training step's).
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 // Mean over rows whose target != ignore_index of -log softmax(logits)[target]; logits [N, C] (f32
 // math for every dtype), targets [N] (i32/i64). Returns a 0-dim f32 (f64 for f64 logits) tensor.
+// The targets are read on the host: targets on the CPU with CUDA logits cost no synchronisation.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask is regenerated
 // from the Philox (seed, offset) pair drawn from `gen`, in backward too, so it is never stored.

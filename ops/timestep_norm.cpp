@@ -198,8 +198,12 @@ void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, int
               mask.describe());
     check_same_device(x, "padding_mask", mask);
   }
-  for (int64_t n : state.count.to_vector<int64_t>())  // B values; a device copy on CUDA
-    MGL_CHECK(n >= 0, kOp, ": the state count holds a negative value ", n);
+  // The count is checked where the host holds it. A CUDA count is not read back (that would make every
+  // call wait for the device): it comes from timestep_norm_initial_state, an earlier call (which only adds
+  // to its input's) or a copy of a host-made one (the chunk relay, nn/chunk_parallel.h), all non-negative.
+  if (state.count.is_cpu())
+    for (int64_t n : state.count.to_vector<int64_t>())
+      MGL_CHECK(n >= 0, kOp, ": the state count holds a negative value ", n);
 }
 
 std::vector<Tensor> timestep_norm_backward(const Saved& saved, const std::vector<Tensor>& grads) {

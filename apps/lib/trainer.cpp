@@ -80,6 +80,25 @@ void stall_if_asked(int rank, int64_t step) {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
+// What turns a step's time into tokens/s and MFU.
+struct StepScale {
+  int64_t tokens = 0;     // of one step, all ranks
+  double devices = 1;
+  double flops = 0;       // the model FLOPs of one step (nn/flops.h)
+  double peak_flops = 0;  // of all devices, per second; 0: unknown (no MFU)
+};
+
+StepScale step_scale(const RunConfig& c, const dist::ParallelState& parallel, DType compute) {
+  StepScale s;
+  s.tokens = c.train.batch_size * c.train.seq_len * c.train.grad_accum;
+  s.devices = static_cast<double>(parallel.world_size());
+  // MFU = model FLOPs per second / the peak of all devices; the FLOPs are the model's, not what the kernels
+  // actually execute (activation checkpointing's recomputation does not count).
+  s.flops = nn::megalodon_flops_per_token(c.model, c.train.seq_len).total() * static_cast<double>(s.tokens);
+  s.peak_flops = peak_tflops_per_device(c.train.peak_tflops, parallel.device(), compute) * 1e12 * s.devices;
+  return s;
+}
+
 }  // namespace
 
 Device resolve_device(const std::string& name) {
@@ -195,21 +214,54 @@ void Trainer::log(const std::string& message) const {
 }
 
 double Trainer::accumulate_gradients() {
-  return step_->accumulate_gradients(state_.step, [this] { return train_loader_->next(); });
+  return sum_over_data_ranks(step_->accumulate_gradients([this] { return train_loader_->next(); }).item());
 }
 
-StepResult Trainer::train_step() {
+void Trainer::train_step() {
   parallel_->monitor().set_step(state_.step + 1);
   stall_if_asked(parallel_->world_rank(), state_.step + 1);
   const ProfileOptions& profile = options_.profile;
   const bool profiled = profiler_ && steps_run_ >= profile.after && steps_run_ < profile.after + profile.steps;
   if (profiled) profiler_->resume();
-  const StepResult result = step_->run(state_.step, [this] { return train_loader_->next(); });
+  DeviceTimePoint start(options_.device);
+  step_->run(state_.step, [this] { return train_loader_->next(); });
+  DeviceTimePoint end(options_.device);
   if (profiled) profiler_->pause();
+  issued_.push_back({std::move(start), std::move(end), Clock::now(),
+                     options_.device.is_cuda() ? memory_stats(options_.device) : MemoryStats{}});
   steps_run_ += 1;
   state_.step += 1;
   state_.data_position = train_loader_->step();
-  return result;
+}
+
+void Trainer::settle() {
+  const std::vector<StepResult> results = step_->read_results();
+  const std::vector<IssuedStep> issued = std::move(issued_);
+  issued_.clear();
+  const StepScale scale = step_scale(options_.config, *parallel_, compute_dtype());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const StepResult& result = results[i];
+    const IssuedStep& step = issued[i];
+    // The device's time from the step's start to its end (the host clock on the CPU).
+    const double step_seconds = step.end.ms_since(step.start) * 1e-3;
+    json line{{"step", result.step},
+              {"loss", result.loss},
+              {"lr", result.lr},
+              {"grad_norm", result.grad_norm},
+              {"tokens", result.step * scale.tokens},
+              {"tokens_per_s", scale.tokens / step_seconds},
+              {"tokens_per_s_per_device", scale.tokens / step_seconds / scale.devices},
+              {"step_ms", step_seconds * 1e3},
+              {"elapsed_s", std::chrono::duration<double>(step.issued - started_).count()}};
+    if (scale.peak_flops > 0) line["mfu"] = scale.flops / step_seconds / scale.peak_flops;
+    // This (the logging) rank's device when the step was issued: tensors held, and the high-water mark.
+    if (options_.device.is_cuda()) {
+      line["device_mem_gib"] = static_cast<double>(step.memory.current_bytes) / kGiB;
+      line["device_peak_gib"] = static_cast<double>(step.memory.peak_bytes) / kGiB;
+    }
+    write_metrics(line.dump());
+  }
+  if (!results.empty()) latest_ = results.back();
 }
 
 bool Trainer::profile_window_closed() const {
@@ -310,6 +362,7 @@ double Trainer::bytes_per_token() const {
 }
 
 void Trainer::save_checkpoint() {
+  settle();  // a step that failed must not be saved
   state_.rng_seed = default_generator().seed;
   state_.rng_offset = default_generator().offset;
   // One file with whole tensors, written by rank 0 (atomically); ZeRO-1 gathers the moments first, and
@@ -330,18 +383,12 @@ TrainingSummary Trainer::run() {
   const bool on_cuda = options_.device.is_cuda();
   if (on_cuda) reset_peak_memory(options_.device);
 
-  const int64_t tokens_per_step = c.train.batch_size * c.train.seq_len * c.train.grad_accum;  // all ranks
-  const double devices = static_cast<double>(parallel_->world_size());
-  // MFU = model FLOPs per second / the peak of all devices; the FLOPs are the model's (nn/flops.h), not what
-  // the kernels actually execute (activation checkpointing's recomputation does not count).
-  const double flops_per_step = nn::megalodon_flops_per_token(c.model, c.train.seq_len).total() * tokens_per_step;
-  const double peak_flops = peak_tflops_per_device(c.train.peak_tflops, options_.device, compute_dtype()) *
-                            1e12 * devices;
-  const auto start = Clock::now();
-  auto window_start = start;
+  const StepScale scale = step_scale(c, *parallel_, compute_dtype());
+  started_ = Clock::now();
+  auto window_start = started_;
   int64_t window_steps = 0;
-  double loss = 0;
   auto validate_and_log = [&] {
+    settle();
     const ValidationResult v = validate();
     write_metrics(json{{"step", state_.step},
                          {"val_loss", v.loss},
@@ -358,57 +405,47 @@ TrainingSummary Trainer::run() {
   };
 
   while (state_.step < c.train.steps && !stop_requested()) {
-    const auto step_start = Clock::now();
-    const StepResult result = train_step();
-    loss = result.loss;
-    const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    // The step is issued without the host waiting for the device; its results are read (settle) only
+    // when the step is logged, evaluated after or checkpointed, together with those of the steps before.
+    train_step();
     window_steps += 1;
-    json line{{"step", state_.step},
-              {"loss", loss},
-              {"lr", result.lr},
-              {"grad_norm", result.grad_norm},
-              {"tokens", state_.step * tokens_per_step},
-              {"tokens_per_s", tokens_per_step / step_seconds},
-              {"tokens_per_s_per_device", tokens_per_step / step_seconds / devices},
-              {"step_ms", step_seconds * 1e3},
-              {"elapsed_s", std::chrono::duration<double>(Clock::now() - start).count()}};
-    if (peak_flops > 0) line["mfu"] = flops_per_step / step_seconds / peak_flops;
-    // This (the logging) rank's device: tensors held, and the high-water mark since the start.
-    const MemoryStats memory = on_cuda ? memory_stats(options_.device) : MemoryStats{};
-    const double memory_gib = static_cast<double>(memory.current_bytes) / kGiB;
-    const double peak_gib = static_cast<double>(memory.peak_bytes) / kGiB;
-    if (on_cuda) {
-      line["device_mem_gib"] = memory_gib;
-      line["device_peak_gib"] = peak_gib;
-    }
-    write_metrics(line.dump());
     if (profile_window_closed()) {
       if (options_.console) progress.finish();
       report_kernel_profile();
     }
-    if (state_.step % c.train.log_every == 0 || state_.step == c.train.steps) {
+    const bool last = state_.step == c.train.steps;
+    const bool evaluates = c.eval.every > 0 && state_.step % c.eval.every == 0 && !last;
+    const bool saves = state_.step % c.train.checkpoint_every == 0 && !last;
+    if (state_.step % c.train.log_every == 0 || last) {
+      settle();
       const double window_seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
-      const double tokens_per_s = window_steps * tokens_per_step / window_seconds;
+      const double tokens_per_s = window_steps * scale.tokens / window_seconds;
       const double eta = (c.train.steps - state_.step) * window_seconds / window_steps;
       char per_device[48] = "", mfu[32] = "", memory_text[48] = "";
       if (parallel_->distributed())
-        std::snprintf(per_device, sizeof(per_device), " (%.0f per device)", tokens_per_s / devices);
-      if (peak_flops > 0)
-        std::snprintf(mfu, sizeof(mfu), " | MFU %.1f%%", 100.0 * flops_per_step * window_steps / window_seconds / peak_flops);
-      if (on_cuda) std::snprintf(memory_text, sizeof(memory_text), " | mem %.2f/%.2f GiB", memory_gib, peak_gib);
+        std::snprintf(per_device, sizeof(per_device), " (%.0f per device)", tokens_per_s / scale.devices);
+      if (scale.peak_flops > 0)
+        std::snprintf(mfu, sizeof(mfu), " | MFU %.1f%%",
+                      100.0 * scale.flops * window_steps / window_seconds / scale.peak_flops);
+      if (on_cuda) {
+        const MemoryStats memory = memory_stats(options_.device);
+        std::snprintf(memory_text, sizeof(memory_text), " | mem %.2f/%.2f GiB",
+                      static_cast<double>(memory.current_bytes) / kGiB, static_cast<double>(memory.peak_bytes) / kGiB);
+      }
       char text[320];
       std::snprintf(text, sizeof(text),
                     "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1f ms/step | %.0f tok/s%s%s%s | ETA %s",
-                    static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), loss,
-                    result.lr, result.grad_norm, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
+                    static_cast<long long>(state_.step), static_cast<long long>(c.train.steps), latest_.loss,
+                    latest_.lr, latest_.grad_norm, 1e3 * window_seconds / window_steps, tokens_per_s, per_device,
                     mfu, memory_text, format_duration(eta).c_str());
       if (options_.console) progress.update(text);
       window_start = Clock::now();
       window_steps = 0;
     }
-    if (c.eval.every > 0 && state_.step % c.eval.every == 0 && state_.step < c.train.steps) validate_and_log();
-    if (state_.step % c.train.checkpoint_every == 0 && state_.step < c.train.steps) save_checkpoint();
+    if (evaluates) validate_and_log();
+    if (saves) save_checkpoint();
   }
+  settle();
   if (options_.console) progress.finish();
   summary.interrupted = state_.step < c.train.steps;
   if (summary.interrupted) {
@@ -427,10 +464,10 @@ TrainingSummary Trainer::run() {
   } else {
     log("the run is already complete at step " + std::to_string(state_.step));
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
   summary.last_step = state_.step;
-  summary.last_loss = loss;
-  summary.tokens_per_s = (state_.step - summary.first_step) * tokens_per_step / std::max(seconds, 1e-9);
+  summary.last_loss = latest_.loss;
+  summary.tokens_per_s = (state_.step - summary.first_step) * scale.tokens / std::max(seconds, 1e-9);
   if (on_cuda) summary.peak_device_bytes = memory_stats(options_.device).peak_bytes;
   return summary;
 }

@@ -8,13 +8,19 @@
 // explains how every grid computes the single-process step); each data-parallel rank draws its share of
 // the global batch from the data loader. Only world rank 0 prints and writes the run directory.
 //
+// Steps are issued without the host waiting for the device; their losses and norms are read when a step
+// is logged (train.log_every), evaluated after or checkpointed, and the metrics lines of the steps since
+// the previous read are written then (TrainingStep::read_results).
+//
 // The run directory (`out`) holds config.json (the resolved config), metrics.jsonl (one object per step;
 // validation results on their own lines), checkpoints/step_<8 digits>.h5 (nn/checkpoint.h), and
 // long_context.tsv when the long-context evaluation runs.
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "apps/lib/data_loader.h"
 #include "apps/lib/kernel_profiler.h"
@@ -22,6 +28,8 @@
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/run_config.h"
 #include "apps/lib/training_step.h"
+#include "core/allocator.h"
+#include "core/cuda_context.h"
 #include "dist/parallel_state.h"
 #include "nn/checkpoint.h"
 #include "nn/megalodon.h"
@@ -91,7 +99,13 @@ class Trainer {
   DType compute_dtype() const { return step_->model().compute_dtype(); }
 
  private:
-  StepResult train_step();    // one optimizer step on the next batches of the data, profiled in the window
+  // Issues one optimizer step on the next batches of the data, profiled in the window, without waiting
+  // for the device (TrainingStep::run).
+  void train_step();
+  // Reads the results of the steps issued since the last call (TrainingStep::read_results: one host
+  // synchronisation, collective under mpirun; throws for a non-finite step) and writes their metrics
+  // lines; latest_ becomes the last one's.
+  void settle();
   // The profiler's window is steps (after, after + steps] of this process (ProfileOptions), or fewer when
   // the run ends first: closed once its last step has run, then reported on the console (and in JSON).
   bool profile_window_closed() const;
@@ -117,6 +131,16 @@ class Trainer {
   std::unique_ptr<KernelProfiler> profiler_;  // with options.profile.enabled, on rank 0
   int64_t steps_run_ = 0;                     // by this process (the profiler's window counts them)
   nn::TrainingState state_;
+
+  // What the host knows of a step it issued until settle() reads its results.
+  struct IssuedStep {
+    DeviceTimePoint start, end;                      // around the step's work, on the device
+    std::chrono::steady_clock::time_point issued;    // when the host had issued it
+    MemoryStats memory;                              // this rank's device memory then (CUDA)
+  };
+  std::vector<IssuedStep> issued_;
+  StepResult latest_;                                // the last step read
+  std::chrono::steady_clock::time_point started_;   // run()'s start
 };
 
 // Which device "auto" means here: cuda:0 when a GPU is usable, else the CPU.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -78,6 +79,11 @@ TrainingStep::TrainingStep(const RunConfig& config, std::shared_ptr<dist::Parall
   } else {
     optimizer_ = std::make_unique<nn::AdamW>(parameters_, adamw_);
   }
+  if (zero_) {
+    norm_names_ = zero_->grad_part_names();
+  } else {
+    for (const nn::Parameter& p : parameters_) norm_names_.push_back(p.name);
+  }
 
   schedule_.decay = nn::lr_decay_from_string(c.schedule.decay);
   schedule_.peak_lr = c.optimizer.lr;
@@ -104,18 +110,30 @@ void TrainingStep::fail_nonfinite_loss(int64_t step, double loss) const {
            " while every parameter is finite: the logits overflowed (the last good checkpoint is kept)");
 }
 
-double TrainingStep::accumulate_gradients(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark) {
+void TrainingStep::fail_nonfinite_norm(int64_t step, double norm, const std::vector<double>& squares) const {
+  const std::string bad = nn::first_nonfinite(squares, norm_names_);
+  MGL_CHECK(bad.empty(), "step ", step + 1, ": gradient of parameter '", bad,
+            "' contains NaN or inf (the last good checkpoint is kept)");
+  // Every gradient this rank holds is finite, yet the norm is not: the squares overflowed, or another rank
+  // holds the bad values (under ZeRO-1 each rank squares its own pieces of the summed gradient).
+  MGL_FAIL("step ", step + 1, ": the global gradient norm is ", norm,
+           parallel_->distributed() ? " (over the gradients summed across the ranks)" : "",
+           " (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
+}
+
+Tensor TrainingStep::accumulate_gradients(const BatchSource& next_batch, const PhaseMarker& mark) {
   const TrainSettings& t = config_.train;
   const dist::ParallelState& ps = *parallel_;
-  const Device device = ps.device();
   const int64_t cp = ps.sizes().chunk, piece = t.seq_len / cp, start = ps.coordinates().chunk * piece;
   // Every rank holds the same number of tokens, so its share of the global mean loss is its own mean
   // times 1 / (DP * CP), and the sum over the ranks of the gradients is the single-process gradient.
   const double share = 1.0 / static_cast<double>(ps.sizes().data * cp * t.grad_accum);
-  double loss_sum = 0;
+  Tensor loss_share;  // sum over the micro-batches of share * loss, in f64 on the device
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     if (mark) mark(StepPhase::forward);
     if (buckets_) buckets_->set_sync(micro + 1 == t.grad_accum);  // only the last micro-batch communicates
+    // The ids and targets stay on the host: the embedding and the loss read them there and upload them
+    // without waiting for the device.
     const Batch batch = next_batch();
     Tensor inputs = batch.inputs, targets = batch.targets;
     std::optional<nn::ChunkRelay> relay;
@@ -127,59 +145,86 @@ double TrainingStep::accumulate_gradients(int64_t step, const BatchSource& next_
       const nn::MegalodonConfig& m = config_.model;
       const int64_t tp = ps.sizes().tensor;
       relay.emplace(ps, inputs.size(0), piece, m.model_dim / tp, m.norm_num_groups / tp, m.cema_ndim,
-                    timestep_norm_state_dtype(model_->compute_dtype()), device);
-      logits = model_->forward(to(inputs, device), *relay);
+                    timestep_norm_state_dtype(model_->compute_dtype()), ps.device());
+      logits = model_->forward(inputs, *relay);
     } else {
-      logits = model_->forward(to(inputs, device));
+      logits = model_->forward(inputs);
     }
-    const Tensor loss = model_->token_loss(logits, to(targets, device));
-    const double value = loss.item();
-    if (!std::isfinite(value)) fail_nonfinite_loss(step, value);
-    loss_sum += value * share;
+    const Tensor loss = model_->token_loss(logits, targets);
+    {
+      NoGradGuard no_grad;
+      const Tensor term = mul(reshape(cast(loss.detach(), DType::f64), {1}), share);
+      loss_share = loss_share.defined() ? add(loss_share, term) : term;
+    }
     if (mark) mark(StepPhase::backward);
     backward(share == 1.0 ? loss : mul(loss, share));
     if (relay) relay->finish();
   }
   if (buckets_) buckets_->finish();
-  return ps.distributed() ? ps.data_chunk().sum(loss_sum) : loss_sum;
+  return loss_share;
 }
 
-double TrainingStep::clip_gradients() {
+nn::GlobalNorm TrainingStep::clip_gradients() {
   const double max_norm = config_.optimizer.clip_grad_norm;
   // Under tensor parallelism the norm sums over the tensor group too, each parameter counted once.
   const nn::TensorParallel& tp = model_->tensor_parallel();
-  if (!zero_) return max_norm > 0 ? nn::clip_grad_norm_(parameters_, max_norm, tp) : nn::grad_norm(parameters_, tp).norm;
   // ZeRO-1: each rank holds its pieces of the summed gradient; the norm sums them over the group.
-  const double norm = zero_->grad_norm(tp);
-  const double coefficient = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && std::isfinite(norm) && coefficient < 1) zero_->scale_grads(coefficient);
+  const nn::GlobalNorm norm = zero_ ? zero_->grad_norm(tp) : nn::grad_norm_on_device(parameters_, tp);
+  if (max_norm <= 0) return norm;
+  if (zero_) {
+    zero_->clip_grads(norm.norm(), max_norm);
+  } else {
+    std::vector<Tensor> grads;
+    for (const nn::Parameter& p : parameters_) grads.push_back(p.tensor.grad());
+    nn::clip_to_norm_(grads, norm.norm(), max_norm);
+  }
   return norm;
 }
 
-StepResult TrainingStep::run(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark) {
-  StepResult result;
-  result.loss = accumulate_gradients(step, next_batch, mark);
+void TrainingStep::run(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark) {
+  PendingStep pending;
+  pending.step = step;
+  pending.loss_share = accumulate_gradients(next_batch, mark);
   if (mark) mark(StepPhase::optimizer);
-  result.grad_norm = clip_gradients();
-  if (!std::isfinite(result.grad_norm)) {
-    try {
-      nn::check_grads_finite(parameters_);
-    } catch (const Error& e) {
-      MGL_FAIL("step ", step + 1, ": ", e.what(), " (the last good checkpoint is kept)");
-    }
-    // Every gradient this rank holds is finite, yet the norm is not: the squares overflowed, or (ZeRO-1,
-    // whose .grad are this rank's unreduced gradients) the sum over the ranks is not finite.
-    MGL_FAIL("step ", step + 1, ": the global gradient norm is ", result.grad_norm,
-             parallel_->distributed() ? " (over the gradients summed across the ranks)" : "",
-             " (the last good checkpoint is kept; lower optimizer.lr or raise warmup)");
-  }
-  result.lr = schedule_.lr(step);
-  adam_options().lr = result.lr;
-  if (zero_) zero_->step();
-  else optimizer_->step();
+  pending.norm = clip_gradients();
+  pending.lr = schedule_.lr(step);
+  adam_options().lr = pending.lr;
+  // The update reads the norm on the device and changes nothing when it is not finite.
+  if (zero_) zero_->step(pending.norm.norm());
+  else optimizer_->step_unless_nonfinite(pending.norm.norm());
   zero_grad();
   if (mark) mark(StepPhase::done);
-  return result;
+  pending_.push_back(std::move(pending));
+}
+
+std::vector<StepResult> TrainingStep::read_results() {
+  if (pending_.empty()) return {};
+  const std::vector<PendingStep> steps = std::move(pending_);
+  pending_.clear();
+  // One read for every pending step: its loss share, then its squares and norm.
+  std::vector<Tensor> parts;
+  for (const PendingStep& p : steps) {
+    parts.push_back(p.loss_share);
+    parts.push_back(p.norm.values);
+  }
+  const std::vector<double> values = concat(parts, 0).to_vector<double>();
+  // Every rank sums every step's loss over the group before any check, so all fail at the same step.
+  std::vector<StepResult> results;
+  std::vector<std::vector<double>> squares;
+  const dist::ParallelState& ps = *parallel_;
+  auto at = values.begin();
+  for (const PendingStep& p : steps) {
+    const int64_t n = p.norm.values.numel() - 1;
+    const double share = at[0];
+    squares.emplace_back(at + 1, at + 1 + n);
+    results.push_back({p.step + 1, ps.distributed() ? ps.data_chunk().sum(share) : share, at[1 + n], p.lr});
+    at += 2 + n;
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!std::isfinite(results[i].loss)) fail_nonfinite_loss(steps[i].step, results[i].loss);
+    if (!std::isfinite(results[i].grad_norm)) fail_nonfinite_norm(steps[i].step, results[i].grad_norm, squares[i]);
+  }
+  return results;
 }
 
 nn::TrainingState TrainingStep::load_checkpoint(const std::string& path) {

@@ -11,6 +11,12 @@
 // sequence (nn/chunk_parallel.h), gradients are summed over the data x chunk ranks in buckets overlapped
 // with backward (nn/grad_buckets.h), and the loss each rank differentiates is its share of the global
 // mean, so every grid computes the single-process step.
+//
+// No host synchronisation inside a step: the token ids stay on the host, where the embedding and the loss
+// check them (ops/ops.h), uploads do not wait (core/host_upload.h), the loss is accumulated on the device,
+// and the gradient norm, the clipping and the decision to skip a non-finite step never leave it. The host
+// reads the losses and norms of the steps since its last read at once, when it logs (read_results); a test
+// counts the synchronisations of unlogged steps (core/cuda_context.h host_synchronizations) and finds none.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +29,7 @@
 #include "nn/adamw.h"
 #include "nn/checkpoint.h"
 #include "nn/grad_buckets.h"
+#include "nn/grad_clip.h"
 #include "nn/lr_schedule.h"
 #include "nn/megalodon.h"
 #include "nn/zero_adamw.h"
@@ -30,8 +37,8 @@
 namespace mgl::apps {
 
 // The parts of a step, in the order they run (forward and backward once per micro-batch). forward
-// includes fetching the batch, the loss and reading it on the host; backward includes waiting for the
-// gradient sums under mpirun; optimizer is clipping, the AdamW update and zeroing the gradients.
+// includes fetching the batch and the loss; backward includes waiting for the gradient sums under
+// mpirun; optimizer is the gradient norm, clipping, the AdamW update and zeroing the gradients.
 enum class StepPhase { forward, backward, optimizer, done };
 
 // Called as each phase begins, and with StepPhase::done when the step's work is issued (on a GPU its last
@@ -41,6 +48,7 @@ using PhaseMarker = std::function<void(StepPhase)>;
 using BatchSource = std::function<Batch()>;
 
 struct StepResult {
+  int64_t step = 0;      // the optimizer step, counted from 1 (run()'s `step` + 1)
   double loss = 0;       // mean cross-entropy over the global batch
   double grad_norm = 0;  // global L2 norm of the gradient, before clipping
   double lr = 0;         // the learning rate the update used
@@ -54,13 +62,24 @@ class TrainingStep {
   // optimizer (ZeRO-1's sharded one when parallel.zero = 1 under mpirun) and the lr schedule.
   TrainingStep(const RunConfig& config, std::shared_ptr<dist::ParallelState> parallel);
 
-  // Optimizer step `step` + 1, at the schedule's lr for `step`. A non-finite loss or gradient throws
-  // mgl::Error naming the step and the tensor.
-  StepResult run(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark = {});
+  // Issues optimizer step `step` + 1, at the schedule's lr for `step`, and returns without waiting for
+  // the device: the host never reads a value of the step (on CUDA its kernels run behind the host), and
+  // its loss and gradient norm stay on the device until read_results(). The clipping coefficient
+  // min(1, max_norm / (norm + 1e-6)) is formed on the device; a step whose gradient norm is not finite
+  // changes no weight and no moment (AdamW reads the norm on the device and skips, as PyTorch's GradScaler
+  // skips on found_inf), and read_results() reports it.
+  void run(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark = {});
+  // The results of the steps run since the last read, in order, from one read of the device: the one host
+  // synchronisation a logged step needs. Under mpirun every rank must read after the same steps (the
+  // losses are summed over the data x chunk group). A step whose loss or gradient norm was not finite
+  // throws mgl::Error naming the step and the tensor (the parameter holding NaN/inf, or the first
+  // parameter whose gradient does), the errors a step raised when it read its own loss.
+  std::vector<StepResult> read_results();
   // The first half of run(): forward and backward over grad_accum micro-batches, leaving the mean
   // gradient in the parameters' .grad (summed over the ranks; with ZeRO-1, in this rank's bucket pieces);
-  // returns the mean loss over the global batch.
-  double accumulate_gradients(int64_t step, const BatchSource& next_batch, const PhaseMarker& mark = {});
+  // returns this rank's share of the mean loss over the global batch, one f64 on the device (the sum of
+  // the shares over the data x chunk group is the mean).
+  Tensor accumulate_gradients(const BatchSource& next_batch, const PhaseMarker& mark = {});
 
   // Checkpoints hold the whole model and whole AdamW moments. Loading restores both (ZeRO-1 keeps this
   // rank's pieces of the moments); saving writes where `write` (ZeRO-1 first gathers the moments: every
@@ -72,10 +91,19 @@ class TrainingStep {
   const std::shared_ptr<nn::Megalodon>& shared_model() const { return model_; }
 
  private:
-  double clip_gradients();  // the global gradient norm, clipping to optimizer.clip_grad_norm
+  // What a step leaves on the device until read_results().
+  struct PendingStep {
+    int64_t step = 0;
+    double lr = 0;
+    Tensor loss_share;    // [1] f64: accumulate_gradients' result
+    nn::GlobalNorm norm;  // the squares named by norm_names_, and the global norm before clipping
+  };
+
+  nn::GlobalNorm clip_gradients();  // the global gradient norm, clipping to optimizer.clip_grad_norm
   nn::AdamWOptions& adam_options();
   void zero_grad();
   [[noreturn]] void fail_nonfinite_loss(int64_t step, double loss) const;
+  [[noreturn]] void fail_nonfinite_norm(int64_t step, double norm, const std::vector<double>& squares) const;
 
   RunConfig config_;
   std::shared_ptr<dist::ParallelState> parallel_;
@@ -86,6 +114,8 @@ class TrainingStep {
   std::unique_ptr<nn::AdamW> optimizer_;      // all but ZeRO-1 runs
   std::unique_ptr<nn::ZeroAdamW> zero_;       // ZeRO-1 runs
   nn::LrSchedule schedule_;
+  std::vector<std::string> norm_names_;  // the parameter of each square of a step's norm
+  std::vector<PendingStep> pending_;
 };
 
 // The peak MFU is measured against, TFLOP/s per device: `configured` (train.peak_tflops) when set, else

@@ -1,6 +1,6 @@
 // core/ Tensor on CUDA: copies host <-> device <-> host with strides and dtype conversions (the
 // device must convert exactly as the host does), fill_ and add_ on device views, host reads, error
-// messages and the allocator's statistics for device memory.
+// messages, uploads that do not wait (core/host_upload.h) and the allocator's statistics for device memory.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -8,7 +8,9 @@
 
 #include "core/allocator.h"
 #include "core/cuda_context.h"
+#include "core/host_upload.h"
 #include "core/tensor.h"
+#include "ops/ops.h"
 #include "support/errors.h"
 #include "support/testing.h"
 
@@ -237,6 +239,30 @@ TEST_CASE("host reads and messages of device tensors", "[cuda][tensor]") {
   CHECK(contains(message, "f32[3, 2] on cpu"));
   const Device missing = Device::cuda(cuda_device_count());
   CHECK(contains(error_message([&] { Tensor::empty({2}, DType::f32, missing); }), "does not exist"));
+}
+
+TEST_CASE("uploads do not wait for the device; reads and synchronize() are counted", "[cuda][tensor][upload]") {
+  // Many uploads in flight at once, each source freed as soon as its copy is enqueued: the pinned blocks
+  // are reused only once their copy is done, so every destination holds its own values.
+  const int64_t before = host_synchronizations();
+  std::vector<Tensor> uploaded;
+  for (int64_t k = 0; k < 64; ++k) {
+    const Tensor host = Tensor::full({1000 + k}, static_cast<double>(k), DType::i64);
+    uploaded.push_back(to(host, kGpu));
+  }
+  // Past kMaxPooledUpload the copy waits (loading weights), and is counted.
+  const int64_t large = static_cast<int64_t>(kMaxPooledUpload / sizeof(float)) + 1;
+  const Tensor big = to(Tensor::full({large}, 2.5, DType::f32), kGpu);
+  CHECK(host_synchronizations() == before + 1);
+  for (int64_t k = 0; k < 64; ++k) {
+    INFO("upload " << k);
+    CHECK(uploaded[k].to_vector<int64_t>() == std::vector<int64_t>(1000 + k, k));
+  }
+  CHECK(host_synchronizations() == before + 1 + 64);  // each read waits once
+  const Tensor tail = slice(big, 0, large - 3, large);
+  CHECK(tail.to_vector<float>() == std::vector<float>(3, 2.5f));
+  synchronize(kGpu);
+  CHECK(host_synchronizations() == before + 1 + 64 + 2);
 }
 
 TEST_CASE("allocator: device bytes go up and down with tensors; peak and its reset", "[cuda][allocator]") {

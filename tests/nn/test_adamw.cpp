@@ -1,6 +1,8 @@
 // nn/ AdamW on the CPU against a reference loop written here in f64 from the formulas of
-// torch.optim.AdamW, over several steps; decoupled weight decay; skipped parameters; bad options.
+// torch.optim.AdamW, over several steps; decoupled weight decay; skipped parameters; steps skipped for a
+// non-finite norm; bad options.
 #include <cmath>
+#include <limits>
 
 #include "nn/adamw.h"
 #include "support/errors.h"
@@ -125,6 +127,27 @@ TEST_CASE("AdamW: zero_grad, and the first step's size is lr whatever the gradie
   CHECK(std::abs(got[2] + 0.1f) < 1e-6f);
   optimizer.zero_grad();
   CHECK_FALSE(p.grad().defined());
+}
+
+TEST_CASE("AdamW: a non-finite norm skips the update; a finite one does not", "[nn][adamw]") {
+  const Tensor p = Tensor::from_vector<float>({1.0f, -2.0f, 3.0f}, {3}).set_requires_grad(true);
+  AdamW optimizer({{"p", p}}, AdamWOptions{.lr = 0.1});
+  p.set_grad(Tensor::from_vector<float>({0.5f, -0.5f, 2.0f}, {3}));
+  for (const double norm : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    optimizer.step_unless_nonfinite(Tensor::full({1}, norm, DType::f64));
+    CHECK(p.to_vector<float>() == std::vector<float>{1.0f, -2.0f, 3.0f});
+    CHECK(optimizer.exp_avg(0).to_vector<float>() == std::vector<float>(3, 0.0f));
+  }
+  CHECK(optimizer.step_count(0) == 2);  // the host's count advances either way
+  // A finite norm: the update step() makes at step 3 from untouched moments.
+  const Tensor q = Tensor::from_vector<float>({1.0f, -2.0f, 3.0f}, {3}).set_requires_grad(true);
+  AdamW reference({{"q", q}}, AdamWOptions{.lr = 0.1});
+  q.set_grad(p.grad());
+  reference.set_state(0, 2, Tensor::zeros({3}), Tensor::zeros({3}));
+  optimizer.step_unless_nonfinite(Tensor::full({1}, 4.0, DType::f64));
+  reference.step();
+  CHECK(p.to_vector<float>() != std::vector<float>{1.0f, -2.0f, 3.0f});
+  CHECK(p.to_vector<float>() == q.to_vector<float>());
 }
 
 TEST_CASE("AdamW: bad options and parameters are refused", "[nn][adamw]") {

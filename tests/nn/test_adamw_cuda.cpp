@@ -1,5 +1,11 @@
-// nn/ AdamW on CUDA (the fused kernel, one launch per parameter) against the CPU implementation:
-// the same parameters and gradients for several steps give the same weights and moments.
+// nn/ AdamW on CUDA (one fused multi-tensor launch for every parameter, cuda/adamw.h) against the CPU
+// implementation: the same parameters and gradients for several steps give the same weights and moments,
+// bit for bit (base/adamw_math.h); a step gated on a non-finite norm on the device changes nothing and
+// makes the host wait for nothing.
+#include <limits>
+
+#include "core/cuda_context.h"
+#include "cuda/multi_tensor.h"
 #include "nn/adamw.h"
 #include "support/testing.h"
 
@@ -50,6 +56,55 @@ TEST_CASE("AdamW: CUDA matches CPU after several steps", "[cuda][nn][adamw]") {
     CHECK(relative_error(gpu_parameters[k].tensor, cpu_parameters[k].tensor) <= 1e-6);
     CHECK(relative_error(gpu.exp_avg(k), cpu.exp_avg(k)) <= 1e-6);
     CHECK(relative_error(gpu.exp_avg_sq(k), cpu.exp_avg_sq(k)) <= 1e-6);
+    // The same explicit fmaf and IEEE division and square root on both sides: the same bits.
+    CHECK(gpu_parameters[k].tensor.to_vector<float>() == cpu_parameters[k].tensor.to_vector<float>());
+    CHECK(gpu.exp_avg_sq(k).to_vector<float>() == cpu.exp_avg_sq(k).to_vector<float>());
     CHECK(gpu.step_count(k) == 8);
   }
+}
+
+TEST_CASE("AdamW: CUDA over many parameters around the chunk size, bit for bit; a gated step waits for nothing",
+          "[cuda][nn][adamw]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const int64_t chunk = cuda::kMultiTensorChunk;
+  std::vector<int64_t> sizes = {chunk, chunk + 1, 2 * chunk - 1, 5 * chunk + 3};
+  for (int k = 0; k < 40; ++k) sizes.push_back(1 + 61 * k);
+  AdamWOptions options{.lr = 1e-2, .weight_decay = 0.1};
+  options.no_weight_decay = [](const std::string& name) { return name.back() == '3'; };  // per-parameter scalars
+  std::vector<Parameter> cpu_parameters, gpu_parameters;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const Tensor initial = random_tensor({sizes[k]}, seed + k, DType::f32);
+    const std::string name = "p" + std::to_string(k);
+    cpu_parameters.push_back({name, on(initial, Device::cpu()).set_requires_grad(true)});
+    gpu_parameters.push_back({name, on(initial, Device::cuda(0)).set_requires_grad(true)});
+  }
+  AdamW cpu(cpu_parameters, options), gpu(gpu_parameters, options);
+  const Tensor finite = Tensor::full({1}, 2.0, DType::f64, Device::cuda(0));
+  const Tensor nan = Tensor::full({1}, std::numeric_limits<double>::quiet_NaN(), DType::f64, Device::cuda(0));
+  for (int step = 1; step <= 3; ++step) {
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      // Parameter 7 gets no gradient at step 2: it is left out of that launch.
+      const bool skipped = k == 7 && step == 2;
+      const Tensor g = random_tensor({sizes[k]}, seed + 1000 * step + k, DType::f32);
+      cpu_parameters[k].tensor.set_grad(skipped ? Tensor() : on(g, Device::cpu()));
+      gpu_parameters[k].tensor.set_grad(skipped ? Tensor() : on(g, Device::cuda(0)));
+    }
+    cpu.step();
+    const int64_t before = host_synchronizations();
+    gpu.step_unless_nonfinite(finite);
+    CHECK(host_synchronizations() == before);
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    INFO("parameter " << k << " of " << sizes[k]);
+    CHECK(gpu_parameters[k].tensor.to_vector<float>() == cpu_parameters[k].tensor.to_vector<float>());
+    CHECK(gpu.exp_avg(k).to_vector<float>() == cpu.exp_avg(k).to_vector<float>());
+  }
+  // A NaN norm: nothing moves.
+  std::vector<std::vector<float>> kept;
+  for (const Parameter& p : gpu_parameters) kept.push_back(p.tensor.to_vector<float>());
+  const int64_t before = host_synchronizations();
+  gpu.step_unless_nonfinite(nan);
+  CHECK(host_synchronizations() == before);
+  for (size_t k = 0; k < sizes.size(); ++k) CHECK(gpu_parameters[k].tensor.to_vector<float>() == kept[k]);
 }

@@ -1,6 +1,6 @@
 // nn/ gradient clipping on the CPU: the global norm against a sum written here, clipping to max_norm
 // (and leaving small gradients alone), parameters without gradients, the finite check naming the first
-// bad parameter, and bad arguments.
+// bad parameter, the weighted norm left as a tensor and clipping that reads it, and bad arguments.
 #include <cmath>
 #include <limits>
 
@@ -87,6 +87,44 @@ TEST_CASE("grad_clip: NaN and inf are found and named", "[nn][grad_clip]") {
   const std::vector<double> g0 = parameters[0].tensor.grad().to_vector<double>();
   CHECK_FALSE(std::isfinite(clip_grad_norm_(parameters, 1.0)));
   CHECK(parameters[0].tensor.grad().to_vector<double>() == g0);
+}
+
+TEST_CASE("grad_clip: global_norm weighs each tensor's squares; clip_to_norm_ reads the norm tensor",
+          "[nn][grad_clip]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const std::vector<Parameter> parameters = parameters_with_gradients(seed, 3.0);
+  std::vector<Tensor> grads;
+  for (const Parameter& p : parameters) grads.push_back(p.tensor.grad());
+  grads.insert(grads.begin() + 1, Tensor());  // an undefined tensor counts 0
+  const std::vector<double> weights = {1.0, 5.0, 0.5, 2.0};
+  const GlobalNorm n = global_norm(grads, weights);
+  const std::vector<double> values = n.values.to_vector<double>();
+  REQUIRE(values.size() == 5);
+  double total = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    double square = 0;
+    if (grads[i].defined())
+      for (const double v : grads[i].to_vector<double>()) square += v * v;
+    CHECK(values[i] == square);  // the same f64 additions in the same order
+    total += weights[i] * square;
+  }
+  CHECK(values[4] == std::sqrt(total));
+  CHECK(n.squares().to_vector<double>() == std::vector<double>(values.begin(), values.end() - 1));
+  CHECK(n.norm().item() == values[4]);
+
+  // Clipping to a third of the norm scales every tensor by max_norm / (norm + 1e-6), as clip_grad_norm_ does.
+  const std::vector<double> g0 = grads[0].to_vector<double>();
+  clip_to_norm_(grads, n.norm(), values[4] / 3);
+  const double factor = values[4] / 3 / (values[4] + 1e-6);
+  const std::vector<double> g1 = grads[0].to_vector<double>();
+  for (size_t k = 0; k < g0.size(); ++k) CHECK(g1[k] == static_cast<float>(g0[k] * static_cast<float>(factor)));
+  // A non-finite norm leaves the tensors as they are.
+  const Tensor nan_norm = Tensor::full({1}, std::numeric_limits<double>::quiet_NaN(), DType::f64);
+  clip_to_norm_(grads, nan_norm, 1e-3);
+  CHECK(grads[0].to_vector<double>() == g1);
+  CHECK(first_nonfinite({1.0, std::numeric_limits<double>::infinity(), NAN}, {"a", "b", "c"}) == "b");
+  CHECK(first_nonfinite({1.0, 2.0}, {"a", "b"}).empty());
 }
 
 TEST_CASE("grad_clip: bad arguments", "[nn][grad_clip]") {

@@ -1,7 +1,12 @@
-// nn/ gradient clipping on CUDA (the f64 sum-of-squares kernel) against the CPU: the same gradients
-// give the same norm, the same clipped gradients, and the same parameter named by the finite check.
+// nn/ gradient clipping on CUDA (the multi-tensor f64 sum of squares and scaling, cuda/grad_norm.h) against
+// the CPU: the same gradients give the same norm, the same clipped gradients, and the same parameter named
+// by the finite check; long lists of tensors of every size around the chunk, weighted; clipping reads the
+// norm on the device without the host waiting.
 #include <cmath>
 #include <limits>
+
+#include "core/cuda_context.h"
+#include "cuda/multi_tensor.h"
 
 #include "nn/grad_clip.h"
 #include "support/testing.h"
@@ -66,4 +71,50 @@ TEST_CASE("grad_clip: CUDA finite check names the first bad parameter", "[cuda][
   const GradNorm n = grad_norm(gpu);
   CHECK(n.first_nonfinite == "p1");
   CHECK_FALSE(std::isfinite(n.norm));
+}
+
+TEST_CASE("grad_clip: CUDA multi-tensor norm of a long weighted list matches the CPU; clipping never waits",
+          "[cuda][nn][grad_clip]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  // Around the chunk size, empty, undefined, and 60 small tensors: 100+ chunks in one launch.
+  const int64_t chunk = cuda::kMultiTensorChunk;
+  std::vector<int64_t> sizes = {1, chunk - 1, chunk, chunk + 1, 0, -1, 3 * chunk + 17, 1000};
+  for (int k = 0; k < 60; ++k) sizes.push_back(1 + 37 * k);
+  std::vector<Tensor> cpu, gpu;
+  std::vector<double> weights;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    weights.push_back(k % 3 == 0 ? 0.5 : 1.0);
+    if (sizes[k] < 0) {
+      cpu.emplace_back();
+      gpu.emplace_back();
+      continue;
+    }
+    cpu.push_back(random_tensor({sizes[k]}, seed + k, DType::f32, -3.0, 3.0));
+    gpu.push_back(on(cpu.back(), Device::cuda(0), DType::f32));
+  }
+  const std::vector<double> expected = global_norm(cpu, weights).values.to_vector<double>();
+  const GlobalNorm n = global_norm(gpu, weights);
+  const std::vector<double> got = n.values.to_vector<double>();
+  REQUIRE(got.size() == sizes.size() + 1);
+  for (size_t k = 0; k < got.size(); ++k) {
+    INFO("entry " << k);
+    CHECK(std::abs(got[k] - expected[k]) <= 1e-12 * expected[k]);
+  }
+  CHECK(global_norm(gpu, weights).values.to_vector<double>() == got);  // deterministic
+
+  // Clipping to half the norm: no host synchronisation, and each value is x * float(max_norm / (norm + 1e-6))
+  // rounded to f32, with the norm the device computed.
+  const int64_t before = host_synchronizations();
+  clip_to_norm_(gpu, n.norm(), got.back() / 2);
+  CHECK(host_synchronizations() == before);
+  const float c = static_cast<float>(got.back() / 2 / (got.back() + 1e-6));
+  for (size_t k = 0; k < gpu.size(); ++k) {
+    if (!gpu[k].defined()) continue;
+    INFO("tensor " << k);
+    const std::vector<float> x = cpu[k].to_vector<float>(), y = gpu[k].to_vector<float>();
+    size_t wrong = 0;
+    for (size_t i = 0; i < x.size(); ++i) wrong += y[i] != x[i] * c;
+    CHECK(wrong == 0);
+  }
 }

@@ -1,7 +1,11 @@
 // cross_entropy on CUDA against the CPU reference, forward and backward, f32 and bf16 logits,
-// i32 and i64 targets, vocabularies of 1 to 50257 (and one row of 256K), ignored rows, bad ids.
+// i32 and i64 targets, vocabularies of 1 to 50257 (and one row of 256K), ignored rows, bad ids, CPU targets.
+#include <tuple>
+
 #include "autograd/engine.h"
+#include "core/cuda_context.h"
 #include "ops/ops.h"
+#include "support/errors.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -75,5 +79,32 @@ TEST_CASE("cross_entropy: CUDA rejects target ids outside [0, C), naming the id 
       CHECK(message.find("row 3") != std::string::npos);
     }
   }
-  CHECK_THROWS_AS(cross_entropy(logits, Tensor::zeros({4}, DType::i64)), Error);  // targets on the CPU
+  // Targets on the CPU are checked there; CPU logits do not take CUDA targets.
+  CHECK(contains(error_message([&] { cross_entropy(logits, Tensor::from_vector<int64_t>({0, 49, 1, 50}, {4})); }),
+                 "target id 50"));
+  CHECK_THROWS_AS(cross_entropy(Tensor::zeros({4, 50}), to(Tensor::zeros({4}, DType::i64), Device::cuda(0))), Error);
+}
+
+TEST_CASE("cross_entropy: CPU targets with CUDA logits give the same bits, without a host synchronisation",
+          "[cuda][cross_entropy]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const Tensor targets = random_ids({300}, 70, seed);
+  const Tensor values = random_tensor({300, 70}, seed + 1, DType::f32, -4.0, 4.0);
+  auto run = [&](const Tensor& these_targets) {
+    Tensor logits = Tensor::empty({300, 70}, DType::f32, Device::cuda(0));
+    copy_(logits, values);
+    logits.set_requires_grad(true);
+    const int64_t before = host_synchronizations();
+    const Tensor loss = cross_entropy(logits, these_targets);
+    backward(loss);
+    const int64_t waits = host_synchronizations() - before;
+    return std::make_tuple(loss.item(), logits.grad().to_vector<float>(), waits);
+  };
+  const auto [loss_host, grad_host, waits_host] = run(targets);
+  const auto [loss_device, grad_device, waits_device] = run(to(targets, Device::cuda(0)));
+  CHECK(waits_host == 0);
+  CHECK(waits_device == 1);  // the targets' copy to the host
+  CHECK(loss_host == loss_device);
+  CHECK(grad_host == grad_device);
 }

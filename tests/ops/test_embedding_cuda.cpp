@@ -1,6 +1,9 @@
 // embedding on CUDA against the CPU reference: gather and scatter-add with many repeated ids,
-// f32 and bf16, i32 and i64 ids; the deterministic backward; out-of-range ids.
+// f32 and bf16, i32 and i64 ids; the deterministic backward; out-of-range ids; ids on the CPU.
+#include <tuple>
+
 #include "autograd/engine.h"
+#include "core/cuda_context.h"
 #include "ops/ops.h"
 #include "support/testing.h"
 
@@ -63,6 +66,33 @@ TEST_CASE("embedding: out-of-range ids on CUDA are reported", "[cuda][embedding]
   Tensor ids = Tensor::from_vector<int64_t>({3, 10, 2}, {3}, DType::i64, Device::cuda(0));
   const std::string message = error_message([&] { embedding(weight, ids); });
   CHECK(message.find("id 10 at position [1]") != std::string::npos);
-  CHECK(error_message([&] { embedding(weight, Tensor::zeros({2}, DType::i64)); }).find("different devices") !=
-        std::string::npos);
+  // Ids on the CPU are checked there; a CPU weight does not take CUDA ids.
+  const Tensor host_ids = Tensor::from_vector<int64_t>({3, 10, 2}, {3});
+  CHECK(error_message([&] { embedding(weight, host_ids); }).find("id 10 at position [1]") != std::string::npos);
+  CHECK(error_message([&] { embedding(Tensor::zeros({10, 4}), ids); }).find("different devices") != std::string::npos);
+}
+
+TEST_CASE("embedding: CPU ids with a CUDA weight give the same bits, without a host synchronisation",
+          "[cuda][embedding]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  const Tensor ids = random_ids({4, 300}, 50, seed);
+  const Tensor values = random_tensor({50, 64}, seed + 1, DType::f32);
+  const Tensor dy = to(random_tensor({4, 300, 64}, seed + 2, DType::f32), Device::cuda(0));
+  auto run = [&](const Tensor& these_ids) {
+    Tensor w = Tensor::empty({50, 64}, DType::f32, Device::cuda(0));
+    copy_(w, values);
+    w.set_requires_grad(true);
+    const int64_t before = host_synchronizations();
+    const Tensor y = embedding(w, these_ids);
+    backward(y, dy);
+    const int64_t waits = host_synchronizations() - before;
+    return std::make_tuple(y.to_vector<float>(), w.grad().to_vector<float>(), waits);
+  };
+  const auto [y_host, dw_host, waits_host] = run(ids);
+  const auto [y_device, dw_device, waits_device] = run(to(ids, Device::cuda(0)));
+  CHECK(waits_host == 0);
+  CHECK(waits_device == 1);  // the ids' copy to the host
+  CHECK(y_host == y_device);
+  CHECK(dw_host == dw_device);
 }
