@@ -34,9 +34,10 @@
 //   c_{-1} = conj(q)·a_0 = G_{h_in}; the output is dx_t = Σ_n p·Re a_t + omega·dy_t.
 // The parameter gradients pair the forward state entering each step with the adjoint leaving it:
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  ∂ℓ/∂omega = Σ dy_t·x_t.
-// A thread per (b, d, n) takes a span of 16 chunks; for each chunk it recomputes the 33 forward
-// states from the saved entering state (kept in registers), then walks the chunk backwards from the
-// saved adjoint. Per-span partials are reduced over (b, span) in f64, then carried through the
+// A block takes (b, a span of 16 chunks, 16 channels) with a thread per (channel, mode); x and dy go
+// through shared memory once for all 16 modes of a channel. For each chunk a thread recomputes the 33
+// forward states from the saved entering state (kept in registers), then walks the chunk backwards
+// from the saved adjoint. Per-span partials are reduced over (b, span) in f64, then carried through the
 // sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
 // Nothing from the forward is saved for the backward except its inputs: the chunk states are
 // recomputed (one more read of x).
@@ -52,7 +53,7 @@ namespace {
 
 constexpr int kChunk = 32;                 // time steps per chunk
 constexpr int kModes = int(kCemaMaxModes);  // modes held in registers per channel
-constexpr int kSpanChunks = 16;            // chunks per thread in the parameter-gradient pass
+constexpr int kSpanChunks = 16;            // chunks per block in the parameter-gradient pass
 constexpr int kCarryBatch = 16;            // chunk states a carry thread loads before using them
 constexpr int kScanThreads = 128;          // the register-heavy per-channel passes
 using C32 = Complex<float>;
@@ -230,49 +231,107 @@ __global__ void scan_carry_kernel(const ScanMode* modes, const C32* initial, Gri
 
 // ---- parameter gradients ------------------------------------------------------------------------------
 
-// One thread per (b, span, n, d), channels fastest. For each chunk of its span: the forward states
-// h_{t0-1} .. h_{t1-1} from the saved entering state (registers), then the chunk backwards from the
-// saved adjoint c_{t1-1}, accumulating G_q, G_γ, ∂ℓ/∂p and (threads of mode 0) ∂ℓ/∂omega.
+// One block per (b, span of kSpanChunks chunks, tile of kTileChannels channels), a thread per (channel,
+// mode slot): the 16 modes of a channel share one load of x and dy. Each chunk's x and dy tiles go to
+// shared memory once for the whole block; the next chunk's tile (and its two saved states) is fetched
+// into registers while the current chunk is computed, so one __syncthreads per chunk suffices with two
+// buffers (a buffer is written again only after every thread has passed the barrier that follows its
+// last read). A warp is 16 channels × 2 modes: its shared-memory reads are 16 consecutive words,
+// broadcast to the second mode, without bank conflicts. Threads of padding modes (n >= N) or channels
+// past D load and synchronise but accumulate nothing. Per chunk: the forward states h_{t0-1} .. h_{t1-1}
+// from the saved entering state (registers), then the chunk backwards from the saved adjoint c_{t1-1},
+// accumulating G_q, G_γ, ∂ℓ/∂p and (threads of mode 0) ∂ℓ/∂omega. Two blocks per SM (16 warps) cap the
+// registers at 128: ptxas then reads x and dy from shared memory again in the backward walk instead of
+// holding all 32 of each chunk (148 registers without the cap, one block per SM; 122 with it, no spills).
+constexpr int kTileChannels = 16;
+constexpr int kGradThreads = kTileChannels * kModes;
+constexpr int kTileLoads = kChunk * kTileChannels / kGradThreads;  // tile values each thread loads
+static_assert(kChunk * kTileChannels % kGradThreads == 0, "a chunk's tile splits evenly over the threads");
+
+// A chunk's share of one thread: its values of the x and dy tiles (zero past L or D) and the chunk's
+// saved forward and backward states of the thread's own (channel, mode).
+struct ChunkFetch {
+  float x[kTileLoads], dy[kTileLoads];
+  C32 forward_state, backward_state;
+};
+
 template <class T>
-__global__ void __launch_bounds__(256) parameter_grads_kernel(const T* x, const T* dy, CemaCoefficientPointers coef,
-                                                              Grid g, int64_t spans, const C32* forward_states,
-                                                              const C32* backward_states,
-                                                              CemaModeGrad<float>* mode_partials,
-                                                              float* omega_partials) {
-  const int64_t i = global_thread();
-  if (i >= g.B * spans * g.N * g.D) return;
-  const int64_t d = i % g.D, n = (i / g.D) % g.N, span = (i / (g.D * g.N)) % spans, b = i / (g.D * g.N * spans);
+__device__ __forceinline__ ChunkFetch fetch_chunk(const T* x, const T* dy, const Grid& g, int64_t b, int64_t c,
+                                                  int64_t d0, bool live, int64_t state, const C32* forward_states,
+                                                  const C32* backward_states) {
+  ChunkFetch f;
+#pragma unroll
+  for (int i = 0; i < kTileLoads; ++i) {
+    const int v = threadIdx.x + i * kGradThreads;
+    const int64_t t = c * kChunk + v / kTileChannels, d = d0 + v % kTileChannels;
+    const bool inside = t < g.L && d < g.D;
+    f.x[i] = inside ? load(x + g.token_index(b, t, d)) : 0.f;
+    f.dy[i] = inside ? load(dy + g.token_index(b, t, d)) : 0.f;
+  }
+  f.forward_state = live ? forward_states[state] : C32();
+  f.backward_state = live ? backward_states[state] : C32();
+  return f;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGradThreads, 2) parameter_grads_kernel(const T* x, const T* dy,
+                                                                       CemaCoefficientPointers coef, Grid g,
+                                                                       int64_t spans, const C32* forward_states,
+                                                                       const C32* backward_states,
+                                                                       CemaModeGrad<float>* mode_partials,
+                                                                       float* omega_partials) {
+  __shared__ float x_tile[2][kChunk][kTileChannels], dy_tile[2][kChunk][kTileChannels];
+  const int64_t tiles = (g.D + kTileChannels - 1) / kTileChannels;
+  const int64_t tile = blockIdx.x % tiles, span = (blockIdx.x / tiles) % spans, b = blockIdx.x / (tiles * spans);
+  const int j = threadIdx.x % kTileChannels, n = threadIdx.x / kTileChannels;
+  const int64_t d0 = tile * kTileChannels, d = d0 + j;
+  const bool live = d < g.D && n < g.N;
   const int64_t mode = d * g.N + n;
-  const float p = coef.p[mode];
-  const C32 q = coef.q[mode], gamma = coef.gamma[mode];
+  const float p = live ? coef.p[mode] : 0.f;
+  const C32 q = live ? coef.q[mode] : C32(), gamma = live ? coef.gamma[mode] : C32();
   CemaModeGrad<float> acc;
   float d_omega = 0.f;
-  const int64_t c_end = min(g.C, (span + 1) * kSpanChunks);
-  for (int64_t c = span * kSpanChunks; c < c_end; ++c) {
-    const int64_t length = g.chunk_length(c);
-    float xs[kChunk], dys[kChunk];
-    load_chunk<false>(x, g, b, c, d, xs);
-    load_chunk<false>(dy, g, b, c, d, dys);
+  const int64_t c_begin = span * kSpanChunks, c_end = min(g.C, c_begin + kSpanChunks);
+  ChunkFetch next = fetch_chunk(x, dy, g, b, c_begin, d0, live, g.state_index(b, c_begin, d, n), forward_states,
+                                backward_states);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const int buffer = int(c - c_begin) & 1;
+#pragma unroll
+    for (int i = 0; i < kTileLoads; ++i) {
+      const int v = threadIdx.x + i * kGradThreads;
+      x_tile[buffer][v / kTileChannels][v % kTileChannels] = next.x[i];
+      dy_tile[buffer][v / kTileChannels][v % kTileChannels] = next.dy[i];
+    }
     C32 h[kChunk + 1];  // h[k] = h_{t0+k-1}
-    h[0] = forward_states[g.state_index(b, c, d, n)];
+    h[0] = next.forward_state;
+    C32 carry = next.backward_state;  // c_{t1-1}: adjoint from the future
+    __syncthreads();
+    if (c + 1 < c_end) {
+      next = fetch_chunk(x, dy, g, b, c + 1, d0, live, g.state_index(b, c + 1, d, n), forward_states,
+                         backward_states);
+    }
+    if (!live) continue;
+    const int64_t length = g.chunk_length(c);
+    const float(&xs)[kChunk][kTileChannels] = x_tile[buffer];
+    const float(&dys)[kChunk][kTileChannels] = dy_tile[buffer];
 #pragma unroll
     for (int k = 0; k < kChunk; ++k) {
-      if (k < length) h[k + 1] = q * h[k] + p * xs[k];
+      if (k < length) h[k + 1] = q * h[k] + p * xs[k][j];
     }
-    C32 carry = backward_states[g.state_index(b, c, d, n)];  // c_{t1-1}: adjoint from the future
 #pragma unroll
     for (int k = kChunk - 1; k >= 0; --k) {
       if (k < length) {
-        const float g_t = dys[k];
+        const float g_t = dys[k][j], x_t = xs[k][j];
         const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
         acc.q += a * conj(h[k]);
         acc.gamma += g_t * conj(h[k + 1]);
-        acc.p += xs[k] * a.re;
-        d_omega += g_t * xs[k];
+        acc.p += x_t * a.re;
+        d_omega += g_t * x_t;
         carry = conj(q) * a;
       }
     }
   }
+  if (!live) return;
   const int64_t row = b * spans + span;
   mode_partials[row * g.D * g.N + mode] = acc;
   if (n == 0) omega_partials[row * g.D + d] = d_omega;
@@ -453,9 +512,9 @@ void cema_backward(const CemaBackwardArgs& a, Stream stream) {
     run_scan<false, T>(xs, w.forward_modes, w.skip, a.h_in, g, w.forward_states, nullptr, nullptr, stream);
     run_scan<true, T>(dys, w.backward_modes, w.skip, a.g_out, g, w.backward_states, static_cast<T*>(a.dx),
                       a.h_in ? a.d_h_in : nullptr, stream);
-    const int64_t threads = rows * g.N * g.D;
-    if (threads > 0) {
-      parameter_grads_kernel<T><<<grid_for(threads), kThreads, 0, stream>>>(
+    const int64_t blocks = rows * ((g.D + kTileChannels - 1) / kTileChannels);
+    if (blocks > 0) {
+      parameter_grads_kernel<T><<<grid_for(blocks * kGradThreads, kGradThreads), kGradThreads, 0, stream>>>(
           xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, w.mode_partials, w.omega_partials);
       MGL_CUDA_CHECK_LAUNCH();
     }
