@@ -23,22 +23,24 @@
 // warp reads 32 consecutive channels of one token: coalesced.
 //
 // Backward. The adjoint of a linear recurrence is the same recurrence run backwards in time with
-// conjugated, transposed coefficients, so the same three passes give the input gradient. Write
+// conjugated, transposed coefficients, so passes 1 and 2 give the adjoint entering each chunk. Write
 // both directions in the form "output from the state *before* the update":
 //   out_t = Re(Σ_n Γ_n·s) + skip·u_t,   then   s ← Q·s + P·u_t.
 // Forward (time ascending):  u = x,  s = h_{t-1},  Q = q, P = p, Γ = γ·q, skip = omega + Σ_n p·Re γ
 //   (because y_t = Re(γ(q h_{t-1} + p x_t)) + omega x_t); the carry starts at h_in, ends at h_out.
 // Backward (time descending): u = dy, s = c_t = conj(q)·a_{t+1} where a_t = G_{h_t} is the
 //   adjoint of h_t, so a_t = conj(γ)·dy_t + c_t and c_{t-1} = conj(q)·a_t:
-//   Q = conj(q), P = conj(q·γ), Γ = p, the same skip; the carry starts at G_{h_out} and ends at
-//   c_{-1} = conj(q)·a_0 = G_{h_in}; the output is dx_t = Σ_n p·Re a_t + omega·dy_t.
+//   Q = conj(q), P = conj(q·γ); the carry starts at G_{h_out} and ends at c_{-1} = conj(q)·a_0 =
+//   G_{h_in}. The output dx_t = Σ_n p·Re a_t + omega·dy_t is not a pass of its own: the
+//   parameter-gradient pass below has every a_t at hand and sums it there.
 // The parameter gradients pair the forward state entering each step with the adjoint leaving it:
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  ∂ℓ/∂omega = Σ dy_t·x_t.
 // A block takes (b, a span of 16 chunks, 16 channels) with a thread per (channel, mode); x and dy go
 // through shared memory once for all 16 modes of a channel. For each chunk a thread recomputes the 33
 // forward states from the saved entering state (kept in registers), then walks the chunk backwards
-// from the saved adjoint. Per-span partials are reduced over (b, span) in f64, then carried through the
-// sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
+// from the saved adjoint, leaving p·Re a_t in shared memory, where the 16 modes of each (t, d) are
+// summed, in mode order, into dx_t. Per-span partials are reduced over (b, span) in f64, then carried
+// through the sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
 // Nothing from the forward is saved for the backward except its inputs: the chunk states are
 // recomputed (one more read of x).
 #include <climits>
@@ -118,7 +120,7 @@ __global__ void scan_modes_kernel(CemaCoefficientPointers c, int64_t D, int64_t 
     const C32 q = c.q[i], gamma = c.gamma[i];
     total += p * gamma.re;
     forward[i] = {q, C32(p), gamma * q, c.log_q[i]};
-    if (backward) backward[i] = {conj(q), conj(q * gamma), C32(p), conj(c.log_q[i])};
+    if (backward) backward[i] = {conj(q), conj(q * gamma), C32(), conj(c.log_q[i])};  // no Γ: dx is not a pass
   }
   skip[d] = total;
 }
@@ -284,13 +286,12 @@ __device__ __forceinline__ ChunkFetch fetch_chunk(const T* x, const T* dy, const
 }
 
 template <class T>
-__global__ void __launch_bounds__(kGradThreads, 2) parameter_grads_kernel(const T* x, const T* dy,
-                                                                       CemaCoefficientPointers coef, Grid g,
-                                                                       int64_t spans, const C32* forward_states,
-                                                                       const C32* backward_states,
-                                                                       CemaModeGrad<float>* mode_partials,
-                                                                       float* omega_partials) {
+__global__ void __launch_bounds__(kGradThreads, 2)
+    parameter_grads_kernel(const T* x, const T* dy, CemaCoefficientPointers coef, Grid g, int64_t spans,
+                           const C32* forward_states, const C32* backward_states, T* dx,
+                           CemaModeGrad<float>* mode_partials, float* omega_partials) {
   __shared__ float x_tile[2][kChunk][kTileChannels], dy_tile[2][kChunk][kTileChannels];
+  __shared__ float dx_terms[kChunk][kModes][kTileChannels];  // p·Re a_t of each (step, mode, channel)
   const int64_t tiles = (g.D + kTileChannels - 1) / kTileChannels;
   const int64_t tile = blockIdx.x % tiles, span = (blockIdx.x / tiles) % spans, b = blockIdx.x / (tiles * spans);
   const int j = threadIdx.x % kTileChannels, n = threadIdx.x / kTileChannels;
@@ -320,24 +321,40 @@ __global__ void __launch_bounds__(kGradThreads, 2) parameter_grads_kernel(const 
       next = fetch_chunk(x, dy, g, b, c + 1, d0, live, g.state_index(b, c + 1, d, n), forward_states,
                          backward_states);
     }
-    if (!live) continue;
     const int64_t length = g.chunk_length(c);
     const float(&xs)[kChunk][kTileChannels] = x_tile[buffer];
     const float(&dys)[kChunk][kTileChannels] = dy_tile[buffer];
+    if (live) {
 #pragma unroll
-    for (int k = 0; k < kChunk; ++k) {
-      if (k < length) h[k + 1] = q * h[k] + p * xs[k][j];
+      for (int k = 0; k < kChunk; ++k) {
+        if (k < length) h[k + 1] = q * h[k] + p * xs[k][j];
+      }
+#pragma unroll
+      for (int k = kChunk - 1; k >= 0; --k) {
+        if (k < length) {
+          const float g_t = dys[k][j], x_t = xs[k][j];
+          const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
+          acc.q += a * conj(h[k]);
+          acc.gamma += g_t * conj(h[k + 1]);
+          acc.p += x_t * a.re;
+          d_omega += g_t * x_t;
+          dx_terms[k][n][j] = p * a.re;
+          carry = conj(q) * a;
+        }
+      }
     }
+    // dx_t = omega·dy_t + Σ_n p·Re a_t over the live modes, in mode order; the tile's values are
+    // spread over the threads as for the loads. The next chunk writes dx_terms only after the
+    // barrier at its start, which every thread reaches after these reads.
+    __syncthreads();
 #pragma unroll
-    for (int k = kChunk - 1; k >= 0; --k) {
-      if (k < length) {
-        const float g_t = dys[k][j], x_t = xs[k][j];
-        const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
-        acc.q += a * conj(h[k]);
-        acc.gamma += g_t * conj(h[k + 1]);
-        acc.p += x_t * a.re;
-        d_omega += g_t * x_t;
-        carry = conj(q) * a;
+    for (int i = 0; i < kTileLoads; ++i) {
+      const int v = threadIdx.x + i * kGradThreads, k = v / kTileChannels, jj = v % kTileChannels;
+      const int64_t t = c * kChunk + k, dd = d0 + jj;
+      if (k < length && dd < g.D) {
+        float sum = coef.omega[dd] * dys[k][jj];
+        for (int64_t m = 0; m < g.N; ++m) sum += dx_terms[k][m][jj];
+        dx[g.token_index(b, t, dd)] = from_float<T>(sum);
       }
     }
   }
@@ -447,24 +464,19 @@ void dispatch_activation(DType dtype, F&& f) {
   }
 }
 
-// The three passes of one sweep. `out` and `final` may be null (states only).
+// Passes 1 and 2 of one sweep: the state entering every chunk; `final` may be null.
 template <bool kReverse, class T>
-void run_scan(const T* u, const ScanMode* modes, const float* skip, const C32* initial, const Grid& g, C32* states,
-              T* out, C32* final, Stream stream) {
+void run_states(const T* u, const ScanMode* modes, const C32* initial, const Grid& g, C32* states, C32* final,
+                Stream stream) {
   const int64_t chunk_threads = g.B * g.C * g.D;
   if (chunk_threads > 0) {
     scan_chunk_kernel<T, kReverse, false>
-        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, nullptr);
+        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, nullptr, g, states, nullptr);
     MGL_CUDA_CHECK_LAUNCH();
   }
   const int64_t mode_threads = g.B * g.D * g.N;
   if (mode_threads > 0) {
     scan_carry_kernel<kReverse><<<grid_for(mode_threads), kThreads, 0, stream>>>(modes, initial, g, states, final);
-    MGL_CUDA_CHECK_LAUNCH();
-  }
-  if (out && chunk_threads > 0) {
-    scan_chunk_kernel<T, kReverse, true>
-        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, out);
     MGL_CUDA_CHECK_LAUNCH();
   }
 }
@@ -502,8 +514,14 @@ void cema_forward(const CemaForwardArgs& a, Stream stream) {
   build_scan_modes(a.coefficients, g, w, false, stream);
   dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    run_scan<false>(static_cast<const T*>(a.x), w.forward_modes, w.skip, a.h_in, g, w.forward_states,
-                    static_cast<T*>(a.y), a.h_out, stream);
+    const T* x = static_cast<const T*>(a.x);
+    run_states<false>(x, w.forward_modes, a.h_in, g, w.forward_states, a.h_out, stream);
+    const int64_t chunk_threads = g.B * g.C * g.D;
+    if (chunk_threads > 0) {
+      scan_chunk_kernel<T, false, true><<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(
+          x, w.forward_modes, w.skip, g, w.forward_states, static_cast<T*>(a.y));
+      MGL_CUDA_CHECK_LAUNCH();
+    }
   });
 }
 
@@ -517,15 +535,15 @@ void cema_backward(const CemaBackwardArgs& a, Stream stream) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(a.x);
     const T* dys = static_cast<const T*>(a.dy);
-    // Forward states entering each chunk (recomputed), then the adjoint sweep: dx and the adjoint
-    // entering each chunk from the future; G_{h_in} is where the reverse carry ends.
-    run_scan<false, T>(xs, w.forward_modes, w.skip, a.h_in, g, w.forward_states, nullptr, nullptr, stream);
-    run_scan<true, T>(dys, w.backward_modes, w.skip, a.g_out, g, w.backward_states, static_cast<T*>(a.dx),
-                      a.h_in ? a.d_h_in : nullptr, stream);
+    // Forward states entering each chunk (recomputed), then the adjoint entering each chunk from the
+    // future (G_{h_in} is where the reverse carry ends); dx comes with the parameter gradients.
+    run_states<false>(xs, w.forward_modes, a.h_in, g, w.forward_states, nullptr, stream);
+    run_states<true>(dys, w.backward_modes, a.g_out, g, w.backward_states, a.h_in ? a.d_h_in : nullptr, stream);
     const int64_t blocks = rows * ((g.D + kTileChannels - 1) / kTileChannels);
     if (blocks > 0) {
       parameter_grads_kernel<T><<<grid_for(blocks * kGradThreads, kGradThreads), kGradThreads, 0, stream>>>(
-          xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, w.mode_partials, w.omega_partials);
+          xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, static_cast<T*>(a.dx),
+          w.mode_partials, w.omega_partials);
       MGL_CUDA_CHECK_LAUNCH();
     }
   });
