@@ -56,7 +56,8 @@ namespace {
 constexpr int kChunk = 32;                 // time steps per chunk
 constexpr int kModes = int(kCemaMaxModes);  // modes held in registers per channel
 constexpr int kSpanChunks = 16;            // chunks per block in the parameter-gradient pass
-constexpr int kCarryBatch = 16;            // chunk states a carry thread loads before using them
+constexpr int kCarryBatch = 32;            // chunk states a carry thread loads before using them
+constexpr int kCarryThreads = 64;          // small blocks: B·D·N threads (16K at D 1024) reach every SM
 constexpr int kScanThreads = 128;          // the register-heavy per-channel passes
 using C32 = Complex<float>;
 
@@ -479,7 +480,8 @@ void run_states(const T* u, const ScanMode* modes, const C32* initial, const Gri
   }
   const int64_t mode_threads = g.B * g.D * g.N;
   if (mode_threads > 0) {
-    scan_carry_kernel<kReverse><<<grid_for(mode_threads), kThreads, 0, stream>>>(modes, initial, g, states, final);
+    scan_carry_kernel<kReverse>
+        <<<grid_for(mode_threads, kCarryThreads), kCarryThreads, 0, stream>>>(modes, initial, g, states, final);
     MGL_CUDA_CHECK_LAUNCH();
   }
 }
