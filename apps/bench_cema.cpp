@@ -1,11 +1,14 @@
 // bench_cema: time of the CEMA op (ops/cema.h) on CUDA, forward and forward + backward, for
 // B = 1, D = 1024, N = 16 and L = 4096 and 32768, with f32 and bf16 activations.
 //
-// Bandwidth is reported against the bytes the op cannot avoid moving: forward reads x and writes
-// y (2 activations); forward + backward also reads x and dy and writes dx (5 activations in all).
-// The chunked scan moves more than that (chunk states of 4 bytes per token and channel, written
-// and read a few times, and x read again), so the figure says how close the op is to a pure
-// streaming kernel; compare it with the device's memory bandwidth (about 4.8 TB/s on an H200).
+// Each time is set against two floors (docs/perf.md, "CEMA: the plan to reach its floors"), printed as
+// the fraction floor ÷ measured (1 = at the floor):
+// - bytes: the activations the op cannot avoid moving over 4.8 TB/s (an H200): the forward reads x and
+//   writes y (2 activations); forward + backward also reads x and dy and writes dx (5 in all). The chunked
+//   scan moves more (chunk states, x read again);
+// - arithmetic: B·D·N·L complex multiply-adds per pass over the sequence, 4 real FMAs each, over 30 T f32
+//   FMAs/s (an H100 or H200 at ~60 TFLOP/s): one pass for the forward (the recurrence with its output), four
+//   for forward + backward (the backward's forward states again, the adjoint, the products of G_q).
 // --dtype and --length pick one setting (e.g. to profile its kernels under ncu), --iterations the timed runs.
 // Exits with status 0 and a message when no GPU is present.
 #include <cstdio>
@@ -27,6 +30,8 @@ namespace {
 
 constexpr int64_t kBatch = 1, kChannels = 1024, kModes = 16;
 constexpr int kWarmup = 3;
+constexpr double kBytesPerMs = 4.8e9, kFmasPerMs = 30e9;  // the floors' device rates
+constexpr double kForwardPasses = 1, kTotalPasses = 4;
 
 struct Problem {
   Tensor x, alpha, delta, theta, gamma, omega, h_in, dy, dh;
@@ -67,7 +72,8 @@ int main(int argc, char** argv) {
   const Device device = Device::cuda(0);
   std::printf("CEMA on %s: B = %ld, D = %ld, N = %ld; %d timed iterations\n", device.str().c_str(), long(kBatch),
               long(kChannels), long(kModes), iterations);
-  std::printf("%-5s %7s %12s %12s %14s %14s\n", "dtype", "L", "fwd ms", "fwd GB/s", "fwd+bwd ms", "fwd+bwd GB/s");
+  std::printf("%-5s %7s %9s %9s %11s %9s %12s %9s %11s %9s\n", "dtype", "L", "fwd ms", "GB/s", "of bytes", "of FMAs",
+              "fwd+bwd ms", "GB/s", "of bytes", "of FMAs");
   for (const std::string& dtype_text : dtypes) {
     const DType dtype = dtype_text == "bf16" ? DType::bf16 : DType::f32;
     for (int64_t L : lengths) {
@@ -82,8 +88,12 @@ int main(int argc, char** argv) {
         autograd::backward({out.y, out.h_out}, {p.dy, p.dh});
       });
       const double activation_bytes = double(kBatch * L * kChannels) * double(dtype_size(dtype));
-      std::printf("%-5s %7ld %12.3f %12.1f %14.3f %14.1f\n", dtype_name(dtype), long(L), forward_ms,
-                  2 * activation_bytes / forward_ms * 1e-6, total_ms, 5 * activation_bytes / total_ms * 1e-6);
+      const double pass_fmas = 4.0 * double(kBatch * kChannels * kModes * L);
+      std::printf("%-5s %7ld %9.3f %9.1f %11.3f %9.3f %12.3f %9.1f %11.3f %9.3f\n", dtype_name(dtype), long(L),
+                  forward_ms, 2 * activation_bytes / forward_ms * 1e-6, 2 * activation_bytes / kBytesPerMs / forward_ms,
+                  kForwardPasses * pass_fmas / kFmasPerMs / forward_ms, total_ms,
+                  5 * activation_bytes / total_ms * 1e-6, 5 * activation_bytes / kBytesPerMs / total_ms,
+                  kTotalPasses * pass_fmas / kFmasPerMs / total_ms);
     }
   }
   return 0;

@@ -23,21 +23,24 @@
 // warp reads 32 consecutive channels of one token: coalesced.
 //
 // Backward. The adjoint of a linear recurrence is the same recurrence run backwards in time with
-// conjugated, transposed coefficients, so the same three passes give the input gradient. Write
+// conjugated, transposed coefficients, so passes 1 and 2 give the adjoint entering each chunk. Write
 // both directions in the form "output from the state *before* the update":
 //   out_t = Re(Σ_n Γ_n·s) + skip·u_t,   then   s ← Q·s + P·u_t.
 // Forward (time ascending):  u = x,  s = h_{t-1},  Q = q, P = p, Γ = γ·q, skip = omega + Σ_n p·Re γ
 //   (because y_t = Re(γ(q h_{t-1} + p x_t)) + omega x_t); the carry starts at h_in, ends at h_out.
 // Backward (time descending): u = dy, s = c_t = conj(q)·a_{t+1} where a_t = G_{h_t} is the
 //   adjoint of h_t, so a_t = conj(γ)·dy_t + c_t and c_{t-1} = conj(q)·a_t:
-//   Q = conj(q), P = conj(q·γ), Γ = p, the same skip; the carry starts at G_{h_out} and ends at
-//   c_{-1} = conj(q)·a_0 = G_{h_in}; the output is dx_t = Σ_n p·Re a_t + omega·dy_t.
+//   Q = conj(q), P = conj(q·γ); the carry starts at G_{h_out} and ends at c_{-1} = conj(q)·a_0 =
+//   G_{h_in}. The output dx_t = Σ_n p·Re a_t + omega·dy_t is not a pass of its own: the
+//   parameter-gradient pass below has every a_t at hand and sums it there.
 // The parameter gradients pair the forward state entering each step with the adjoint leaving it:
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  ∂ℓ/∂omega = Σ dy_t·x_t.
-// A thread per (b, d, n) takes a span of 16 chunks; for each chunk it recomputes the 33 forward
-// states from the saved entering state (kept in registers), then walks the chunk backwards from the
-// saved adjoint. Per-span partials are reduced over (b, span) in f64, then carried through the
-// sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
+// A block takes (b, a span of 16 chunks, 16 channels) with a thread per (channel, mode); x and dy go
+// through shared memory once for all 16 modes of a channel. For each chunk a thread recomputes the 33
+// forward states from the saved entering state (kept in registers), then walks the chunk backwards
+// from the saved adjoint, leaving p·Re a_t in shared memory, where the 16 modes of each (t, d) are
+// summed, in mode order, into dx_t. Per-span partials are reduced over (b, span) in f64, then carried
+// through the sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
 // Nothing from the forward is saved for the backward except its inputs: the chunk states are
 // recomputed (one more read of x).
 #include <climits>
@@ -52,8 +55,9 @@ namespace {
 
 constexpr int kChunk = 32;                 // time steps per chunk
 constexpr int kModes = int(kCemaMaxModes);  // modes held in registers per channel
-constexpr int kSpanChunks = 16;            // chunks per thread in the parameter-gradient pass
-constexpr int kCarryBatch = 16;            // chunk states a carry thread loads before using them
+constexpr int kSpanChunks = 16;            // chunks per block in the parameter-gradient pass
+constexpr int kCarryBatch = 32;            // chunk states a carry thread loads before using them
+constexpr int kCarryThreads = 64;          // small blocks: B·D·N threads (16K at D 1024) reach every SM
 constexpr int kScanThreads = 128;          // the register-heavy per-channel passes
 using C32 = Complex<float>;
 
@@ -117,7 +121,7 @@ __global__ void scan_modes_kernel(CemaCoefficientPointers c, int64_t D, int64_t 
     const C32 q = c.q[i], gamma = c.gamma[i];
     total += p * gamma.re;
     forward[i] = {q, C32(p), gamma * q, c.log_q[i]};
-    if (backward) backward[i] = {conj(q), conj(q * gamma), C32(p), conj(c.log_q[i])};
+    if (backward) backward[i] = {conj(q), conj(q * gamma), C32(), conj(c.log_q[i])};  // no Γ: dx is not a pass
   }
   skip[d] = total;
 }
@@ -159,11 +163,16 @@ __device__ __forceinline__ void load_chunk(const T* u, const Grid& g, int64_t b,
 }
 
 // Passes 1 and 3. One thread per (b, c, d), channels fastest, runs the steps of one chunk. Pass 1
-// (kOutputs = false) starts from zero and writes the chunk's end state; pass 3 starts from the
-// entering state and writes out_t = Re(Σ_n Γ_n s_n) + skip·u_t.
+// (kOutputs = false) starts from zero and writes the chunk's end state Σ_k Q^{len−1−k}·P·u_k: it walks
+// s ← Q·s + u (Horner's rule for the sum without P, 4 FMAs per mode and step instead of 6) and
+// multiplies by P once at the end; P is read there, not held through the walk, so pass 1 fits 4 blocks
+// per SM (128 registers, no spills; ~165 before). Pass 3 starts from the entering state and writes
+// out_t = Re(Σ_n Γ_n s_n) + skip·u_t; it runs in the forward only, where P = p is real, so it adds p·u
+// to the real part alone and fits 3 blocks per SM (168 registers, no spills; 201–214 with a complex P).
 template <class T, bool kReverse, bool kOutputs>
-__global__ void __launch_bounds__(kScanThreads) scan_chunk_kernel(const T* u, const ScanMode* modes,
-                                                                  const float* skip, Grid g, C32* states, T* out) {
+__global__ void __launch_bounds__(kScanThreads, kOutputs ? 3 : 4)
+    scan_chunk_kernel(const T* u, const ScanMode* modes, const float* skip, Grid g, C32* states, T* out) {
+  static_assert(!(kOutputs && kReverse), "outputs come from the forward sweep only (dx: the gradient pass)");
   const int64_t i = global_thread();
   if (i >= g.B * g.C * g.D) return;
   const int64_t d = i % g.D, c = (i / g.D) % g.C, b = i / (g.D * g.C);
@@ -184,15 +193,23 @@ __global__ void __launch_bounds__(kScanThreads) scan_chunk_kernel(const T* u, co
       float o = skip_d * v;
 #pragma unroll
       for (int n = 0; n < kModes; ++n) {
-        if (kOutputs) o += m.Gamma[n].re * s[n].re - m.Gamma[n].im * s[n].im;
-        s[n] = m.Q[n] * s[n] + m.P[n] * v;
+        if (kOutputs) {
+          o += m.Gamma[n].re * s[n].re - m.Gamma[n].im * s[n].im;
+          s[n] = m.Q[n] * s[n];
+          s[n].re += m.P[n].re * v;  // the forward's P = p is real
+        } else {
+          s[n] = m.Q[n] * s[n] + v;
+        }
       }
       if (kOutputs) out[g.token_index(b, step_time<kReverse>(g, c, k), d)] = from_float<T>(o);
     }
   }
   if (!kOutputs) {
 #pragma unroll
-    for (int n = 0; n < kModes; ++n) states[g.state_index(b, c, d, n)] = s[n];
+    for (int n = 0; n < kModes; ++n) {
+      const C32 P = n < g.N ? modes[d * g.N + n].P : C32();
+      states[g.state_index(b, c, d, n)] = P * s[n];
+    }
   }
 }
 
@@ -230,49 +247,122 @@ __global__ void scan_carry_kernel(const ScanMode* modes, const C32* initial, Gri
 
 // ---- parameter gradients ------------------------------------------------------------------------------
 
-// One thread per (b, span, n, d), channels fastest. For each chunk of its span: the forward states
-// h_{t0-1} .. h_{t1-1} from the saved entering state (registers), then the chunk backwards from the
-// saved adjoint c_{t1-1}, accumulating G_q, G_γ, ∂ℓ/∂p and (threads of mode 0) ∂ℓ/∂omega.
+// One block per (b, span of kSpanChunks chunks, tile of kTileChannels channels), a thread per (channel,
+// mode slot): the 16 modes of a channel share one load of x and dy. Each chunk's x and dy tiles go to
+// shared memory once for the whole block; the next chunk's tile (and its two saved states) is fetched
+// into registers while the current chunk is computed, so one __syncthreads per chunk suffices with two
+// buffers (a buffer is written again only after every thread has passed the barrier that follows its
+// last read). A warp is 16 channels × 2 modes: its shared-memory reads are 16 consecutive words,
+// broadcast to the second mode, without bank conflicts. Threads of padding modes (n >= N) or channels
+// past D load and synchronise but accumulate nothing. Per chunk: the forward states h_{t0-1} .. h_{t1-1}
+// from the saved entering state (registers), then the chunk backwards from the saved adjoint c_{t1-1},
+// accumulating G_q, G_γ, ∂ℓ/∂p and (threads of mode 0) ∂ℓ/∂omega. Two blocks per SM (16 warps) cap the
+// registers at 128: ptxas then reads x and dy from shared memory again in the backward walk instead of
+// holding all 32 of each chunk (148 registers without the cap, one block per SM; 122 with it, no spills).
+constexpr int kTileChannels = 16;
+constexpr int kGradThreads = kTileChannels * kModes;
+constexpr int kTileLoads = kChunk * kTileChannels / kGradThreads;  // tile values each thread loads
+static_assert(kChunk * kTileChannels % kGradThreads == 0, "a chunk's tile splits evenly over the threads");
+
+// A chunk's share of one thread: its values of the x and dy tiles (zero past L or D) and the chunk's
+// saved forward and backward states of the thread's own (channel, mode).
+struct ChunkFetch {
+  float x[kTileLoads], dy[kTileLoads];
+  C32 forward_state, backward_state;
+};
+
 template <class T>
-__global__ void __launch_bounds__(256) parameter_grads_kernel(const T* x, const T* dy, CemaCoefficientPointers coef,
-                                                              Grid g, int64_t spans, const C32* forward_states,
-                                                              const C32* backward_states,
-                                                              CemaModeGrad<float>* mode_partials,
-                                                              float* omega_partials) {
-  const int64_t i = global_thread();
-  if (i >= g.B * spans * g.N * g.D) return;
-  const int64_t d = i % g.D, n = (i / g.D) % g.N, span = (i / (g.D * g.N)) % spans, b = i / (g.D * g.N * spans);
+__device__ __forceinline__ ChunkFetch fetch_chunk(const T* x, const T* dy, const Grid& g, int64_t b, int64_t c,
+                                                  int64_t d0, bool live, int64_t state, const C32* forward_states,
+                                                  const C32* backward_states) {
+  ChunkFetch f;
+#pragma unroll
+  for (int i = 0; i < kTileLoads; ++i) {
+    const int v = threadIdx.x + i * kGradThreads;
+    const int64_t t = c * kChunk + v / kTileChannels, d = d0 + v % kTileChannels;
+    const bool inside = t < g.L && d < g.D;
+    f.x[i] = inside ? load(x + g.token_index(b, t, d)) : 0.f;
+    f.dy[i] = inside ? load(dy + g.token_index(b, t, d)) : 0.f;
+  }
+  f.forward_state = live ? forward_states[state] : C32();
+  f.backward_state = live ? backward_states[state] : C32();
+  return f;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGradThreads, 2)
+    parameter_grads_kernel(const T* x, const T* dy, CemaCoefficientPointers coef, Grid g, int64_t spans,
+                           const C32* forward_states, const C32* backward_states, T* dx,
+                           CemaModeGrad<float>* mode_partials, float* omega_partials) {
+  __shared__ float x_tile[2][kChunk][kTileChannels], dy_tile[2][kChunk][kTileChannels];
+  __shared__ float dx_terms[kChunk][kModes][kTileChannels];  // p·Re a_t of each (step, mode, channel)
+  const int64_t tiles = (g.D + kTileChannels - 1) / kTileChannels;
+  const int64_t tile = blockIdx.x % tiles, span = (blockIdx.x / tiles) % spans, b = blockIdx.x / (tiles * spans);
+  const int j = threadIdx.x % kTileChannels, n = threadIdx.x / kTileChannels;
+  const int64_t d0 = tile * kTileChannels, d = d0 + j;
+  const bool live = d < g.D && n < g.N;
   const int64_t mode = d * g.N + n;
-  const float p = coef.p[mode];
-  const C32 q = coef.q[mode], gamma = coef.gamma[mode];
+  const float p = live ? coef.p[mode] : 0.f;
+  const C32 q = live ? coef.q[mode] : C32(), gamma = live ? coef.gamma[mode] : C32();
   CemaModeGrad<float> acc;
   float d_omega = 0.f;
-  const int64_t c_end = min(g.C, (span + 1) * kSpanChunks);
-  for (int64_t c = span * kSpanChunks; c < c_end; ++c) {
-    const int64_t length = g.chunk_length(c);
-    float xs[kChunk], dys[kChunk];
-    load_chunk<false>(x, g, b, c, d, xs);
-    load_chunk<false>(dy, g, b, c, d, dys);
-    C32 h[kChunk + 1];  // h[k] = h_{t0+k-1}
-    h[0] = forward_states[g.state_index(b, c, d, n)];
+  const int64_t c_begin = span * kSpanChunks, c_end = min(g.C, c_begin + kSpanChunks);
+  ChunkFetch next = fetch_chunk(x, dy, g, b, c_begin, d0, live, g.state_index(b, c_begin, d, n), forward_states,
+                                backward_states);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const int buffer = int(c - c_begin) & 1;
 #pragma unroll
-    for (int k = 0; k < kChunk; ++k) {
-      if (k < length) h[k + 1] = q * h[k] + p * xs[k];
+    for (int i = 0; i < kTileLoads; ++i) {
+      const int v = threadIdx.x + i * kGradThreads;
+      x_tile[buffer][v / kTileChannels][v % kTileChannels] = next.x[i];
+      dy_tile[buffer][v / kTileChannels][v % kTileChannels] = next.dy[i];
     }
-    C32 carry = backward_states[g.state_index(b, c, d, n)];  // c_{t1-1}: adjoint from the future
+    C32 h[kChunk + 1];  // h[k] = h_{t0+k-1}
+    h[0] = next.forward_state;
+    C32 carry = next.backward_state;  // c_{t1-1}: adjoint from the future
+    __syncthreads();
+    if (c + 1 < c_end) {
+      next = fetch_chunk(x, dy, g, b, c + 1, d0, live, g.state_index(b, c + 1, d, n), forward_states,
+                         backward_states);
+    }
+    const int64_t length = g.chunk_length(c);
+    const float(&xs)[kChunk][kTileChannels] = x_tile[buffer];
+    const float(&dys)[kChunk][kTileChannels] = dy_tile[buffer];
+    if (live) {
 #pragma unroll
-    for (int k = kChunk - 1; k >= 0; --k) {
-      if (k < length) {
-        const float g_t = dys[k];
-        const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
-        acc.q += a * conj(h[k]);
-        acc.gamma += g_t * conj(h[k + 1]);
-        acc.p += xs[k] * a.re;
-        d_omega += g_t * xs[k];
-        carry = conj(q) * a;
+      for (int k = 0; k < kChunk; ++k) {
+        if (k < length) h[k + 1] = q * h[k] + p * xs[k][j];
+      }
+#pragma unroll
+      for (int k = kChunk - 1; k >= 0; --k) {
+        if (k < length) {
+          const float g_t = dys[k][j], x_t = xs[k][j];
+          const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
+          acc.q += a * conj(h[k]);
+          acc.gamma += g_t * conj(h[k + 1]);
+          acc.p += x_t * a.re;
+          d_omega += g_t * x_t;
+          dx_terms[k][n][j] = p * a.re;
+          carry = conj(q) * a;
+        }
+      }
+    }
+    // dx_t = omega·dy_t + Σ_n p·Re a_t over the live modes, in mode order; the tile's values are
+    // spread over the threads as for the loads. The next chunk writes dx_terms only after the
+    // barrier at its start, which every thread reaches after these reads.
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kTileLoads; ++i) {
+      const int v = threadIdx.x + i * kGradThreads, k = v / kTileChannels, jj = v % kTileChannels;
+      const int64_t t = c * kChunk + k, dd = d0 + jj;
+      if (k < length && dd < g.D) {
+        float sum = coef.omega[dd] * dys[k][jj];
+        for (int64_t m = 0; m < g.N; ++m) sum += dx_terms[k][m][jj];
+        dx[g.token_index(b, t, dd)] = from_float<T>(sum);
       }
     }
   }
+  if (!live) return;
   const int64_t row = b * spans + span;
   mode_partials[row * g.D * g.N + mode] = acc;
   if (n == 0) omega_partials[row * g.D + d] = d_omega;
@@ -378,24 +468,20 @@ void dispatch_activation(DType dtype, F&& f) {
   }
 }
 
-// The three passes of one sweep. `out` and `final` may be null (states only).
+// Passes 1 and 2 of one sweep: the state entering every chunk; `final` may be null.
 template <bool kReverse, class T>
-void run_scan(const T* u, const ScanMode* modes, const float* skip, const C32* initial, const Grid& g, C32* states,
-              T* out, C32* final, Stream stream) {
+void run_states(const T* u, const ScanMode* modes, const C32* initial, const Grid& g, C32* states, C32* final,
+                Stream stream) {
   const int64_t chunk_threads = g.B * g.C * g.D;
   if (chunk_threads > 0) {
     scan_chunk_kernel<T, kReverse, false>
-        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, nullptr);
+        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, nullptr, g, states, nullptr);
     MGL_CUDA_CHECK_LAUNCH();
   }
   const int64_t mode_threads = g.B * g.D * g.N;
   if (mode_threads > 0) {
-    scan_carry_kernel<kReverse><<<grid_for(mode_threads), kThreads, 0, stream>>>(modes, initial, g, states, final);
-    MGL_CUDA_CHECK_LAUNCH();
-  }
-  if (out && chunk_threads > 0) {
-    scan_chunk_kernel<T, kReverse, true>
-        <<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(u, modes, skip, g, states, out);
+    scan_carry_kernel<kReverse>
+        <<<grid_for(mode_threads, kCarryThreads), kCarryThreads, 0, stream>>>(modes, initial, g, states, final);
     MGL_CUDA_CHECK_LAUNCH();
   }
 }
@@ -433,8 +519,14 @@ void cema_forward(const CemaForwardArgs& a, Stream stream) {
   build_scan_modes(a.coefficients, g, w, false, stream);
   dispatch_activation(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    run_scan<false>(static_cast<const T*>(a.x), w.forward_modes, w.skip, a.h_in, g, w.forward_states,
-                    static_cast<T*>(a.y), a.h_out, stream);
+    const T* x = static_cast<const T*>(a.x);
+    run_states<false>(x, w.forward_modes, a.h_in, g, w.forward_states, a.h_out, stream);
+    const int64_t chunk_threads = g.B * g.C * g.D;
+    if (chunk_threads > 0) {
+      scan_chunk_kernel<T, false, true><<<grid_for(chunk_threads, kScanThreads), kScanThreads, 0, stream>>>(
+          x, w.forward_modes, w.skip, g, w.forward_states, static_cast<T*>(a.y));
+      MGL_CUDA_CHECK_LAUNCH();
+    }
   });
 }
 
@@ -448,15 +540,15 @@ void cema_backward(const CemaBackwardArgs& a, Stream stream) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(a.x);
     const T* dys = static_cast<const T*>(a.dy);
-    // Forward states entering each chunk (recomputed), then the adjoint sweep: dx and the adjoint
-    // entering each chunk from the future; G_{h_in} is where the reverse carry ends.
-    run_scan<false, T>(xs, w.forward_modes, w.skip, a.h_in, g, w.forward_states, nullptr, nullptr, stream);
-    run_scan<true, T>(dys, w.backward_modes, w.skip, a.g_out, g, w.backward_states, static_cast<T*>(a.dx),
-                      a.h_in ? a.d_h_in : nullptr, stream);
-    const int64_t threads = rows * g.N * g.D;
-    if (threads > 0) {
-      parameter_grads_kernel<T><<<grid_for(threads), kThreads, 0, stream>>>(
-          xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, w.mode_partials, w.omega_partials);
+    // Forward states entering each chunk (recomputed), then the adjoint entering each chunk from the
+    // future (G_{h_in} is where the reverse carry ends); dx comes with the parameter gradients.
+    run_states<false>(xs, w.forward_modes, a.h_in, g, w.forward_states, nullptr, stream);
+    run_states<true>(dys, w.backward_modes, a.g_out, g, w.backward_states, a.h_in ? a.d_h_in : nullptr, stream);
+    const int64_t blocks = rows * ((g.D + kTileChannels - 1) / kTileChannels);
+    if (blocks > 0) {
+      parameter_grads_kernel<T><<<grid_for(blocks * kGradThreads, kGradThreads), kGradThreads, 0, stream>>>(
+          xs, dys, a.coefficients, g, spans, w.forward_states, w.backward_states, static_cast<T*>(a.dx),
+          w.mode_partials, w.omega_partials);
       MGL_CUDA_CHECK_LAUNCH();
     }
   });

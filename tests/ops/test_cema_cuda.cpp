@@ -1,5 +1,6 @@
 // CEMA on CUDA (cuda/cema.cu, a chunked scan) against the CPU reference: forward and every
-// gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, a 65536-token
+// gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, shapes at the
+// edges of the parameter-gradient pass's blocks (spans of 512 tokens, tiles of 16 channels), a 65536-token
 // sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
 #include <string>
 #include <vector>
@@ -54,6 +55,26 @@ TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") 
       std::string report;
       const double error = compare_cuda_to_cpu(y_and_state, random_inputs(2, L, D, 16, seed, true), dtype, &report);
       INFO(dtype_name(dtype) << " L = " << L << " seed " << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
+TEST_CASE("cema: CUDA at the edges of the parameter-gradient blocks", "[cuda][cema]") {
+  // The gradient pass takes spans of 16 chunks (512 tokens) and tiles of 16 channels: a span and a
+  // tile exactly full, one token and one channel past them (a last span of one 1-token chunk, a tile
+  // of one live channel), fewer modes than the 16 mode slots of a tile, B > 1 and an incoming state.
+  struct Case {
+    int64_t B, L, D, N;
+  };
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (const Case& s : {Case{2, 512, 16, 16}, Case{2, 1537, 17, 16}, Case{3, 545, 33, 3}}) {
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error =
+          compare_cuda_to_cpu(y_and_state, random_inputs(s.B, s.L, s.D, s.N, seed, true), dtype, &report);
+      INFO(dtype_name(dtype) << " B = " << s.B << " L = " << s.L << " D = " << s.D << " N = " << s.N << " seed "
+                             << seed << "\n" << report);
       CHECK(error <= tolerance_for(dtype));
     }
   }
