@@ -87,8 +87,9 @@ __device__ __forceinline__ V warp_reduce(V value, Combine combine) {
   for (int mask = 16; mask > 0; mask /= 2) value = combine(value, shuffle_xor(value, mask));
   return shuffle_from(value, 0);
 }
-__device__ __forceinline__ float warp_sum(float value) {
-  return warp_reduce(value, [](float l, float r) { return l + r; });
+template <class M>
+__device__ __forceinline__ M warp_sum(M value) {
+  return warp_reduce(value, [](M l, M r) { return l + r; });
 }
 
 // Combines every thread's `value` with `combine` (associative and commutative) and returns the

@@ -33,6 +33,7 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/row_reduce.cuh"
 #include "cuda/timestep_norm.h"
 
 namespace mgl::cuda {
@@ -41,26 +42,8 @@ namespace {
 
 // ---- scalars -----------------------------------------------------------------------------------
 
-// S, the statistics type: f32 for f32 and bf16 data, f64 for f64 data.
-template <class T> struct stat_type { using type = float; };
-template <> struct stat_type<double> { using type = double; };
-
-template <class S, class T>
-__device__ __forceinline__ S read(const T* p, int64_t i) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(p[i]);
-  else return static_cast<S>(p[i]);
-}
-template <class T, class S>
-__device__ __forceinline__ void write(T* p, int64_t i, S v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) p[i] = __float2bfloat16_rn(v);
-  else p[i] = static_cast<T>(v);
-}
-
-template <class S>
-__device__ __forceinline__ S warp_sum(S v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
+// S, the statistics type, is math_t<T> (cuda/row_reduce.cuh): f32 for f32 and bf16 data, f64 for f64;
+// values move through load_math / store_math and warps sum with warp_sum, as in every row kernel.
 
 MGL_HOST_DEVICE inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -190,11 +173,11 @@ __global__ void step_moments_kernel(const T* x, int64_t count, int64_t dg, S* st
   for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; w < count; w += warps) {
     const T* values = x + w * dg;
     S sum = S(0);
-    for (int64_t k = lane; k < dg; k += 32) sum += read<S>(values, k);
+    for (int64_t k = lane; k < dg; k += 32) sum += load_math(values + k);
     const S mean = warp_sum(sum) / S(dg);
     S squares = S(0);
     for (int64_t k = lane; k < dg; k += 32) {
-      const S d = read<S>(values, k) - mean;
+      const S d = load_math(values + k) - mean;
       squares += d * d;
     }
     const S var = warp_sum(squares) / S(dg);
@@ -299,8 +282,8 @@ __global__ void normalize_kernel(Geometry geo, PaddingMask mask, const T* x, con
   const int64_t total = geo.batch * geo.length * geo.dim, dg = geo.dim / geo.groups;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / geo.dim, c = i % geo.dim, s = row * geo.groups + c / dg;
-    const S out = (read<S>(x, i) - step_mean[s]) * step_rstd[s] * (read<S>(weight, c) + S(1)) + read<S>(bias, c);
-    write(y, i, mask.padded(row) ? S(0) : out);
+    const S out = (load_math(x + i) - step_mean[s]) * step_rstd[s] * (load_math(weight + c) + S(1)) + load_math(bias + c);
+    store_math(y + i, mask.padded(row) ? S(0) : out);
   }
 }
 
@@ -318,7 +301,7 @@ __global__ void step_sums_kernel(Geometry geo, const T* x, const T* dy, const T*
     const S mu = step_mean[w];
     S sx = S(0), sp = S(0), ss = S(0);
     for (int64_t k = lane; k < dg; k += 32) {
-      const S xv = read<S>(x, first + k), dyw = read<S>(dy, first + k) * (read<S>(weight, channel + k) + S(1));
+      const S xv = load_math(x + (first + k)), dyw = load_math(dy + (first + k)) * (load_math(weight + (channel + k)) + S(1));
       sx += xv;
       sp += dyw;
       ss += dyw * (xv - mu);
@@ -465,16 +448,16 @@ __global__ void input_grads_kernel(Geometry geo, PaddingMask mask, const T* x, c
   for (int64_t tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
     S dw = S(0), db = S(0);
     if (c < geo.dim) {
-      const S w = read<S>(weight, c) + S(1);
+      const S w = load_math(weight + c) + S(1);
       const int64_t last = smaller(rows, (tile + 1) * kTimestepNormRowTile);
       for (int64_t row = tile * kTimestepNormRowTile + threadIdx.y; row < last; row += kGradRowLanes) {
         const int64_t i = row * geo.dim + c, s = row * geo.groups + c / dg;
         if (mask.padded(row)) {
-          write(dx, i, S(0));
+          store_math(dx + i, S(0));
           continue;
         }
-        const S xv = read<S>(x, i), dyv = read<S>(dy, i), r = step_rstd[s];
-        write(dx, i, dyv * r * w + (step_dm[s] + S(2) * step_ds[s] * (xv - step_m[s])) / S(dg));
+        const S xv = load_math(x + i), dyv = load_math(dy + i), r = step_rstd[s];
+        store_math(dx + i, dyv * r * w + (step_dm[s] + S(2) * step_ds[s] * (xv - step_m[s])) / S(dg));
         dw += dyv * (xv - step_mean[s]) * r;
         db += dyv;
       }
@@ -509,8 +492,8 @@ __global__ void param_grads_kernel(int64_t dim, int64_t row_tiles, const S* part
     dw = warp_sum(dw);
     db = warp_sum(db);
     if (lane == 0) {
-      write(dweight, c, dw);
-      write(dbias, c, db);
+      store_math(dweight + c, dw);
+      store_math(dbias + c, db);
     }
   }
 }
@@ -550,7 +533,7 @@ void timestep_norm_forward(const TimestepNormForwardArgs& a, Stream stream) {
   const int64_t dg = geo.dim / geo.groups;
   dispatch_data_type(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    using S = typename stat_type<T>::type;
+    using S = math_t<T>;
     const T* x = static_cast<const T*>(a.x);
     S* step_m = static_cast<S*>(a.workspace);
     S* step_s = step_m + steps;
@@ -590,7 +573,7 @@ void timestep_norm_backward(const TimestepNormBackwardArgs& a, Stream stream) {
   const int64_t row_tiles = (rows + kTimestepNormRowTile - 1) / kTimestepNormRowTile;
   dispatch_data_type(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    using S = typename stat_type<T>::type;
+    using S = math_t<T>;
     const T* x = static_cast<const T*>(a.x);
     const T* dy = static_cast<const T*>(a.dy);
     const T* weight = static_cast<const T*>(a.weight);
