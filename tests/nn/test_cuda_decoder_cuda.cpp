@@ -165,10 +165,12 @@ TEST_CASE("CudaDecoder: every step follows Megalodon::forward on the GPU and the
         const Tensor& got = decoder.step(token(ids, t));
         const nn::ModelState decoded = decoder.export_state();
         INFO("token " << t << ", position in the chunk after it " << decoder.position());
-        // Against the f64 reference: the decoder's logits within the dtype's tolerance. Its state
-        // carries dozens of steps of bf16 weights and caches, over which forward() itself drifts
-        // past 1% of the truth (e.g. in the keys): the decoder's state may be off by the dtype's
-        // tolerance plus forward()'s own error. Against forward() in the same dtype: in f32 both are
+        // Against the f64 reference: the decoder's logits and state within the dtype's tolerance. In
+        // bf16 the state carries dozens of steps of bf16 weights and caches, over which forward()
+        // itself drifts past 1% of the truth (e.g. in the keys or values): the decoder starts from
+        // that state (import_state), so its state and the logits computed from it may be off by the
+        // dtype's tolerance plus forward()'s own error (seen: logits 1.04% off with forward()'s
+        // values 1.03% off). Against forward() in the same dtype: in f32 both are
         // within rounding of the truth; in bf16 forward() rounds every op's output (the decoder
         // keeps f32 activations), so the two may differ by at most the sum of their distances to
         // the truth.
@@ -178,7 +180,7 @@ TEST_CASE("CudaDecoder: every step follows Megalodon::forward on the GPU and the
         INFO("state: decoder vs f64 " << decoder_error.worst << " (" << decoder_error.where << "), forward() vs f64 "
                                       << forward_error.worst << " (" << forward_error.where << ")");
         const bool exact = dtype == DType::f32;
-        CHECK(relative_error(got, truth) <= tolerance);
+        CHECK(relative_error(got, truth) <= tolerance + (exact ? 0.0 : forward_error.worst));
         CHECK(decoder_error.worst <= tolerance + (exact ? 0.0 : forward_error.worst));
         CHECK(relative_error(got, want) <= tolerance + (exact ? 0.0 : relative_error(want, truth)));
         CHECK(between.worst <= tolerance + (exact ? 0.0 : forward_error.worst));
