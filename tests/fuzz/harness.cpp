@@ -9,33 +9,12 @@
 #include <typeinfo>
 
 #include "base/error.h"
+#include "support/scratch.h"
 
 namespace mgl::fuzz {
 
-namespace {
-
-// A directory of this process's own, removed when the process exits normally (a crash leaves it in /tmp).
-struct ScratchDirectory {
-  std::filesystem::path path;
-  ScratchDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mgl-fuzz-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      std::perror("fuzz: cannot make a scratch directory");
-      std::abort();
-    }
-    path = pattern;
-  }
-  ~ScratchDirectory() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
-
-}  // namespace
-
 std::string scratch_path(const std::string& name) {
-  static const ScratchDirectory scratch;
-  const std::filesystem::path path = scratch.path / name;
+  const std::filesystem::path path = testing::process_scratch() / name;
   std::filesystem::create_directories(path.parent_path());
   return path.string();
 }

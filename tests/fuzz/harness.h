@@ -12,8 +12,8 @@
 
 namespace mgl::fuzz {
 
-// The path of `name` ("meta.json", "data/train.bin") in this process's scratch directory, which is made on
-// first use and removed at exit; its parent folders are made.
+// The path of `name` ("meta.json", "data/train.bin") in this process's scratch folder (tests/support/scratch.h:
+// made on first use, removed at exit; a crash leaves it, named by the pid); its parent folders are made.
 std::string scratch_path(const std::string& name);
 // Writes `bytes` to scratch_path(name) and returns that path.
 std::string write_scratch_file(const std::string& name, std::string_view bytes);
