@@ -210,6 +210,7 @@ __global__ void __launch_bounds__(kLocalThreads, 2)
   float next[kWindowLoads];
   fetch_window<kReverse>(u, g, b, c_begin, d0, next);
   C32 s;
+  int64_t group = c_begin / g.G, group_end = c_begin + g.G;  // chunk c's group and where it ends, counted per chunk
   for (int64_t c = c_begin; c < c_end; ++c) {
     const int buffer = int(c - c_begin) & 1;
 #pragma unroll
@@ -220,9 +221,11 @@ __global__ void __launch_bounds__(kLocalThreads, 2)
     __syncthreads();
     if (c + 1 < c_end) fetch_window<kReverse>(u, g, b, c + 1, d0, next);
     s = (c == g.C - 1 ? decay_last : decay_full) * s + cema_chunk_sum(z, windows[buffer][j]);
-    if ((c + 1) % g.G == 0 || c == g.C - 1) {
-      if (d < g.D) states[g.state_index(b, c / g.G, d, n)] = P * s;  // zero for the padding modes
+    if (c + 1 == group_end || c == g.C - 1) {
+      if (d < g.D) states[g.state_index(b, group, d, n)] = P * s;  // zero for the padding modes
       s = C32();
+      ++group;
+      group_end += g.G;
     }
   }
 }
