@@ -14,7 +14,8 @@
 //
 // The CPU code below is the reference: the recurrence and its adjoint, literally, in f64 (the
 // coefficients first rounded to the parameter dtype, as every implementation computes them). The
-// CUDA kernels (cuda/cema.cu) compute the same recurrence as a chunked scan.
+// CUDA kernels (cuda/cema.cu) compute the same recurrence as a chunked scan, each chunk in the matrix form
+// of cuda/cema.h (checked against this recurrence in tests/ops/test_cema_matrix.cpp).
 #include "ops/cema.h"
 
 #include <cstdint>

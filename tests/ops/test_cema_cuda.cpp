@@ -1,11 +1,15 @@
 // CEMA on CUDA (cuda/cema.cu, a chunked scan) against the CPU reference: forward and every
 // gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, shapes at the
-// edges of the parameter-gradient pass's blocks (spans of 512 tokens, tiles of 16 channels), a 65536-token
-// sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
+// edges of the passes' blocks (the parameter-gradient pass's spans of 512 tokens and tiles of 16 channels, the
+// local pass's spans and tiles, the output pass's tiles of 8 channels × 16 groups), the forward's groups of
+// chunks (against the CPU with groups of 2, against pieces of the same sequence with groups of 8), a
+// 65536-token sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "autograd/engine.h"
+#include "cuda/cema.h"
 #include "ops/cema.h"
 #include "ops/ops.h"
 #include "support/testing.h"
@@ -60,15 +64,17 @@ TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") 
   }
 }
 
-TEST_CASE("cema: CUDA at the edges of the parameter-gradient blocks", "[cuda][cema]") {
+TEST_CASE("cema: CUDA at the edges of the passes' blocks", "[cuda][cema]") {
   // The gradient pass takes spans of 16 chunks (512 tokens) and tiles of 16 channels: a span and a
   // tile exactly full, one token and one channel past them (a last span of one 1-token chunk, a tile
   // of one live channel), fewer modes than the 16 mode slots of a tile, B > 1 and an incoming state.
+  // The local pass takes tiles of 16 channels and spans that grow while 512 blocks remain: B 4, D 33,
+  // 127 chunks make spans of 2 chunks and a last span of one 6-token chunk, in both sweeps.
   struct Case {
     int64_t B, L, D, N;
   };
   for (DType dtype : {DType::f32, DType::bf16}) {
-    for (const Case& s : {Case{2, 512, 16, 16}, Case{2, 1537, 17, 16}, Case{3, 545, 33, 3}}) {
+    for (const Case& s : {Case{2, 512, 16, 16}, Case{2, 1537, 17, 16}, Case{3, 545, 33, 3}, Case{4, 4038, 33, 16}}) {
       const uint64_t seed = fresh_seed();
       std::string report;
       const double error =
@@ -77,6 +83,51 @@ TEST_CASE("cema: CUDA at the edges of the parameter-gradient blocks", "[cuda][ce
                              << seed << "\n" << report);
       CHECK(error <= tolerance_for(dtype));
     }
+  }
+}
+
+TEST_CASE("cema: CUDA forward in groups of chunks against the CPU", "[cuda][cema]") {
+  // B 2, D 260, 263 chunks: groups of 2 (cema_group_chunks), the last of one 5-token chunk; 132 groups make
+  // a last output tile of 4 groups, 260 channels a last tile of 4 channels (output pass) and of 4 (local pass).
+  const int64_t B = 2, L = 262 * 32 + 5, D = 260, N = 16;
+  REQUIRE(cuda::cema_group_chunks({B, L, D, N}) == 2);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const uint64_t seed = fresh_seed();
+    std::string report;
+    const double error = compare_cuda_to_cpu(y_and_state, random_inputs(B, L, D, N, seed, true), dtype, &report);
+    INFO(dtype_name(dtype) << " seed " << seed << "\n" << report);
+    CHECK(error <= tolerance_for(dtype));
+  }
+}
+
+TEST_CASE("cema: CUDA forward in groups of 8 chunks equals the same sequence in pieces", "[cuda][cema]") {
+  // The whole sequence runs in groups of 8 chunks (876 chunks: a last group of 4, the last chunk of one token;
+  // 110 groups: a last output tile of 14; 300 channels: last tiles of 4 and 12; local-pass spans of 64 chunks,
+  // the last of 44); each of its five pieces, with the state carried from piece to piece, in chunks
+  // (groups of 1), which the tests above hold to the CPU.
+  const int64_t B = 2, L = 28001, D = 300, N = 16, cuts[] = {0, 5600, 11200, 16800, 22400, L};
+  REQUIRE(cuda::cema_group_chunks({B, L, D, N}) == 8);
+  REQUIRE(cuda::cema_group_chunks({B, L - cuts[4], D, N}) == 1);
+  const Device gpu = Device::cuda(0);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const uint64_t seed = fresh_seed();
+    INFO(dtype_name(dtype) << " seed " << seed);
+    std::vector<Tensor> in;
+    for (const Tensor& t : random_inputs(B, L, D, N, seed, true)) in.push_back(to(t.detach(), gpu));
+    in[0] = cast(in[0], dtype);
+    const CemaOutput whole = run(in, true);
+    std::vector<Tensor> pieces;
+    Tensor state = in[6];
+    for (size_t k = 0; k + 1 < std::size(cuts); ++k) {
+      std::vector<Tensor> part = in;
+      part[0] = contiguous(slice(in[0], 1, cuts[k], cuts[k + 1]));
+      part[6] = state;
+      const CemaOutput out = run(part, true);
+      pieces.push_back(out.y);
+      state = out.h_out;
+    }
+    CHECK(relative_error(whole.y, concat(pieces, 1)) <= tolerance_for(dtype));
+    CHECK(relative_error(whole.h_out, state) <= tolerance_for(DType::f32));
   }
 }
 

@@ -60,7 +60,11 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 
 double relative_error(const Tensor& out, const Tensor& ref) {
   MGL_CHECK(out.shape() == ref.shape(), "relative_error: ", out.describe(), " vs ", ref.describe());
-  const std::vector<double> a = out.to_vector<double>(), b = ref.to_vector<double>();
+  return relative_error(out.to_vector<double>(), ref.to_vector<double>());
+}
+
+double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+  MGL_CHECK(a.size() == b.size(), "relative_error: ", a.size(), " values vs ", b.size());
   double diff = 0.0, norm = 0.0;
   for (size_t i = 0; i < a.size(); ++i) {
     diff += (a[i] - b[i]) * (a[i] - b[i]);

@@ -43,6 +43,7 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
                            const autograd::GradcheckOptions& options = {});
 
 double relative_error(const Tensor& out, const Tensor& ref);
+double relative_error(const std::vector<double>& out, const std::vector<double>& ref);
 
 
 // Forward + backward of f on the CPU in `reference` (f64 by default) and on CUDA in `dtype`, from the same
