@@ -19,6 +19,11 @@ class Node;
 }
 
 // A block of bytes on one device, freed (returned to the allocator) with its last tensor.
+//
+// `version` counts the writes into the storage after it was created (PyTorch's version counter, shared by
+// every view as the storage is): copy_, fill_, add_ and the random fills (core/random.h) bump it, and so
+// does gradcheck when it perturbs an input through the pointer (Tensor::bump_version). A value derived from
+// a tensor and cached is current while the storage and its version are the ones it was derived from.
 struct Storage {
   Storage(const Device& device, size_t bytes);
   ~Storage();
@@ -28,6 +33,7 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device;
+  uint64_t version = 0;
 };
 
 struct TensorImpl;
@@ -81,6 +87,9 @@ class Tensor {
   // A new view of the same storage (no autograd; ops/ wraps views with their backward).
   Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
   const std::shared_ptr<Storage>& storage() const;
+  // The storage's write count (Storage::version); bump_version() after writing through raw_data().
+  uint64_t version() const { return storage()->version; }
+  void bump_version() const { ++storage()->version; }
 
   // ---- autograd fields (the behaviour lives in autograd/) -------------------------------------
   bool requires_grad() const;
