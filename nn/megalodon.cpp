@@ -6,6 +6,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/recompute.h"
 #include "dist/vocab_parallel_cross_entropy.h"
+#include "nn/compute_copy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -148,7 +149,7 @@ Tensor Megalodon::project(const Tensor& x) const {
   // Under tensor parallelism: the untied head (split by vocabulary) reads every channel of x; the tied
   // one holds this rank's channels of every embedding, so its products are partial sums over D.
   const Tensor logits = output_->output ? output_->output->forward(tp_.gather(x, 2))
-                                        : tp_.reduce(linear(x, cast(embed_->weight(), x.dtype())));
+                                        : tp_.reduce(linear(x, compute_copy(embed_->weight(), x.dtype())));
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
 }
 
