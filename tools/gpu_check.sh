@@ -4,7 +4,8 @@
 #   tools/gpu_check.sh                       # build + all tests + benchmarks
 #   tools/gpu_check.sh --no-bench            # skip benchmarks
 #   tools/gpu_check.sh --no-bench --cuda-only  # only the tests labelled cuda (the CPU ones run everywhere)
-# The trainer tests need dict-gcide: carry .deps (../shared/device/fetch-debs dict-gcide).
+# The trainer tests generate their text (tests/support/synthetic_text.h); the command-line tests
+# (tests/apps/*_cli.sh, not run by --cuda-only) read dict-gcide: carry .deps (../shared/device/fetch-debs dict-gcide).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/gpu_check_out}"

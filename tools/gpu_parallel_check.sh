@@ -9,8 +9,9 @@
 # over the ranks against
 # the one-process score (apps_test_scoring_mpi_cuda), generate under mpirun on the GPU
 # (tests/apps/generate_parallel_cli.sh with --device cuda), and the CPU parallel tests. With
-# --bench it then runs tools/gpu_parallel_bench.sh for the one-GPU baselines. Needs dict-gcide (carry
-# .deps from ../shared/device/fetch-debs dict-gcide). Logs under $OUT.
+# --bench it then runs tools/gpu_parallel_bench.sh for the one-GPU baselines. generate_parallel_cli.sh needs
+# dict-gcide (carry .deps from ../shared/device/fetch-debs dict-gcide); the C++ tests generate their text.
+# Logs under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/gpu_parallel_out}"

@@ -1,4 +1,4 @@
-// The training loop (apps/lib/trainer.h) on the CPU: the tiny model learns real text (a loss bound),
+// The training loop (apps/lib/trainer.h) on the CPU: the tiny model learns the generated text (a loss bound),
 // resuming from a checkpoint replays the uninterrupted run bitwise, gradient accumulation equals a larger
 // batch, the metrics file (with each step's time and MFU), and the bad-input cases (non-finite loss, foreign checkpoints, a run
 // directory in use, vocabulary mismatches, corrupted checkpoints).
@@ -32,15 +32,19 @@ void require_same_parameters(const nn::Megalodon& a, const nn::Megalodon& b) {
 
 }  // namespace
 
-TEST_CASE("trainer: the tiny model learns real text on the CPU", "[apps][trainer]") {
+TEST_CASE("trainer: the tiny model learns the generated text on the CPU", "[apps][trainer]") {
   const fs::path dir = scratch("learns");
-  const PreparedData data = gcide_sample(dir, 2'000'000);
+  const PreparedData data = generated_sample(dir, 2'000'000);
   Trainer trainer(options_for(small_run(200), data, dir / "run"));
   const TrainingSummary summary = trainer.run();
   REQUIRE(summary.validation);
-  // A uniform guess over bytes costs ln 256 = 5.55 nats; English byte frequencies alone ~3 nats. Measured
-  // (2026-11-28, seed 1234): validation loss 1.67 after 200 steps; the bound leaves a margin of 0.33.
-  CHECK(summary.validation->loss < 2.0);
+  // A uniform guess over bytes costs ln 256 = 5.55 nats; the text's byte frequencies alone 2.96; its entropy
+  // rate, 0.240, is the floor (support/synthetic_text.h). Measured over 21 seeds (train.seed 1 to 20 and the
+  // default 1234): validation loss 0.79 to 0.86 after 200 steps. The bound leaves 0.24 over the worst, three
+  // times the seeds' spread, which also covers the bf16 run on CUDA that shares it.
+  CHECK(summary.validation->loss < 1.1);
+  // Below the floor the model would have seen its targets (a leak past the causal mask, or into validation).
+  CHECK(summary.validation->loss > synthetic_text_entropy_rate());
   CHECK(std::abs(summary.validation->bits_per_byte - summary.validation->loss / std::log(2.0)) < 1e-12);
   CHECK(std::abs(summary.validation->perplexity / std::exp(summary.validation->loss) - 1) < 1e-12);
 
@@ -52,7 +56,7 @@ TEST_CASE("trainer: the tiny model learns real text on the CPU", "[apps][trainer
     REQUIRE(metrics[i]["step"] == i + 1);
   }
   CHECK(metrics.back()["val_loss"].get<double>() == summary.validation->loss);
-  // The loss falls: the last 20 steps average well below the first 20.
+  // The loss falls: the last 20 steps average well below the first 20 (by 2.74 to 3.01 over the same seeds).
   double first = 0, last = 0;
   for (int i = 0; i < 20; ++i) {
     first += metrics[i]["loss"].get<double>() / 20;
@@ -64,7 +68,7 @@ TEST_CASE("trainer: the tiny model learns real text on the CPU", "[apps][trainer
 
 TEST_CASE("trainer: each step's time and MFU in the metrics and the progress line", "[apps][trainer]") {
   const fs::path dir = scratch("mfu");
-  const PreparedData data = gcide_sample(dir, 200'000);
+  const PreparedData data = generated_sample(dir, 200'000);
   apps::RunConfig c = small_run(4);
   c.train.log_every = 2;
   // On the CPU MFU needs a peak: without one there is none, with one it is the model FLOPs over it.
@@ -108,7 +112,7 @@ TEST_CASE("trainer: each step's time and MFU in the metrics and the progress lin
 
 TEST_CASE("trainer: a run resumed from a checkpoint replays the uninterrupted run bitwise", "[apps][trainer]") {
   const fs::path dir = scratch("resume");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig c = small_run(12);
   c.train.checkpoint_every = 5;
   c.train.keep_checkpoints = 5;
@@ -131,7 +135,7 @@ TEST_CASE("trainer: a run resumed from a checkpoint replays the uninterrupted ru
 
 TEST_CASE("trainer: gradient accumulation equals one larger batch", "[apps][trainer]") {
   const fs::path dir = scratch("accumulation");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig whole = small_run(3);
   whole.train.batch_size = 4;
   RunConfig accumulated = whole;
@@ -155,7 +159,7 @@ TEST_CASE("trainer: gradient accumulation equals one larger batch", "[apps][trai
 
 TEST_CASE("trainer: a non-finite loss stops the run naming the step and the tensor", "[apps][trainer]") {
   const fs::path dir = scratch("nonfinite");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig c = small_run(50);
   c.optimizer.lr = 1e30;  // AdamW moves every weight by ~lr: the next forward overflows
   c.optimizer.weight_decay = 0;  // lr * weight_decay must be < 1 (RunConfig::validate)
@@ -174,7 +178,7 @@ TEST_CASE("trainer: a non-finite loss stops the run naming the step and the tens
 
 TEST_CASE("trainer: bad input is one clear error", "[apps][trainer]") {
   const fs::path dir = scratch("errors");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
 
   SECTION("a run directory with checkpoints needs --resume") {
     Trainer(options_for(small_run(2), data, dir / "run")).run();
@@ -234,7 +238,7 @@ TEST_CASE("trainer: bad input is one clear error", "[apps][trainer]") {
 
 TEST_CASE("trainer: the long-context curve scores the same targets with growing contexts", "[apps][trainer]") {
   const fs::path dir = scratch("long_context");
-  const PreparedData data = gcide_sample(dir, 400'000);  // 4000 held-out tokens
+  const PreparedData data = generated_sample(dir, 400'000);  // 4000 held-out tokens
   RunConfig c = small_run(4);
   c.model.timestep_norm_mode = "exact";  // so that a stream equals one plain forward
   c.eval.long_context_tokens = 2048;     // a stream of 2048 tokens whose last 64 are the targets
@@ -270,7 +274,7 @@ TEST_CASE("trainer: the long-context curve scores the same targets with growing 
 
 TEST_CASE("trainer: activation recomputation trains exactly as storing the activations", "[apps][trainer]") {
   const fs::path dir = scratch("recompute");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig stored = small_run(4);
   stored.model.dropout = 0.1;  // the recomputation replays the dropout masks
   RunConfig recomputed = stored;

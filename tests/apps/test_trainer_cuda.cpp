@@ -15,7 +15,7 @@ MGL_CUDA_TEST_FILE
 
 TEST_CASE("trainer cuda: bf16 mixed precision learns, starting where the CPU starts", "[apps][trainer][cuda]") {
   const fs::path dir = scratch("cuda_learns");
-  const PreparedData data = gcide_sample(dir, 2'000'000);
+  const PreparedData data = generated_sample(dir, 2'000'000);
   Trainer gpu(options_for(small_run(200), data, dir / "gpu", false, Device::cuda(0)));
   CHECK(gpu.compute_dtype() == DType::bf16);
   Trainer cpu(options_for(small_run(200), data, dir / "cpu"));
@@ -26,14 +26,14 @@ TEST_CASE("trainer cuda: bf16 mixed precision learns, starting where the CPU sta
   Trainer fresh(options_for(small_run(200), data, dir / "gpu_run", false, Device::cuda(0)));
   const TrainingSummary summary = fresh.run();
   REQUIRE(summary.validation);
-  CHECK(summary.validation->loss < 2.0);  // the CPU test's bound (measured 1.67 in f32)
+  CHECK(summary.validation->loss < 1.1);  // the CPU test's bound (measured 0.79 to 0.86 in f32)
   CHECK(summary.peak_device_bytes > 0);
   fs::remove_all(dir);
 }
 
 TEST_CASE("trainer cuda: a resumed run follows the uninterrupted one", "[apps][trainer][cuda]") {
   const fs::path dir = scratch("cuda_resume");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig c = small_run(12);
   c.train.checkpoint_every = 5;
   c.train.keep_checkpoints = 5;
@@ -56,7 +56,7 @@ TEST_CASE("trainer cuda: a resumed run follows the uninterrupted one", "[apps][t
 
 TEST_CASE("trainer cuda: out of memory is a clear error", "[apps][trainer][cuda]") {
   const fs::path dir = scratch("cuda_oom");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   RunConfig c = small_run(2);
   // 128K tokens a step through 8 wide layers: ~45 GB of saved bf16 activations per layer, far beyond
   // one GPU's memory (the weights and moments, ~30 GB, still fit, so the failure is in the step).
@@ -77,7 +77,7 @@ TEST_CASE("trainer cuda: out of memory is a clear error", "[apps][trainer][cuda]
 
 TEST_CASE("trainer cuda: the profiler reports the kernels of its window", "[apps][trainer][cuda]") {
   const fs::path dir = scratch("cuda_profile");
-  const PreparedData data = gcide_sample(dir, 400'000);
+  const PreparedData data = generated_sample(dir, 400'000);
   TrainerOptions o = options_for(small_run(5), data, dir / "run", false, Device::cuda(0));
   o.profile.enabled = true;
   o.profile.after = 1;

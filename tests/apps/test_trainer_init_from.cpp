@@ -29,7 +29,7 @@ void require_parameters_equal(const nn::Megalodon& model, const nn::Weights& wei
 
 TEST_CASE("trainer: --init-from starts a new run at step 0 from the given weights", "[apps][trainer]") {
   const fs::path dir = scratch("init_from");
-  const PreparedData data = gcide_sample(dir, 200'000);
+  const PreparedData data = generated_sample(dir, 200'000);
   Trainer(options_for(small_run(3), data, dir / "base")).run();
   const nn::Weights trained = nn::read_weights((dir / "base").string());
   nn::write_weights_safetensors((dir / "base.safetensors").string(), trained);

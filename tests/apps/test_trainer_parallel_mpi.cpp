@@ -24,7 +24,7 @@ std::shared_ptr<dist::ParallelState> cpu_grid(const dist::GridSizes& sizes) { re
 TEST_CASE("trainer: one step under every grid equals the single-process step", "[apps][trainer][mpi][grid3d]") {
   const int world = dist::initialize_mpi().size;
   const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
-  const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data"), 400000);
   apps::Trainer reference(options_for(grid_run(5), data, scratch("reference")));
   const double loss_ref = reference.accumulate_gradients();
   const std::vector<Tensor> whole_ref = host_f64(reference, true);
@@ -59,7 +59,7 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
   // rounding; parameters of two summation orders are not close in norm, while the losses are.
   const int world = dist::initialize_mpi().size;
   const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
-  const apps::PreparedData data = gcide_sample(scratch("data5"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data5"), 400000);
   const fs::path reference_run = scratch("reference5");
   apps::Trainer reference(options_for(grid_run(5), data, reference_run));
   reference.run();
@@ -89,7 +89,7 @@ TEST_CASE("trainer: under tensor parallelism the long-context evaluation scores 
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
-  const apps::PreparedData data = gcide_sample(scratch("data_long"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data_long"), 400000);
   apps::RunConfig config = grid_run(2, {1, 1, world});
   config.eval.long_context_tokens = 1024;
   const fs::path run = shared_directory(*ps, "long_context", seed);
@@ -113,7 +113,7 @@ TEST_CASE("trainer: --init-from under tensor parallelism takes each rank's piece
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
-  const apps::PreparedData data = gcide_sample(scratch("data_init"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data_init"), 400000);
   const fs::path source = shared_directory(*ps, "init_source", seed);
   if (ps->world_rank() == 0) apps::Trainer(options_for(grid_run(2), data, source)).run();
   ps->world().on(Device::cpu()).barrier();
@@ -132,7 +132,7 @@ TEST_CASE("trainer: --init-from under tensor parallelism takes each rank's piece
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
   const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
-  const apps::PreparedData data = gcide_sample(scratch("data_resume"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data_resume"), 400000);
   apps::RunConfig single = grid_run(6);
   single.train.checkpoint_every = 3;
   const fs::path reference_run = scratch("reference_resume");
@@ -187,7 +187,7 @@ TEST_CASE("trainer: under one grid, a resumed run replays the uninterrupted run 
   const dist::GridSizes grid = world >= 8 ? dist::GridSizes{2, 2, world / 4} : dist::GridSizes{world / 2, 1, 2};
   const auto ps = cpu_grid(grid);
   const uint64_t seed = shared_seed(ps->world());
-  const apps::PreparedData data = gcide_sample(scratch("data_bitwise"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data_bitwise"), 400000);
   apps::RunConfig config = grid_run(6, grid, /*zero=*/1);
   config.train.checkpoint_every = 3;
   const fs::path whole = shared_directory(*ps, "bitwise_whole", seed);
@@ -216,17 +216,19 @@ TEST_CASE("trainer: under tensor parallelism bf16 gradients are as close to f32 
   // In bf16 a split layer adds roundings of its own (each rank's partial sums of wh2 and fc2, and of dM and
   // dn, are rounded to bf16 before they are added), so its gradients are not close to the single-process
   // bf16 run's at the 1e-2 the other grids keep: they are a second bf16 computation of the same gradient,
-  // off by the bf16 error level itself (1.0e-2 to 2.1e-2 here). The fair bound compares both with the f32
-  // gradient: over 19 seeds on 2 and 4 ranks the split run's worst relative error was 0.71 to 1.24 times
-  // the single process's (itself 1.7e-2 to 3.1e-2); checked at 2 times. On an H100 the CUDA test saw 1.6e-2 to 2.4e-2 between the
-  // split and single bf16 runs (tests/apps/test_trainer_parallel_mpi_cuda.cpp). The single process's loss is now the
-  // fused head's (f32 logits of the bf16 products, nn/megalodon.h forward_loss), the split run's the vocabulary-parallel
-  // loss of bf16-rounded logits; on the same 4 seeds on 4 ranks the ratio was 0.77 to 1.83 with the fused head and 0.86
-  // to 1.79 with the unfused one: the head's rounding is not what sets it.
+  // off by the bf16 error level itself (1.2e-2 to 3.9e-2 here). The fair bound compares both with the f32
+  // gradient: over 150 seeds (75 on 2 ranks, 75 on 4; every rank's pieces) the split run's worst relative
+  // error was 0.72 to 1.85 times the single process's (itself 1.5e-2 to 4.6e-2); checked at 3 times. On an
+  // H100 the CUDA test saw 1.6e-2 to 2.4e-2 between the split and single bf16 runs, on the GCIDE text the
+  // tests read before (tests/apps/test_trainer_parallel_mpi_cuda.cpp).
+  // The single process's loss is the fused head's (f32 logits of the bf16 products, nn/megalodon.h
+  // forward_loss), the split run's the vocabulary-parallel loss of bf16-rounded logits; on 4 seeds on 4 ranks
+  // (on the GCIDE text) the ratio was 0.77 to 1.83 with the fused head and 0.86 to 1.79 with the unfused one:
+  // the head's rounding is not what sets it.
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
-  const apps::PreparedData data = gcide_sample(scratch("data_bf16"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data_bf16"), 400000);
   auto config = [&](const dist::GridSizes& grid, const std::string& dtype) {
     apps::RunConfig c = grid_run(5, grid, 0, dtype);
     c.train.seed = static_cast<int64_t>(seed % 100000);
@@ -248,5 +250,5 @@ TEST_CASE("trainer: under tensor parallelism bf16 gradients are as close to f32 
     split_error = std::max(split_error, relative_error(mine[k], exact[k]));
   }
   INFO("seed " << seed % 100000 << ": worst error against f32, split " << split_error << ", single " << single_error);
-  CHECK(split_error <= 2 * single_error);
+  CHECK(split_error <= 3 * single_error);
 }

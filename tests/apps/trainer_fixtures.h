@@ -1,6 +1,6 @@
 #pragma once
-// Shared by the trainer tests (CPU and CUDA): scratch directories, a prepared slice of the default
-// corpus, and a small run of the tiny model.
+// Shared by the trainer tests (CPU and CUDA): scratch directories, a prepared sample of the generated
+// text (support/synthetic_text.h), and a small run of the tiny model.
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/trainer.h"
+#include "support/synthetic_text.h"
 #include "support/testing.h"
 
 namespace mgl::testing {
@@ -21,13 +22,10 @@ inline std::filesystem::path scratch(const std::string& name) {
   return dir;
 }
 
-// The first `bytes` of the GCIDE dictionary, prepared with the byte tokenizer into `dir`.
-inline apps::PreparedData gcide_sample(const std::filesystem::path& dir, size_t bytes) {
-  INFO("the default corpus " << apps::default_corpus_path() << " (dict-gcide, installed by tools/install_deps.sh)");
-  REQUIRE(std::filesystem::exists(apps::default_corpus_path()));
-  static const std::string text = apps::read_text_file(apps::default_corpus_path());
-  const std::filesystem::path input = dir / "gcide_sample.txt";
-  std::ofstream(input, std::ios::binary) << text.substr(0, bytes);
+// The first `bytes` of the generated text, prepared with the byte tokenizer into `dir`.
+inline apps::PreparedData generated_sample(const std::filesystem::path& dir, size_t bytes) {
+  const std::filesystem::path input = dir / "generated_sample.txt";
+  std::ofstream(input, std::ios::binary) << synthetic_text(bytes);
   apps::PrepareOptions o;
   o.inputs = {input.string()};
   o.out = (dir / "data").string();
