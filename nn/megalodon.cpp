@@ -48,6 +48,32 @@ Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options, 
 }
 
 Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
+  return project(body(ids, incoming, outgoing));
+}
+
+Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const { return project(body(ids, relay)); }
+
+namespace {
+
+// Before the forward, so that a mismatch costs no forward.
+void check_targets(const Tensor& ids, const Tensor& targets) {
+  MGL_CHECK(targets.defined() && targets.shape() == ids.shape(), "Megalodon::forward_loss: targets ",
+            targets.defined() ? targets.describe() : "(undefined)", " do not match ids ", ids.describe());
+}
+
+}  // namespace
+
+Tensor Megalodon::forward_loss(const Tensor& ids, const Tensor& targets) const {
+  check_targets(ids, targets);
+  return head_loss(body(ids, nullptr, nullptr), targets);
+}
+
+Tensor Megalodon::forward_loss(const Tensor& ids, const Tensor& targets, ChunkRelay& relay) const {
+  check_targets(ids, targets);
+  return head_loss(body(ids, relay), targets);
+}
+
+Tensor Megalodon::body(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
   check_ids(ids);
   MGL_CHECK(!incoming || incoming->empty() || static_cast<int64_t>(incoming->layers.size()) == config_.num_layers,
             "Megalodon: the incoming state has ", incoming ? incoming->layers.size() : 0, " layers, the model ",
@@ -70,11 +96,11 @@ Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelSt
       x = block->forward(x, carry ? &incoming->layers[i] : nullptr, outgoing ? &outgoing->layers[i] : nullptr);
     }
   }
-  x = output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr, outgoing ? &outgoing->final_norm : nullptr);
-  return project(x);
+  return output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr,
+                                     outgoing ? &outgoing->final_norm : nullptr);
 }
 
-Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
+Tensor Megalodon::body(const Tensor& ids, ChunkRelay& relay) const {
   check_ids(ids);
   Tensor x = embed_tokens(ids);
   // Block i (i == num_layers: the final norm) starts from the state received from the previous rank
@@ -98,8 +124,7 @@ Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
   const std::optional<LayerState> in = incoming(config_.num_layers, false);
   LayerState out;
   x = output_->final_norm->forward(x, in ? &in->norm : nullptr, relay.sends() ? &out.norm : nullptr);
-  if (relay.sends()) x = relay.send(config_.num_layers, out, x, false);
-  return project(x);
+  return relay.sends() ? relay.send(config_.num_layers, out, x, false) : x;
 }
 
 Tensor Megalodon::recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const {
@@ -183,6 +208,15 @@ std::pair<Tensor, Tensor> as_rows(const Tensor& logits, const Tensor& targets) {
 Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
   const auto [rows, ids] = as_rows(logits, targets);
   return cross_entropy(rows, ids);
+}
+
+Tensor Megalodon::head_loss(const Tensor& x, const Tensor& targets) const {
+  if (tp_.split()) return token_loss(project(x), targets);
+  // The head's weight in the compute dtype, as project() uses it (the head has no bias, §2.7).
+  const Linear* head = output_->output.get();
+  const Tensor weight = cast(head ? head->weight() : embed_->weight(), x.dtype());
+  const int64_t rows = x.size(0) * x.size(1);
+  return linear_cross_entropy(reshape(x, {rows, x.size(2)}), weight, Tensor(), reshape(targets, {rows}));
 }
 
 Tensor Megalodon::token_loss(const Tensor& logits, const Tensor& targets) const {

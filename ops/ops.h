@@ -109,6 +109,12 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 // math for every dtype), targets [N] (i32/i64). Returns a 0-dim f32 (f64 for f64 logits) tensor.
 // The targets are read on the host: targets on the CPU with CUDA logits cost no synchronisation.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// cross_entropy(linear(x, weight, bias), targets) without the [N, V] logits: x [N, D], weight [V, D], bias [V]
+// or undefined, rows taken chunk_rows at a time (0: as many as ~256 MiB of f32 logits hold), the loss f32 (f64
+// for f64) as cross_entropy's. Gradients are formed in the forward and kept for the backward, for the inputs
+// that require grad (none under NoGradGuard). In ops/linear_cross_entropy.cpp.
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& targets,
+                            int64_t ignore_index = -100, int64_t chunk_rows = 0);
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask is regenerated
 // from the Philox (seed, offset) pair drawn from `gen`, in backward too, so it is never stored.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());

@@ -126,13 +126,17 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
     g.c_batch_stride = 0;
   }
 
-  if (out.is_cpu()) {
-    cpu_gemm(g);
-  } else {
-    DeviceGuard guard(out.device());
-    MGL_ON_CUDA(cuda::gemm(g, out.device().index, compute_stream(out.device())));
-  }
+  run_gemm(g, out.device());
   return out;
+}
+
+void run_gemm(const cuda::Gemm& problem, const Device& device) {
+  if (device.is_cpu()) {
+    cpu_gemm(problem);
+  } else {
+    DeviceGuard guard(device);
+    MGL_ON_CUDA(cuda::gemm(problem, device.index, compute_stream(device)));
+  }
 }
 
 Tensor transposed_view(const Tensor& t) {

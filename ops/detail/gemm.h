@@ -4,8 +4,13 @@
 // read as "stored transposed"), and the dispatch to the CPU GEMM or cuBLAS. Forward only: the ops
 // record their own nodes.
 #include "core/tensor.h"
+#include "cuda/matmul.h"
 
 namespace mgl::detail {
+
+// Runs a GEMM described on raw pointers (cuda/matmul.h) on `device`: the CPU GEMM (ops/detail/cpu_gemm.h)
+// or cuBLAS on the device's compute stream. For ops that lay out their own operands and outputs.
+void run_gemm(const cuda::Gemm& problem, const Device& device);
 
 // out [batch..., m, n] = a [..., m, k] @ b [..., k, n] (+ bias [n] on every row), batch dims
 // broadcast. Records no graph.
