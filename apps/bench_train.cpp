@@ -10,7 +10,8 @@
 // untimed steps (the memory pool fills, cuBLAS picks its kernels), then S timed ones, each phase of each
 // step (forward, backward, optimizer: StepPhase) between device time points (core/cuda_context.h: CUDA
 // events on the GPU, the steady clock on the CPU). The timed steps run back to back without a host
-// synchronisation, as train's unlogged steps do; the times and the steps' results are read after the last. Prints a table and, with --json, writes the same
+// synchronisation, as train's unlogged steps do; the times and the steps' results are read after the
+// last. Prints a table and, with --json, writes the same
 // figures under the keys tools/bench_reference.py writes, so that a script divides one run by the other:
 // tokens/s of the median step, step ms (median, min, max), model FLOPs per token (nn/flops.h), MFU against
 // the peak, peak tensor memory, the parameter count and each phase's median ms. --profile then records

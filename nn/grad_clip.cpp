@@ -156,13 +156,18 @@ void check_grads_finite(const std::vector<Parameter>& parameters) {
   MGL_CHECK(n.finite(), "gradient of parameter '", n.first_nonfinite, "' contains NaN or inf");
 }
 
-double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm, const TensorParallel& tp) {
+GlobalNorm clip_grad_norm_on_device_(const std::vector<Parameter>& parameters, double max_norm,
+                                     const TensorParallel& tp) {
   MGL_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);
   const GlobalNorm n = grad_norm_on_device(parameters, tp);
   std::vector<Tensor> grads;
   for (const Parameter& p : parameters) grads.push_back(p.tensor.grad());
   clip_to_norm_(grads, n.norm(), max_norm);
-  return n.norm().item();
+  return n;
+}
+
+double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm, const TensorParallel& tp) {
+  return clip_grad_norm_on_device_(parameters, max_norm, tp).norm().item();
 }
 
 }  // namespace mgl::nn

@@ -57,8 +57,11 @@ GradNorm grad_norm(const std::vector<Parameter>& parameters, const TensorParalle
 // Throws mgl::Error naming the first parameter whose gradient has a NaN or inf.
 void check_grads_finite(const std::vector<Parameter>& parameters);
 
-// Scales every gradient in place by min(1, max_norm / (norm + 1e-6)) and returns the norm before
-// clipping (read on the host). A non-finite norm leaves the gradients untouched.
+// Scales every gradient in place by min(1, max_norm / (norm + 1e-6)), the norm being grad_norm_on_device's,
+// and returns that norm before clipping, left on the device. A non-finite norm leaves the gradients untouched.
+GlobalNorm clip_grad_norm_on_device_(const std::vector<Parameter>& parameters, double max_norm,
+                                     const TensorParallel& tp = {});
+// clip_grad_norm_on_device_ with the norm read on the host.
 double clip_grad_norm_(const std::vector<Parameter>& parameters, double max_norm, const TensorParallel& tp = {});
 
 }  // namespace mgl::nn

@@ -167,16 +167,12 @@ nn::GlobalNorm TrainingStep::clip_gradients() {
   const double max_norm = config_.optimizer.clip_grad_norm;
   // Under tensor parallelism the norm sums over the tensor group too, each parameter counted once.
   const nn::TensorParallel& tp = model_->tensor_parallel();
+  if (!zero_)
+    return max_norm > 0 ? nn::clip_grad_norm_on_device_(parameters_, max_norm, tp)
+                        : nn::grad_norm_on_device(parameters_, tp);
   // ZeRO-1: each rank holds its pieces of the summed gradient; the norm sums them over the group.
-  const nn::GlobalNorm norm = zero_ ? zero_->grad_norm(tp) : nn::grad_norm_on_device(parameters_, tp);
-  if (max_norm <= 0) return norm;
-  if (zero_) {
-    zero_->clip_grads(norm.norm(), max_norm);
-  } else {
-    std::vector<Tensor> grads;
-    for (const nn::Parameter& p : parameters_) grads.push_back(p.tensor.grad());
-    nn::clip_to_norm_(grads, norm.norm(), max_norm);
-  }
+  const nn::GlobalNorm norm = zero_->grad_norm(tp);
+  if (max_norm > 0) zero_->clip_grads(norm.norm(), max_norm);
   return norm;
 }
 

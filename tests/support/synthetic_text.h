@@ -7,10 +7,11 @@
 // follow a first-order Markov chain: word i is followed by word i + o_j (mod V) for one of k = 4 distinct
 // offsets o_j, each with probability 1/k. After each word the sentence ends with probability q = 1/8 (a
 // '.', and the next word is capitalised), and a sentence end starts a new line with probability r = 1/4;
-// every other word is followed by a space. The punctuation draws are independent of the words. Every word has exactly k predecessors as well as k successors, so
-// the transition matrix is doubly stochastic and the uniform distribution is stationary; V is prime, so a
-// single offset already walks through every word: the chain is irreducible, and long-run averages over the
-// text are averages over the uniform vocabulary.
+// every other word is followed by a space. The punctuation draws are independent of the words. Every
+// word has exactly k predecessors as well as k successors, so the transition matrix is doubly stochastic
+// and the uniform distribution is stationary; V is prime, so a single offset already walks through every
+// word: the chain is irreducible, and long-run averages over the text are averages over the uniform
+// vocabulary.
 //
 // Entropy rate. The bytes give back the word choices and punctuation draws (the words are distinct and
 // hold no space, '.' or capital), so n words' bytes carry exactly the entropy of n words' draws:
