@@ -11,6 +11,7 @@
 #include <string>
 
 #include "nn/checkpoint.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 namespace mgl::testing {
@@ -54,7 +55,7 @@ struct Run {
 
 class Workspace {
  public:
-  Workspace() : dir_(std::filesystem::temp_directory_path() / ("mgl_generate_" + std::to_string(fresh_seed()))) {
+  Workspace() : dir_(process_scratch() / ("generate_" + std::to_string(fresh_seed()))) {
     std::filesystem::create_directories(dir_);
   }
   ~Workspace() { std::filesystem::remove_all(dir_); }

@@ -1,6 +1,6 @@
 #pragma once
 // Shared by the trainer tests under mpirun (CPU and CUDA): the grids a world allows, a small run for
-// any of them, a run directory every rank names alike, and the per-step record of a run.
+// any of them, and the per-step record of a run (run directories every rank names alike: SharedScratch).
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -48,18 +48,6 @@ inline std::vector<dist::GridSizes> grids(int world) {
     for (int64_t c = 1; d * c <= world; ++c)
       if (world % (d * c) == 0) out.push_back({d, c, world / (d * c)});
   return out;
-}
-
-// A directory every rank names alike, emptied by rank 0.
-inline std::filesystem::path shared_directory(const dist::ParallelState& ps, const std::string& name, uint64_t seed) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("mgl_test_trainer_parallel_" + std::to_string(seed)) / name;
-  if (ps.world_rank() == 0) {
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-  }
-  ps.world().on(Device::cpu()).barrier();
-  return dir;
 }
 
 // The parameters (or their gradients) of a trainer's model, in f64 on the host: this rank's pieces

@@ -6,6 +6,7 @@
 
 #include "apps/lib/data_loader.h"
 #include "apps/lib/token_shards.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -137,8 +138,7 @@ TEST_CASE("data loader: over many steps every part of the stream is visited", "[
 }
 
 TEST_CASE("data loader: reads a token shard", "[apps][data_loader]") {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed()) + "_loader.bin")).string();
+  const std::string path = (process_scratch() / "loader.bin").string();
   write_token_shard(path, counting_tokens(100, 256), TokenDType::u16);
   DataLoaderOptions o = options(2, 4, 9);
   o.vocab_size = 256;

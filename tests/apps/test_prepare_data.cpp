@@ -10,6 +10,7 @@
 
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/token_shards.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -18,13 +19,6 @@ using namespace mgl::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_test_prepare_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::string sample_text(size_t lines) {
   std::string text;

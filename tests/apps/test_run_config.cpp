@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "apps/lib/run_config.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -145,7 +146,7 @@ TEST_CASE("run config: text that is not UTF-8 is refused before it enters the co
   c.set("model.name=caf\xc3\xa9");  // UTF-8 beyond ASCII is text
   CHECK(RunConfig::from_json(c.to_json()).model.name == "caf\xc3\xa9");
   // A config file whose name is not UTF-8 loads; the run is named "custom" rather than after the file.
-  const std::filesystem::path path = std::filesystem::temp_directory_path() / "mgl_test_\xff.json";
+  const std::filesystem::path path = process_scratch() / "\xff.json";
   std::ofstream(path) << R"({"model": {"preset": "test"}})";
   const RunConfig loaded = RunConfig::load(path.string());
   CHECK(loaded.name == "custom");
@@ -154,7 +155,7 @@ TEST_CASE("run config: text that is not UTF-8 is refused before it enters the co
 }
 
 TEST_CASE("run config: a config file by path, with its errors named", "[apps][run_config]") {
-  const std::filesystem::path path = std::filesystem::temp_directory_path() / "mgl_test_run_config.json";
+  const std::filesystem::path path = process_scratch() / "run_config.json";
   std::ofstream(path) << R"({"model": {"preset": "test", "num_layers": 3}, "train": {"steps": 9}})";
   const RunConfig c = RunConfig::load(path.string());
   CHECK(c.model.num_layers == 3);
@@ -183,8 +184,7 @@ TEST_CASE("run config: differences between resolved configs", "[apps][run_config
 }
 
 TEST_CASE("run config: an official ModelConf file configures the model of a run", "[apps][run_config]") {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "mgl_test_official_config";
-  std::filesystem::create_directories(dir);
+  const std::filesystem::path dir = scratch("official_config");
   const std::filesystem::path file = dir / "official_small.json";
   std::ofstream(file) << R"({"num_layers": 2, "model_dim": 64, "z_dim": 32, "value_dim": 64, "num_heads": 1,
     "ffn_hidden_dim": 128, "cema_ndim": 4, "chunk_size": 32, "efficient_attn": null, "init_mode": "he",

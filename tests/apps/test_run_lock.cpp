@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "apps/lib/run_lock.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -17,9 +18,7 @@ using namespace mgl::testing;
 
 namespace {
 
-std::string temp_folder() {
-  return (std::filesystem::temp_directory_path() / ("mgl_test_run_lock_" + std::to_string(fresh_seed()))).string();
-}
+std::string temp_folder() { return scratch("run_lock").string(); }
 
 }  // namespace
 

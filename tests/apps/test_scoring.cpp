@@ -16,6 +16,7 @@
 #include "nn/megalodon_models.h"
 #include "nn/streaming_runs.h"
 #include "ops/ops.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -123,8 +124,7 @@ TEST_CASE("scoring: the windowed mode scores what a windowed session predicts", 
 TEST_CASE("scoring: a text file read in small blocks scores bitwise as its whole token vector", "[apps][scoring]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_scoring_" + std::to_string(seed));
-  std::filesystem::create_directories(dir);
+  const auto dir = scratch("scoring");
   std::ofstream(dir / "corpus.txt") << generated_text(1, 400);  // fixed: see test_token_source.cpp
   const std::string text = "  the model reads\n\n" + generated_text(3, 40) + "and no newline at the end";
   const std::string file = (dir / "text.txt").string();
@@ -170,8 +170,7 @@ TEST_CASE("scoring: curve files in TSV and JSON", "[apps][scoring]") {
   nn::Megalodon model(nn::MegalodonConfig::preset("test"));
   model.eval();
   const ScoringResult result = score_tokens(model, random_stream(20, 50, seed), {.byte_count = 19});
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_scoring_" + std::to_string(seed));
-  std::filesystem::create_directories(dir);
+  const auto dir = scratch("scoring");
   auto read = [](const std::filesystem::path& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "apps/lib/text_stream.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -82,8 +83,7 @@ TEST_CASE("text stream: SentencePiece pieces keep their spaces after the first",
     WARN("SKIPPED: this build has no SentencePiece");
     return;
   }
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_text_stream_" + std::to_string(fresh_seed()));
-  std::filesystem::create_directories(dir);
+  const auto dir = scratch("text_stream");
   const std::string corpus = (dir / "corpus.txt").string();
   {
     std::ofstream out(corpus);

@@ -7,6 +7,7 @@
 #include "apps/lib/token_shards.h"
 #include "base/philox.h"
 #include "core/fnv1a.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -15,9 +16,7 @@ using namespace mgl::testing;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed()) + "_" + name)).string();
-}
+std::string temp_path(const std::string& name) { return (process_scratch() / name).string(); }
 
 std::vector<uint32_t> random_tokens(size_t count, uint32_t vocab, uint64_t seed) {
   std::vector<uint32_t> tokens(count);

@@ -8,6 +8,7 @@
 
 #include "apps/generated_text.h"
 #include "apps/lib/token_source.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -21,7 +22,7 @@ namespace {
 class ScratchFile {
  public:
   explicit ScratchFile(const std::string& text)
-      : dir_(fs::temp_directory_path() / ("mgl_token_source_" + std::to_string(fresh_seed()))) {
+      : dir_(process_scratch() / ("token_source_" + std::to_string(fresh_seed()))) {
     fs::create_directories(dir_);
     std::ofstream(path(), std::ios::binary) << text;
   }

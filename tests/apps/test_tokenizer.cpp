@@ -7,6 +7,7 @@
 
 #include "apps/generated_text.h"
 #include "apps/lib/tokenizer.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -14,12 +15,6 @@ using namespace mgl::apps;
 using namespace mgl::testing;
 
 namespace {
-
-std::filesystem::path fresh_directory(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed()) + "_" + name);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 }  // namespace
 
@@ -78,7 +73,7 @@ TEST_CASE("sentencepiece: train, load, and round-trip text", "[apps][tokenizer][
   }
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
-  const auto dir = fresh_directory("sentencepiece");
+  const auto dir = scratch("sentencepiece");
   const std::string text_path = (dir / "corpus.txt").string();
   std::ofstream(text_path) << generated_text(seed, 400);
 

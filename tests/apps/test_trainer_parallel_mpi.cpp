@@ -23,7 +23,9 @@ std::shared_ptr<dist::ParallelState> cpu_grid(const dist::GridSizes& sizes) { re
 
 TEST_CASE("trainer: one step under every grid equals the single-process step", "[apps][trainer][mpi][grid3d]") {
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
+  const auto world_grid = cpu_grid({world, 1, 1});
+  const uint64_t seed = shared_seed(world_grid->world());
+  const SharedScratch shared(world_grid, seed);
   const apps::PreparedData data = generated_sample(scratch("data"), 400000);
   apps::Trainer reference(options_for(grid_run(5), data, scratch("reference")));
   const double loss_ref = reference.accumulate_gradients();
@@ -32,7 +34,7 @@ TEST_CASE("trainer: one step under every grid equals the single-process step", "
   for (const dist::GridSizes& grid : grids(world)) {
     INFO("grid " << grid.str());
     const auto ps = cpu_grid(grid);
-    apps::TrainerOptions o = options_for(grid_run(5, grid), data, shared_directory(*ps, "one_step", seed));
+    apps::TrainerOptions o = options_for(grid_run(5, grid), data, shared("one_step"));
     o.parallel = ps;
     apps::Trainer trainer(o);
     const double loss = trainer.accumulate_gradients();
@@ -58,7 +60,9 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
   // size, so an element whose gradient is at rounding level moves by up to lr per step whatever its
   // rounding; parameters of two summation orders are not close in norm, while the losses are.
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
+  const auto world_grid = cpu_grid({world, 1, 1});
+  const uint64_t seed = shared_seed(world_grid->world());
+  const SharedScratch shared(world_grid, seed);
   const apps::PreparedData data = generated_sample(scratch("data5"), 400000);
   const fs::path reference_run = scratch("reference5");
   apps::Trainer reference(options_for(grid_run(5), data, reference_run));
@@ -69,7 +73,7 @@ TEST_CASE("trainer: five steps under every grid track the single-process run; Ze
     for (int64_t zero : {0, 1}) {
       INFO("grid " << grid.str() << ", zero " << zero);
       const auto ps = cpu_grid(grid);
-      const fs::path run = shared_directory(*ps, "five_" + std::to_string(zero), seed);
+      const fs::path run = shared("five_" + std::to_string(zero));
       apps::TrainerOptions o = options_for(grid_run(5, grid, zero), data, run);
       o.parallel = ps;
       apps::Trainer trainer(o);
@@ -89,10 +93,11 @@ TEST_CASE("trainer: under tensor parallelism the long-context evaluation scores 
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
+  const SharedScratch shared(ps, seed);
   const apps::PreparedData data = generated_sample(scratch("data_long"), 400000);
   apps::RunConfig config = grid_run(2, {1, 1, world});
   config.eval.long_context_tokens = 1024;
-  const fs::path run = shared_directory(*ps, "long_context", seed);
+  const fs::path run = shared("long_context");
   apps::TrainerOptions o = options_for(config, data, run);
   o.parallel = ps;
   const apps::TrainingSummary summary = apps::Trainer(o).run();
@@ -113,14 +118,15 @@ TEST_CASE("trainer: --init-from under tensor parallelism takes each rank's piece
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
+  const SharedScratch shared(ps, seed);
   const apps::PreparedData data = generated_sample(scratch("data_init"), 400000);
-  const fs::path source = shared_directory(*ps, "init_source", seed);
+  const fs::path source = shared("init_source");
   if (ps->world_rank() == 0) apps::Trainer(options_for(grid_run(2), data, source)).run();
   ps->world().on(Device::cpu()).barrier();
   apps::TrainerOptions whole = options_for(grid_run(2), data, scratch("init_whole"));
   whole.init_from = source.string();
   const apps::Trainer reference(whole);
-  apps::TrainerOptions split = options_for(grid_run(2, {1, 1, world}), data, shared_directory(*ps, "init_split", seed));
+  apps::TrainerOptions split = options_for(grid_run(2, {1, 1, world}), data, shared("init_split"));
   split.init_from = source.string();
   split.parallel = ps;
   const apps::Trainer trainer(split);
@@ -131,7 +137,9 @@ TEST_CASE("trainer: --init-from under tensor parallelism takes each rank's piece
 
 TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[apps][trainer][mpi]") {
   const int world = dist::initialize_mpi().size;
-  const uint64_t seed = shared_seed(cpu_grid({world, 1, 1})->world());
+  const auto world_grid = cpu_grid({world, 1, 1});
+  const uint64_t seed = shared_seed(world_grid->world());
+  const SharedScratch shared(world_grid, seed);
   const apps::PreparedData data = generated_sample(scratch("data_resume"), 400000);
   apps::RunConfig single = grid_run(6);
   single.train.checkpoint_every = 3;
@@ -148,7 +156,7 @@ TEST_CASE("trainer: a checkpoint saved under one grid resumes under another", "[
   for (const auto& [from, onto] : {std::pair{dp, tp}, std::pair{tp, dp}}) {
     INFO(from.str() << " -> " << onto.str());
     const auto first = cpu_grid(from);
-    const fs::path run = shared_directory(*first, "resume_" + std::to_string(scenario++), seed);
+    const fs::path run = shared("resume_" + std::to_string(scenario++));
     apps::RunConfig saved = grid_run(3, from, /*zero=*/from.data > 1 ? 1 : 0);
     saved.train.checkpoint_every = 3;
     {
@@ -187,11 +195,12 @@ TEST_CASE("trainer: under one grid, a resumed run replays the uninterrupted run 
   const dist::GridSizes grid = world >= 8 ? dist::GridSizes{2, 2, world / 4} : dist::GridSizes{world / 2, 1, 2};
   const auto ps = cpu_grid(grid);
   const uint64_t seed = shared_seed(ps->world());
+  const SharedScratch shared(ps, seed);
   const apps::PreparedData data = generated_sample(scratch("data_bitwise"), 400000);
   apps::RunConfig config = grid_run(6, grid, /*zero=*/1);
   config.train.checkpoint_every = 3;
-  const fs::path whole = shared_directory(*ps, "bitwise_whole", seed);
-  const fs::path cut = shared_directory(*ps, "bitwise_cut", seed);
+  const fs::path whole = shared("bitwise_whole");
+  const fs::path cut = shared("bitwise_cut");
   for (const fs::path& run : {whole, cut}) {
     apps::RunConfig first = config;
     if (run == cut) first.train.steps = 3;  // stops after its checkpoint at step 3
@@ -228,6 +237,7 @@ TEST_CASE("trainer: under tensor parallelism bf16 gradients are as close to f32 
   const int world = dist::initialize_mpi().size;
   const auto ps = cpu_grid({1, 1, world});
   const uint64_t seed = shared_seed(ps->world());
+  const SharedScratch shared(ps, seed);
   const apps::PreparedData data = generated_sample(scratch("data_bf16"), 400000);
   auto config = [&](const dist::GridSizes& grid, const std::string& dtype) {
     apps::RunConfig c = grid_run(5, grid, 0, dtype);
@@ -238,7 +248,7 @@ TEST_CASE("trainer: under tensor parallelism bf16 gradients are as close to f32 
   f32.accumulate_gradients();
   apps::Trainer single(options_for(config({}, "bf16"), data, scratch("bf16_single")));
   single.accumulate_gradients();
-  apps::TrainerOptions o = options_for(config({1, 1, world}, "bf16"), data, shared_directory(*ps, "bf16_split", seed));
+  apps::TrainerOptions o = options_for(config({1, 1, world}, "bf16"), data, shared("bf16_split"));
   o.parallel = ps;
   apps::Trainer split(o);
   split.accumulate_gradients();

@@ -31,6 +31,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
   const int world = dist::initialize_mpi().size;
   const auto probe = make_grid({world, 1, 1}, "cuda");
   const uint64_t seed = shared_seed(probe->world());
+  const SharedScratch shared(probe, seed);
   const Device device = probe->device();
   const apps::PreparedData data = generated_sample(scratch("data"), 400000);
   std::vector<Tensor> whole_f32;  // the f32 single-process gradient (the first pass), bf16's yardstick under TP
@@ -50,7 +51,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
       for (const bool recompute : {false, true}) {
         apps::RunConfig config = grid_run(5, grid, 0, dtype);
         config.model.activation_checkpointing = recompute;
-        apps::TrainerOptions o = options_for(config, data, shared_directory(*ps, "one", seed));
+        apps::TrainerOptions o = options_for(config, data, shared("one"));
         o.parallel = ps;
         apps::Trainer trainer(o);
         const double loss = trainer.accumulate_gradients();
@@ -81,7 +82,7 @@ TEST_CASE("trainer on CUDA: every grid's step equals the single-process step", "
       // the single process: see the CPU test (test_trainer_parallel_mpi.cpp) for why.
       std::vector<Tensor> plain;
       for (int64_t zero : {0, 1}) {
-        const fs::path run = shared_directory(*ps, "five_" + std::to_string(zero), seed);
+        const fs::path run = shared("five_" + std::to_string(zero));
         apps::TrainerOptions o = options_for(grid_run(5, grid, zero, dtype), data, run);
         o.parallel = ps;
         apps::Trainer trainer(o);

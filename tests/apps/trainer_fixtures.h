@@ -1,8 +1,6 @@
 #pragma once
-// Shared by the trainer tests (CPU and CUDA): scratch directories, a prepared sample of the generated
+// Shared by the trainer tests (CPU and CUDA): a prepared sample of the generated
 // text (support/synthetic_text.h), and a small run of the tiny model.
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -10,17 +8,11 @@
 
 #include "apps/lib/prepare_data.h"
 #include "apps/lib/trainer.h"
+#include "support/scratch.h"
 #include "support/synthetic_text.h"
 #include "support/testing.h"
 
 namespace mgl::testing {
-
-inline std::filesystem::path scratch(const std::string& name) {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("mgl_test_trainer_" + std::to_string(::getpid())) / name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 // The first `bytes` of the generated text, prepared with the byte tokenizer into `dir`.
 inline apps::PreparedData generated_sample(const std::filesystem::path& dir, size_t bytes) {

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/atomic_file.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -26,8 +27,7 @@ void write_atomically(const fs::path& path, const std::string& text) {
 }  // namespace
 
 TEST_CASE("atomic file: committed bytes replace the file whole", "[core][atomic_file]") {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_test_atomic_" + std::to_string(fresh_seed()));
-  fs::create_directories(dir);
+  const fs::path dir = scratch("atomic");
   const fs::path path = dir / "out.txt";
   write_atomically(path, "first");
   CHECK(read_text(path) == "first");
@@ -47,8 +47,7 @@ TEST_CASE("atomic file: committed bytes replace the file whole", "[core][atomic_
 }
 
 TEST_CASE("atomic file: a failure names the OS reason and keeps the old file", "[core][atomic_file]") {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_test_atomic_" + std::to_string(fresh_seed()));
-  fs::create_directories(dir);
+  const fs::path dir = scratch("atomic");
   const fs::path path = dir / "out.txt";
   write_atomically(path, "old");
 

@@ -16,6 +16,7 @@
 #include "nn/lr_schedule.h"
 #include "ops/ops.h"
 #include "support/errors.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -23,13 +24,6 @@ using namespace mgl::nn;
 using namespace mgl::testing;
 
 namespace {
-
-std::filesystem::path fresh_directory(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_ckpt_" + std::to_string(fresh_seed()) + "_" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 // A model and its optimizer, initialised from `seed`.
 struct Run {
@@ -129,7 +123,7 @@ void flip_stored_bit(const std::string& path, const std::string& name, int64_t b
 }  // namespace
 
 TEST_CASE("checkpoint: model and optimizer state round trip bit for bit", "[nn][checkpoint]") {
-  const auto dir = fresh_directory("roundtrip");
+  const auto dir = scratch("roundtrip");
   Run trained(11);
   for (int64_t step = 0; step < 3; ++step) trained.train_step(step);
   const std::string path = (dir / "ckpt.h5").string();
@@ -151,7 +145,7 @@ TEST_CASE("checkpoint: model and optimizer state round trip bit for bit", "[nn][
 }
 
 TEST_CASE("checkpoint: resuming continues exactly like the uninterrupted run", "[nn][checkpoint]") {
-  const auto dir = fresh_directory("resume");
+  const auto dir = scratch("resume");
   constexpr int64_t kSteps = 6, kSaveAt = 3;
   Run uninterrupted(5);
   for (int64_t step = 0; step < kSteps; ++step) uninterrupted.train_step(step);
@@ -169,7 +163,7 @@ TEST_CASE("checkpoint: resuming continues exactly like the uninterrupted run", "
 }
 
 TEST_CASE("checkpoint directory: keeps the newest K, skips a corrupted newest file", "[nn][checkpoint]") {
-  const auto dir = fresh_directory("directory");
+  const auto dir = scratch("directory");
   Run run(3);
   CheckpointDirectory checkpoints(dir.string(), 2);
   CHECK(checkpoints.path_for(42) == (dir / "step_00000042.h5").string());
@@ -200,7 +194,7 @@ TEST_CASE("checkpoint directory: keeps the newest K, skips a corrupted newest fi
 }
 
 TEST_CASE("checkpoint: config mismatch, missing, extra and misshapen tensors are named", "[nn][checkpoint]") {
-  const auto dir = fresh_directory("errors");
+  const auto dir = scratch("errors");
   Run run(21);
   run.train_step(0);
   const std::string path = (dir / "good.h5").string();
@@ -258,7 +252,7 @@ TEST_CASE("checkpoint: config mismatch, missing, extra and misshapen tensors are
 
 TEST_CASE("checkpoint: damaged files, integer weights and non-finite values are refused, naming the tensor",
           "[nn][checkpoint]") {
-  const auto dir = fresh_directory("damaged");
+  const auto dir = scratch("damaged");
   Run run(5);
   run.train_step(0);
   const std::string path = (dir / "ckpt.h5").string();
@@ -328,7 +322,7 @@ TEST_CASE("checkpoint: first_config_difference", "[nn][checkpoint]") {
 }
 
 TEST_CASE("checkpoint: the info and the model alone, for inference", "[nn][checkpoint]") {
-  const auto dir = fresh_directory("inference");
+  const auto dir = scratch("inference");
   MegalodonConfig config = MegalodonConfig::preset("test");
   config.timestep_norm_mode = "exact";
   Run trained(31, config);

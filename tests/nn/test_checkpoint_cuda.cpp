@@ -7,6 +7,7 @@
 #include "autograd/engine.h"
 #include "nn/checkpoint.h"
 #include "ops/ops.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -37,8 +38,7 @@ ModelAndOptimizer build(uint64_t seed, const Device& device) {
 TEST_CASE("checkpoint: CUDA model and optimizer state round trip bit for bit", "[cuda][nn][checkpoint]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_ckpt_cuda_" + std::to_string(seed));
-  std::filesystem::create_directories(dir);
+  const auto dir = scratch("checkpoint_cuda");
   const Device gpu = Device::cuda(0);
   ModelAndOptimizer trained = build(seed, gpu);
   for (int step = 0; step < 2; ++step) {

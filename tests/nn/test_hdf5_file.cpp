@@ -7,6 +7,7 @@
 
 #include "nn/hdf5_file.h"
 #include "ops/ops.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -14,9 +15,7 @@ using namespace mgl::testing;
 using mgl::nn::Hdf5File;
 
 namespace {
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("mgl_test_" + std::to_string(fresh_seed() % 1000000) + name)).string();
-}
+std::string temp_path(const std::string& name) { return (process_scratch() / name).string(); }
 
 // A file holding one f32 dataset "w" of shape `dims` whose data was never written, made with the HDF5 C API
 // as a corrupted or hostile file would be: only the header declares the size. `chunk` (empty: contiguous)

@@ -9,6 +9,7 @@
 #include "nn/safetensors.h"
 #include "ops/ops.h"
 #include "support/errors.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -17,11 +18,7 @@ using namespace mgl::testing;
 
 namespace {
 
-std::filesystem::path scratch_file(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_safetensors_" + std::to_string(fresh_seed()));
-  std::filesystem::create_directories(dir);
-  return dir / name;
-}
+std::filesystem::path scratch_file(const std::string& name) { return process_scratch() / name; }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous() &&
@@ -140,5 +137,5 @@ TEST_CASE("safetensors: a failed write names the OS reason and publishes nothing
   CHECK(contains(message, "full.safetensors.tmp': No space left on device"));
   CHECK(bytes_of(path) == before);  // the old file, whole
   CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path.string() + ".tmp")));
-  std::filesystem::remove_all(path.parent_path());
+  std::filesystem::remove(path);
 }

@@ -19,6 +19,7 @@
 #include "nn/megalodon_models.h"
 #include "nn/tensor_parallel.h"
 #include "support/errors.h"
+#include "support/scratch.h"
 
 using namespace mgl;
 using namespace mgl::testing;
@@ -166,10 +167,8 @@ TEST_CASE("a split model's checkpoint holds whole tensors, bitwise those one pro
   const auto ps = tensor_group_of_world();
   const nn::TensorParallel tp(ps->tensor());
   const uint64_t seed = shared_seed(ps->world());
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("mgl_test_tensor_parallel_" + std::to_string(seed));
-  if (ps->world_rank() == 0) std::filesystem::create_directories(dir);
-  ps->world().on(Device::cpu()).barrier();
+  const SharedScratch shared(ps, seed);
+  const std::filesystem::path dir = shared("checkpoints");
   const nn::MegalodonConfig config = split_config(false, false);
   Generator init(seed);
   nn::InitOptions f32;
@@ -214,6 +213,4 @@ TEST_CASE("a split model's checkpoint holds whole tensors, bitwise those one pro
     CHECK(relative_error(restored_adam.exp_avg(i), split_adam.exp_avg(i)) == 0.0);
     CHECK(relative_error(restored_adam.exp_avg_sq(i), split_adam.exp_avg_sq(i)) == 0.0);
   }
-  ps->world().on(Device::cpu()).barrier();
-  if (ps->world_rank() == 0) std::filesystem::remove_all(dir);
 }

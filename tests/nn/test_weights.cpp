@@ -11,6 +11,7 @@
 #include "nn/init.h"
 #include "nn/weights.h"
 #include "support/errors.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -19,13 +20,6 @@ using namespace mgl::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_directory(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("mgl_weights_" + std::to_string(fresh_seed()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::shared_ptr<Megalodon> model_from_seed(uint64_t seed, const MegalodonConfig& config = MegalodonConfig::preset("test")) {
   Generator gen(seed);
@@ -73,7 +67,7 @@ fs::path checkpoint_of(const Megalodon& model, const fs::path& run) {
 
 TEST_CASE("weights: every format reads the parameters bit for bit and the conversions round trip", "[nn][weights]") {
   const auto model = model_from_seed(7);
-  const fs::path dir = fresh_directory("round_trip");
+  const fs::path dir = scratch("round_trip");
   const fs::path checkpoint = checkpoint_of(*model, dir / "run");
 
   std::string what;
@@ -114,7 +108,7 @@ TEST_CASE("weights: every format reads the parameters bit for bit and the conver
 
 TEST_CASE("weights: an export directory supplies config.json and tokenizer.model", "[nn][weights]") {
   const auto model = model_from_seed(9);
-  const fs::path dir = fresh_directory("export");
+  const fs::path dir = scratch("export");
   Weights w;
   for (const Parameter& p : model->named_parameters()) w.tensors.emplace_back(p.name, p.tensor);
   write_weights_safetensors((dir / "model.safetensors").string(), w);  // no config in the metadata
@@ -148,7 +142,7 @@ TEST_CASE("weights: loading is strict and foreign files are named", "[nn][weight
   CHECK(contains(error_message([&] { load_weights(w, Megalodon(wider), "m.h5"); }), "has shape"));
   CHECK(contains(error_message([&] { w.take("nope"); }), "nope"));
 
-  const fs::path dir = fresh_directory("foreign");
+  const fs::path dir = scratch("foreign");
   std::ofstream(dir / "consolidated.pth", std::ios::binary) << std::string("PK\x03\x04rest of a zip", 18);
   CHECK(contains(error_message([&] { read_weights((dir / "consolidated.pth").string()); }), "tools/convert_pth.py"));
   std::ofstream(dir / "notes.txt") << "hello";
