@@ -21,6 +21,7 @@
 #include "nn/weights.h"
 #include "nn/zero_adamw.h"
 #include "ops/ops.h"
+#include "support/scratch.h"
 #include "support/testing.h"
 
 using namespace mgl;
@@ -228,8 +229,7 @@ TEST_CASE("compute copy: bf16 training steps are bitwise those of casts at every
 TEST_CASE("compute copy: a checkpoint loaded into a model mid-run is cast again", "[nn][compute_copy]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
-  const auto dir = std::filesystem::temp_directory_path() / ("mgl_compute_copy_" + std::to_string(seed));
-  std::filesystem::create_directories(dir);
+  const auto dir = scratch("compute_copy");
   const std::string path = (dir / "checkpoint.h5").string();
   const MegalodonConfig config = cached_paths_config(false);
   auto make = [&](uint64_t init_seed) {
