@@ -212,9 +212,11 @@ Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
 
 Tensor Megalodon::head_loss(const Tensor& x, const Tensor& targets) const {
   if (tp_.split()) return token_loss(project(x), targets);
-  // The head's weight in the compute dtype, as project() uses it (the head has no bias, §2.7).
+  // The head's weight in the compute dtype, as project() uses it (the head has no bias, §2.7): its compute
+  // copy (nn/compute_copy.h), as Linear::forward and the tied head of project() read it. A cast() here made the
+  // training step cast the [V, D] head every step, and its bf16 gradient back, which the copies do away with.
   const Linear* head = output_->output.get();
-  const Tensor weight = cast(head ? head->weight() : embed_->weight(), x.dtype());
+  const Tensor weight = compute_copy(head ? head->weight() : embed_->weight(), x.dtype());
   const int64_t rows = x.size(0) * x.size(1);
   return linear_cross_entropy(reshape(x, {rows, x.size(2)}), weight, Tensor(), reshape(targets, {rows}));
 }
