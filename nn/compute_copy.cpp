@@ -64,11 +64,22 @@ bf16* compute_copy_to_refresh(const Tensor& parameter) {
 }
 
 void finish_update(const std::vector<Tensor>& parameters) {
-  // All versions first: parameters sharing a storage (ZeRO's flat buffers) would otherwise outdate the
+  // Only the copies that were current before the update may be marked current after it. The update writes
+  // a copy only where it writes the master, and a step gated on a non-finite norm (step_unless_nonfinite,
+  // decided on the device) writes neither: a copy already stale then (its parameter written since it was
+  // cast, e.g. by copy_ or a checkpoint load) keeps its old values and must stay stale, else it would be
+  // served in place of the parameter's present values. A stale copy the update did write is cast again at
+  // its next use: one cast, never a wrong value.
+  std::vector<ComputeCopy*> current;
+  for (const Tensor& p : parameters) {
+    ComputeCopy* c = copy_from_storage(p, DType::bf16);
+    current.push_back(c && c->version == p.version() ? c : nullptr);
+  }
+  // All versions next: parameters sharing a storage (ZeRO's flat buffers) would otherwise outdate the
   // copies marked before them.
   for (const Tensor& p : parameters) p.bump_version();
-  for (const Tensor& p : parameters)
-    if (ComputeCopy* c = copy_from_storage(p, DType::bf16)) make_current(*c, p);
+  for (size_t i = 0; i < parameters.size(); ++i)
+    if (current[i]) make_current(*current[i], parameters[i]);
 }
 
 void refresh_compute_copies(const std::vector<Tensor>& parameters) {

@@ -78,7 +78,8 @@ int64_t compute_copy_casts();
 // parameter's bf16 copy, to be written from the new values in the same pass, or null when it has none.
 bf16* compute_copy_to_refresh(const Tensor& parameter);
 // After that update of `parameters` is issued: their versions move on (they were written), and the copies
-// compute_copy_to_refresh handed out for them (written too) are current.
+// compute_copy_to_refresh handed out for them (written too) are current, those that were current before it
+// (a gated step may write nothing: a copy stale before it stays stale).
 void finish_update(const std::vector<Tensor>& parameters);
 
 // For an optimizer whose update reached the f32 parameters some other way (ZeroAdamW's all-gather, after
