@@ -3,6 +3,7 @@
 // again (or, the optimizers, writes the copy itself); training steps of a small MEGALODON in bf16 give
 // bitwise the losses, gradients and parameters of casts at every use, with no cast after the first step;
 // a checkpoint loaded mid-run is cast again.
+#include <cmath>
 #include <filesystem>
 #include <memory>
 
@@ -128,6 +129,12 @@ TEST_CASE("compute copy: every writer of a parameter makes the next use cast aga
   writes("SGD", 1, [&] { SGD(layer->named_parameters(), {.lr = 0.1}).step(); }, plain_use);
   writes("AdamW (writes the copy in its pass)", 0, [&] { AdamW(layer->named_parameters(), {.lr = 0.1}).step(); },
          plain_use);
+  // A write, then an AdamW step skipped for a non-finite gradient norm: the skipped step writes neither the
+  // master nor the copy, so the copy made stale by the write stays stale (finish_update) and is cast again.
+  writes("copy_, then an AdamW step skipped on a NaN norm", 1, [&] {
+    copy_(w, add(w, 2.0));
+    AdamW(layer->named_parameters(), {.lr = 0.1}).step_unless_nonfinite(Tensor::full({1}, std::nan(""), DType::f64));
+  }, plain_use);
   // ZeRO-1 on a one-rank group: the parameters move into the flat buffer (new storage: cast again), then
   // the update and the all-gather write them and the copies are cast again in one pass, not at use.
   const auto parallel = dist::ParallelState::single_process();
