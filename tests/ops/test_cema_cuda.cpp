@@ -87,16 +87,23 @@ TEST_CASE("cema: CUDA at the edges of the passes' blocks", "[cuda][cema]") {
 }
 
 TEST_CASE("cema: CUDA forward in groups of chunks against the CPU", "[cuda][cema]") {
-  // B 2, D 260, 263 chunks: groups of 2 (cema_group_chunks), the last of one 5-token chunk; 132 groups make
+  // Groups of 2 (cema_group_chunks): B 2, D 260, 263 chunks, the last of one 5-token chunk; 132 groups make
   // a last output tile of 4 groups, 260 channels a last tile of 4 channels (output pass) and of 4 (local pass).
-  const int64_t B = 2, L = 262 * 32 + 5, D = 260, N = 16;
-  REQUIRE(cuda::cema_group_chunks({B, L, D, N}) == 2);
-  for (DType dtype : {DType::f32, DType::bf16}) {
-    const uint64_t seed = fresh_seed();
-    std::string report;
-    const double error = compare_cuda_to_cpu(y_and_state, random_inputs(B, L, D, N, seed, true), dtype, &report);
-    INFO(dtype_name(dtype) << " seed " << seed << "\n" << report);
-    CHECK(error <= tolerance_for(dtype));
+  // Groups of 4: B 2, D 130, 1030 chunks, the last of 11 tokens, so the last group holds 2 chunks.
+  struct Case {
+    int64_t B, L, D, G;
+  };
+  for (const Case& c : {Case{2, 262 * 32 + 5, 260, 2}, Case{2, 1029 * 32 + 11, 130, 4}}) {
+    const int64_t N = 16;
+    REQUIRE(cuda::cema_group_chunks({c.B, c.L, c.D, N}) == c.G);
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error =
+          compare_cuda_to_cpu(y_and_state, random_inputs(c.B, c.L, c.D, N, seed, true), dtype, &report);
+      INFO("groups of " << c.G << ", " << dtype_name(dtype) << " seed " << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
   }
 }
 
