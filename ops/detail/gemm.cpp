@@ -154,13 +154,15 @@ bool run_gemm_bias(const cuda::Gemm& problem, const Tensor& bias, const Device& 
   return ran;
 }
 
-// run_gemm with op(A)'s row sums written to `row_sums` by cuBLASLt's epilogue. False as run_gemm_bias.
-bool run_gemm_bias_grad(const cuda::Gemm& problem, const Tensor& row_sums, const Device& device) {
-  if (device.is_cpu()) return false;
+// run_gemm with op(A)'s row sums ([m], `dtype`) written by cuBLASLt's epilogue: the sums, or undefined, with
+// nothing run, on the CPU or where cuBLASLt declines (the caller runs the fallback).
+Tensor run_gemm_bias_grad(const cuda::Gemm& problem, DType dtype, const Device& device) {
+  if (device.is_cpu()) return Tensor();
   DeviceGuard guard(device);
+  const Tensor sums = Tensor::empty({problem.m}, dtype, device);
   bool ran = false;
-  MGL_ON_CUDA(ran = cuda::gemm_bias_grad(problem, row_sums.raw_data(), device.index, compute_stream(device)));
-  return ran;
+  MGL_ON_CUDA(ran = cuda::gemm_bias_grad(problem, sums.raw_data(), device.index, compute_stream(device)));
+  return ran ? sums : Tensor();
 }
 
 }  // namespace
@@ -185,14 +187,8 @@ ProductAndRowSums matmul_with_row_sums(const char* op, const Tensor& a, const Te
   Prepared p = prepare(op, a, b, Tensor());
   ProductAndRowSums result{p.out, Tensor()};
   if (p.done) return result;
-  if (want_row_sums) {
-    Tensor sums = Tensor::empty({a.size(0)}, a.dtype(), a.device());
-    if (run_gemm_bias_grad(p.gemm, sums, p.out.device())) {
-      result.row_sums = sums;
-      return result;
-    }
-  }
-  run_gemm(p.gemm, p.out.device());
+  if (want_row_sums) result.row_sums = run_gemm_bias_grad(p.gemm, a.dtype(), a.device());
+  if (!result.row_sums.defined()) run_gemm(p.gemm, p.out.device());
   return result;
 }
 
