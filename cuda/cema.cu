@@ -38,12 +38,13 @@
 // is not a pass of its own: the parameter-gradient pass below has every a_t at hand and sums it there.
 // The parameter gradients pair the forward state entering each step with the adjoint leaving it:
 //   G_q = Σ a_t·conj(h_{t-1}),  G_γ = Σ dy_t·conj(h_t),  ∂ℓ/∂p = Σ x_t·Re a_t,  ∂ℓ/∂omega = Σ dy_t·x_t.
-// A block takes (b, a span of 16 chunks, 16 channels) with a thread per (channel, mode); x and dy go
-// through shared memory once for all 16 modes of a channel. For each chunk a thread recomputes the 33
-// forward states from the saved entering state (kept in registers), then walks the chunk backwards
-// from the saved adjoint, leaving p·Re a_t in shared memory, where the 16 modes of each (t, d) are
-// summed, in mode order, into dx_t. Per-span partials are reduced over (b, span) in f64, then carried
-// through the sigmoid/polar chain to the raw parameters (cema_mode_raw_grad, shared with the CPU reference).
+// A block takes (b, a span of 16 chunks, 16 channels) with a thread per (channel, pair of modes); x and dy go
+// through shared memory once for all 16 modes of a channel. For each half of a chunk a thread recomputes the
+// forward states of its two modes from the saved entering state (registers), then walks the half backwards
+// from the saved adjoint (cema_state_step and cema_adjoint_step, shared with the CPU reference), leaving
+// p·Re a_t of its pair in shared memory, where the pairs of each (t, d) are summed, in pair order, into dx_t.
+// Per-span partials are reduced over (b, span) in f64, then carried through the sigmoid/polar chain to the raw
+// parameters (cema_mode_raw_grad, shared with the CPU reference).
 #include <climits>
 #include <type_traits>
 
@@ -356,34 +357,55 @@ __global__ void __launch_bounds__(kOutputThreads, 3)
 
 // ---- parameter gradients ------------------------------------------------------------------------------
 
-// One block per (b, span of kSpanChunks chunks, tile of kTileChannels channels), a thread per (channel,
-// mode slot): the 16 modes of a channel share one load of x and dy. Each chunk's x and dy tiles go to
-// shared memory once for the whole block; the next chunk's tile (and its two saved states) is fetched
-// into registers while the current chunk is computed, so one __syncthreads per chunk suffices with two
-// buffers (a buffer is written again only after every thread has passed the barrier that follows its
-// last read). A warp is 16 channels × 2 modes: its shared-memory reads are 16 consecutive words,
-// broadcast to the second mode, without bank conflicts. Threads of padding modes (n >= N) or channels
-// past D load and synchronise but accumulate nothing. Per chunk: the forward states h_{t0-1} .. h_{t1-1}
-// from the saved entering state (registers), then the chunk backwards from the saved adjoint c_{t1-1},
-// accumulating G_q, G_γ, ∂ℓ/∂p and (threads of mode 0) ∂ℓ/∂omega. Two blocks per SM (16 warps) cap the
-// registers at 128: ptxas then reads x and dy from shared memory again in the backward walk instead of
-// holding all 32 of each chunk (148 registers without the cap, one block per SM; 122 with it, no spills).
+// One block per (b, span of kSpanChunks chunks, tile of kTileChannels channels), a thread per (channel, pair of
+// mode slots 2m, 2m + 1): each walk is two independent chains per thread, and x and dy are read once per step
+// for both modes (docs/perf.md, "CEMA step 4", has the count). Each chunk's x and dy tiles go to shared memory
+// once for the whole block; the next chunk's tile (and its saved states) is fetched into registers while the
+// current chunk is computed, so one __syncthreads per chunk suffices with two buffers (a buffer is written again
+// only after every thread has passed the barrier that follows its last read). A warp is 16 channels × 2 pairs:
+// its shared-memory reads are 16 consecutive words, broadcast to the second pair, without bank conflicts.
+// Threads whose pair has no live mode (2m >= N) or whose channel is past D load and synchronise but accumulate
+// nothing; with an odd N the last pair's second slot is a zero mode (zero coefficients and states).
+// The 33 forward states of two modes would take 132 registers, so a chunk is walked in halves of kHalf steps:
+//   A. the forward walk over the first half from the saved entering state, keeping only its end;
+//   B. from there the forward walk over the second half, keeping its states, then the adjoint walk back over it
+//      from the saved adjoint c_{t1-1};
+//   C. the forward walk over the first half again from the entering state, then the adjoint back over it.
+// The states, the adjoint and the order of every accumulation are those of one walk per chunk; the forward walk
+// costs 1.5 times as much. Full chunks run without the per-step guards of a short last chunk. Each thread leaves
+// p₀·Re a₀ + p₁·Re a₁ of every step in shared memory, and after a second barrier each (t, d) of the tile is summed
+// over the pairs, in pair order, into dx_t (with omega·dy_t); the thread that sums (t, d) adds dy_t·x_t to its
+// ∂ℓ/∂omega, and every one of a thread's (t, d) is of its own channel (kGradThreads is a multiple of
+// kTileChannels), so ∂ℓ/∂omega is reduced over the kPairs threads of a channel once, at the end.
+// Three blocks per SM (12 warps, 24 chains per walk) allow 168 registers, used without spills; at four blocks
+// (128 registers) ptxas spills ~100 bytes. The halves are a loop that is not unrolled: unrolled, ptxas runs the
+// first half's forward walk beside the second half's walks and spills ~270 bytes even at 168 registers.
 constexpr int kTileChannels = 16;
-constexpr int kGradThreads = kTileChannels * kModes;
+constexpr int kPairs = kModes / 2;  // threads per channel
+constexpr int kGradThreads = kTileChannels * kPairs;
+constexpr int kHalf = kChunk / 2;
 constexpr int kTileLoads = kChunk * kTileChannels / kGradThreads;  // tile values each thread loads
+static_assert(kModes % 2 == 0 && kChunk % 2 == 0, "mode slots come in pairs, chunks in halves");
 static_assert(kChunk * kTileChannels % kGradThreads == 0, "a chunk's tile splits evenly over the threads");
+static_assert(kGradThreads % kTileChannels == 0, "a thread's tile values are all of its own channel");
 
-// A chunk's share of one thread: its values of the x and dy tiles (zero past L or D) and the chunk's
-// saved forward and backward states of the thread's own (channel, mode).
+// A thread's two mode slots: their coefficients (zero for a slot past N).
+struct ModePair {
+  float p[2];
+  C32 q[2], gamma[2];
+};
+
+// A chunk's share of one thread: its values of the x and dy tiles (zero past L or D) and the chunk's saved
+// forward and backward states of the thread's two modes.
 struct ChunkFetch {
   float x[kTileLoads], dy[kTileLoads];
-  C32 forward_state, backward_state;
+  C32 forward_state[2], backward_state[2];
 };
 
 template <class T>
 __device__ __forceinline__ ChunkFetch fetch_chunk(const T* x, const T* dy, const Grid& g, int64_t b, int64_t c,
-                                                  int64_t d0, bool live, int64_t state, const C32* forward_states,
-                                                  const C32* backward_states) {
+                                                  int64_t d0, int live_modes, int64_t state,
+                                                  const C32* forward_states, const C32* backward_states) {
   ChunkFetch f;
 #pragma unroll
   for (int i = 0; i < kTileLoads; ++i) {
@@ -393,31 +415,108 @@ __device__ __forceinline__ ChunkFetch fetch_chunk(const T* x, const T* dy, const
     f.x[i] = inside ? load(x + g.token_index(b, t, d)) : 0.f;
     f.dy[i] = inside ? load(dy + g.token_index(b, t, d)) : 0.f;
   }
-  f.forward_state = live ? forward_states[state] : C32();
-  f.backward_state = live ? backward_states[state] : C32();
+#pragma unroll
+  for (int s = 0; s < 2; ++s) {
+    f.forward_state[s] = s < live_modes ? forward_states[state + s] : C32();
+    f.backward_state[s] = s < live_modes ? backward_states[state + s] : C32();
+  }
   return f;
 }
 
+using TileRows = float[kChunk][kTileChannels];
+using DxTerms = float[kChunk][kPairs][kTileChannels];
+
+// Steps 0 .. kHalf − 1 of the chunk (those < length unless kFull) from the states h: h becomes the state after them.
+template <bool kFull>
+__device__ __forceinline__ void forward_half(const TileRows& xs, int j, int64_t length, const ModePair& mp,
+                                             C32 (&h)[2]) {
+#pragma unroll
+  for (int k = 0; k < kHalf; ++k) {
+    if (kFull || k < length) {
+      const float x_t = xs[k][j];
+#pragma unroll
+      for (int s = 0; s < 2; ++s) h[s] = cema_state_step(mp.q[s], mp.p[s], h[s], x_t);
+    }
+  }
+}
+
+// Steps base .. base + kHalf − 1 of the chunk (those < length unless kFull): the forward walk from h_enter (the
+// states before step base), keeping its states, then the adjoint walk back from c (what reaches the half's last
+// step from later), accumulating into acc and leaving each step's dx terms; c ends as what reaches step base − 1.
+template <bool kFull>
+__device__ __forceinline__ void gradient_half(int base, const TileRows& xs, const TileRows& dys, int j, int m,
+                                              int64_t length, const ModePair& mp, const C32 (&h_enter)[2],
+                                              C32 (&c)[2], CemaModeGrad<float> (&acc)[2], DxTerms& dx_terms) {
+  C32 h[2][kHalf + 1];  // h[s][k] = the state before step base + k
+#pragma unroll
+  for (int s = 0; s < 2; ++s) h[s][0] = h_enter[s];
+#pragma unroll
+  for (int k = 0; k < kHalf; ++k) {
+    if (kFull || base + k < length) {
+      const float x_t = xs[base + k][j];
+#pragma unroll
+      for (int s = 0; s < 2; ++s) h[s][k + 1] = cema_state_step(mp.q[s], mp.p[s], h[s][k], x_t);
+    }
+  }
+#pragma unroll
+  for (int k = kHalf - 1; k >= 0; --k) {
+    if (kFull || base + k < length) {
+      const float dy_t = dys[base + k][j], x_t = xs[base + k][j];
+      float term = 0.f;
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        term += mp.p[s] * cema_adjoint_step(mp.q[s], mp.gamma[s], dy_t, x_t, h[s][k], h[s][k + 1], c[s], acc[s]);
+      }
+      dx_terms[base + k][m][j] = term;
+    }
+  }
+}
+
+// One chunk of a thread's two modes (passes A, B and C above).
+template <bool kFull>
+__device__ __forceinline__ void chunk_grads(const TileRows& xs, const TileRows& dys, int j, int m, int64_t length,
+                                            const ModePair& mp, const C32 (&h_enter)[2], C32 (&c)[2],
+                                            CemaModeGrad<float> (&acc)[2], DxTerms& dx_terms) {
+  C32 h_mid[2] = {h_enter[0], h_enter[1]};
+  forward_half<kFull>(xs, j, length, mp, h_mid);
+  // Not unrolled: the first half's forward walk would otherwise be scheduled beside the second half's walks, with
+  // both halves' states live.
+#pragma unroll 1
+  for (int half = length > kHalf ? 1 : 0; half >= 0; --half) {
+    const C32 h_start[2] = {half ? h_mid[0] : h_enter[0], half ? h_mid[1] : h_enter[1]};
+    gradient_half<kFull>(half * kHalf, xs, dys, j, m, length, mp, h_start, c, acc, dx_terms);
+  }
+}
+
 template <class T>
-__global__ void __launch_bounds__(kGradThreads, 2)
+__global__ void __launch_bounds__(kGradThreads, 3)
     parameter_grads_kernel(const T* x, const T* dy, CemaCoefficientPointers coef, Grid g, int64_t spans,
                            const C32* forward_states, const C32* backward_states, T* dx,
                            CemaModeGrad<float>* mode_partials, float* omega_partials) {
   __shared__ float x_tile[2][kChunk][kTileChannels], dy_tile[2][kChunk][kTileChannels];
-  __shared__ float dx_terms[kChunk][kModes][kTileChannels];  // p·Re a_t of each (step, mode, channel)
+  __shared__ DxTerms dx_terms;  // p₀·Re a₀ + p₁·Re a₁ of each (step, pair, channel)
+  __shared__ float omega_parts[kPairs][kTileChannels];
   const int64_t tiles = (g.D + kTileChannels - 1) / kTileChannels;
   const int64_t tile = blockIdx.x % tiles, span = (blockIdx.x / tiles) % spans, b = blockIdx.x / (tiles * spans);
-  const int j = threadIdx.x % kTileChannels, n = threadIdx.x / kTileChannels;
-  const int64_t d0 = tile * kTileChannels, d = d0 + j;
-  const bool live = d < g.D && n < g.N;
-  const int64_t mode = d * g.N + n;
-  const float p = live ? coef.p[mode] : 0.f;
-  const C32 q = live ? coef.q[mode] : C32(), gamma = live ? coef.gamma[mode] : C32();
-  CemaModeGrad<float> acc;
+  const int j = threadIdx.x % kTileChannels, m = threadIdx.x / kTileChannels;
+  const int64_t d0 = tile * kTileChannels, d = d0 + j, mode = d * g.N + 2 * m;
+  const int64_t modes_left = g.N - 2 * m;  // live mode slots of this pair: 2, 1 (odd N) or none
+  const int live_modes = d >= g.D || modes_left <= 0 ? 0 : modes_left >= 2 ? 2 : 1;
+  const int64_t pairs = (g.N + 1) / 2;
+  ModePair mp;
+#pragma unroll
+  for (int s = 0; s < 2; ++s) {
+    const bool live = s < live_modes;
+    mp.p[s] = live ? coef.p[mode + s] : 0.f;
+    mp.q[s] = live ? coef.q[mode + s] : C32();
+    mp.gamma[s] = live ? coef.gamma[mode + s] : C32();
+  }
+  const float omega = d < g.D ? coef.omega[d] : 0.f;
+  CemaModeGrad<float> acc[2];
   float d_omega = 0.f;
   const int64_t c_begin = span * kSpanChunks, c_end = min(g.C, c_begin + kSpanChunks);
-  ChunkFetch next = fetch_chunk(x, dy, g, b, c_begin, d0, live, g.state_index(b, c_begin, d, n), forward_states,
-                                backward_states);
+  ChunkFetch next = fetch_chunk(x, dy, g, b, c_begin, d0, live_modes, g.state_index(b, c_begin, d, 2 * m),
+                                forward_states, backward_states);
   for (int64_t c = c_begin; c < c_end; ++c) {
     const int buffer = int(c - c_begin) & 1;
 #pragma unroll
@@ -426,55 +525,52 @@ __global__ void __launch_bounds__(kGradThreads, 2)
       x_tile[buffer][v / kTileChannels][v % kTileChannels] = next.x[i];
       dy_tile[buffer][v / kTileChannels][v % kTileChannels] = next.dy[i];
     }
-    C32 h[kChunk + 1];  // h[k] = h_{t0+k-1}
-    h[0] = next.forward_state;
-    C32 carry = next.backward_state;  // c_{t1-1}: adjoint from the future
+    const C32 h_enter[2] = {next.forward_state[0], next.forward_state[1]};
+    C32 carry[2] = {next.backward_state[0], next.backward_state[1]};  // c_{t1-1}: adjoint from the future
     __syncthreads();
     if (c + 1 < c_end) {
-      next = fetch_chunk(x, dy, g, b, c + 1, d0, live, g.state_index(b, c + 1, d, n), forward_states,
+      next = fetch_chunk(x, dy, g, b, c + 1, d0, live_modes, g.state_index(b, c + 1, d, 2 * m), forward_states,
                          backward_states);
     }
     const int64_t length = g.chunk_length(c);
-    const float(&xs)[kChunk][kTileChannels] = x_tile[buffer];
-    const float(&dys)[kChunk][kTileChannels] = dy_tile[buffer];
-    if (live) {
-#pragma unroll
-      for (int k = 0; k < kChunk; ++k) {
-        if (k < length) h[k + 1] = q * h[k] + p * xs[k][j];
-      }
-#pragma unroll
-      for (int k = kChunk - 1; k >= 0; --k) {
-        if (k < length) {
-          const float g_t = dys[k][j], x_t = xs[k][j];
-          const C32 a = conj(gamma) * g_t + carry;  // G_{h_t}
-          acc.q += a * conj(h[k]);
-          acc.gamma += g_t * conj(h[k + 1]);
-          acc.p += x_t * a.re;
-          d_omega += g_t * x_t;
-          dx_terms[k][n][j] = p * a.re;
-          carry = conj(q) * a;
-        }
+    if (live_modes > 0) {
+      if (length == kChunk) {
+        chunk_grads<true>(x_tile[buffer], dy_tile[buffer], j, m, length, mp, h_enter, carry, acc, dx_terms);
+      } else {
+        chunk_grads<false>(x_tile[buffer], dy_tile[buffer], j, m, length, mp, h_enter, carry, acc, dx_terms);
       }
     }
-    // dx_t = omega·dy_t + Σ_n p·Re a_t over the live modes, in mode order; the tile's values are
-    // spread over the threads as for the loads. The next chunk writes dx_terms only after the
-    // barrier at its start, which every thread reaches after these reads.
+    // dx_t = omega·dy_t + the pairs' terms, in pair order; the tile's values are spread over the threads as for
+    // the loads. The next chunk writes dx_terms only after the barrier at its start, which every thread reaches
+    // after these reads.
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < kTileLoads; ++i) {
-      const int v = threadIdx.x + i * kGradThreads, k = v / kTileChannels, jj = v % kTileChannels;
-      const int64_t t = c * kChunk + k, dd = d0 + jj;
-      if (k < length && dd < g.D) {
-        float sum = coef.omega[dd] * dys[k][jj];
-        for (int64_t m = 0; m < g.N; ++m) sum += dx_terms[k][m][jj];
-        dx[g.token_index(b, t, dd)] = from_float<T>(sum);
+      const int k = (threadIdx.x + i * kGradThreads) / kTileChannels;
+      if (k < length && d < g.D) {
+        const float dy_t = dy_tile[buffer][k][j];
+        float sum = omega * dy_t;
+#pragma unroll
+        for (int pair = 0; pair < kPairs; ++pair) {
+          if (pair < pairs) sum += dx_terms[k][pair][j];
+        }
+        dx[g.token_index(b, c * kChunk + k, d)] = from_float<T>(sum);
+        d_omega += dy_t * x_tile[buffer][k][j];
       }
     }
   }
-  if (!live) return;
+  omega_parts[m][j] = d_omega;
+  __syncthreads();
   const int64_t row = b * spans + span;
-  mode_partials[row * g.D * g.N + mode] = acc;
-  if (n == 0) omega_partials[row * g.D + d] = d_omega;
+  if (m == 0 && d < g.D) {
+    float sum = 0.f;
+    for (int pair = 0; pair < kPairs; ++pair) sum += omega_parts[pair][j];
+    omega_partials[row * g.D + d] = sum;
+  }
+#pragma unroll
+  for (int s = 0; s < 2; ++s) {
+    if (s < live_modes) mode_partials[row * g.D * g.N + mode + s] = acc[s];
+  }
 }
 
 // One thread per (d, n): sums the partial rows in f64 and carries the total to the raw parameters.

@@ -69,6 +69,30 @@ MGL_HOST_DEVICE inline T cema_chunk_output(int64_t k, const T* taps, const U* x,
   return y;
 }
 
+// ---- One step of each walk, for one mode -----------------------------------------------------------------
+// Shared by the gradient pass (cuda/cema.cu) and the CPU reference's backward (ops/cema.cpp).
+
+// The recurrence: h_t = q·h_{t-1} + p·x_t.
+template <class T>
+MGL_HOST_DEVICE inline Complex<T> cema_state_step(Complex<T> q, T p, Complex<T> h_prev, T x) {
+  return q * h_prev + p * x;
+}
+
+// The adjoint walk in descending time. With c what reaches h_t from later (conj(q)·a_{t+1}, or G_{h_out} at
+// the last step), a_t = G_{h_t} = conj(γ)·dy_t + c. Adds step t's terms to G (G_q += a_t·conj(h_{t-1}),
+// G_γ += dy_t·conj(h_t), ∂ℓ/∂p += x_t·Re a_t), leaves conj(q)·a_t in c (what reaches h_{t-1}) and returns
+// Re a_t (dx_t = omega·dy_t + Σ_n p·Re a_t).
+template <class T>
+MGL_HOST_DEVICE inline T cema_adjoint_step(Complex<T> q, Complex<T> gamma, T dy, T x, Complex<T> h_prev, Complex<T> h,
+                                           Complex<T>& c, CemaModeGrad<T>& G) {
+  const Complex<T> a = conj(gamma) * dy + c;
+  G.q += a * conj(h_prev);
+  G.gamma += dy * conj(h);
+  G.p += x * a.re;
+  c = conj(q) * a;
+  return a.re;
+}
+
 // Chunks per group in the forward: its local pass writes one state per group and its output pass walks a group's
 // chunks in order (one thread per (b, channel, group)), so longer groups move fewer states but leave fewer
 // walks. The longest group of at most kCemaMaxGroupChunks that still leaves kCemaMinWalks walks, else 1.

@@ -1,9 +1,11 @@
 // CEMA on CUDA (cuda/cema.cu, a chunked scan) against the CPU reference: forward and every
 // gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, shapes at the
-// edges of the passes' blocks (the parameter-gradient pass's spans of 512 tokens and tiles of 16 channels, the
-// local pass's spans and tiles, the output pass's tiles of 8 channels × 16 groups), the forward's groups of
-// chunks (against the CPU with groups of 2, against pieces of the same sequence with groups of 8), a
-// 65536-token sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
+// edges of the passes' blocks (the parameter-gradient pass's spans of 512 tokens and tiles of 16 channels, its
+// half-chunks and pairs of modes, the local pass's spans and tiles, the output pass's tiles of 8 channels × 16
+// groups), the forward's groups of chunks (against the CPU with groups of 2, against pieces of the same sequence
+// with groups of 8), a 65536-token sequence against the f64 reference, the decoding step, and the CUDA-only input
+// limits.
+#include <initializer_list>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -49,6 +51,25 @@ std::vector<Tensor> y_and_state(const std::vector<Tensor>& in) {
   return {out.y, out.h_out};
 }
 
+struct Shape {
+  int64_t B, L, D, N;
+};
+
+// Forward and every gradient against the CPU for each shape, with an incoming state, in f32 and bf16.
+void check_shapes(std::initializer_list<Shape> shapes) {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (const Shape& s : shapes) {
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error =
+          compare_cuda_to_cpu(y_and_state, random_inputs(s.B, s.L, s.D, s.N, seed, true), dtype, &report);
+      INFO(dtype_name(dtype) << " B = " << s.B << " L = " << s.L << " D = " << s.D << " N = " << s.N << " seed "
+                             << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") {
@@ -70,20 +91,14 @@ TEST_CASE("cema: CUDA at the edges of the passes' blocks", "[cuda][cema]") {
   // of one live channel), fewer modes than the 16 mode slots of a tile, B > 1 and an incoming state.
   // The local pass takes tiles of 16 channels and spans that grow while 512 blocks remain: B 4, D 33,
   // 127 chunks make spans of 2 chunks and a last span of one 6-token chunk, in both sweeps.
-  struct Case {
-    int64_t B, L, D, N;
-  };
-  for (DType dtype : {DType::f32, DType::bf16}) {
-    for (const Case& s : {Case{2, 512, 16, 16}, Case{2, 1537, 17, 16}, Case{3, 545, 33, 3}, Case{4, 4038, 33, 16}}) {
-      const uint64_t seed = fresh_seed();
-      std::string report;
-      const double error =
-          compare_cuda_to_cpu(y_and_state, random_inputs(s.B, s.L, s.D, s.N, seed, true), dtype, &report);
-      INFO(dtype_name(dtype) << " B = " << s.B << " L = " << s.L << " D = " << s.D << " N = " << s.N << " seed "
-                             << seed << "\n" << report);
-      CHECK(error <= tolerance_for(dtype));
-    }
-  }
+  check_shapes({{2, 512, 16, 16}, {2, 1537, 17, 16}, {3, 545, 33, 3}, {4, 4038, 33, 16}});
+}
+
+TEST_CASE("cema: CUDA gradient pass at the edges of its half-chunks and mode pairs", "[cuda][cema]") {
+  // The gradient pass walks each chunk in two halves of 16 steps with a thread per pair of modes: a last chunk of
+  // 16 steps (no second half), of 17 (a second half of one step) and of 31; odd N (the last pair's second slot is
+  // a zero mode) and N = 15 (7 full pairs and a half one); channels past the last full tile of 16.
+  check_shapes({{2, 48, 19, 7}, {3, 49, 18, 5}, {1, 63, 33, 15}, {2, 16, 5, 1}});
 }
 
 TEST_CASE("cema: CUDA forward in groups of chunks against the CPU", "[cuda][cema]") {
