@@ -55,6 +55,19 @@ double relative_error(const std::vector<double>& out, const std::vector<double>&
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
                            std::string* report = nullptr, DType reference = DType::f64);
 
+// Whether x and y hold the same values bit for bit: same dtype and shape, any layouts and devices.
+bool same_bits(const Tensor& x, const Tensor& y);
+
+// The values of the 1-D tensor `host` on `device` in the three layouts that take an elementwise kernel's three
+// paths: contiguous and 16-byte aligned, contiguous one element into its allocation (not 16-byte aligned), and
+// with stride 2 (the strided kernel).
+std::vector<Tensor> aligned_offset_strided(const Tensor& host, const Device& device);
+
+// y = f(inputs) and, for the seed dy of y, the gradient of each input: {y, d inputs[0], d inputs[1], ...}, all
+// detached. The inputs keep their layouts (each is differentiated as a detached leaf of the same view).
+std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                    const std::vector<Tensor>& inputs, const Tensor& dy);
+
 // Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
 double tolerance_for(DType dtype);
 
