@@ -86,7 +86,7 @@ void dispatch_unary(UnaryOp op, F&& f) {
 template <class F>
 void dispatch_binary(BinaryOp op, F&& f) {
   using B = BinaryOp;
-  dispatch_enum<B, B::add, B::sub, B::mul, B::div, B::pow, B::eq>(op, f);
+  dispatch_enum<B, B::add, B::sub, B::mul, B::div, B::pow, B::eq, B::silu_backward>(op, f);
 }
 
 }  // namespace

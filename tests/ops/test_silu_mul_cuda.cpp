@@ -1,6 +1,5 @@
 // silu_mul on CUDA against the CPU reference, forward and backward, f32 and bf16 (and f64); the contiguous
 // kernels (aligned and not) against the strided one; the fused op against silu(a) * b; inputs on two devices.
-#include <tuple>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -61,19 +60,14 @@ TEST_CASE("silu_mul: CUDA matches CPU with strided inputs and a strided gradient
 // and with stride 2; 1003 elements, not a multiple of 8.
 TEST_CASE("silu_mul: contiguous and strided kernels give the same bits, aligned or not", "[cuda][silu_mul]") {
   const int64_t n = 1003;
-  const Device gpu = Device::cuda(0);
   for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
     const uint64_t seed = fresh_seed();
     INFO(dtype_name(dtype) << " seed " << seed);
-    const std::vector<Tensor> a = aligned_offset_strided(random_tensor({n}, seed, dtype, -6.0, 6.0), gpu);
-    const std::vector<Tensor> b = aligned_offset_strided(random_tensor({n}, seed + 1, dtype, -2.0, 2.0), gpu);
-    const std::vector<Tensor> dy = aligned_offset_strided(random_tensor({n}, seed + 2, dtype), gpu);
-    const std::vector<Tensor> reference = forward_and_grads(a[2], b[2], dy[2]);  // the strided kernels
-    for (const auto& [ia, ib, idy] : {std::tuple{0, 0, 0}, std::tuple{1, 1, 1}, std::tuple{0, 1, 0}}) {
-      INFO("layouts " << ia << ib << idy);
-      const std::vector<Tensor> got = forward_and_grads(a[ia], b[ib], dy[idy]);
-      for (size_t k = 0; k < got.size(); ++k) CHECK(same_bits(got[k], reference[k]));
-    }
+    check_layouts_give_same_bits(
+        [](const std::vector<Tensor>& in) { return forward_and_grads(in[0], in[1], in[2]); },
+        {random_tensor({n}, seed, dtype, -6.0, 6.0), random_tensor({n}, seed + 1, dtype, -2.0, 2.0),
+         random_tensor({n}, seed + 2, dtype)},
+        Device::cuda(0), {{0, 0, 0}, {1, 1, 1}, {0, 1, 0}});
   }
 }
 

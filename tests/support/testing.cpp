@@ -103,6 +103,30 @@ std::vector<Tensor> aligned_offset_strided(const Tensor& host, const Device& dev
   return {aligned, offset, strided};
 }
 
+void check_layouts_give_same_bits(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                                  const std::vector<Tensor>& host, const Device& device,
+                                  const std::vector<std::vector<int>>& layouts) {
+  std::vector<std::vector<Tensor>> held;  // per input: aligned, offset, strided
+  for (const Tensor& values : host) held.push_back(aligned_offset_strided(values, device));
+  auto inputs = [&](const std::vector<int>& which) {
+    std::vector<Tensor> in;
+    for (size_t k = 0; k < held.size(); ++k) in.push_back(held[k].at(size_t(which.at(k))));
+    return in;
+  };
+  const std::vector<Tensor> reference = f(inputs(std::vector<int>(held.size(), 2)));
+  for (const std::vector<int>& which : layouts) {
+    std::string name;
+    for (int w : which) name += std::to_string(w);
+    INFO("layouts " << name);
+    const std::vector<Tensor> got = f(inputs(which));
+    REQUIRE(got.size() == reference.size());
+    for (size_t k = 0; k < got.size(); ++k) {
+      INFO("output " << k);
+      CHECK(same_bits(got[k], reference[k]));
+    }
+  }
+}
+
 std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                                     const std::vector<Tensor>& inputs, const Tensor& dy) {
   std::vector<Tensor> leaves;

@@ -63,6 +63,14 @@ bool same_bits(const Tensor& x, const Tensor& y);
 // with stride 2 (the strided kernel).
 std::vector<Tensor> aligned_offset_strided(const Tensor& host, const Device& device);
 
+// Checks, for an elementwise f of 1-D inputs (the values `host` holds) to any outputs, that every output has the
+// same bits whichever of aligned_offset_strided's layouts the inputs take on `device`: f of every input strided
+// (the strided kernels) against f of each combination in `layouts`, one index per input (0 aligned, 1 one element
+// into an allocation, 2 strided).
+void check_layouts_give_same_bits(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                                  const std::vector<Tensor>& host, const Device& device,
+                                  const std::vector<std::vector<int>>& layouts);
+
 // y = f(inputs) and, for the seed dy of y, the gradient of each input: {y, d inputs[0], d inputs[1], ...}, all
 // detached. The inputs keep their layouts (each is differentiated as a detached leaf of the same view).
 std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& f,
