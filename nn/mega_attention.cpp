@@ -63,10 +63,10 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* i
   };
   const Tensor q = affine(0), k = affine(1);
   const Tensor v = reshape(silu(wv_->forward(tp_.gather(t, 2))), {B, L, H, dv});
-  const Tensor r = silu(wr_->forward(m));
+  const Tensor gate = wr_->forward(m);  // R = silu(gate), applied in the fused product below
 
   const Tensor o = reshape(attention(q, k, v, incoming, outgoing), {B, L, H * dv});
-  const Tensor a = dropout(mul(o, r), config_.hidden_dropout, training);
+  const Tensor a = dropout(silu_mul(gate, o), config_.hidden_dropout, training);  // O ⊙ R in one pass
   const Tensor h = dropout(add(wh1_->forward(m), tp_.reduce_scatter(wh2_->forward(a), 2)), config_.dropout, training);
   return add(h, x);
 }

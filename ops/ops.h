@@ -44,6 +44,10 @@ Tensor silu(const Tensor& x);  // x * sigmoid(x)
 Tensor gelu(const Tensor& x);  // x * Phi(x), the exact (erf) form
 Tensor relu(const Tensor& x);
 
+// ---- fused elementwise, one pass forward and one backward (ops/silu_mul.cpp) ---------------------------
+// silu(a) * b (SwiGLU's product, MEGA's gate); a and b of one shape, no broadcasting.
+Tensor silu_mul(const Tensor& a, const Tensor& b);
+
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
