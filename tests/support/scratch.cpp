@@ -27,8 +27,9 @@ struct ProcessFolder {
   pid_t owner = ::getpid();
 
   ProcessFolder() {
-    std::string pattern =
-        (temporary_root() / ("mgl_test_" + std::to_string(owner) + "_XXXXXX")).string();
+    const std::filesystem::path root = temporary_root();
+    std::filesystem::create_directories(root);  // a test run by hand, outside CTest's fixture that makes it
+    std::string pattern = (root / ("mgl_test_" + std::to_string(owner) + "_XXXXXX")).string();
     if (::mkdtemp(pattern.data()) == nullptr)
       throw std::runtime_error("cannot make a scratch folder from '" + pattern + "': " + std::strerror(errno));
     path = pattern;

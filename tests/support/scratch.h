@@ -28,8 +28,8 @@ std::filesystem::path scratch(const std::string& name);
 // <tmp>/mgl_test_shared_<seed>/<name>, with `seed` the same on every rank (shared_seed()). operator()
 // is collective: rank 0 makes the folder empty, then every rank waits for it. When the test case ends
 // normally, every rank waits for the others to be done with the folders and rank 0 removes them. A
-// failed REQUIRE leaves the ranks out of step, so then nothing waits and the folders stay, named by
-// the seed that the failure reports.
+// failed REQUIRE leaves the ranks out of step, so then nothing waits and the folders stay behind:
+// CTest's scratch_folder_check names them.
 class SharedScratch {
  public:
   SharedScratch(std::shared_ptr<const dist::ParallelState> ps, uint64_t seed);
