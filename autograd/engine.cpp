@@ -17,20 +17,33 @@ namespace {
 // slots, as the backward of x + x does; a view sharing storage with another gradient; a broadcast view
 // whose elements alias) and the sum is a new tensor, leaving both operands untouched. The result is the
 // same either way: current + grad, rounded to current's dtype.
-void accumulate(Tensor& current, const Tensor& grad) {
+// A leaf's gradients are summed in the leaf's dtype (`leaf`, null for other nodes): those of a parameter
+// read through its compute copy arrive in the compute dtype (nn/compute_copy.h), and two bf16 gradients
+// of an f32 parameter are summed in f32, as the two f32 gradients of casts at use were, to the same bits
+// (each bf16 widens to f32 exactly). A single gradient reaches AccumulateGrad as it came.
+void accumulate(Tensor& current, const Tensor& grad, const AccumulateGrad* leaf) {
   if (!current.defined()) {
     current = grad;
     return;
   }
   MGL_CHECK(current.shape() == grad.shape(), "backward: gradients ", current.describe(), " and ", grad.describe(),
             " for the same tensor differ in shape");
+  const DType dtype = leaf ? leaf->dtype() : current.dtype();
   const bool sole_owner = current.impl_ptr().use_count() == 1 && current.storage().use_count() == 1;
-  if (!sole_owner || !current.is_contiguous()) {
-    Tensor sum = Tensor::empty(current.shape(), current.dtype(), current.device());
+  if (!sole_owner || !current.is_contiguous() || current.dtype() != dtype) {
+    Tensor sum = Tensor::empty(current.shape(), dtype, current.device());
     copy_(sum, current);
     current = sum;
   }
   add_(current, grad);
+}
+
+// `grad` converted to `dtype` (itself when it has that dtype, or is undefined).
+Tensor in_dtype(const Tensor& grad, DType dtype) {
+  if (!grad.defined() || grad.dtype() == dtype) return grad;
+  Tensor converted = Tensor::empty(grad.shape(), dtype, grad.device());
+  copy_(converted, grad);
+  return converted;
 }
 
 struct NodeState {
@@ -94,7 +107,7 @@ std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, 
   auto deliver = [&](Node* node, int slot, const Tensor& grad) {
     NodeState& s = state[node];
     if (s.grads.empty()) s.grads.resize(node->num_outputs);
-    accumulate(s.grads.at(slot), grad);
+    accumulate(s.grads.at(slot), grad, dynamic_cast<const AccumulateGrad*>(node));
   };
   for (auto& [edge, seed] : seeds) deliver(edge.node.get(), edge.output_nr, seed);
 
@@ -124,10 +137,11 @@ std::vector<Tensor> sweep(const char* caller, const std::vector<Tensor>& roots, 
     NodeState& s = state[node];
     std::vector<Tensor> incoming = std::move(s.grads);
     incoming.resize(node->num_outputs);
-    if (captured && dynamic_cast<AccumulateGrad*>(node)) {  // a leaf: hand its gradient back, touch no .grad
+    const auto* leaf = dynamic_cast<const AccumulateGrad*>(node);
+    if (captured && leaf) {  // a leaf: hand its gradient back, in the leaf's dtype, and touch no .grad
       auto it = capture_slots.find(node);
       if (it != capture_slots.end())
-        for (size_t i : it->second) result[i] = incoming[0];
+        for (size_t i : it->second) result[i] = in_dtype(incoming[0], leaf->dtype());
       continue;
     }
     for (auto& [slot, hook] : node->grad_hooks)

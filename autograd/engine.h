@@ -14,8 +14,9 @@ namespace mgl::autograd {
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {}, bool retain_graph = false);
 
 // The gradients of `roots` (seeded as in backward) with respect to `inputs`, leaves that require
-// grad, returned (undefined for an input no gradient reached) instead of accumulated: no leaf's
-// .grad changes, and no hook of a leaf runs (neither register_hook's nor post-accumulate ones).
+// grad, returned in each leaf's dtype (undefined for an input no gradient reached) instead of
+// accumulated: no leaf's .grad changes, and no hook of a leaf runs (neither register_hook's nor
+// post-accumulate ones).
 // The graph is freed as it is swept. Like backward, it may be called from inside a backward
 // closure: activation recomputation (recompute.h) sweeps the graph it re-recorded this way and
 // hands the gradients to the outer sweep, which accumulates them exactly once.

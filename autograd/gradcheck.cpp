@@ -69,11 +69,15 @@ GradcheckResult gradcheck(const MultiFunction& f, const std::vector<Tensor>& inp
     double* x = leaf.data<double>();  // leaves are fresh contiguous copies
     for (int64_t i = 0; i < leaf.numel(); ++i) {
       const double saved = x[i];
+      // Written through the pointer: each write bumps the leaf's version (core/tensor.h, Storage).
       x[i] = saved + options.eps;
+      leaf.bump_version();
       const double plus = projected(f(leaves), weights);
       x[i] = saved - options.eps;
+      leaf.bump_version();
       const double minus = projected(f(leaves), weights);
       x[i] = saved;
+      leaf.bump_version();
       const double numeric = (plus - minus) / (2.0 * options.eps);
       const double error = std::abs(analytic[i] - numeric);
       result.max_abs_error = std::max(result.max_abs_error, error);

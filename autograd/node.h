@@ -70,14 +70,19 @@ class FunctionNode final : public Node {
 
 // Adds incoming gradients into a leaf's .grad (allocating it on first use), then calls the
 // leaf's post-accumulate hooks: the moment a parameter's gradient is final for this pass.
+// The incoming gradient may be of another floating dtype than the leaf: a parameter read through its
+// compute copy (nn/compute_copy.h) gets its gradient in the compute dtype, converted as it is added (one
+// pass over it, instead of a cast and then the sum). The engine sums what reaches a leaf in the leaf's dtype.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(const Tensor& leaf) : leaf_(leaf.impl_ptr()) {}
+  explicit AccumulateGrad(const Tensor& leaf) : leaf_(leaf.impl_ptr()), dtype_(leaf.dtype()) {}
   std::string name() const override { return "AccumulateGrad"; }
   std::vector<Tensor> apply(std::vector<Tensor>&& grad_outputs) override;
+  DType dtype() const { return dtype_; }  // the leaf's
 
  private:
   std::weak_ptr<TensorImpl> leaf_;  // the leaf owns this node; a dead leaf needs no gradient
+  DType dtype_;
 };
 
 // The sequence_nr the next node will get.
@@ -102,7 +107,8 @@ bool record_source(const std::string& name, const std::vector<Tensor>& outputs, 
 Edge gradient_edge(const Tensor& t);
 
 // Hooks on any tensor requiring grad: `hook` sees the tensor's gradient when it is final
-// (for a leaf, before accumulation into .grad) and may return a replacement.
+// (for a leaf, before accumulation into .grad: in the compute dtype when it came through the leaf's
+// compute copy alone, see AccumulateGrad) and may return a replacement.
 void register_hook(const Tensor& t, GradHook hook);
 
 }  // namespace mgl::autograd

@@ -29,6 +29,8 @@ struct AdamWScalars {
 
 // A run of `count` contiguous f32 values of one parameter (or a piece of one), with its gradient and
 // moments, updated with the scalars of its step: the unit of work of the CPU loop and the CUDA kernel.
+// compute_copy (optional): the parameter's bf16 copy (nn/compute_copy.h), written with the new values
+// rounded to nearest even in the same pass.
 struct AdamWSpan {
   float* param = nullptr;
   const float* grad = nullptr;
@@ -36,6 +38,7 @@ struct AdamWSpan {
   float* exp_avg_sq = nullptr;  // v
   int64_t count = 0;
   AdamWScalars scalars{};
+  bf16* compute_copy = nullptr;
 };
 
 MGL_HOST_DEVICE inline void adamw_update(float& p, float g, float& m, float& v, const AdamWScalars& s) {

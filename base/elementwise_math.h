@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "base/dtype.h"
+#include "base/silu_mul_math.h"
 
 namespace mgl {
 
@@ -18,7 +19,8 @@ enum class UnaryOp {
 
 enum class BinaryOp {
   add, sub, mul, div, pow,
-  eq,  // 1 if a == b else 0 (a mask in the input's dtype; NaN equals nothing)
+  eq,             // 1 if a == b else 0 (a mask in the input's dtype; NaN equals nothing)
+  silu_backward,  // a · silu'(b): silu's backward in one pass, a = dy, b = x (base/silu_mul_math.h's silu_grad)
 };
 
 template <class T>
@@ -54,6 +56,7 @@ MGL_HOST_DEVICE inline T apply_binary(BinaryOp op, T a, T b) {
     case BinaryOp::div: return a / b;
     case BinaryOp::pow: return pow(a, b);
     case BinaryOp::eq: return a == b ? T(1) : T(0);
+    case BinaryOp::silu_backward: return silu_grad(a, b);
   }
   return a;
 }

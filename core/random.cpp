@@ -47,6 +47,7 @@ cuda::PhiloxFill philox_fill(const Tensor& t, const Generator& stream) {
 
 void uniform_(const Tensor& t, double low, double high, Generator& gen) {
   const Generator stream = gen.take();
+  t.bump_version();
   if (t.is_cpu()) {
     cpu_fill_indexed(t, [&](int64_t i) { return low + (high - low) * philox::uniform(stream.seed, stream.offset, i); });
     return;
@@ -61,6 +62,7 @@ void uniform_(const Tensor& t, double low, double high, Generator& gen) {
 
 void normal_(const Tensor& t, double mean, double stddev, Generator& gen) {
   const Generator stream = gen.take();
+  t.bump_version();
   if (t.is_cpu()) {
     cpu_fill_indexed(t, [&](int64_t i) { return mean + stddev * philox::normal(stream.seed, stream.offset, i); });
     return;

@@ -211,6 +211,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   MGL_CHECK(dst.shape() == src.shape(), "copy_: destination ", dst.describe(), " and source ",
             src.describe(), " differ in shape");
   if (dst.numel() == 0) return;
+  dst.bump_version();
   if (dst.device() == src.device()) {
     if (dst.is_cpu()) return cpu_copy(dst, src);
     DeviceGuard guard(dst.device());
@@ -247,6 +248,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 
 void fill_(const Tensor& dst, double value) {
   if (dst.numel() == 0) return;
+  dst.bump_version();
   if (dst.is_cpu()) {
     dispatch_all(dst.dtype(), [&](auto tag) {
       using T = decltype(tag);
@@ -271,6 +273,7 @@ void add_(const Tensor& dst, const Tensor& src) {
   MGL_CHECK(dst.shape() == src.shape() && dst.device() == src.device(), "add_: destination ", dst.describe(),
             " and source ", src.describe(), " differ in shape or device");
   if (dst.numel() == 0) return;
+  dst.bump_version();
   if (dst.is_cpu()) return cpu_add(dst, src);
   DeviceGuard guard(dst.device());
   MGL_ON_CUDA(cuda::accumulate(copy_args(dst, src), compute_stream(dst.device())));

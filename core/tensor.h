@@ -17,8 +17,19 @@ namespace mgl {
 namespace autograd {
 class Node;
 }
+namespace nn {
+struct ComputeCopy;
+}
 
 // A block of bytes on one device, freed (returned to the allocator) with its last tensor.
+//
+// `version` counts the writes into the storage after it was created (PyTorch's version counter, shared by
+// every view as the storage is): copy_, fill_, add_ and the random fills (core/random.h) bump it, and so do
+// the other writers of parameters and of gradcheck's inputs, which write through the pointer (the
+// optimizers' kernels, ZeRO's all-gather, gradcheck's perturbations: Tensor::bump_version). A value derived
+// from a tensor and cached is current while the storage and its version are the ones it was derived from:
+// the compute copies of parameters (nn/compute_copy.h) rely on it. Other raw writes into existing tensors
+// (a communicator's output, gradient clipping) do not bump it: nothing caches a value derived from those.
 struct Storage {
   Storage(const Device& device, size_t bytes);
   ~Storage();
@@ -28,6 +39,7 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device;
+  uint64_t version = 0;
 };
 
 struct TensorImpl;
@@ -81,6 +93,9 @@ class Tensor {
   // A new view of the same storage (no autograd; ops/ wraps views with their backward).
   Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
   const std::shared_ptr<Storage>& storage() const;
+  // The storage's write count (Storage::version); bump_version() after writing through raw_data().
+  uint64_t version() const { return storage()->version; }
+  void bump_version() const { ++storage()->version; }
 
   // ---- autograd fields (the behaviour lives in autograd/) -------------------------------------
   bool requires_grad() const;
@@ -118,6 +133,9 @@ struct TensorImpl {
   std::shared_ptr<autograd::Node> grad_accumulator;
   std::shared_ptr<TensorImpl> grad;
   std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
+
+  // Parameters: the cached cast to the compute dtype (the behaviour lives in nn/compute_copy.h).
+  std::shared_ptr<nn::ComputeCopy> compute_copy;
 };
 
 // Raw, non-differentiable building blocks that core itself needs (copies between devices and

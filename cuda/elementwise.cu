@@ -11,9 +11,6 @@ namespace mgl::cuda {
 
 namespace {
 
-template <class T> struct math_type { using type = float; };
-template <> struct math_type<double> { using type = double; };
-
 template <class T>
 __device__ __forceinline__ typename math_type<T>::type load(const T* p) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(*p);
@@ -73,9 +70,6 @@ __global__ void binary_contiguous_kernel(const T* a, const T* b, T* out, int64_t
     store(out + i, apply_binary<M>(Op, load(a + i), load(b + i)));
 }
 
-// Blocks for the contiguous kernels: a thread per pack.
-unsigned pack_blocks(int64_t count) { return blocks_for((count + kPack - 1) / kPack); }
-
 // Turns a runtime enum into a compile-time one: f(std::integral_constant<Enum, value>{}).
 template <class Enum, Enum... Values, class F>
 void dispatch_enum(Enum op, F&& f) {
@@ -92,17 +86,7 @@ void dispatch_unary(UnaryOp op, F&& f) {
 template <class F>
 void dispatch_binary(BinaryOp op, F&& f) {
   using B = BinaryOp;
-  dispatch_enum<B, B::add, B::sub, B::mul, B::div, B::pow, B::eq>(op, f);
-}
-
-template <class F>
-void dispatch_float_types(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::f32: f(float{}); return;
-    case DType::bf16: f(__nv_bfloat16{}); return;
-    case DType::f64: f(double{}); return;
-    default: MGL_FAIL("elementwise kernel: unsupported dtype ", dtype_name(dtype));
-  }
+  dispatch_enum<B, B::add, B::sub, B::mul, B::div, B::pow, B::eq, B::silu_backward>(op, f);
 }
 
 }  // namespace

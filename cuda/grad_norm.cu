@@ -6,6 +6,7 @@
 // The clipping kernel reads the norm where pass 2 (and the caller's square root) left it.
 #include <type_traits>
 
+#include "base/grad_clip_math.h"
 #include "cuda/common.cuh"
 #include "cuda/grad_norm.h"
 #include "cuda/row_reduce.cuh"
@@ -62,8 +63,8 @@ __global__ void fold_squares(const GradTensor* __restrict__ tensors, int64_t ten
 
 __global__ void clip_kernel(const GradTensor* __restrict__ tensors, const MultiTensorChunk* __restrict__ chunks,
                             const double* __restrict__ norm, double max_norm) {
-  const double coefficient = max_norm / (*norm + 1e-6);
-  if (!isfinite(*norm) || !(coefficient < 1)) return;
+  const double coefficient = clip_coefficient(*norm, max_norm);
+  if (!(coefficient < 1)) return;
   const float c = static_cast<float>(coefficient);
   const MultiTensorChunk chunk = chunks[blockIdx.x];
   for_chunk_elements(tensors[chunk.tensor], chunk, [&](auto* x) {

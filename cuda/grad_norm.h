@@ -34,9 +34,9 @@ struct SumOfSquaresArgs {
 };
 void sum_of_squares(const SumOfSquaresArgs& args, Stream stream);
 
-// x_t <- x_t * c for every tensor, c = max_norm / (*norm + 1e-6) read on the device (rounded to f32, the
-// multiply in f32 as the elementwise mul by a scalar does), applied only when the norm is finite and
-// c < 1: clip_grad_norm_'s scaling without the host learning the norm.
+// x_t <- x_t * c for every tensor, c = clip_coefficient(*norm, max_norm) (base/grad_clip_math.h) with the
+// norm read on the device (c rounded to f32, the multiply in f32 as the elementwise mul by a scalar does),
+// applied only when the norm is finite and c < 1: clip_grad_norm_'s scaling without the host learning it.
 struct ClipArgs {
   const GradTensor* tensors = nullptr;
   const MultiTensorChunk* chunks = nullptr;

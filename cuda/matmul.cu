@@ -10,8 +10,9 @@
 // variants, and the handle's math mode forbids reduced-precision split-K reductions), f64 in f64.
 //
 // Handles: one per device, created on first use, bound to the device's compute stream and given its
-// own workspace, so cuBLAS never allocates behind the stream-ordered pool's back. Handles and their
-// workspaces live until the process exits (destroying them from static destructors would race the
+// own workspace, so cuBLAS never allocates behind the stream-ordered pool's back (cuBLASLt's calls,
+// cuda/gemm_bias.cu, borrow the same workspace: with_gemm_workspace). Handles and their workspaces live until
+// the process exits (destroying them from static destructors would race the
 // CUDA runtime's own teardown).
 #include <cublas_v2.h>
 
@@ -70,7 +71,31 @@ TypeInfo type_info(DType dtype) {
   }
 }
 
+// The handles of all devices and the lock that serialises their use (gemm(), with_gemm_workspace()).
+struct Handles {
+  std::mutex mutex;
+  std::vector<DeviceHandle> devices;
+};
+Handles& handles() {
+  static Handles h;
+  return h;
+}
+
+// h's handle for `device`, created on first use and bound to `stream`; called under h.mutex.
+DeviceHandle& device_handle(Handles& h, int device, Stream stream) {
+  if (static_cast<int>(h.devices.size()) <= device) h.devices.resize(device + 1);
+  bind_handle(h.devices[device], stream);
+  return h.devices[device];
+}
+
 }  // namespace
+
+void with_gemm_workspace(int device, Stream stream, const std::function<void(void* workspace, size_t bytes)>& enqueue) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  const DeviceHandle& d = device_handle(h, device, stream);
+  enqueue(d.workspace, kWorkspaceBytes);
+}
 
 void gemm(const Gemm& p, int device, Stream stream) {
   MGL_CHECK(p.batch >= 0 && p.m >= 0 && p.n >= 0 && p.k >= 1, "gemm: invalid problem batch ", p.batch, " m ", p.m,
@@ -84,11 +109,9 @@ void gemm(const Gemm& p, int device, Stream stream) {
   const double alpha64 = 1.0, beta64 = p.accumulate ? 1.0 : 0.0;
   const bool f64 = p.dtype == DType::f64;
 
-  static std::mutex mutex;
-  static std::vector<DeviceHandle> handles;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (static_cast<int>(handles.size()) <= device) handles.resize(device + 1);
-  cublasHandle_t handle = bind_handle(handles[device], stream);
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  cublasHandle_t handle = device_handle(h, device, stream).handle;
 
   MGL_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
       handle, p.b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, p.a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, p.n, p.m, p.k,

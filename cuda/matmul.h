@@ -10,7 +10,9 @@
 //
 // Plain C++: ops/ builds a Gemm from tensors, and the same description drives the CPU GEMM
 // (ops/detail/cpu_gemm.h) and the cuBLAS call below.
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "base/layout.h"
 
@@ -39,5 +41,11 @@ struct Gemm {
 // An empty problem (batch, m or n zero) does nothing; k must be >= 1 (a product over nothing is the
 // caller's zero fill).
 void gemm(const Gemm& problem, int device, Stream stream);
+
+// Runs `enqueue` with the device's cuBLAS workspace (the one gemm() gives its handle), for GEMMs through other
+// cuBLAS entry points (cuBLASLt: cuda/gemm_bias.h) that enqueue on the same stream. It runs under the lock that
+// serialises every GEMM's enqueue, so the workspace is never handed out twice at once; `device` must be the
+// current device. Exceptions from `enqueue` pass through (the lock is released).
+void with_gemm_workspace(int device, Stream stream, const std::function<void(void* workspace, size_t bytes)>& enqueue);
 
 }  // namespace mgl::cuda

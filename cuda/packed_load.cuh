@@ -91,6 +91,22 @@ __device__ __forceinline__ void load_floats(const float* p, float (&out)[VEC]) {
 
 constexpr int kPack = 8;
 
+// The type such a kernel computes in: f32 registers for f32 and bf16 values, f64 for f64.
+template <class T> struct math_type { using type = float; };
+template <> struct math_type<double> { using type = double; };
+
+// Blocks for a contiguous kernel of count elements: a thread per pack.
+inline unsigned pack_blocks(int64_t count) { return blocks_for((count + kPack - 1) / kPack); }
+
+// Calls f(T{}) with T the device storage type of a floating `dtype` (f32, bf16, f64); fails on the others.
+template <class F>
+void dispatch_float_types(DType dtype, F&& f) {
+  MGL_CHECK(is_floating(dtype), "elementwise kernel: unsupported dtype ", dtype_name(dtype));
+  dispatch_device_type(dtype, [&](auto tag) {
+    if constexpr (!std::is_integral_v<decltype(tag)>) f(tag);
+  });
+}
+
 template <class T>
 constexpr bool kNarrow = std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>;
 

@@ -4,6 +4,7 @@
 
 #include "core/cuda_context.h"
 #include "cuda/adamw.h"
+#include "nn/compute_copy.h"
 #include "nn/multi_tensor.h"
 
 namespace mgl::nn {
@@ -37,7 +38,10 @@ void adamw_update_spans(const std::vector<AdamWSpan>& spans, const Device& devic
   if (device.is_cpu()) {
     if (skip_unless_finite.defined() && !std::isfinite(skip_unless_finite.item())) return;
     for (const AdamWSpan& s : spans)
-      for (int64_t k = 0; k < s.count; ++k) adamw_update(s.param[k], s.grad[k], s.exp_avg[k], s.exp_avg_sq[k], s.scalars);
+      for (int64_t k = 0; k < s.count; ++k) {
+        adamw_update(s.param[k], s.grad[k], s.exp_avg[k], s.exp_avg_sq[k], s.scalars);
+        if (s.compute_copy) s.compute_copy[k] = bf16(s.param[k]);
+      }
     return;
   }
   std::vector<int64_t> counts;
@@ -92,6 +96,7 @@ void AdamW::step_unless_nonfinite(const Tensor& norm) {
   if (parameters_.empty()) return;
   const Device device = parameters_.front().tensor.device();
   std::vector<AdamWSpan> spans;
+  std::vector<Tensor> updated;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].tensor;
     const Tensor g = p.grad();
@@ -102,10 +107,14 @@ void AdamW::step_unless_nonfinite(const Tensor& norm) {
               ", the first on ", device.str(), "; one update covers parameters on one device");
     State& s = state_[i];
     const AdamWScalars scalars = adamw_scalars(options_, decays(i) ? options_.weight_decay : 0.0, ++s.step);
+    // The bf16 compute copy, where the parameter has one, is written in the same pass: the next forward
+    // casts nothing (nn/compute_copy.h).
     spans.push_back({p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(),
-                     scalars});
+                     scalars, compute_copy_to_refresh(p)});
+    updated.push_back(p);
   }
   adamw_update_spans(spans, device, norm);
+  finish_update(updated);
 }
 
 }  // namespace mgl::nn

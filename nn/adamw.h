@@ -1,7 +1,8 @@
 #pragma once
 // AdamW with decoupled weight decay, as torch.optim.AdamW (the formulas are in base/adamw_math.h).
 // Parameters and their gradients are f32 (the master weights); both moments are f32 tensors on
-// the parameter's device. On CUDA one fused multi-tensor launch updates every parameter (cuda/adamw.h).
+// the parameter's device. On CUDA one fused multi-tensor launch updates every parameter (cuda/adamw.h),
+// and writes the bf16 compute copy of each that has one (nn/compute_copy.h).
 #include <cstdint>
 #include <functional>
 #include <string>

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "autograd/grad_mode.h"
+#include "base/grad_clip_math.h"
 #include "core/cuda_context.h"
 #include "cuda/grad_norm.h"
 #include "nn/multi_tensor.h"
@@ -108,8 +109,8 @@ void clip_to_norm_(const std::vector<Tensor>& tensors, const Tensor& norm, doubl
   MGL_CHECK(norm.numel() == 1 && norm.dtype() == DType::f64 && norm.device() == *device, "clip_to_norm_: the norm ",
             norm.describe(), " must be one f64 value on the tensors' device ", device->str());
   if (device->is_cpu()) {
-    const double coefficient = max_norm / (norm.item() + 1e-6);
-    if (!std::isfinite(norm.item()) || !(coefficient < 1)) return;
+    const double coefficient = clip_coefficient(norm.item(), max_norm);
+    if (!(coefficient < 1)) return;
     for (const Tensor& t : tensors)
       if (t.defined()) copy_(t, mul(t, coefficient));
     return;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "nn/compute_copy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -16,10 +17,11 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const InitO
   if (bias) bias_ = register_parameter("bias", init::zeros({out_features}, options), {weight_sharding.dim});
 }
 
-// Parameters are cast to the activations' dtype at use (a no-op when they match): with f32 master
-// weights and bf16 activations this is mixed precision, and the cast's backward returns f32 gradients.
+// Parameters in the activations' dtype: themselves when the dtypes match, else their cached compute
+// copies (nn/compute_copy.h). With f32 master weights and bf16 activations this is mixed precision, and
+// the gradients reach the f32 parameters.
 Tensor Linear::forward(const Tensor& x) const {
-  return linear(x, cast(weight_, x.dtype()), bias_.defined() ? cast(bias_, x.dtype()) : bias_);
+  return linear(x, compute_copy(weight_, x.dtype()), bias_.defined() ? compute_copy(bias_, x.dtype()) : bias_);
 }
 
 }  // namespace mgl::nn

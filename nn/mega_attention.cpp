@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "nn/compute_copy.h"
 #include "ops/chunk_attention.h"
 #include "ops/ops.h"
 #include "ops/rope.h"
@@ -51,19 +52,21 @@ Tensor MovingAverageGatedAttention::forward(const Tensor& x, const LayerState* i
                       config_.norm_eps);
   m = tp_.copy_in(dropout(m, config_.hidden_dropout, training));
 
-  // Queries and keys: per-head unit RMS, then a learned per-dimension scale and offset each.
+  // Queries and keys: per-head unit RMS, then a learned per-dimension scale and offset each. The offset is a
+  // row of beta's compute copy (nn/compute_copy.h); the scale, an expression of gamma formed in f32, is cast
+  // at use, as RMSNorm's 1 + w above is.
   const Tensor z = rms_norm(reshape(wz_->forward(m), {B, L, H, dz}), Tensor(), config_.norm_eps);
   auto affine = [&](int64_t row) {
     const Tensor scale = reshape(mul(add(slice(gamma_, 0, row, row + 1), 1.0), 1.0 / std::sqrt(double(dz))), {H, dz});
-    const Tensor offset = reshape(slice(beta_, 0, row, row + 1), {H, dz});
-    return add(mul(z, cast(scale, z.dtype())), cast(offset, z.dtype()));
+    const Tensor offset = reshape(slice(compute_copy(beta_, z.dtype()), 0, row, row + 1), {H, dz});
+    return add(mul(z, cast(scale, z.dtype())), offset);
   };
   const Tensor q = affine(0), k = affine(1);
   const Tensor v = reshape(silu(wv_->forward(tp_.gather(t, 2))), {B, L, H, dv});
-  const Tensor r = silu(wr_->forward(m));
+  const Tensor gate = wr_->forward(m);  // R = silu(gate), applied in the fused product below
 
   const Tensor o = reshape(attention(q, k, v, incoming, outgoing), {B, L, H * dv});
-  const Tensor a = dropout(mul(o, r), config_.hidden_dropout, training);
+  const Tensor a = dropout(silu_mul(gate, o), config_.hidden_dropout, training);  // O ⊙ R in one pass
   const Tensor h = dropout(add(wh1_->forward(m), tp_.reduce_scatter(wh2_->forward(a), 2)), config_.dropout, training);
   return add(h, x);
 }

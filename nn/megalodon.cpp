@@ -6,6 +6,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/recompute.h"
 #include "dist/vocab_parallel_cross_entropy.h"
+#include "nn/compute_copy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -47,6 +48,32 @@ Megalodon::Megalodon(const MegalodonConfig& config, const InitOptions& options, 
 }
 
 Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
+  return project(body(ids, incoming, outgoing));
+}
+
+Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const { return project(body(ids, relay)); }
+
+namespace {
+
+// Before the forward, so that a mismatch costs no forward.
+void check_targets(const Tensor& ids, const Tensor& targets) {
+  MGL_CHECK(targets.defined() && targets.shape() == ids.shape(), "Megalodon::forward_loss: targets ",
+            targets.defined() ? targets.describe() : "(undefined)", " do not match ids ", ids.describe());
+}
+
+}  // namespace
+
+Tensor Megalodon::forward_loss(const Tensor& ids, const Tensor& targets) const {
+  check_targets(ids, targets);
+  return head_loss(body(ids, nullptr, nullptr), targets);
+}
+
+Tensor Megalodon::forward_loss(const Tensor& ids, const Tensor& targets, ChunkRelay& relay) const {
+  check_targets(ids, targets);
+  return head_loss(body(ids, relay), targets);
+}
+
+Tensor Megalodon::body(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const {
   check_ids(ids);
   MGL_CHECK(!incoming || incoming->empty() || static_cast<int64_t>(incoming->layers.size()) == config_.num_layers,
             "Megalodon: the incoming state has ", incoming ? incoming->layers.size() : 0, " layers, the model ",
@@ -69,11 +96,11 @@ Tensor Megalodon::forward(const Tensor& ids, const ModelState* incoming, ModelSt
       x = block->forward(x, carry ? &incoming->layers[i] : nullptr, outgoing ? &outgoing->layers[i] : nullptr);
     }
   }
-  x = output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr, outgoing ? &outgoing->final_norm : nullptr);
-  return project(x);
+  return output_->final_norm->forward(x, carry ? &incoming->final_norm : nullptr,
+                                     outgoing ? &outgoing->final_norm : nullptr);
 }
 
-Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
+Tensor Megalodon::body(const Tensor& ids, ChunkRelay& relay) const {
   check_ids(ids);
   Tensor x = embed_tokens(ids);
   // Block i (i == num_layers: the final norm) starts from the state received from the previous rank
@@ -97,8 +124,7 @@ Tensor Megalodon::forward(const Tensor& ids, ChunkRelay& relay) const {
   const std::optional<LayerState> in = incoming(config_.num_layers, false);
   LayerState out;
   x = output_->final_norm->forward(x, in ? &in->norm : nullptr, relay.sends() ? &out.norm : nullptr);
-  if (relay.sends()) x = relay.send(config_.num_layers, out, x, false);
-  return project(x);
+  return relay.sends() ? relay.send(config_.num_layers, out, x, false) : x;
 }
 
 Tensor Megalodon::recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const {
@@ -148,7 +174,7 @@ Tensor Megalodon::project(const Tensor& x) const {
   // Under tensor parallelism: the untied head (split by vocabulary) reads every channel of x; the tied
   // one holds this rank's channels of every embedding, so its products are partial sums over D.
   const Tensor logits = output_->output ? output_->output->forward(tp_.gather(x, 2))
-                                        : tp_.reduce(linear(x, cast(embed_->weight(), x.dtype())));
+                                        : tp_.reduce(linear(x, compute_copy(embed_->weight(), x.dtype())));
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;  // logits and loss in f32 (§2.7)
 }
 
@@ -182,6 +208,17 @@ std::pair<Tensor, Tensor> as_rows(const Tensor& logits, const Tensor& targets) {
 Tensor Megalodon::loss(const Tensor& logits, const Tensor& targets) {
   const auto [rows, ids] = as_rows(logits, targets);
   return cross_entropy(rows, ids);
+}
+
+Tensor Megalodon::head_loss(const Tensor& x, const Tensor& targets) const {
+  if (tp_.split()) return token_loss(project(x), targets);
+  // The head's weight in the compute dtype, as project() uses it (the head has no bias, §2.7): its compute
+  // copy (nn/compute_copy.h), as Linear::forward and the tied head of project() read it. A cast() here made the
+  // training step cast the [V, D] head every step, and its bf16 gradient back, which the copies do away with.
+  const Linear* head = output_->output.get();
+  const Tensor weight = compute_copy(head ? head->weight() : embed_->weight(), x.dtype());
+  const int64_t rows = x.size(0) * x.size(1);
+  return linear_cross_entropy(reshape(x, {rows, x.size(2)}), weight, Tensor(), reshape(targets, {rows}));
 }
 
 Tensor Megalodon::token_loss(const Tensor& logits, const Tensor& targets) const {

@@ -60,6 +60,14 @@ class Megalodon : public Module {
   // forward over `recent_ids` [B, W] — the last norm_window_chunks chunks — keeping the CEMA states
   // and KV caches. Without it (timestep_norm_mode "exact") a cached run equals one full forward.
   void reestimate_norm_states(const Tensor& recent_ids, ModelState& state) const;
+  // The training loss of ids [B, L] against targets [B, L] (ignore_index -100): token_loss(forward(ids),
+  // targets), the same value and gradients up to rounding, computed without the [B, L, vocab] logits: a whole
+  // head (untied or tied) and the loss are one linear_cross_entropy (ops/ops.h), which never holds more than a
+  // chunk of the f32 logits. A head split over the tensor group goes through its logits and token_loss.
+  Tensor forward_loss(const Tensor& ids, const Tensor& targets) const;
+  // The same for piece r of sequences split over a chunk group (forward(ids, relay)); targets [B, L] are the
+  // targets of this rank's L tokens.
+  Tensor forward_loss(const Tensor& ids, const Tensor& targets, ChunkRelay& relay) const;
   // Mean cross-entropy of the logits against targets [B, L] (ignore_index -100).
   static Tensor loss(const Tensor& logits, const Tensor& targets);
   // The same loss of this model's forward output: loss() of whole logits, or the vocabulary-parallel
@@ -88,6 +96,11 @@ class Megalodon : public Module {
 
  private:
   void check_ids(const Tensor& ids) const;
+  // Everything before the head: the final norm's output [B, L, D] of forward(ids, ...).
+  Tensor body(const Tensor& ids, const ModelState* incoming, ModelState* outgoing) const;
+  Tensor body(const Tensor& ids, ChunkRelay& relay) const;
+  // forward_loss's head and loss, from the body's output x.
+  Tensor head_loss(const Tensor& x, const Tensor& targets) const;
   // Block i of forward(ids, relay) under activation recomputation.
   Tensor recomputed_block(int64_t i, const Tensor& x, ChunkRelay& relay) const;
 

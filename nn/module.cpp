@@ -79,6 +79,7 @@ void replace_values(const Tensor& t, const Tensor& values, const Device& device)
   impl->offset = 0;
   impl->shape = fresh.shape();
   impl->strides = fresh.strides();
+  impl->compute_copy.reset();  // cast from the old values, maybe on another device (nn/compute_copy.h)
 }
 
 void Module::to(const Device& device) const {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "nn/compute_copy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -31,13 +32,14 @@ Tensor NormalizedFeedForward::forward(const Tensor& y_hat, const Tensor& residua
   // dn in backward (copy_in).
   Tensor n = layer_norm(tp_.gather_replicated(y_hat, 2),
                         norm_weight_.defined() ? cast(add(norm_weight_, 1.0), dtype) : Tensor(),
-                        norm_bias_.defined() ? cast(norm_bias_, dtype) : Tensor(), config_.norm_eps);
+                        norm_bias_.defined() ? compute_copy(norm_bias_, dtype) : Tensor(), config_.norm_eps);
   n = tp_.copy_in(n);
-  Tensor g = silu(fc1_->forward(n));
-  if (fc3_) g = mul(g, fc3_->forward(n));
+  // SwiGLU's silu(n fc1ᵀ) ⊙ (n fc3ᵀ) is one fused pass forward and one backward (ops/silu_mul.cpp).
+  const Tensor h = fc1_->forward(n);
+  Tensor g = fc3_ ? silu_mul(h, fc3_->forward(n)) : silu(h);
   g = dropout(g, config_.hidden_dropout, training);
   Tensor f = dropout(tp_.reduce_scatter(fc2_->forward(g), 2), config_.dropout, training);
-  if (alpha_.defined()) f = mul(f, cast(alpha_, dtype));
+  if (alpha_.defined()) f = mul(f, compute_copy(alpha_, dtype));
   return add(f, residual);
 }
 

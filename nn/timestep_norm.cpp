@@ -1,5 +1,6 @@
 #include "nn/timestep_norm.h"
 
+#include "nn/compute_copy.h"
 #include "ops/ops.h"
 
 namespace mgl::nn {
@@ -13,7 +14,8 @@ TimestepNorm::TimestepNorm(int64_t dim, int64_t groups, double eps, const InitOp
 }
 
 Tensor TimestepNorm::forward(const Tensor& x, const TimestepNormState* incoming, TimestepNormState* outgoing) const {
-  TimestepNormOutput out = timestep_norm(x, cast(weight_, x.dtype()), cast(bias_, x.dtype()), groups(), incoming, eps_);
+  TimestepNormOutput out =
+      timestep_norm(x, compute_copy(weight_, x.dtype()), compute_copy(bias_, x.dtype()), groups(), incoming, eps_);
   if (outgoing) *outgoing = std::move(out.state);
   return out.y;
 }

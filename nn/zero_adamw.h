@@ -5,7 +5,8 @@
 // piece k of each bucket's summed gradient; step() updates piece k of the flat parameter buffer with
 // piece k of the moments (the same per-element update as AdamW, base/adamw_math.h, with each parameter's
 // own weight decay and step count), then all-gathers the pieces so every rank holds all the updated
-// parameters. Optimizer memory per rank is 1 / (group size) of AdamW's.
+// parameters, and casts their bf16 compute copies again in one launch (nn/compute_copy.h). Optimizer
+// memory per rank is 1 / (group size) of AdamW's.
 #include <string>
 #include <vector>
 

@@ -14,7 +14,8 @@
 //
 // The CPU code below is the reference: the recurrence and its adjoint, literally, in f64 (the
 // coefficients first rounded to the parameter dtype, as every implementation computes them). The
-// CUDA kernels (cuda/cema.cu) compute the same recurrence as a chunked scan.
+// CUDA kernels (cuda/cema.cu) compute the same recurrence as a chunked scan, each chunk in the matrix form
+// of cuda/cema.h (checked against this recurrence in tests/ops/test_cema_matrix.cpp).
 #include "ops/cema.h"
 
 #include <cstdint>
@@ -206,18 +207,13 @@ ReferenceGrads reference_backward(const Reference& r, const std::vector<double>&
         const C64 q = r.q[m], gamma = r.gamma[m];
         const double p = r.p[m];
         h[0] = h_in.empty() ? C64() : h_in[r.state(b, d, n)];
-        for (int64_t t = 0; t < r.L; ++t) h[t + 1] = q * h[t] + p * x[r.token(b, t, d)];
+        for (int64_t t = 0; t < r.L; ++t) h[t + 1] = cuda::cema_state_step(q, p, h[t], x[r.token(b, t, d)]);
         // What reaches h_t from later: conj(q)·a_{t+1}, or G_{h_out} for the last step.
         C64 carry = g_out.empty() ? C64() : g_out[r.state(b, d, n)];
         CemaModeGrad<double>& G = g.modes[m];
         for (int64_t t = r.L - 1; t >= 0; --t) {
           const int64_t i = r.token(b, t, d);
-          const C64 a = conj(gamma) * dy[i] + carry;  // a_t = G_{h_t}
-          g.dx[i] += p * a.re;
-          G.p += x[i] * a.re;
-          G.q += a * conj(h[t]);
-          G.gamma += dy[i] * conj(h[t + 1]);
-          carry = conj(q) * a;
+          g.dx[i] += p * cuda::cema_adjoint_step(q, gamma, dy[i], x[i], h[t], h[t + 1], carry, G);
         }
         g.d_h_in[r.state(b, d, n)] = carry;  // conj(q)·a_0
       }

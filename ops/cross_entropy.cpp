@@ -10,36 +10,56 @@
 // naming the id and its row, instead of reading out of bounds. Targets may be on the logits' device or
 // on the CPU: CPU targets (a training batch) are read for free and uploaded without a wait
 // (core/host_upload.h), so a CUDA step never waits for the device here; CUDA targets are copied to the host.
+// The target check and the two passes over the rows are also linear_cross_entropy's (ops/detail/cross_entropy.h).
 #include <cmath>
 #include "autograd/node.h"
+#include "base/cross_entropy_math.h"
 #include "core/cuda_context.h"
 #include "core/strided.h"
 #include "cuda/cross_entropy.h"
+#include "ops/detail/cross_entropy.h"
 #include "ops/detail/elementwise.h"
 #include "ops/detail/softmax.h"
 #include "ops/ops.h"
 
 namespace mgl {
 
-namespace {
+namespace detail {
 
-// Throws on a target outside [0, classes) that is not ignore_index; returns how many rows count.
-int64_t count_targets(const std::vector<int64_t>& ids, int64_t classes, int64_t ignore_index) {
+CheckedTargets check_targets(const char* op, const Tensor& targets, int64_t classes, int64_t ignore_index,
+                             const Device& device) {
+  const std::vector<int64_t> ids = targets.to_vector<int64_t>();
   int64_t counted = 0;
   for (size_t r = 0; r < ids.size(); ++r) {
     if (ids[r] == ignore_index) continue;
-    MGL_CHECK(ids[r] >= 0 && ids[r] < classes, "cross_entropy: target id ", ids[r], " at row ", r,
-              " is outside [0, ", classes, ") and is not ignore_index (", ignore_index, ")");
+    MGL_CHECK(ids[r] >= 0 && ids[r] < classes, op, ": target id ", ids[r], " at row ", r, " is outside [0, ",
+              classes, ") and is not ignore_index (", ignore_index, ")");
     ++counted;
   }
-  return counted;
+  const Shape shape{static_cast<int64_t>(ids.size())};
+  return {device.is_cpu() ? Tensor::from_vector(ids, shape) : contiguous(to(targets, device)), counted};
 }
 
-// CPU reference of the per-row loss and log-sum-exp (both 0 on ignored rows), computed in f64 and
-// stored in the loss type (the oracle of the CUDA kernels).
-void forward_cpu(const Tensor& logits, const int64_t* ids, int64_t ignore_index, const Tensor& row_loss,
-                 const Tensor& row_lse) {
+// On the CPU the reference: f64 math, stored in the loss type (the oracle of the CUDA kernel).
+void cross_entropy_rows(const Tensor& logits, const Tensor& ids, int64_t ignore_index, const Tensor& row_loss,
+                        const Tensor& row_lse) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
+  if (logits.is_cuda()) {
+    DeviceGuard guard(logits.device());
+    cuda::CrossEntropyForwardArgs args;
+    args.rows = rows;
+    args.cols = cols;
+    args.ignore_index = ignore_index;
+    args.dtype = logits.dtype();
+    args.target_dtype = ids.dtype();
+    args.logits = logits.raw_data();
+    args.targets = ids.raw_data();
+    args.row_loss = row_loss.raw_data();
+    args.row_lse = row_lse.raw_data();
+    MGL_ON_CUDA(cuda::cross_entropy_forward(args, compute_stream(logits.device())));
+    return;
+  }
+  const int64_t* t = ids.data<int64_t>();
   dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using M = typename compute_type<T>::type;
@@ -47,42 +67,63 @@ void forward_cpu(const Tensor& logits, const int64_t* ids, int64_t ignore_index,
     M* loss = row_loss.data<M>();
     M* lse = row_lse.data<M>();
     for (int64_t r = 0; r < rows; ++r) {
-      if (ids[r] == ignore_index) {
+      if (t[r] == ignore_index) {
         loss[r] = lse[r] = 0;
         continue;
       }
-      const double row_lse_value = detail::log_sum_exp(x + r * cols, cols);
+      const double row_lse_value = log_sum_exp(x + r * cols, cols);
       lse[r] = static_cast<M>(row_lse_value);
-      loss[r] = static_cast<M>(row_lse_value - static_cast<double>(x[r * cols + ids[r]]));
+      loss[r] = static_cast<M>(cross_entropy_row_loss(row_lse_value, static_cast<double>(x[r * cols + t[r]])));
     }
   });
 }
 
-// CPU reference of the backward, with g = dloss / n.
-void backward_cpu(const Tensor& logits, const int64_t* ids, int64_t ignore_index, const Tensor& row_lse, double g,
-                  const Tensor& dlogits) {
+// On the CPU the reference: f64 math from the lse as stored in the loss type, as the kernel reads it.
+void cross_entropy_row_grads(const Tensor& logits, const Tensor& ids, int64_t ignore_index, const Tensor& row_lse,
+                             const Tensor& dloss, double scale, const Tensor& dlogits) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
+  if (logits.is_cuda()) {
+    DeviceGuard guard(logits.device());
+    cuda::CrossEntropyBackwardArgs args;
+    args.rows = rows;
+    args.cols = cols;
+    args.ignore_index = ignore_index;
+    args.dtype = logits.dtype();
+    args.dlogits_dtype = dlogits.dtype();
+    args.target_dtype = ids.dtype();
+    args.scale = scale;
+    args.logits = logits.raw_data();
+    args.targets = ids.raw_data();
+    args.row_lse = row_lse.raw_data();
+    args.dloss = dloss.raw_data();
+    args.dlogits = dlogits.raw_data();
+    MGL_ON_CUDA(cuda::cross_entropy_backward(args, compute_stream(logits.device())));
+    return;
+  }
+  const int64_t* t = ids.data<int64_t>();
+  const double g = dloss.item() * scale;
   dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using M = typename compute_type<T>::type;
-    const T* x = static_cast<const T*>(logits.raw_data());
-    const M* lse = row_lse.data<M>();
-    T* dx = dlogits.data<T>();
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) {
-        const int64_t i = r * cols + c;
-        if (ids[r] == ignore_index) {
-          dx[i] = static_cast<T>(0.0);
-          continue;
+    dispatch_floating(dlogits.dtype(), "cross_entropy", [&](auto gradient_tag) {
+      using D = decltype(gradient_tag);
+      const T* x = static_cast<const T*>(logits.raw_data());
+      const M* lse = row_lse.data<M>();
+      D* dx = dlogits.data<D>();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const int64_t i = r * cols + c;
+          dx[i] = static_cast<D>(t[r] == ignore_index ? 0.0
+                                                      : cross_entropy_logit_grad(static_cast<double>(x[i]),
+                                                                                 static_cast<double>(lse[r]),
+                                                                                 c == t[r], g));
         }
-        const double probability = std::exp(static_cast<double>(x[i]) - static_cast<double>(lse[r]));
-        dx[i] = static_cast<T>((probability - (c == ids[r] ? 1.0 : 0.0)) * g);
       }
-    }
+    });
   });
 }
 
-}  // namespace
+}  // namespace detail
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   detail::check_floating("cross_entropy", logits);
@@ -96,56 +137,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
             " and targets ", targets.describe(), " are on different devices (targets may also be on the CPU)");
   MGL_CHECK(cols > 0, "cross_entropy: logits ", logits.describe(), " have no classes");
 
-  const std::vector<int64_t> ids = targets.to_vector<int64_t>();
-  const int64_t counted = count_targets(ids, cols, ignore_index);
-  const double scale = counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0;
+  const detail::CheckedTargets t = detail::check_targets("cross_entropy", targets, cols, ignore_index, logits.device());
+  const double scale = t.counted > 0 ? 1.0 / static_cast<double>(t.counted) : 0.0;
 
   const DType loss_dtype = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
   const Tensor x = contiguous(logits.detach());
   const Tensor row_loss = Tensor::empty({rows}, loss_dtype, logits.device());
   const Tensor row_lse = Tensor::empty({rows}, loss_dtype, logits.device());
-  // The targets as the backward reads them: the checked i64 ids on the CPU, the caller's on CUDA.
-  const Tensor t = logits.is_cpu() ? Tensor::from_vector(ids, {rows}) : contiguous(to(targets, logits.device()));
-  if (logits.is_cpu()) {
-    forward_cpu(x, t.data<int64_t>(), ignore_index, row_loss, row_lse);
-  } else {
-    DeviceGuard guard(logits.device());
-    cuda::CrossEntropyForwardArgs args;
-    args.rows = rows;
-    args.cols = cols;
-    args.ignore_index = ignore_index;
-    args.dtype = x.dtype();
-    args.target_dtype = t.dtype();
-    args.logits = x.raw_data();
-    args.targets = t.raw_data();
-    args.row_loss = row_loss.raw_data();
-    args.row_lse = row_lse.raw_data();
-    MGL_ON_CUDA(cuda::cross_entropy_forward(args, compute_stream(logits.device())));
-  }
+  detail::cross_entropy_rows(x, t.ids, ignore_index, row_loss, row_lse);
   Tensor loss = mul(sum(row_loss), scale);
 
   autograd::record("cross_entropy", {logits}, {loss},
-                   [x, t, row_lse, scale, ignore_index](const std::vector<Tensor>& g) {
+                   [x, ids = t.ids, row_lse, scale, ignore_index](const std::vector<Tensor>& g) {
                      const Tensor dloss = contiguous(cast(g[0], row_lse.dtype()));
                      const Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-                     if (x.is_cpu()) {
-                       backward_cpu(x, t.data<int64_t>(), ignore_index, row_lse, dloss.item() * scale, dx);
-                     } else {
-                       DeviceGuard guard(x.device());
-                       cuda::CrossEntropyBackwardArgs args;
-                       args.rows = x.size(0);
-                       args.cols = x.size(1);
-                       args.ignore_index = ignore_index;
-                       args.dtype = x.dtype();
-                       args.target_dtype = t.dtype();
-                       args.scale = scale;
-                       args.logits = x.raw_data();
-                       args.targets = t.raw_data();
-                       args.row_lse = row_lse.raw_data();
-                       args.dloss = dloss.raw_data();
-                       args.dlogits = dx.raw_data();
-                       MGL_ON_CUDA(cuda::cross_entropy_backward(args, compute_stream(x.device())));
-                     }
+                     detail::cross_entropy_row_grads(x, ids, ignore_index, row_lse, dloss, scale, dx);
                      return std::vector<Tensor>{dx};
                    });
   return loss;

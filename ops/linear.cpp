@@ -3,7 +3,11 @@
 //   dX = dY @ W,   dW = dY^T @ X,   db = sum over rows of dY.
 //
 // One node: the forward is a single GEMM that reads W through a transposed view (no W^T is
-// materialised) and accumulates onto the broadcast bias; the backward's transposes are views too.
+// materialised); the backward's transposes are views too. The bias rides on the GEMMs where cuBLASLt's
+// epilogues can take it (CUDA, f32 and bf16; cuda/gemm_bias.h): the forward's adds b to every row of the
+// product as it stores it, and the dW GEMM, which reads every element of dY as op(A) = dY^T, also writes its
+// row sums, db_i = Σ_r dY[r, i]. Elsewhere (the CPU, f64, or where cuBLASLt declines) the bias is broadcast
+// into y and the GEMM accumulates onto it, and db is a separate column sum of dY.
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "ops/detail/elementwise.h"
@@ -43,8 +47,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                      const Tensor dy = reshape(g[0], {rows.size(0), weight.size(0)});
                      Tensor dx, dw, db;
                      if (need_x) dx = reshape(matmul(dy, weight), x_shape);
-                     if (need_w) dw = matmul(transpose(dy, 0, 1), rows);
-                     if (need_b) db = sum(dy, {0});
+                     if (need_w) {
+                       detail::ProductAndRowSums dw_db =
+                           detail::matmul_with_row_sums("linear", detail::transposed_view(dy), rows, need_b);
+                       dw = dw_db.product;
+                       db = dw_db.row_sums;  // undefined unless the dW GEMM's epilogue summed dY
+                     }
+                     if (need_b && !db.defined()) db = sum(dy, {0});
                      return std::vector<Tensor>{dx, dw, db};
                    });
   return y;

@@ -44,6 +44,10 @@ Tensor silu(const Tensor& x);  // x * sigmoid(x)
 Tensor gelu(const Tensor& x);  // x * Phi(x), the exact (erf) form
 Tensor relu(const Tensor& x);
 
+// ---- fused elementwise, one pass forward and one backward (ops/silu_mul.cpp) ---------------------------
+// silu(a) * b (SwiGLU's product, MEGA's gate); a and b of one shape, no broadcasting.
+Tensor silu_mul(const Tensor& a, const Tensor& b);
+
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
@@ -109,6 +113,12 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 // math for every dtype), targets [N] (i32/i64). Returns a 0-dim f32 (f64 for f64 logits) tensor.
 // The targets are read on the host: targets on the CPU with CUDA logits cost no synchronisation.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// cross_entropy(linear(x, weight, bias), targets) without the [N, V] logits: x [N, D], weight [V, D], bias [V]
+// or undefined, rows taken chunk_rows at a time (0: as many as ~256 MiB of f32 logits hold), the loss f32 (f64
+// for f64) as cross_entropy's. Gradients are formed in the forward and kept for the backward, for the inputs
+// that require grad (none under NoGradGuard). In ops/linear_cross_entropy.cpp.
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& targets,
+                            int64_t ignore_index = -100, int64_t chunk_rows = 0);
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask is regenerated
 // from the Philox (seed, offset) pair drawn from `gen`, in backward too, so it is never stored.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());

@@ -302,8 +302,10 @@ ValidationResult Trainer::validate() {
         inputs[r * L + i] = val_tokens_[mine[first + r] * L + i];
         targets[r * L + i] = val_tokens_[mine[first + r] * L + i + 1];
       }
-    const Tensor logits = model.forward(to(Tensor::from_vector(inputs, {rows, L}), options_.device));
-    const double loss = model.token_loss(logits, to(Tensor::from_vector(targets, {rows, L}), options_.device)).item();
+    // The targets stay on the host, where the loss reads them (nn/megalodon.h forward_loss).
+    const double loss = model.forward_loss(to(Tensor::from_vector(inputs, {rows, L}), options_.device),
+                                           Tensor::from_vector(targets, {rows, L}))
+                            .item();
     nll_sum += loss * static_cast<double>(rows * L);
   }
   nll_sum = sum_over_data_ranks(nll_sum);

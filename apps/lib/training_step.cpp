@@ -137,7 +137,7 @@ Tensor TrainingStep::accumulate_gradients(const BatchSource& next_batch, const P
     const Batch batch = next_batch();
     Tensor inputs = batch.inputs, targets = batch.targets;
     std::optional<nn::ChunkRelay> relay;
-    Tensor logits;
+    Tensor loss;  // the fused head and loss: no [B, L, vocab] logits (nn/megalodon.h forward_loss)
     if (cp > 1) {
       inputs = contiguous(slice(inputs, 1, start, start + piece));
       targets = contiguous(slice(targets, 1, start, start + piece));
@@ -146,11 +146,10 @@ Tensor TrainingStep::accumulate_gradients(const BatchSource& next_batch, const P
       const int64_t tp = ps.sizes().tensor;
       relay.emplace(ps, inputs.size(0), piece, m.model_dim / tp, m.norm_num_groups / tp, m.cema_ndim,
                     timestep_norm_state_dtype(model_->compute_dtype()), ps.device());
-      logits = model_->forward(inputs, *relay);
+      loss = model_->forward_loss(inputs, targets, *relay);
     } else {
-      logits = model_->forward(inputs);
+      loss = model_->forward_loss(inputs, targets);
     }
-    const Tensor loss = model_->token_loss(logits, targets);
     {
       NoGradGuard no_grad;
       const Tensor term = mul(reshape(cast(loss.detach(), DType::f64), {1}), share);

@@ -1,7 +1,8 @@
 #pragma once
 // One optimizer step of MEGALODON training, the piece that `train` (apps/lib/trainer.h) and `bench_train`
 // share, so that the benchmark times exactly the step the trainer runs:
-//   for each of grad_accum micro-batches: ids -> logits -> mean cross-entropy / grad_accum -> backward
+//   for each of grad_accum micro-batches: ids -> mean cross-entropy / grad_accum -> backward
+//     (the head and the loss fused, without the logits: nn/megalodon.h forward_loss)
 //   global-norm clipping -> lr from the schedule -> AdamW step -> zero the gradients
 // It owns the model and its optimizer and takes each micro-batch from a function: the trainer passes its
 // data loader, the benchmark a loader over random tokens.

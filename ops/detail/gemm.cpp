@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/cuda_context.h"
+#include "cuda/gemm_bias.h"
 #include "cuda/matmul.h"
 #include "ops/detail/cpu_gemm.h"
 #include "ops/detail/elementwise.h"
@@ -75,9 +76,22 @@ Operand operand(const Tensor& t, const Shape& batch) {
   return *view(full);  // contiguous: always describable
 }
 
-}  // namespace
+// bias [n] read as a tensor of `shape` [..., n] (a broadcast view, stride 0 outside the last dim).
+Tensor broadcast_bias(const Tensor& bias, const Shape& shape) {
+  return bias.as_strided(shape, broadcast_strides(bias.shape(), bias.strides(), shape), bias.offset());
+}
 
-Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias) {
+// A GEMM ready to run: its output (allocated, or filled already when there is nothing to multiply) and its
+// description, whose operands' memory it keeps alive.
+struct Prepared {
+  Tensor out;
+  Operand a, b;
+  cuda::Gemm gemm;
+  bool done = false;  // an empty output or k = 0: out holds the result already (zeros, or the bias)
+};
+
+// out = a @ b (+ bias on every row: put there here only when there is no product to add it to).
+Prepared prepare(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias) {
   check_compatible(op, a, b);
   MGL_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": expected matrices (rank >= 2), got ", a.describe(), " and ",
             b.describe());
@@ -94,45 +108,97 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  // The bias is broadcast into C first and the GEMM accumulates onto it (beta = 1), so no add
-  // kernel has to read the product back. (A cuBLASLt bias epilogue would also save this write.)
-  if (bias.defined())
-    copy_(out, bias.as_strided(out_shape, broadcast_strides(bias.shape(), bias.strides(), out_shape), bias.offset()));
-  else if (k == 0)
-    fill_(out, 0.0);  // a sum over nothing
-  if (out.numel() == 0 || k == 0) return out;
+  Prepared p;
+  p.out = Tensor::empty(out_shape, a.dtype(), a.device());
+  if (p.out.numel() == 0 || k == 0) {
+    if (bias.defined()) copy_(p.out, broadcast_bias(bias, out_shape));
+    else if (k == 0) fill_(p.out, 0.0);  // a sum over nothing
+    p.done = true;
+    return p;
+  }
 
-  const Operand pa = operand(a, batch), pb = operand(b, batch);
-  cuda::Gemm g;
+  p.a = operand(a, batch);
+  p.b = operand(b, batch);
+  cuda::Gemm& g = p.gemm;
   g.dtype = a.dtype();
   g.batch = numel(batch);
   g.m = m;
   g.n = n;
   g.k = k;
-  g.a = pa.gemm;
-  g.b = pb.gemm;
-  g.c = out.raw_data();
+  g.a = p.a.gemm;
+  g.b = p.b.gemm;
+  g.c = p.out.raw_data();
   g.ldc = n;
   g.c_batch_stride = m * n;
-  g.accumulate = bias.defined();
-  // A batch of products with one shared B is a single tall product when the A matrices follow each
-  // other m rows apart (as the C matrices do): [batch * m, k] @ [k, n], one large GEMM instead of
-  // many small ones.
+  // A batch of products with one shared B is a single tall product when the A matrices follow each other m rows
+  // apart (as the C matrices do): [batch * m, k] @ [k, n], one large GEMM instead of many small ones.
   if (g.batch > 1 && g.b.batch_stride == 0 && !g.a.transposed && g.a.batch_stride == m * g.a.ld) {
     g.m *= g.batch;
     g.batch = 1;
     g.a.batch_stride = 0;
     g.c_batch_stride = 0;
   }
+  return p;
+}
 
-  if (out.is_cpu()) {
-    cpu_gemm(g);
-  } else {
-    DeviceGuard guard(out.device());
-    MGL_ON_CUDA(cuda::gemm(g, out.device().index, compute_stream(out.device())));
+// A vector's data for a cuBLASLt epilogue, which wants it packed: null when it is not (a strided view).
+void* packed_vector(const Tensor& v) { return v.numel() <= 1 || v.stride(0) == 1 ? v.raw_data() : nullptr; }
+
+// run_gemm with the bias added by cuBLASLt's epilogue (cuda/gemm_bias.h). False, with nothing run, on the CPU
+// or where cuBLASLt declines: the caller runs the fallback.
+bool run_gemm_bias(const cuda::Gemm& problem, const Tensor& bias, const Device& device) {
+  if (device.is_cpu() || !packed_vector(bias)) return false;
+  DeviceGuard guard(device);
+  bool ran = false;
+  MGL_ON_CUDA(ran = cuda::gemm_bias(problem, packed_vector(bias), device.index, compute_stream(device)));
+  return ran;
+}
+
+// run_gemm with op(A)'s row sums ([m], `dtype`) written by cuBLASLt's epilogue: the sums, or undefined, with
+// nothing run, on the CPU or where cuBLASLt declines (the caller runs the fallback).
+Tensor run_gemm_bias_grad(const cuda::Gemm& problem, DType dtype, const Device& device) {
+  if (device.is_cpu()) return Tensor();
+  DeviceGuard guard(device);
+  const Tensor sums = Tensor::empty({problem.m}, dtype, device);
+  bool ran = false;
+  MGL_ON_CUDA(ran = cuda::gemm_bias_grad(problem, sums.raw_data(), device.index, compute_stream(device)));
+  return ran ? sums : Tensor();
+}
+
+}  // namespace
+
+Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  Prepared p = prepare(op, a, b, bias);
+  if (p.done) return p.out;
+  if (!bias.defined()) {
+    run_gemm(p.gemm, p.out.device());
+  } else if (!run_gemm_bias(p.gemm, bias, p.out.device())) {
+    // No epilogue: the bias broadcast into C first and the GEMM accumulating onto it (beta = 1), so no add
+    // kernel has to read the product back.
+    copy_(p.out, broadcast_bias(bias, p.out.shape()));
+    p.gemm.accumulate = true;
+    run_gemm(p.gemm, p.out.device());
   }
-  return out;
+  return p.out;
+}
+
+ProductAndRowSums matmul_with_row_sums(const char* op, const Tensor& a, const Tensor& b, bool want_row_sums) {
+  MGL_CHECK(a.dim() == 2 && b.dim() == 2, op, ": expected two matrices, got ", a.describe(), " and ", b.describe());
+  Prepared p = prepare(op, a, b, Tensor());
+  ProductAndRowSums result{p.out, Tensor()};
+  if (p.done) return result;
+  if (want_row_sums) result.row_sums = run_gemm_bias_grad(p.gemm, a.dtype(), a.device());
+  if (!result.row_sums.defined()) run_gemm(p.gemm, p.out.device());
+  return result;
+}
+
+void run_gemm(const cuda::Gemm& problem, const Device& device) {
+  if (device.is_cpu()) {
+    cpu_gemm(problem);
+  } else {
+    DeviceGuard guard(device);
+    MGL_ON_CUDA(cuda::gemm(problem, device.index, compute_stream(device)));
+  }
 }
 
 Tensor transposed_view(const Tensor& t) {

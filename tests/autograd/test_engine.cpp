@@ -1,5 +1,6 @@
 // autograd/ engine: accumulation, shared subexpressions, deep graphs (no recursion, saved memory
-// freed), retain_graph, grad mode, detach, hooks, non-scalar roots and several roots at once.
+// freed), retain_graph, grad mode, detach, hooks, non-scalar roots, several roots at once, and a leaf's
+// gradients in another dtype than the leaf.
 #include <pthread.h>
 
 #include <cmath>
@@ -307,4 +308,33 @@ TEST_CASE("only inputs that require grad receive one", "[autograd][engine]") {
   check_close(grad_of(x), {5, 7});
   CHECK_FALSE(c.grad().defined());
   CHECK(contains(error_message([&] { Tensor(y).set_requires_grad(false); }), "only leaf tensors"));
+}
+
+TEST_CASE("a leaf's gradients in another dtype are summed in the leaf's dtype and added to .grad converted",
+          "[autograd][engine]") {
+  // An f32 leaf read as bf16 by a node whose backward hands the bf16 gradient back as it is (what a
+  // compute copy does, nn/compute_copy.h). Its two uses give gradients 1 and 2^-9: summed in bf16 they
+  // would round to 1 (bf16 keeps 8 bits), in f32 they are 1 + 2^-9, what two casts at use give.
+  auto as_bf16 = [](const Tensor& w) {
+    Tensor copy = Tensor::empty(w.shape(), DType::bf16);
+    copy_(copy, w);
+    autograd::record("as_bf16", {w}, {copy}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+    return copy;
+  };
+  const Tensor a = Tensor::full({2}, 1.0, DType::bf16), b = Tensor::full({2}, std::ldexp(1.0, -9), DType::bf16);
+  for (const bool through_casts : {false, true}) {
+    INFO((through_casts ? "cast() at each use" : "bf16 gradients into the leaf"));
+    const Tensor w = Tensor::from_vector<float>({0.5f, -2.0f}, {2}).set_requires_grad(true);
+    auto read = [&] { return through_casts ? cast(w, DType::bf16) : as_bf16(w); };
+    backward(sum(read() * a) + sum(read() * b));
+    CHECK(w.grad().dtype() == DType::f32);
+    CHECK(w.grad().to_vector<double>() == std::vector<double>(2, 1.0 + std::ldexp(1.0, -9)));
+    // One use: the bf16 gradient reaches AccumulateGrad alone and is added converted.
+    backward(sum(read() * a));
+    CHECK(w.grad().to_vector<double>() == std::vector<double>(2, 2.0 + std::ldexp(1.0, -9)));
+    // grad() hands it back in the leaf's dtype.
+    const Tensor g = autograd::grad({sum(read() * b)}, {}, {w})[0];
+    CHECK(g.dtype() == DType::f32);
+    CHECK(g.to_vector<double>() == std::vector<double>(2, std::ldexp(1.0, -9)));
+  }
 }

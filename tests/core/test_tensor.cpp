@@ -1,10 +1,12 @@
 // core/ Tensor: factories, metadata, strided views, raw copy/fill/accumulate between dtypes and
-// layouts, bf16 rounding, host reads, error messages, allocator statistics, device and dtype names.
+// layouts, version counts, bf16 rounding, host reads, error messages, allocator statistics, device and
+// dtype names.
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "core/allocator.h"
+#include "core/random.h"
 #include "core/tensor.h"
 #include "support/errors.h"
 #include "support/testing.h"
@@ -305,6 +307,36 @@ TEST_CASE("add_: accumulates across dtypes and layouts", "[core][tensor]") {
   CHECK(contains(message, "add_"));
   CHECK(contains(message, "f32[2] on cpu"));
   CHECK(contains(message, "f32[3] on cpu"));
+}
+
+TEST_CASE("version: every in-place write bumps the storage's count, shared by its views; reads do not",
+          "[core][tensor]") {
+  const Tensor t = Tensor::zeros({3, 4});
+  const Tensor row = t.as_strided({4}, {1}, 4);  // a view: the same storage, the same count
+  const uint64_t start = t.version();
+  std::vector<uint64_t> seen = {start};
+  auto bumped = [&] {
+    const bool once = t.version() == seen.back() + 1 && row.version() == t.version();
+    seen.push_back(t.version());
+    return once;
+  };
+  copy_(row, Tensor::ones({4}));
+  CHECK(bumped());
+  fill_(t, 2.0);
+  CHECK(bumped());
+  add_(row, Tensor::ones({4}));
+  CHECK(bumped());
+  uniform_(t, 0, 1);
+  CHECK(bumped());
+  normal_(row, 0, 1);
+  CHECK(bumped());
+  truncated_normal_(t, 0, 1, 2);
+  CHECK(bumped());
+  t.bump_version();  // what a writer through raw_data() does
+  CHECK(bumped());
+  (void)t.to_vector<float>();
+  copy_(Tensor::empty({3, 4}), t);  // t is the source here
+  CHECK(t.version() == seen.back());
 }
 
 // ---- host reads and messages ------------------------------------------------------------------------

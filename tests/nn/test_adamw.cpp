@@ -36,15 +36,6 @@ struct ReferenceAdamW {
   }
 };
 
-double relative_error(const std::vector<double>& got, const std::vector<double>& expected) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    diff += (got[i] - expected[i]) * (got[i] - expected[i]);
-    norm += expected[i] * expected[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 }  // namespace
 
 TEST_CASE("AdamW (CPU) follows the f64 reference over several steps", "[nn][adamw]") {

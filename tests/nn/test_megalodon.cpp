@@ -127,6 +127,42 @@ TEST_CASE("megalodon: every parameter's gradient matches finite differences (f64
   }
 }
 
+TEST_CASE("megalodon: forward_loss equals the loss of forward's logits, value and every gradient",
+          "[nn][megalodon]") {
+  // The fused head and loss (linear_cross_entropy) against the logits and cross_entropy, for the untied and the
+  // tied head, with ignored targets: in f64 to rounding (1e-12); in f32 the two differ by the head's GEMM
+  // summation order, ~1e-7 relative (1e-5 checked).
+  for (const bool tied : {false, true}) {
+    const uint64_t seed = fresh_seed();
+    INFO((tied ? "tied" : "untied") << " head, seed " << seed);
+    MegalodonConfig config = MegalodonConfig::preset("test");
+    config.share_embedding = tied;
+    const auto f64 = f64_model(config, seed);
+    const auto f32 = copy_model(*f64, Device::cpu(), DType::f32);
+    const Tensor ids = random_tokens(2, 12, config.vocab_size, seed + 2);
+    std::vector<int64_t> t = random_tokens(2, 12, config.vocab_size, seed + 3).to_vector<int64_t>();
+    t[0] = t[17] = -100;
+    const Tensor targets = Tensor::from_vector(t, {2, 12});
+    for (const nn::Megalodon* model : {f64.get(), f32.get()}) {
+      const double tolerance = model == f64.get() ? 1e-12 : 1e-5;
+      INFO(dtype_name(model->compute_dtype()));
+      model->zero_grad();
+      const Tensor fused = model->forward_loss(ids, targets);
+      backward(fused);
+      const auto fused_grads = gradients(*model);
+      model->zero_grad();
+      const Tensor plain = nn::Megalodon::loss(model->forward(ids), targets);
+      backward(plain);
+      CHECK(std::abs(fused.item() - plain.item()) <= tolerance * std::abs(plain.item()));
+      for (const nn::Parameter& p : model->named_parameters()) {
+        INFO(p.name);
+        const Tensor want = p.tensor.grad();
+        CHECK(relative_error(Tensor::from_vector(fused_grads.at(p.name), want.shape(), DType::f64), want) <= tolerance);
+      }
+    }
+  }
+}
+
 TEST_CASE("megalodon: a sequence in pieces with carried state equals the whole", "[nn][megalodon]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -254,6 +290,8 @@ TEST_CASE("megalodon: bad inputs give clear errors", "[nn][megalodon]") {
   CHECK(error_message([&] { model.forward(Tensor::zeros({2, 8})); }).find("integer") != std::string::npos);
   CHECK(error_message([&] { model.forward(Tensor::zeros({8}, DType::i64)); }).find("[B, L]") != std::string::npos);
   CHECK(error_message([&] { model.forward(Tensor::full({1, 4}, 50, DType::i64)); }).find("50") != std::string::npos);
+  CHECK(contains(error_message([&] { model.forward_loss(Tensor::zeros({2, 4}, DType::i64), Tensor::zeros({2, 3}, DType::i64)); }),
+                 "do not match"));
   MegalodonConfig bad = config;
   bad.model_dim = 15;
   CHECK(error_message([&] { nn::Megalodon m(bad); }).find("model_dim") != std::string::npos);

@@ -1,6 +1,7 @@
 // The MEGALODON model on CUDA against the f64 CPU reference: logits, loss and every parameter's
 // gradient for a 2-layer model in f32 and bf16 mixed precision, with lengths that are not multiples
-// of the kernels' block sizes; and streaming = whole on the GPU.
+// of the kernels' block sizes, through forward + loss and through forward_loss (the fused head and
+// loss of training); and streaming = whole on the GPU.
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "nn/megalodon.h"
@@ -21,10 +22,16 @@ struct Run {
   std::vector<nn::Parameter> parameters;
 };
 
-Run run(nn::Megalodon& model, const Tensor& ids, const Tensor& targets) {
+// The logits and the loss of them (fused = false), or the training loss of forward_loss (no logits).
+Run run(nn::Megalodon& model, const Tensor& ids, const Tensor& targets, bool fused = false) {
   Run r;
-  r.logits = model.forward(to(ids, model.named_parameters()[0].tensor.device()));
-  r.loss = nn::Megalodon::loss(r.logits, to(targets, r.logits.device()));
+  const Device device = model.named_parameters()[0].tensor.device();
+  if (fused) {
+    r.loss = model.forward_loss(to(ids, device), targets);
+  } else {
+    r.logits = model.forward(to(ids, device));
+    r.loss = nn::Megalodon::loss(r.logits, to(targets, device));
+  }
   backward(r.loss);
   r.parameters = model.named_parameters();
   return r;
@@ -44,24 +51,27 @@ TEST_CASE("megalodon: CUDA is as accurate as an independent implementation in f3
     for (int64_t L : {37, 48}) {  // 2 chunks + a partial one; 3 chunks
       const uint64_t seed = fresh_seed();
       INFO(dtype_name(dtype) << " L = " << L << " seed " << seed);
-      const auto reference = reference_model(config, seed);
-      const auto cpu_model = copy_model(*reference, Device::cpu(), dtype);
-      const auto gpu_model = copy_model(*reference, Device::cuda(0), dtype);
       const Tensor ids = random_ids({2, L}, config.vocab_size, seed + 2);
       const Tensor targets = random_ids({2, L}, config.vocab_size, seed + 3);
-      const Run want = run(*reference, ids, targets);
-      const Run cpu = run(*cpu_model, ids, targets);
-      const Run gpu = run(*gpu_model, ids, targets);
-      auto check = [&](const std::string& what, const Tensor& g, const Tensor& c, const Tensor& w) {
-        const double gpu_error = relative_error(g, w), cpu_error = relative_error(c, w);
-        INFO(what << ": GPU error " << gpu_error << ", CPU error " << cpu_error);
-        CHECK(gpu_error <= std::max(2.0 * cpu_error, tolerance_for(dtype)));
-      };
-      check("logits", gpu.logits, cpu.logits, want.logits);
-      check("loss", gpu.loss, cpu.loss, want.loss);
-      for (size_t i = 0; i < want.parameters.size(); ++i)
-        check(want.parameters[i].name, gpu.parameters[i].tensor.grad(), cpu.parameters[i].tensor.grad(),
-              want.parameters[i].tensor.grad());
+      for (const bool fused : {false, true}) {  // forward + loss; forward_loss (the training step's)
+        INFO((fused ? "forward_loss" : "forward + loss"));
+        const auto reference = reference_model(config, seed);
+        const auto cpu_model = copy_model(*reference, Device::cpu(), dtype);
+        const auto gpu_model = copy_model(*reference, Device::cuda(0), dtype);
+        const Run want = run(*reference, ids, targets, fused);
+        const Run cpu = run(*cpu_model, ids, targets, fused);
+        const Run gpu = run(*gpu_model, ids, targets, fused);
+        auto check = [&](const std::string& what, const Tensor& g, const Tensor& c, const Tensor& w) {
+          const double gpu_error = relative_error(g, w), cpu_error = relative_error(c, w);
+          INFO(what << ": GPU error " << gpu_error << ", CPU error " << cpu_error);
+          CHECK(gpu_error <= std::max(2.0 * cpu_error, tolerance_for(dtype)));
+        };
+        if (!fused) check("logits", gpu.logits, cpu.logits, want.logits);
+        check("loss", gpu.loss, cpu.loss, want.loss);
+        for (size_t i = 0; i < want.parameters.size(); ++i)
+          check(want.parameters[i].name, gpu.parameters[i].tensor.grad(), cpu.parameters[i].tensor.grad(),
+                want.parameters[i].tensor.grad());
+      }
     }
   }
 }

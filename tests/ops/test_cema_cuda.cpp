@@ -1,11 +1,17 @@
 // CEMA on CUDA (cuda/cema.cu, a chunked scan) against the CPU reference: forward and every
 // gradient in f32 and bf16 for lengths that are not multiples of the 32-step chunk, shapes at the
-// edges of the parameter-gradient pass's blocks (spans of 512 tokens, tiles of 16 channels), a 65536-token
-// sequence against the f64 reference, the decoding step, and the CUDA-only input limits.
+// edges of the passes' blocks (the parameter-gradient pass's spans of 512 tokens and tiles of 16 channels, its
+// half-chunks and pairs of modes, the local pass's spans and tiles, the output pass's tiles of 8 channels × 16
+// groups), the forward's groups of chunks (against the CPU with groups of 2, against pieces of the same sequence
+// with groups of 8), a 65536-token sequence against the f64 reference, the decoding step, and the CUDA-only input
+// limits.
+#include <initializer_list>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "autograd/engine.h"
+#include "cuda/cema.h"
 #include "ops/cema.h"
 #include "ops/ops.h"
 #include "support/testing.h"
@@ -45,6 +51,25 @@ std::vector<Tensor> y_and_state(const std::vector<Tensor>& in) {
   return {out.y, out.h_out};
 }
 
+struct Shape {
+  int64_t B, L, D, N;
+};
+
+// Forward and every gradient against the CPU for each shape, with an incoming state, in f32 and bf16.
+void check_shapes(std::initializer_list<Shape> shapes) {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (const Shape& s : shapes) {
+      const uint64_t seed = fresh_seed();
+      std::string report;
+      const double error =
+          compare_cuda_to_cpu(y_and_state, random_inputs(s.B, s.L, s.D, s.N, seed, true), dtype, &report);
+      INFO(dtype_name(dtype) << " B = " << s.B << " L = " << s.L << " D = " << s.D << " N = " << s.N << " seed "
+                             << seed << "\n" << report);
+      CHECK(error <= tolerance_for(dtype));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") {
@@ -60,23 +85,71 @@ TEST_CASE("cema: CUDA matches CPU, forward and every gradient", "[cuda][cema]") 
   }
 }
 
-TEST_CASE("cema: CUDA at the edges of the parameter-gradient blocks", "[cuda][cema]") {
+TEST_CASE("cema: CUDA at the edges of the passes' blocks", "[cuda][cema]") {
   // The gradient pass takes spans of 16 chunks (512 tokens) and tiles of 16 channels: a span and a
   // tile exactly full, one token and one channel past them (a last span of one 1-token chunk, a tile
   // of one live channel), fewer modes than the 16 mode slots of a tile, B > 1 and an incoming state.
+  // The local pass takes tiles of 16 channels and spans that grow while 512 blocks remain: B 4, D 33,
+  // 127 chunks make spans of 2 chunks and a last span of one 6-token chunk, in both sweeps.
+  check_shapes({{2, 512, 16, 16}, {2, 1537, 17, 16}, {3, 545, 33, 3}, {4, 4038, 33, 16}});
+}
+
+TEST_CASE("cema: CUDA gradient pass at the edges of its half-chunks and mode pairs", "[cuda][cema]") {
+  // The gradient pass walks each chunk in two halves of 16 steps with a thread per pair of modes: a last chunk of
+  // 16 steps (no second half), of 17 (a second half of one step) and of 31; odd N (the last pair's second slot is
+  // a zero mode) and N = 15 (7 full pairs and a half one); channels past the last full tile of 16.
+  check_shapes({{2, 48, 19, 7}, {3, 49, 18, 5}, {1, 63, 33, 15}, {2, 16, 5, 1}});
+}
+
+TEST_CASE("cema: CUDA forward in groups of chunks against the CPU", "[cuda][cema]") {
+  // Groups of 2 (cema_group_chunks): B 2, D 260, 263 chunks, the last of one 5-token chunk; 132 groups make
+  // a last output tile of 4 groups, 260 channels a last tile of 4 channels (output pass) and of 4 (local pass).
+  // Groups of 4: B 2, D 130, 1030 chunks, the last of 11 tokens, so the last group holds 2 chunks.
   struct Case {
-    int64_t B, L, D, N;
+    int64_t B, L, D, G;
   };
-  for (DType dtype : {DType::f32, DType::bf16}) {
-    for (const Case& s : {Case{2, 512, 16, 16}, Case{2, 1537, 17, 16}, Case{3, 545, 33, 3}}) {
+  for (const Case& c : {Case{2, 262 * 32 + 5, 260, 2}, Case{2, 1029 * 32 + 11, 130, 4}}) {
+    const int64_t N = 16;
+    REQUIRE(cuda::cema_group_chunks({c.B, c.L, c.D, N}) == c.G);
+    for (DType dtype : {DType::f32, DType::bf16}) {
       const uint64_t seed = fresh_seed();
       std::string report;
       const double error =
-          compare_cuda_to_cpu(y_and_state, random_inputs(s.B, s.L, s.D, s.N, seed, true), dtype, &report);
-      INFO(dtype_name(dtype) << " B = " << s.B << " L = " << s.L << " D = " << s.D << " N = " << s.N << " seed "
-                             << seed << "\n" << report);
+          compare_cuda_to_cpu(y_and_state, random_inputs(c.B, c.L, c.D, N, seed, true), dtype, &report);
+      INFO("groups of " << c.G << ", " << dtype_name(dtype) << " seed " << seed << "\n" << report);
       CHECK(error <= tolerance_for(dtype));
     }
+  }
+}
+
+TEST_CASE("cema: CUDA forward in groups of 8 chunks equals the same sequence in pieces", "[cuda][cema]") {
+  // The whole sequence runs in groups of 8 chunks (876 chunks: a last group of 4, the last chunk of one token;
+  // 110 groups: a last output tile of 14; 300 channels: last tiles of 4 and 12; local-pass spans of 64 chunks,
+  // the last of 44); each of its five pieces, with the state carried from piece to piece, in chunks
+  // (groups of 1), which the tests above hold to the CPU.
+  const int64_t B = 2, L = 28001, D = 300, N = 16, cuts[] = {0, 5600, 11200, 16800, 22400, L};
+  REQUIRE(cuda::cema_group_chunks({B, L, D, N}) == 8);
+  REQUIRE(cuda::cema_group_chunks({B, L - cuts[4], D, N}) == 1);
+  const Device gpu = Device::cuda(0);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const uint64_t seed = fresh_seed();
+    INFO(dtype_name(dtype) << " seed " << seed);
+    std::vector<Tensor> in;
+    for (const Tensor& t : random_inputs(B, L, D, N, seed, true)) in.push_back(to(t.detach(), gpu));
+    in[0] = cast(in[0], dtype);
+    const CemaOutput whole = run(in, true);
+    std::vector<Tensor> pieces;
+    Tensor state = in[6];
+    for (size_t k = 0; k + 1 < std::size(cuts); ++k) {
+      std::vector<Tensor> part = in;
+      part[0] = contiguous(slice(in[0], 1, cuts[k], cuts[k + 1]));
+      part[6] = state;
+      const CemaOutput out = run(part, true);
+      pieces.push_back(out.y);
+      state = out.h_out;
+    }
+    CHECK(relative_error(whole.y, concat(pieces, 1)) <= tolerance_for(dtype));
+    CHECK(relative_error(whole.h_out, state) <= tolerance_for(DType::f32));
   }
 }
 

@@ -1,6 +1,5 @@
 // Elementwise ops on CUDA against the CPU reference, forward and backward, f32 and bf16; the contiguous
 // kernels against the strided one.
-#include <cstring>
 #include <initializer_list>
 #include <utility>
 
@@ -64,20 +63,8 @@ TEST_CASE("contiguous and strided elementwise kernels give the same bits, aligne
   for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
     const uint64_t seed = fresh_seed();
     INFO(dtype_name(dtype) << " seed " << seed);
-    // The values of `host` on the GPU in the three layouts: aligned, offset by one, stride 2.
-    const auto layouts = [&](const Tensor& host) {
-      const Tensor aligned = Tensor::empty({n}, dtype, gpu);
-      const Tensor offset = Tensor::empty({n + 1}, dtype, gpu).as_strided({n}, {1}, 1);
-      const Tensor strided = Tensor::empty({2 * n}, dtype, gpu).as_strided({n}, {2}, 0);
-      for (const Tensor& t : {aligned, offset, strided}) copy_(t, host);
-      return std::vector<Tensor>{aligned, offset, strided};
-    };
-    const std::vector<Tensor> a = layouts(random_tensor({n}, seed, dtype, 0.5, 2.0));
-    const std::vector<Tensor> b = layouts(random_tensor({n}, seed + 1, dtype, 0.5, 2.0));
-    const auto same_bits = [&](const Tensor& x, const Tensor& y) {
-      const Tensor hx = to(x, Device::cpu()), hy = to(y, Device::cpu());
-      return std::memcmp(hx.raw_data(), hy.raw_data(), size_t(n) * hx.element_size()) == 0;
-    };
+    const std::vector<Tensor> a = aligned_offset_strided(random_tensor({n}, seed, dtype, 0.5, 2.0), gpu);
+    const std::vector<Tensor> b = aligned_offset_strided(random_tensor({n}, seed + 1, dtype, 0.5, 2.0), gpu);
     for (const auto& [name, f] : std::initializer_list<std::pair<const char*, Unary>>{
              {"neg", neg}, {"exp", exp}, {"silu", silu}, {"sigmoid", sigmoid}, {"rsqrt", rsqrt}}) {
       INFO(name);

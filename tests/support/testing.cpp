@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "autograd/engine.h"
@@ -60,7 +61,11 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
 
 double relative_error(const Tensor& out, const Tensor& ref) {
   MGL_CHECK(out.shape() == ref.shape(), "relative_error: ", out.describe(), " vs ", ref.describe());
-  const std::vector<double> a = out.to_vector<double>(), b = ref.to_vector<double>();
+  return relative_error(out.to_vector<double>(), ref.to_vector<double>());
+}
+
+double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+  MGL_CHECK(a.size() == b.size(), "relative_error: ", a.size(), " values vs ", b.size());
   double diff = 0.0, norm = 0.0;
   for (size_t i = 0; i < a.size(); ++i) {
     diff += (a[i] - b[i]) * (a[i] - b[i]);
@@ -80,6 +85,56 @@ void check_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const
       [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0])}; }, {x}, dtype, &report);
   INFO(what << " " << dtype_name(dtype) << " on " << x.describe() << "\n" << report);
   CHECK(error <= tolerance_for(dtype));
+}
+
+bool same_bits(const Tensor& x, const Tensor& y) {
+  if (x.dtype() != y.dtype() || x.shape() != y.shape()) return false;
+  const Tensor hx = to(contiguous(x), Device::cpu()), hy = to(contiguous(y), Device::cpu());
+  return std::memcmp(hx.raw_data(), hy.raw_data(), size_t(hx.numel()) * hx.element_size()) == 0;
+}
+
+std::vector<Tensor> aligned_offset_strided(const Tensor& host, const Device& device) {
+  MGL_CHECK(host.dim() == 1, "aligned_offset_strided: expected a 1-D tensor, got ", host.describe());
+  const int64_t n = host.numel();
+  const Tensor aligned = Tensor::empty({n}, host.dtype(), device);
+  const Tensor offset = Tensor::empty({n + 1}, host.dtype(), device).as_strided({n}, {1}, 1);
+  const Tensor strided = Tensor::empty({2 * n}, host.dtype(), device).as_strided({n}, {2}, 0);
+  for (const Tensor& t : {aligned, offset, strided}) copy_(t, host);
+  return {aligned, offset, strided};
+}
+
+void check_layouts_give_same_bits(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                                  const std::vector<Tensor>& host, const Device& device,
+                                  const std::vector<std::vector<int>>& layouts) {
+  std::vector<std::vector<Tensor>> held;  // per input: aligned, offset, strided
+  for (const Tensor& values : host) held.push_back(aligned_offset_strided(values, device));
+  auto inputs = [&](const std::vector<int>& which) {
+    std::vector<Tensor> in;
+    for (size_t k = 0; k < held.size(); ++k) in.push_back(held[k].at(size_t(which.at(k))));
+    return in;
+  };
+  const std::vector<Tensor> reference = f(inputs(std::vector<int>(held.size(), 2)));
+  for (const std::vector<int>& which : layouts) {
+    std::string name;
+    for (int w : which) name += std::to_string(w);
+    INFO("layouts " << name);
+    const std::vector<Tensor> got = f(inputs(which));
+    REQUIRE(got.size() == reference.size());
+    for (size_t k = 0; k < got.size(); ++k) {
+      INFO("output " << k);
+      CHECK(same_bits(got[k], reference[k]));
+    }
+  }
+}
+
+std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                    const std::vector<Tensor>& inputs, const Tensor& dy) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& x : inputs) leaves.push_back(x.detach().set_requires_grad(true));
+  const Tensor y = f(leaves);
+  std::vector<Tensor> out{y.detach()};
+  for (const Tensor& g : autograd::grad({y}, {dy}, leaves)) out.push_back(g);
+  return out;
 }
 
 namespace {

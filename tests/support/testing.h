@@ -43,6 +43,7 @@ void check_gradients_multi(const autograd::MultiFunction& f, const std::vector<T
                            const autograd::GradcheckOptions& options = {});
 
 double relative_error(const Tensor& out, const Tensor& ref);
+double relative_error(const std::vector<double>& out, const std::vector<double>& ref);
 
 
 // Forward + backward of f on the CPU in `reference` (f64 by default) and on CUDA in `dtype`, from the same
@@ -53,6 +54,27 @@ double relative_error(const Tensor& out, const Tensor& ref);
 // compared tensor.
 double compare_cuda_to_cpu(const autograd::MultiFunction& f, const std::vector<Tensor>& inputs, DType dtype,
                            std::string* report = nullptr, DType reference = DType::f64);
+
+// Whether x and y hold the same values bit for bit: same dtype and shape, any layouts and devices.
+bool same_bits(const Tensor& x, const Tensor& y);
+
+// The values of the 1-D tensor `host` on `device` in the three layouts that take an elementwise kernel's three
+// paths: contiguous and 16-byte aligned, contiguous one element into its allocation (not 16-byte aligned), and
+// with stride 2 (the strided kernel).
+std::vector<Tensor> aligned_offset_strided(const Tensor& host, const Device& device);
+
+// Checks, for an elementwise f of 1-D inputs (the values `host` holds) to any outputs, that every output has the
+// same bits whichever of aligned_offset_strided's layouts the inputs take on `device`: f of every input strided
+// (the strided kernels) against f of each combination in `layouts`, one index per input (0 aligned, 1 one element
+// into an allocation, 2 strided).
+void check_layouts_give_same_bits(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                                  const std::vector<Tensor>& host, const Device& device,
+                                  const std::vector<std::vector<int>>& layouts);
+
+// y = f(inputs) and, for the seed dy of y, the gradient of each input: {y, d inputs[0], d inputs[1], ...}, all
+// detached. The inputs keep their layouts (each is differentiated as a detached leaf of the same view).
+std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                    const std::vector<Tensor>& inputs, const Tensor& dy);
 
 // Tolerance for compare_cuda_to_cpu by dtype: f32 1e-5, bf16 1e-2.
 double tolerance_for(DType dtype);
