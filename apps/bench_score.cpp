@@ -120,7 +120,6 @@ int main(int argc, char** argv) {
   try {
     return run(a);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_score: %s\n", e.what());
-    return 1;
+    return apps::report_fatal_error("bench_score: error: ", e.what(), true);
   }
 }
