@@ -279,8 +279,8 @@ TEST_CASE("cema matrix form: the kernels' scheme in f64 equals the recurrence", 
 
 TEST_CASE("cema matrix form: the kernels' scheme in f32 follows the recurrence", "[ops][cema]") {
   // f32 rounding in sums of up to 32 terms per chunk, chained over up to 32 chunks by factors |q^32| <= 1, against
-  // the magnitudes (the recurrences on Moduli). The worst of 2000 runs of every case (fresh seeds): 1.3e-7 for the outputs,
-  // 5.8e-7 for the final states, 5.9e-7 for the reverse sweep's states, so 1e-5 leaves a margin of 17.
+  // the magnitudes (the recurrences on Moduli). The worst of 2000 runs of every case (fresh seeds): 1.3e-7 for the
+  // outputs, 5.8e-7 for the final states, 5.9e-7 for the reverse sweep's states, so 1e-5 leaves a margin of 17.
   check_schemes<float>(1e-5);
 }
 
